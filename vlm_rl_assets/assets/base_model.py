@@ -1,0 +1,42 @@
+"""base_model: the SFT model every rollout samples from (a configured folder, or the embedded tiny one)."""
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.resources import EMBEDDED_BASE_MODEL_KEY, PipelineResource
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"pytorch", "transformers"},
+    description="The SFT vision-language model: model.path, or on the embedded default a tiny Qwen2-VL built "
+    "and SFT-bootstrapped here to an imperfect level so DPO has headroom.",
+)
+def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    config, store = pipeline.config(), pipeline.store()
+    if config.model.path != EMBEDDED_BASE_MODEL_KEY:
+        folder = pipeline.base_model_dir()  # validates the folder
+        return dg.MaterializeResult(metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured"})
+
+    import torch
+
+    from vlm_rl_assets.core.bootstrap import bootstrap_embedded_model
+
+    torch.set_num_threads(config.model.torch_threads)
+    with store.staged_dir("base_model", EMBEDDED_BASE_MODEL_KEY) as out_dir:
+        report = bootstrap_embedded_model(out_dir, config, context.log.info)
+    folder = pipeline.base_model_dir()
+    return dg.MaterializeResult(
+        metadata={
+            "uri": dg.MetadataValue.path(str(folder)),
+            "source": "embedded",
+            "sft_steps": report.steps,
+            "sft_seconds": round(report.seconds, 1),
+            "sft_final_loss": report.final_loss,
+            "dev_accuracy": report.dev_accuracy,
+            "dev_accuracy_mean": sum(report.dev_accuracy.values()) / max(len(report.dev_accuracy), 1),
+            "dev_checks": markdown_table(pl.DataFrame(report.checks), 40),
+            "size_mb": round(sum(f.stat().st_size for f in folder.iterdir()) / 1e6, 2),
+        }
+    )

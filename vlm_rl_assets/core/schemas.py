@@ -1,0 +1,91 @@
+"""Column contracts of the tables passed between stages, checked on write and on read."""
+
+from __future__ import annotations
+
+import polars as pl
+
+PROMPTS = {
+    "prompt_id": pl.String,
+    "category": pl.String,
+    "split": pl.String,  # train | bench
+    "question": pl.String,
+    "prompt_text": pl.String,  # after the category's template
+    "answer": pl.String,  # verifiable ground truth
+    "answer_type": pl.String,  # number | choice | text | structured | open
+    "reference": pl.String,  # a full response in the template's format (SFT target, GT style)
+    "choices": pl.List(pl.String),
+    "images": pl.List(pl.String),  # URIs into the image store
+    "objects": pl.List(pl.String),  # true objects ("red circle"), for scene scoring
+}
+
+ROLLOUTS = {
+    "prompt_id": pl.String,
+    "sample_idx": pl.Int32,
+    "response": pl.String,
+    "n_tokens": pl.Int32,
+    "finish_reason": pl.String,
+    "policy_id": pl.String,
+    "engine": pl.String,
+    "seed": pl.Int64,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+}
+
+FILTERED_ROLLOUTS = {
+    **ROLLOUTS,
+    "score": pl.Float64,  # rule score in [0, 1]
+    "correct": pl.Boolean,
+    "kept": pl.Boolean,
+    "drop_reason": pl.String,  # null when kept
+}
+
+JUDGED_PAIRS = {
+    "pair_id": pl.String,
+    "prompt_id": pl.String,
+    "category": pl.String,
+    "prompt_text": pl.String,
+    "images": pl.List(pl.String),
+    "chosen": pl.String,
+    "rejected": pl.String,
+    "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64,
+    "margin": pl.Float64,
+    "beta": pl.Float64,
+    "judge": pl.String,
+    "on_policy": pl.Boolean,
+}
+
+BENCHMARK_SCORES = {
+    "category": pl.String,
+    "model": pl.String,  # base | dpo | policy
+    "metric": pl.String,  # accuracy | mean_score
+    "value": pl.Float64,
+    "n": pl.Int64,
+}
+
+QUARANTINE = {
+    "stage": pl.String,
+    "category": pl.String,
+    "key": pl.String,  # the offending row's id
+    "reason": pl.String,
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def check(df: pl.DataFrame, schema: dict[str, pl.DataType], table: str) -> pl.DataFrame:
+    """Return df with exactly the schema's columns in order; raise naming what is missing or mistyped."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise SchemaError(f"table {table!r} lacks columns {missing}; it has {df.columns}")
+    wrong = {c: (str(df.schema[c]), str(t)) for c, t in schema.items() if df.schema[c] != t and df.height}
+    if wrong:
+        detail = ", ".join(f"{c}: {got} (expected {want})" for c, (got, want) in wrong.items())
+        raise SchemaError(f"table {table!r} has mistyped columns: {detail}")
+    return df.select(list(schema)).cast(schema)
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
