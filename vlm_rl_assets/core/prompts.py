@@ -79,10 +79,10 @@ def build_prompt_table(
             pid = prompt_id(category, source.question, source.images)
             reference = reference_response(template, source.answer, source.answer_type, source.rationale)
             reason = None
-            if pid in seen:
-                reason = "duplicate_prompt"
-            elif split != "bench" and pid in bench_ids:
+            if split != "bench" and pid in bench_ids:
                 reason = "in_bench_split"
+            elif pid in seen:
+                reason = "duplicate_prompt"
             elif word_count(reference) < min_words:
                 reason = f"reference_shorter_than_{min_words}_words"
             if reason:

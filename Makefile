@@ -1,0 +1,36 @@
+# Two commands: `make demo` runs the whole pipeline on the embedded default; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test dev install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	# CPU torch first: it is the wheel on disk here; an open range would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m vlm_rl_assets.demo
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf data $(DAGSTER_HOME)

@@ -1,0 +1,47 @@
+import pytest
+
+from vlm_rl_assets.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_default_is_valid_and_has_five_categories():
+    config = load_config()
+    assert len(config.categories) >= 5
+    assert {c.template for c in config.categories.values()} == {"plain", "cot"}
+
+
+def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLM_RL_CONFIG", str(write(tmp_path, "categories:\n  only: {source: 'synthetic:color'}\n")))
+    assert list(load_config().categories) == ["only"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("categories: {}\n", "categories is empty"),
+        ("categories:\n  c: {source: 'synthetic:ocr'}\n", "categories.c.source"),
+        ("categories:\n  c: {source: 'synthetic:color', beta: -1}\n", "categories.c.beta"),
+        ("categories:\n  c: {source: 'synthetic:color', betta: 1}\n", "categories.c.betta"),
+        ("engine: {batch_size: 0}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.batch_size"),
+        ("- a list\n", "must hold a mapping"),
+        ("categories: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_malformed_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path):
+    with pytest.raises(ConfigError, match="VLM_RL_CONFIG"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_unknown_category_lists_configured_ones():
+    with pytest.raises(KeyError, match="configured categories"):
+        load_config().category("nope")
