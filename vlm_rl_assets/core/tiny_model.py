@@ -1,0 +1,229 @@
+"""The embedded default VLM: a tiny Qwen2-VL built offline from the project's own task texts.
+
+Nothing here reaches a model hub: the tokenizer is trained on the corpus, the weights are random.
+The checkpoint is a stock Qwen2-VL one (stock class names throughout), so the same directory loads
+with `AutoProcessor`/`AutoModelForImageTextToText` or vLLM on machines that have torchvision.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer, Qwen2VLConfig
+
+# Qwen2-VL's special tokens, in Qwen's order; they take ids 0.. so the config's token ids are small.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+EOS_TOKEN = "<|im_end|>"
+PAD_TOKEN = "<|endoftext|>"
+
+# Qwen2-VL layout without the default system prompt: fewer tokens per sample for a tiny model.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] }}"
+    "{%- else %}{%- for content in message['content'] %}"
+    "{%- if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif 'text' in content %}{{- content['text'] }}"
+    "{%- endif %}{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyVLMSpec:
+    """Sizes of the tiny VLM. Defaults: the ~0.9M-parameter learner measured in STACK.md."""
+
+    max_vocab_size: int = 1024  # BPE upper bound; a small corpus stops well below it
+    min_frequency: int = 2  # a merge must occur twice, so single prompts don't become one token
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4  # head_dim = hidden_size / num_heads = 32
+    num_kv_heads: int = 2
+    mrope_section: tuple[int, int, int] = (4, 6, 6)  # must sum to head_dim / 2
+    max_position_embeddings: int = 2048
+    vision_depth: int = 2
+    vision_embed_dim: int = 64
+    vision_num_heads: int = 4
+    patch_size: int = 14
+    merge_size: int = 2
+    # smart_resize bounds: 56x56 -> 4 image tokens at least, 112x112 -> 16 tokens at most.
+    min_pixels: int = 56 * 56
+    max_pixels: int = 112 * 112
+
+
+def _torchvision_available() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
+
+
+@functools.cache
+def _processor_class() -> type:
+    """Stock `Qwen2VLProcessor` where torchvision exists, else a subclass without the video part.
+
+    transformers 5 type-checks every sub-processor named in `__init__`'s signature, and the Qwen2-VL
+    video processor needs torchvision. A subclass whose `__init__` has no `video_processor` parameter
+    skips it. It keeps the stock class name, which transformers writes into the saved configs, and it
+    saves a video processor config (stock loaders build one), so its checkpoints load with stock
+    `AutoProcessor` and vLLM elsewhere.
+    """
+    from transformers import Qwen2VLProcessor
+
+    if _torchvision_available():
+        return Qwen2VLProcessor
+
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs: Any) -> None:
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        def to_dict(self) -> dict[str, Any]:
+            out = super().to_dict()
+            # What transformers itself infers for legacy Qwen2-VL checkpoints: the image settings.
+            video = {k: v for k, v in out["image_processor"].items() if k != "image_processor_type"}
+            out["video_processor"] = {**video, "video_processor_type": "Qwen2VLVideoProcessor"}
+            return out
+
+    ImageOnlyQwen2VLProcessor.__name__ = ImageOnlyQwen2VLProcessor.__qualname__ = "Qwen2VLProcessor"
+    return ImageOnlyQwen2VLProcessor
+
+
+def _train_tokenizer(corpus: Iterable[str], spec: TinyVLMSpec) -> Qwen2Tokenizer:
+    """Byte-level BPE on `corpus`, wrapped in transformers' `Qwen2Tokenizer`.
+
+    The trainer uses exactly the normalizer and pre-tokenizer `Qwen2Tokenizer` installs when it loads,
+    so the merges learned here produce the same ids whichever loader reads them back.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.max_vocab_size,
+        min_frequency=spec.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no unknown tokens
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    trained = json.loads(bpe.to_str())["model"]  # tokenizers has no public getter for the merges
+    return Qwen2Tokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(pair) for pair in trained["merges"]],
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        unk_token=None,
+        bos_token=None,
+        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in (EOS_TOKEN, PAD_TOKEN)],
+        model_max_length=spec.max_position_embeddings,
+    )
+
+
+def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.intermediate_size,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "max_window_layers": spec.num_layers,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": list(spec.mrope_section),
+            },
+            "bos_token_id": None,
+            "eos_token_id": ids[EOS_TOKEN],
+            "pad_token_id": ids[PAD_TOKEN],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": spec.vision_depth,
+            "embed_dim": spec.vision_embed_dim,
+            "num_heads": spec.vision_num_heads,
+            # The merger projects into the text model: it must equal the text hidden size.
+            "hidden_size": spec.hidden_size,
+            "patch_size": spec.patch_size,
+            "spatial_merge_size": spec.merge_size,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_vlm(
+    out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec: TinyVLMSpec = TinyVLMSpec()
+) -> Path:
+    """Train a tokenizer on `corpus`, build a randomly initialised Qwen2-VL and save both to `out_dir`."""
+    import torch
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    out_dir = Path(out_dir)
+    tokenizer = _train_tokenizer(corpus, spec)
+    image_processor = Qwen2VLImageProcessorPil(
+        # Pass `size`, not min/max_pixels: those mutate the class-level default dict in place.
+        size={"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels},
+        patch_size=spec.patch_size,
+        merge_size=spec.merge_size,
+    )
+    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+    config = _model_config(spec, tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=None, eos_token_id=config.text_config.eos_token_id, pad_token_id=config.text_config.pad_token_id
+    )
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_processor(path: str | Path) -> ProcessorMixin:
+    """The checkpoint's processor; the image-only subclass where torchvision is missing."""
+    if _torchvision_available():
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+    return _processor_class().from_pretrained(path)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
+    """The checkpoint's model on `device`, in eval mode."""
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(path).to(device).eval()

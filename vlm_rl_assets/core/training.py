@@ -1,0 +1,237 @@
+"""SFT bootstrap and DPO for the VLM through TRL, as plain functions (no Dagster).
+
+Both trainers see the chat format of `chat.py`, so training and the rollout engine tokenize prompts identically.
+Importing this module costs ~3 s (torch, transformers' Trainer, TRL), so only import it where training runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from datasets import Dataset
+from PIL import Image
+from transformers import (
+    PreTrainedModel,
+    ProcessorMixin,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+from vlm_rl_assets.core.chat import assistant_message, user_message
+from vlm_rl_assets.core.tiny_model import load_model, load_processor
+
+SFT_WATCHED = ("loss", "mean_token_accuracy")
+DPO_WATCHED = (
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+StopCheck = Callable[[PreTrainedModel, ProcessorMixin], bool]
+_Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One SFT example: the images and question of a prompt, and the answer to learn."""
+
+    prompt_text: str
+    images: tuple[Image.Image, ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One DPO pair: two answers to the same prompt, the first preferred."""
+
+    prompt_text: str
+    images: tuple[Image.Image, ...]
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    max_steps: int = 400  # upper bound; `stop_when` usually ends training earlier
+    batch_size: int = 32  # examples per optimizer step
+    learning_rate: float = 2e-3  # constant, no warmup: what made the tiny VLM learn on CPU (STACK.md)
+    seed: int = 0  # seeds the data order (the model is loaded, not initialised)
+    eval_every: int = 25  # steps between held-out checks (early stop)
+    log_every: int = 5  # steps between log entries; the last step is always logged
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    beta: float = 0.1  # strength of the pull towards the reference (the starting model)
+    learning_rate: float = 2e-5  # lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)
+    batch_size: int = 16  # pairs per optimizer step
+    epochs: int = 2  # passes over the pairs, unless max_steps is set
+    max_steps: int = -1  # > 0 overrides epochs
+    seed: int = 0  # seeds the data order
+    loss_type: str = "sigmoid"  # TRL loss name; "sigmoid" is the original DPO loss
+    log_every: int = 5  # steps between log entries; the last step is always logged
+
+
+@dataclass
+class TrainResult:
+    steps: int  # optimizer steps taken
+    history: list[dict[str, float]]  # TRL's log_history (the last entry is the run summary, train_runtime etc.)
+    final: dict[str, float]  # last logged value of each watched metric
+
+
+def sft_train(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    examples: Sequence[TrainExample],
+    settings: SFTSettings = SFTSettings(),
+    stop_when: StopCheck | None = None,
+) -> TrainResult:
+    """Supervised fine-tuning on prompt/answer pairs, loss on the answer only; saves model + processor to out_dir.
+
+    `stop_when(model, processor)` runs every `settings.eval_every` steps and ends training when it returns True:
+    a tiny VLM's held-out accuracy jumps once it starts learning, so a fixed step count wastes time or stops short.
+    """
+    if not examples:
+        raise ValueError("sft_train needs at least one TrainExample; got none")
+    processor = load_processor(model_dir)
+    config = SFTConfig(
+        **_common_args(out_dir, settings.seed, settings.learning_rate, settings.batch_size, settings.log_every),
+        max_steps=settings.max_steps,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        completion_only_loss=True,
+    )
+    dataset = _lazy_dataset(
+        examples,
+        lambda ex: {
+            "prompt": [user_message(ex.prompt_text, len(ex.images))],
+            "completion": [assistant_message(ex.answer)],
+            "images": list(ex.images),
+        },
+    )
+    trainer = SFTTrainer(
+        model=load_model(model_dir),
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[_FlowCallback(processor, stop_when, settings.eval_every)],
+    )
+    return _train_and_save(trainer, processor, out_dir, SFT_WATCHED)
+
+
+def dpo_train(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    pairs: Sequence[PreferencePair],
+    settings: DPOSettings = DPOSettings(),
+) -> TrainResult:
+    """DPO on preference pairs against a frozen copy of the starting model; saves model + processor to out_dir.
+
+    TRL builds the reference by reloading `model_dir` (the model's `name_or_path`); `precompute_ref_log_probs` is
+    refused for image datasets in TRL 1.16, so the reference runs a forward pass every step.
+    """
+    if not pairs:
+        raise ValueError("dpo_train needs at least one PreferencePair; got none")
+    processor = load_processor(model_dir)
+    config = DPOConfig(
+        **_common_args(out_dir, settings.seed, settings.learning_rate, settings.batch_size, settings.log_every),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+    )
+    dataset = _lazy_dataset(
+        pairs,
+        lambda pair: {
+            "prompt": [user_message(pair.prompt_text, len(pair.images))],
+            "chosen": [assistant_message(pair.chosen)],
+            "rejected": [assistant_message(pair.rejected)],
+            "images": list(pair.images),
+        },
+    )
+    trainer = DPOTrainer(
+        model=load_model(model_dir),
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[_FlowCallback(processor)],
+    )
+    return _train_and_save(trainer, processor, out_dir, DPO_WATCHED)
+
+
+def _common_args(
+    out_dir: str | Path, seed: int, learning_rate: float, batch_size: int, log_every: int
+) -> dict[str, Any]:
+    """TrainingArguments shared by SFT and DPO: fp32 on CPU (TRL's bf16 default raises there), no checkpoints."""
+    return {
+        "output_dir": str(out_dir),
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "per_device_train_batch_size": batch_size,
+        "bf16": False,
+        "gradient_checkpointing": False,  # TRL turns it on by default; it only slows a tiny model down
+        "remove_unused_columns": False,  # the dataset's only real column is the index the transform reads
+        "save_strategy": "no",
+        "logging_steps": log_every,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
+def _lazy_dataset(rows: Sequence[_Row], to_example: Callable[[_Row], dict[str, Any]]) -> Dataset:
+    """An index-only table whose transform builds messages and PIL images per fetch: images never go through Arrow
+    (which would also pad the message structs with null fields)."""
+
+    def transform(batch: dict[str, list[int]]) -> dict[str, list[Any]]:
+        built = [to_example(rows[i]) for i in batch["index"]]
+        return {key: [example[key] for example in built] for key in built[0]}
+
+    return Dataset.from_dict({"index": list(range(len(rows)))}).with_transform(transform)
+
+
+class _FlowCallback(TrainerCallback):
+    """Runs the caller's early-stop check every `eval_every` steps and logs the last step, so `final` is current."""
+
+    def __init__(self, processor: ProcessorMixin, stop_when: StopCheck | None = None, eval_every: int = 0) -> None:
+        self.processor, self.stop_when, self.eval_every = processor, stop_when, eval_every
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: PreTrainedModel | None = None,
+        **kwargs: Any,
+    ) -> TrainerControl:
+        if self.stop_when is not None and state.global_step % self.eval_every == 0:
+            model.eval()
+            with torch.no_grad():
+                control.should_training_stop |= bool(self.stop_when(model, self.processor))
+            model.train()
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
+
+
+def _train_and_save(
+    trainer: Trainer, processor: ProcessorMixin, out_dir: str | Path, watched: Sequence[str]
+) -> TrainResult:
+    trainer.train()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    final = {key: entry[key] for entry in history for key in watched if key in entry}
+    return TrainResult(steps=trainer.state.global_step, history=history, final=final)

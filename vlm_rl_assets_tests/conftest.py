@@ -1,0 +1,35 @@
+"""Shared fixtures: one tiny VLM per test session, built offline from a small task corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHAPES = ("circle", "square", "triangle", "star")
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+QUESTIONS = (
+    "What colour is the shape?",
+    "How many shapes are there?",
+    "Which shape is red?",
+    "Is the circle bigger than the square?",
+    "What is 3 + 4?",
+    "Choose the correct option.",
+)
+TINY_CORPUS = (
+    list(QUESTIONS)
+    + [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    + [f"Answer: ({letter})" for letter in "ABCD"]
+    + [f"Answer: {n}" for n in range(8)]
+    + [f"Answer: {colour}" for colour in COLOURS]
+    + [f"The {shape} is {colour}." for shape, colour in zip(SHAPES, COLOURS)]
+    + ["Answer: yes", "Answer: no"]
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny Qwen2-VL (default spec) with a tokenizer trained on `TINY_CORPUS`."""
+    from vlm_rl_assets.core.tiny_model import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"), TINY_CORPUS, seed=0)

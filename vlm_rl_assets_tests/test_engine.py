@@ -1,0 +1,108 @@
+"""HFEngine: n seeded samples per prompt, greedy decoding, eos/length handling, batching that changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vlm_rl_assets.core.engine import Completion, GenerationRequest, HFEngine, SamplingParams
+
+PROMPTS = ("What colour is the shape?", "How many shapes are there?", "Answer: (B)")
+
+
+def _requests() -> list[GenerationRequest]:
+    """Prompts of different lengths and image sizes, so batches need left padding."""
+    sizes = [(112, 112), (64, 64), (90, 140)]
+    colours = ["red", "green", "blue"]
+    return [
+        GenerationRequest(prompt, (Image.new("RGB", size, colour),))
+        for prompt, size, colour in zip(PROMPTS, sizes, colours)
+    ]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_vlm_dir: Path) -> HFEngine:
+    return HFEngine(tiny_vlm_dir)
+
+
+def _texts(results: list[list[Completion]]) -> list[list[str]]:
+    return [[c.text for c in group] for group in results]
+
+
+def test_returns_n_completions_per_prompt(engine: HFEngine) -> None:
+    params = SamplingParams(n=4, max_new_tokens=6)
+    results = engine.generate(_requests(), params)
+    assert [len(group) for group in results] == [4, 4, 4]
+    for completion in (c for group in results for c in group):
+        assert 1 <= completion.n_tokens <= params.max_new_tokens
+        assert completion.finish_reason == ("length" if completion.n_tokens == params.max_new_tokens else "stop")
+
+
+def test_sampling_is_seeded(engine: HFEngine) -> None:
+    params = SamplingParams(n=4, max_new_tokens=6, seed=1)
+    first = engine.generate(_requests(), params)
+    engine.generate(_requests()[:1], SamplingParams(n=2, max_new_tokens=3, seed=7))  # consumes random numbers
+    assert engine.generate(_requests(), params) == first
+    other_seed = engine.generate(_requests(), SamplingParams(n=4, max_new_tokens=6, seed=2))
+    assert _texts(other_seed) != _texts(first)
+    assert all(len(set(texts)) > 1 for texts in _texts(first))  # a random model at T=1 varies
+
+
+def test_greedy_is_deterministic_and_independent_of_batching(engine: HFEngine, tiny_vlm_dir: Path) -> None:
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=0)
+    batched = engine.generate(_requests(), params)
+    assert engine.generate(_requests(), SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=5)) == batched
+    one_at_a_time = HFEngine(tiny_vlm_dir, batch_size=1).generate(_requests(), params)
+    assert one_at_a_time == batched
+
+
+def test_greedy_with_several_samples_is_refused() -> None:
+    with pytest.raises(ValueError, match="set n=1"):
+        SamplingParams(n=4, temperature=0.0)
+
+
+def _force_eos_at_step(engine: HFEngine, step: int):
+    """Make every row emit eos as its `step`-th generated token (1-based), whatever the weights."""
+    calls = 0
+
+    def hook(module, args, logits: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == step:
+            logits[..., engine.eos_token_id] = torch.finfo(logits.dtype).max
+        else:
+            logits[..., engine.eos_token_id] = torch.finfo(logits.dtype).min
+        return logits
+
+    return engine.model.lm_head.register_forward_hook(hook)
+
+
+def test_eos_stops_a_completion_and_counts_as_a_token(engine: HFEngine) -> None:
+    requests = _requests()[:2]
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
+    handle = _force_eos_at_step(engine, step=3)
+    try:
+        stopped = engine.generate(requests, params)
+    finally:
+        handle.remove()
+    handle = _force_eos_at_step(engine, step=0)  # never
+    try:
+        truncated = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=2))
+    finally:
+        handle.remove()
+    for [stop], [length] in zip(stopped, truncated):
+        assert (stop.finish_reason, stop.n_tokens) == ("stop", 3)
+        assert (length.finish_reason, length.n_tokens) == ("length", 2)
+        assert stop.text == length.text  # the two tokens before eos; eos itself is not in the text
+
+
+def test_progress_is_reported_per_batch(tiny_vlm_dir: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    requests = _requests() * 2
+    HFEngine(tiny_vlm_dir, batch_size=4).generate(
+        requests, SamplingParams(n=2, max_new_tokens=2), progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(2, 6), (4, 6), (6, 6)]
