@@ -46,6 +46,9 @@ class BootstrapConfig(Strict):
     """SFT of the embedded tiny model to a deliberately imperfect level, so DPO has headroom."""
 
     examples_per_category: int = Field(2000, ge=1)
+    examples_override: dict[str, int] = Field(
+        default_factory=dict, description="per-category SFT example counts: fewer leave a category weaker"
+    )
     dev_per_category: int = Field(30, ge=1, description="held-out items for the early-stop check")
     target_accuracy: float = Field(0.55, gt=0, le=1, description="stop once mean greedy dev accuracy reaches this")
     max_steps: int = Field(600, ge=1)

@@ -30,11 +30,11 @@ class BootstrapReport:
     checks: list[dict[str, float]] = field(default_factory=list)  # step and per-category accuracy of each check
 
 
-def synthetic_split(config: PipelineConfig, split: str, n: int) -> tuple[pl.DataFrame, list[tuple], list[str]]:
-    """Every category's items of a split: a prompt table, their images, and reference responses."""
+def synthetic_split(config: PipelineConfig, split: str, sizes: dict[str, int]) -> tuple[pl.DataFrame, list[tuple], list[str]]:
+    """Every category's items of a split (`sizes` per category): a prompt table, their images, and reference responses."""
     rows, images, references = [], [], []
     for category, cat in config.categories.items():
-        for item in world.generate(cat.task, split, n, config.bootstrap.seed):
+        for item in world.generate(cat.task, split, sizes[category], config.bootstrap.seed):
             prompt_text = apply_template(cat.template, item.question, item.answer_type)
             rows.append(
                 {
@@ -60,10 +60,11 @@ def bootstrap_embedded_model(out_dir: Path, config: PipelineConfig, log: Callabl
     for category, cat in config.categories.items():
         if not cat.source.startswith("synthetic:"):
             raise ValueError(f"model.path 'embedded' trains on synthetic tasks only; category {category!r} has {cat.source!r}")
-    train, train_images, references = synthetic_split(config, "sft", settings.examples_per_category)
+    sft_sizes = {c: settings.examples_override.get(c, settings.examples_per_category) for c in config.categories}
+    train, train_images, references = synthetic_split(config, "sft", sft_sizes)
     examples = [TrainExample(text, imgs, ref) for text, imgs, ref in zip(train["prompt_text"], train_images, references)]
     random.Random(settings.seed).shuffle(examples)
-    dev, dev_images, _ = synthetic_split(config, "dev", settings.dev_per_category)
+    dev, dev_images, _ = synthetic_split(config, "dev", dict.fromkeys(config.categories, settings.dev_per_category))
     checks: list[dict[str, float]] = []
 
     def reached_target(model, processor) -> bool:

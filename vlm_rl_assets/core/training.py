@@ -187,6 +187,7 @@ def _common_args(
         "logging_steps": log_every,
         "report_to": "none",
         "disable_tqdm": True,
+        "dataloader_pin_memory": False,  # no accelerator on the CPU path; pinning only warns
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image, ImageDraw
 
@@ -22,6 +22,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (235, 200, 0),
     "purple": (140, 40, 180),
 }
+SHADES = {"light": (255, 255, 255), "dark": (0, 0, 0)}  # blended 40% into the hue
 SHAPES = ("circle", "square", "triangle", "cross")
 SHAPE_CORNERS = {"circle": "no corners", "square": "4 corners", "triangle": "3 corners", "cross": "12 corners"}
 NUMBER_WORDS = ("zero", "one", "two", "three")
@@ -36,6 +37,14 @@ class SceneObject:
     x: int
     y: int
     radius: int
+    shade: str = ""  # "", or a key of SHADES: only the colour task asks for it
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        hue = COLOURS[self.colour]
+        if not self.shade:
+            return hue
+        return tuple(round(0.6 * h + 0.4 * t) for h, t in zip(hue, SHADES[self.shade]))
 
     @property
     def size(self) -> str:
@@ -69,7 +78,7 @@ def draw_scene(objects: tuple[SceneObject, ...]) -> Image.Image:
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for obj in objects:
-        fill = COLOURS[obj.colour]
+        fill = obj.fill
         x, y, r = obj.x, obj.y, obj.radius
         if obj.shape == "circle":
             draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
@@ -116,9 +125,9 @@ def random_objects(rng: random.Random, count: int, radius: tuple[int, int], dist
 
 
 def colour_task(rng: random.Random) -> SyntheticItem:
-    objects = random_objects(rng, 1, LARGE_RADIUS)
-    colour = objects[0].colour
-    return SyntheticItem("What colour is the shape?", colour, "text", draw_scene(objects), objects)
+    """Hue and shade: the other tasks teach hues, so only this task's own examples teach shades."""
+    obj = replace(random_objects(rng, 1, LARGE_RADIUS)[0], shade=rng.choice(list(SHADES)))
+    return SyntheticItem("What colour is the shape?", f"{obj.shade} {obj.colour}", "text", draw_scene((obj,)), (obj,))
 
 
 def shape_choice_task(rng: random.Random) -> SyntheticItem:
@@ -146,10 +155,8 @@ def describe_task(rng: random.Random) -> SyntheticItem:
     radius = LARGE_RADIUS if rng.random() < 0.5 else SMALL_RADIUS
     objects = random_objects(rng, 1, radius)
     obj = objects[0]
-    fields = f"colour: {obj.colour}; shape: {obj.shape}; size: {obj.size}; position: {obj.position}"
-    return SyntheticItem(
-        "Describe the shape: colour, shape, size and position.", fields, "structured", draw_scene(objects), objects
-    )
+    fields = f"colour: {obj.colour}; size: {obj.size}; position: {obj.position}"
+    return SyntheticItem("Describe the shape: colour, size and position.", fields, "structured", draw_scene(objects), objects)
 
 
 def scene_task(rng: random.Random) -> SyntheticItem:
