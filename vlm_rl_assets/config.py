@@ -49,8 +49,11 @@ class BootstrapConfig(Strict):
     examples_override: dict[str, int] = Field(
         default_factory=dict, description="per-category SFT example counts: fewer leave a category weaker"
     )
-    dev_per_category: int = Field(30, ge=1, description="held-out items for the early-stop check")
-    target_accuracy: float = Field(0.55, gt=0, le=1, description="stop once mean greedy dev accuracy reaches this")
+    dev_per_category: int = Field(50, ge=1, description="held-out items for the early-stop check")
+    min_category_accuracy: float = Field(
+        0.25, ge=0, le=1, description="stop once every category's greedy dev accuracy reaches this"
+    )
+    max_mean_accuracy: float = Field(0.6, gt=0, le=1, description="or once the mean reaches this (headroom for DPO)")
     max_steps: int = Field(600, ge=1)
     eval_every: int = Field(25, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -80,8 +83,8 @@ class CategoryConfig(Strict):
     template: Literal["plain", "cot"] = Field("plain", description="cot: chain of thought for choice and number answers")
     min_response_words: int = Field(1, ge=1, description="shorter references and responses are dropped")
     samples_per_prompt: int = Field(8, ge=2, description="rollouts per prompt (a group)")
-    n_train: int = Field(200, ge=1, description="prompts to roll out")
-    n_bench: int = Field(100, ge=1, description="held-out benchmark prompts")
+    n_train: int = Field(400, ge=1, description="prompts to roll out")
+    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts")
     beta: float = Field(0.1, gt=0, description="DPO beta; higher for long answers")
     judge: Literal["rule", "reference"] = "rule"
     mixture_weight: float = Field(1.0, ge=0, description="share in the policy's balanced mixture")

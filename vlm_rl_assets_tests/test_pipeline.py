@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_cli_rematerializes_one_category_alone(pipeline_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert store.table_path("rollouts", "count").stat().st_mtime_ns > before["count"]
     assert store.table_path("rollouts", "color").stat().st_mtime_ns == before["color"]
+
+
+def test_undecodable_images_are_quarantined_then_fail_above_the_threshold(pipeline_run, tmp_path):
+    root, _, _ = pipeline_run
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    store = LocalStore(copy)
+    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(copy))}
+    train = store.read_table("prompt_mixture", "color", schemas.PROMPTS).filter(pl.col("split") == "train")
+    (copy / train["images"][0][0]).write_bytes(b"\x89PNG truncated")
+    result = dg.materialize(ALL_ASSETS, selection=["rollouts"], partition_key="color", resources=resources)
+    assert metadata([result], "rollouts")["quarantined_prompts"] == 1
+    assert store.read_table("rollouts", "color", schemas.ROLLOUTS)["prompt_id"].n_unique() == train.height - 1
+    quarantined = store.read_table("quarantine", "rollouts/color", schemas.QUARANTINE)
+    assert quarantined["key"].to_list() == [train["prompt_id"][0]] and quarantined["reason"][0].startswith("image_undecodable")
+    (copy / train["images"][1][0]).write_bytes(b"")
+    with pytest.raises(Exception, match=r"2 of 12 prompts have unusable images.*max_bad_fraction"):
+        dg.materialize(ALL_ASSETS, selection=["rollouts"], partition_key="color", resources=resources)
