@@ -83,7 +83,7 @@ class CategoryConfig(Strict):
     template: Literal["plain", "cot"] = Field("plain", description="cot: chain of thought for choice and number answers")
     min_response_words: int = Field(1, ge=1, description="shorter references and responses are dropped")
     samples_per_prompt: int = Field(8, ge=2, description="rollouts per prompt (a group)")
-    n_train: int = Field(400, ge=1, description="prompts to roll out")
+    n_train: int = Field(1000, ge=1, description="prompts to roll out")
     n_bench: int = Field(200, ge=1, description="held-out benchmark prompts")
     beta: float = Field(0.1, gt=0, description="DPO beta; higher for long answers")
     judge: Literal["rule", "reference"] = "rule"

@@ -89,9 +89,11 @@ def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
         PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)])
         for i, ex in enumerate(examples)
     ]
-    result = dpo_train(tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1))
+    lines: list[str] = []
+    result = dpo_train(tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append)
 
     assert result.steps == 3
+    assert lines[0].startswith("step 1/3: loss=") and "rewards/accuracies=" in lines[0]
     last_step = [entry for entry in result.history if "loss" in entry][-1]
     for key in ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
         assert math.isfinite(result.final[key]) and result.final[key] == last_step[key]

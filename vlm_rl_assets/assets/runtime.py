@@ -81,7 +81,7 @@ def train_pairs(
         for row, imgs in zip(pairs.iter_rows(named=True), images)
     ]
     with store.staged_dir(asset, key) as out_dir:
-        result = dpo_train(base_dir, out_dir, examples, settings)
+        result = dpo_train(base_dir, out_dir, examples, settings, log=context.log.info)
     logged = [entry for entry in result.history if "loss" in entry]
     curve = pl.DataFrame(logged).select(c for c in CURVE_COLUMNS if c in logged[0])
     return {

@@ -91,8 +91,10 @@ def bootstrap_embedded_model(out_dir: Path, config: PipelineConfig, log: Callabl
                 learning_rate=settings.learning_rate,
                 seed=settings.seed,
                 eval_every=settings.eval_every,
+                log_every=settings.eval_every,
             ),
             stop_when=good_enough,
+            log=log,
         )
     last = {k: v for k, v in checks[-1].items() if k != "check"} if checks else {}
     return BootstrapReport(result.steps, time.monotonic() - start, result.final.get("loss", float("nan")), last, checks)

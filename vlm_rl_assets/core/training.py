@@ -16,6 +16,7 @@ from datasets import Dataset
 from PIL import Image
 from transformers import (
     PreTrainedModel,
+    PrinterCallback,
     ProcessorMixin,
     Trainer,
     TrainerCallback,
@@ -97,6 +98,7 @@ def sft_train(
     examples: Sequence[TrainExample],
     settings: SFTSettings = SFTSettings(),
     stop_when: StopCheck | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Supervised fine-tuning on prompt/answer pairs, loss on the answer only; saves model + processor to out_dir.
 
@@ -126,7 +128,7 @@ def sft_train(
         args=config,
         train_dataset=dataset,
         processing_class=processor,
-        callbacks=[_FlowCallback(processor, stop_when, settings.eval_every)],
+        callbacks=[_FlowCallback(processor, log, stop_when, settings.eval_every)],
     )
     return _train_and_save(trainer, processor, out_dir, SFT_WATCHED)
 
@@ -136,6 +138,7 @@ def dpo_train(
     out_dir: str | Path,
     pairs: Sequence[PreferencePair],
     settings: DPOSettings = DPOSettings(),
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """DPO on preference pairs against a frozen copy of the starting model; saves model + processor to out_dir.
 
@@ -166,7 +169,7 @@ def dpo_train(
         args=config,
         train_dataset=dataset,
         processing_class=processor,
-        callbacks=[_FlowCallback(processor)],
+        callbacks=[_FlowCallback(processor, log)],
     )
     return _train_and_save(trainer, processor, out_dir, DPO_WATCHED)
 
@@ -203,10 +206,22 @@ def _lazy_dataset(rows: Sequence[_Row], to_example: Callable[[_Row], dict[str, A
 
 
 class _FlowCallback(TrainerCallback):
-    """Runs the caller's early-stop check every `eval_every` steps and logs the last step, so `final` is current."""
+    """Runs the caller's early-stop check every `eval_every` steps, logs the last step (so `final` is current) and
+    sends each log entry to the caller's `log` as one line instead of the Trainer's printed dicts."""
 
-    def __init__(self, processor: ProcessorMixin, stop_when: StopCheck | None = None, eval_every: int = 0) -> None:
-        self.processor, self.stop_when, self.eval_every = processor, stop_when, eval_every
+    def __init__(
+        self,
+        processor: ProcessorMixin,
+        log: Callable[[str], None] | None = None,
+        stop_when: StopCheck | None = None,
+        eval_every: int = 0,
+    ) -> None:
+        self.processor, self.log, self.stop_when, self.eval_every = processor, log, stop_when, eval_every
+
+    def on_log(self, args, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any) -> None:
+        if self.log is not None and logs:
+            values = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, float | int))
+            self.log(f"step {state.global_step}/{state.max_steps}: {values}")
 
     def on_step_end(
         self,
@@ -229,6 +244,7 @@ class _FlowCallback(TrainerCallback):
 def _train_and_save(
     trainer: Trainer, processor: ProcessorMixin, out_dir: str | Path, watched: Sequence[str]
 ) -> TrainResult:
+    trainer.remove_callback(PrinterCallback)  # progress goes through _FlowCallback's `log`
     trainer.train()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(out_dir)
