@@ -7,6 +7,7 @@ Runs are recorded in the instance, so `dagster dev` shows them afterwards.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -18,6 +19,8 @@ from vlm_rl_assets.config import load_config
 from vlm_rl_assets.core import schemas
 from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
+
+WATCHED = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen")
 
 
 def materialize(selection: list, instance: dg.DagsterInstance, partition_key: str | None = None) -> None:
@@ -40,6 +43,20 @@ def score_table(store, categories: list[str]) -> pl.DataFrame:
     )
 
 
+def training_table(store, categories: list[str]) -> pl.DataFrame:
+    """Final DPO training health per checkpoint: reward accuracy and margin on the last logged steps."""
+    from vlm_rl_assets.core.training import METRICS_FILE
+
+    checkpoints = {c: store.checkpoint_dir("dpo_checkpoint", c) for c in categories}
+    checkpoints["mixture"] = store.checkpoint_dir("policy_checkpoint", POLICY_KEY)
+    rows = []
+    for name, folder in checkpoints.items():
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        final = metrics["final"]
+        rows.append({"checkpoint": name, "steps": metrics["steps"], **{k: final.get(k) for k in WATCHED}})
+    return pl.DataFrame(rows)
+
+
 def main() -> None:
     start = time.monotonic()
     config = load_config()
@@ -48,11 +65,14 @@ def main() -> None:
     for category in config.categories:
         materialize(CATEGORY_ASSETS, instance, category)
     materialize(["policy_checkpoint", "release_report"], instance)
-    table = score_table(PipelineResource().store(), list(config.categories))
+    store = PipelineResource().store()
+    table = score_table(store, list(config.categories))
     mean = table.select(pl.exclude("category").mean()).with_columns(category=pl.lit("MEAN")).select(table.columns)
     with pl.Config(tbl_rows=50, float_precision=3, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy ({POLICY_KEY}):")
         print(pl.concat([table, mean]))
+        print("\nDPO training, last logged values:")
+        print(training_table(store, list(config.categories)))
     print(f"demo wall time: {time.monotonic() - start:.0f}s")
 
 

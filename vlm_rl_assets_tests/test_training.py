@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image, ImageDraw
 from vlm_rl_assets.core.chat import user_message
 from vlm_rl_assets.core.tiny_model import load_model, load_processor
 from vlm_rl_assets.core.training import (
+    METRICS_FILE,
     DPOSettings,
     PreferencePair,
     SFTSettings,
@@ -94,6 +96,8 @@ def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
 
     assert result.steps == 3
     assert lines[0].startswith("step 1/3: loss=") and "rewards/accuracies=" in lines[0]
+    saved = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert saved["steps"] == 3 and saved["final"] == result.final
     last_step = [entry for entry in result.history if "loss" in entry][-1]
     for key in ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
         assert math.isfinite(result.final[key]) and result.final[key] == last_step[key]

@@ -6,6 +6,8 @@ Importing this module costs ~3 s (torch, transformers' Trainer, TRL), so only im
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from transformers import (
 )
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from vlm_rl_assets.core.chat import assistant_message, user_message
+from vlm_rl_assets.core.chat import assistant_message, preference_example, user_message
 from vlm_rl_assets.core.tiny_model import load_model, load_processor
 
 SFT_WATCHED = ("loss", "mean_token_accuracy")
@@ -39,6 +41,8 @@ DPO_WATCHED = (
     "logps/chosen",
     "logps/rejected",
 )
+
+METRICS_FILE = "training_metrics.json"  # beside the weights: what produced this checkpoint
 
 StopCheck = Callable[[PreTrainedModel, ProcessorMixin], bool]
 _Row = TypeVar("_Row")
@@ -156,13 +160,7 @@ def dpo_train(
         loss_type=[settings.loss_type],
     )
     dataset = _lazy_dataset(
-        pairs,
-        lambda pair: {
-            "prompt": [user_message(pair.prompt_text, len(pair.images))],
-            "chosen": [assistant_message(pair.chosen)],
-            "rejected": [assistant_message(pair.rejected)],
-            "images": list(pair.images),
-        },
+        pairs, lambda pair: preference_example(pair.prompt_text, pair.images, pair.chosen, pair.rejected)
     )
     trainer = DPOTrainer(
         model=load_model(model_dir),
@@ -251,4 +249,6 @@ def _train_and_save(
     processor.save_pretrained(out_dir)
     history = trainer.state.log_history
     final = {key: entry[key] for entry in history for key in watched if key in entry}
-    return TrainResult(steps=trainer.state.global_step, history=history, final=final)
+    result = TrainResult(steps=trainer.state.global_step, history=history, final=final)
+    (Path(out_dir) / METRICS_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=1))
+    return result
