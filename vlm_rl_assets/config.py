@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,16 +30,30 @@ class ModelConfig(Strict):
 
 
 class EngineConfig(Strict):
-    kind: Literal["hf"] = "hf"
+    kind: Literal["hf", "vllm"] = Field(
+        "hf", description="hf: transformers generate, CPU or GPU; vllm: GPUs only, pip install '.[vllm]'"
+    )
     batch_size: int = Field(64, ge=1, description="sequences per generate call")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split across")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: GPU memory share for weights + KV cache")
+    max_images_per_prompt: int = Field(1, ge=1, description="vllm: images per prompt it reserves memory for")
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    temperatures: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=list, description="a sweep: each prompt's samples split across these (empty: just temperature)"
+    )
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0
+    shard_prompts: int = Field(256, ge=1, description="prompts per rollout shard, the unit a killed run resumes from")
 
 
 class StorageConfig(Strict):
-    root: str = Field("data", description="folder that holds every table, image and checkpoint")
+    root: str = Field(
+        "data", description="folder or s3://bucket/prefix that holds every table, image and checkpoint"
+    )
+    cache_dir: str = Field(
+        "", description="local copies of checkpoints read from an s3:// root; empty: ~/.cache/vlm_rl_assets"
+    )
 
 
 class BootstrapConfig(Strict):
@@ -105,6 +119,9 @@ class CategoryConfig(Strict):
 class PipelineConfig(Strict):
     seed: int = Field(0, description="seed of the synthetic tasks")
     max_bad_fraction: float = Field(0.05, ge=0, le=1, description="a stage fails when more of its rows are quarantined")
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="images with more pixels (width x height) are quarantined as image_oversize"
+    )
     model: ModelConfig = ModelConfig()
     engine: EngineConfig = EngineConfig()
     storage: StorageConfig = StorageConfig()

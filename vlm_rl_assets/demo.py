@@ -47,8 +47,8 @@ def training_table(store, categories: list[str]) -> pl.DataFrame:
     """Final DPO training health per checkpoint: reward accuracy and margin on the last logged steps."""
     from vlm_rl_assets.core.training import METRICS_FILE
 
-    checkpoints = {c: store.checkpoint_dir("dpo_checkpoint", c) for c in categories}
-    checkpoints["mixture"] = store.checkpoint_dir("policy_checkpoint", POLICY_KEY)
+    checkpoints = {c: store.local_checkpoint("dpo_checkpoint", c) for c in categories}
+    checkpoints["mixture"] = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
     rows = []
     for name, folder in checkpoints.items():
         metrics = json.loads((folder / METRICS_FILE).read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from vlm_rl_assets.config import PipelineConfig, load_config
-from vlm_rl_assets.core.storage import LocalStore, MissingUpstreamError
+from vlm_rl_assets.core.storage import MissingUpstreamError, Store, open_store
 
 EMBEDDED_BASE_MODEL_KEY = "embedded"
 
@@ -16,13 +16,14 @@ class PipelineResource(dg.ConfigurableResource):
     """The pipeline config (bundled default, `$VLM_RL_CONFIG`, or `config_path`) and its storage root."""
 
     config_path: str = ""  # empty: $VLM_RL_CONFIG, else the bundled default
-    storage_root: str = ""  # empty: the config's storage.root
+    storage_root: str = ""  # empty: the config's storage.root; a folder or s3://bucket/prefix
 
     def config(self) -> PipelineConfig:
         return load_config(self.config_path or None)
 
-    def store(self) -> LocalStore:
-        return LocalStore(self.storage_root or self.config().storage.root)
+    def store(self) -> Store:
+        storage = self.config().storage
+        return open_store(self.storage_root or storage.root, storage.cache_dir or None)
 
     def base_model_dir(self) -> Path:
         """The SFT model every rollout samples from: a configured folder or the embedded one built here."""
@@ -35,10 +36,4 @@ class PipelineResource(dg.ConfigurableResource):
                     "point it at your SFT model, or set it to 'embedded'"
                 )
             return folder
-        folder = self.store().checkpoint_dir("base_model", EMBEDDED_BASE_MODEL_KEY)
-        if not (folder / "config.json").is_file():
-            raise MissingUpstreamError(
-                f"the embedded base model is not built yet ({folder}); materialize it first: "
-                "`dagster asset materialize -m vlm_rl_assets.definitions --select base_model`"
-            )
-        return folder
+        return self.store().local_checkpoint("base_model", EMBEDDED_BASE_MODEL_KEY, partitioned=False)

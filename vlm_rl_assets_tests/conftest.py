@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,27 @@ def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlm_rl_assets.core.tiny_model import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"), TINY_CORPUS, seed=0)
+
+
+def _vllm_usable() -> bool:
+    if find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# The engine contract runs against every engine; vLLM's only where it is installed and a GPU is present.
+ENGINE_KINDS = (
+    "hf",
+    pytest.param("vllm", marks=pytest.mark.skipif(not _vllm_usable(), reason="needs pip install '.[vllm]' and CUDA")),
+)
+
+
+@pytest.fixture(scope="session", params=ENGINE_KINDS)
+def engine(request: pytest.FixtureRequest, tiny_vlm_dir: Path):
+    """Each rollout engine on the tiny VLM, 4 sequences per generate call (so requests span several calls)."""
+    from vlm_rl_assets.core.engine import HFEngine
+    from vlm_rl_assets.core.vllm_engine import VLLMEngine
+
+    return {"hf": HFEngine, "vllm": VLLMEngine}[request.param](tiny_vlm_dir, batch_size=4)

@@ -28,6 +28,8 @@ def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
         ("categories:\n  c: {source: 'synthetic:color', beta: -1}\n", "categories.c.beta"),
         ("categories:\n  c: {source: 'synthetic:color', betta: 1}\n", "categories.c.betta"),
         ("engine: {batch_size: 0}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.batch_size"),
+        ("engine: {kind: sglang}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.kind"),
+        ("max_image_pixels: 0\ncategories:\n  c: {source: 'synthetic:color'}\n", "max_image_pixels"),
         ("- a list\n", "must hold a mapping"),
         ("categories: [unclosed\n", "not valid YAML"),
     ],

@@ -1,4 +1,6 @@
-"""HFEngine: n seeded samples per prompt, greedy decoding, eos/length handling, batching that changes nothing."""
+"""The engine contract, run against every engine (`engine` fixture: HF, and vLLM where usable):
+n seeded samples per prompt, greedy decoding, eos/length handling, progress per call.
+Then HFEngine's own guarantees, and the error that says how to get vLLM."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_rl_assets.core.engine import Completion, GenerationRequest, HFEngine, SamplingParams
+from vlm_rl_assets.core.engine import Completion, Engine, GenerationRequest, HFEngine, SamplingParams
 
 PROMPTS = ("What colour is the shape?", "How many shapes are there?", "Answer: (B)")
 
@@ -23,16 +25,11 @@ def _requests() -> list[GenerationRequest]:
     ]
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_vlm_dir: Path) -> HFEngine:
-    return HFEngine(tiny_vlm_dir)
-
-
 def _texts(results: list[list[Completion]]) -> list[list[str]]:
     return [[c.text for c in group] for group in results]
 
 
-def test_returns_n_completions_per_prompt(engine: HFEngine) -> None:
+def test_returns_n_completions_per_prompt(engine: Engine) -> None:
     params = SamplingParams(n=4, max_new_tokens=6)
     results = engine.generate(_requests(), params)
     assert [len(group) for group in results] == [4, 4, 4]
@@ -41,7 +38,7 @@ def test_returns_n_completions_per_prompt(engine: HFEngine) -> None:
         assert completion.finish_reason == ("length" if completion.n_tokens == params.max_new_tokens else "stop")
 
 
-def test_sampling_is_seeded(engine: HFEngine) -> None:
+def test_sampling_is_seeded(engine: Engine) -> None:
     params = SamplingParams(n=4, max_new_tokens=6, seed=1)
     first = engine.generate(_requests(), params)
     engine.generate(_requests()[:1], SamplingParams(n=2, max_new_tokens=3, seed=7))  # consumes random numbers
@@ -51,17 +48,41 @@ def test_sampling_is_seeded(engine: HFEngine) -> None:
     assert all(len(set(texts)) > 1 for texts in _texts(first))  # a random model at T=1 varies
 
 
-def test_greedy_is_deterministic_and_independent_of_batching(engine: HFEngine, tiny_vlm_dir: Path) -> None:
+def test_greedy_is_deterministic(engine: Engine) -> None:
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=0)
-    batched = engine.generate(_requests(), params)
-    assert engine.generate(_requests(), SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=5)) == batched
-    one_at_a_time = HFEngine(tiny_vlm_dir, batch_size=1).generate(_requests(), params)
-    assert one_at_a_time == batched
+    greedy = engine.generate(_requests(), params)
+    assert engine.generate(_requests(), SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=5)) == greedy
+
+
+def test_progress_is_reported_per_generate_call(engine: Engine) -> None:
+    calls: list[tuple[int, int]] = []
+    engine.generate(  # the fixture's engines take 4 sequences per call: 2 prompts x 2 samples
+        _requests() * 2, SamplingParams(n=2, max_new_tokens=2), progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(2, 6), (4, 6), (6, 6)]
+
+
+def test_prompt_token_ids_expand_each_image(engine: Engine) -> None:
+    image_token_id = 5  # <|image_pad|> in the tiny tokenizer (Qwen's special tokens come first)
+    ids = engine.prompt_token_ids(_requests())
+    # one token per 28x28 pixels once smart_resize rounds the sides to 28 within 56x56..112x112: 90x140 -> 84x140
+    assert [row.count(image_token_id) for row in ids] == [16, 4, 15]
 
 
 def test_greedy_with_several_samples_is_refused() -> None:
     with pytest.raises(ValueError, match="set n=1"):
         SamplingParams(n=4, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_vlm_dir: Path) -> HFEngine:
+    return HFEngine(tiny_vlm_dir)
+
+
+def test_hf_greedy_is_independent_of_batching(hf_engine: HFEngine, tiny_vlm_dir: Path) -> None:
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8, seed=0)
+    one_at_a_time = HFEngine(tiny_vlm_dir, batch_size=1).generate(_requests(), params)
+    assert one_at_a_time == hf_engine.generate(_requests(), params)
 
 
 def _force_eos_at_step(engine: HFEngine, step: int):
@@ -80,17 +101,17 @@ def _force_eos_at_step(engine: HFEngine, step: int):
     return engine.model.lm_head.register_forward_hook(hook)
 
 
-def test_eos_stops_a_completion_and_counts_as_a_token(engine: HFEngine) -> None:
+def test_hf_eos_stops_a_completion_and_counts_as_a_token(hf_engine: HFEngine) -> None:
     requests = _requests()[:2]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
-    handle = _force_eos_at_step(engine, step=3)
+    handle = _force_eos_at_step(hf_engine, step=3)
     try:
-        stopped = engine.generate(requests, params)
+        stopped = hf_engine.generate(requests, params)
     finally:
         handle.remove()
-    handle = _force_eos_at_step(engine, step=0)  # never
+    handle = _force_eos_at_step(hf_engine, step=0)  # never
     try:
-        truncated = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=2))
+        truncated = hf_engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=2))
     finally:
         handle.remove()
     for [stop], [length] in zip(stopped, truncated):
@@ -99,10 +120,14 @@ def test_eos_stops_a_completion_and_counts_as_a_token(engine: HFEngine) -> None:
         assert stop.text == length.text  # the two tokens before eos; eos itself is not in the text
 
 
-def test_progress_is_reported_per_batch(tiny_vlm_dir: Path) -> None:
-    calls: list[tuple[int, int]] = []
-    requests = _requests() * 2
-    HFEngine(tiny_vlm_dir, batch_size=4).generate(
-        requests, SamplingParams(n=2, max_new_tokens=2), progress=lambda done, total: calls.append((done, total))
+def test_vllm_kind_without_vllm_says_how_to_get_it(tiny_vlm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlm_rl_assets.assets.runtime import open_engine
+    from vlm_rl_assets.config import PipelineConfig
+    from vlm_rl_assets.core import vllm_engine
+
+    monkeypatch.setattr(vllm_engine, "find_spec", lambda name: None)  # as on a machine without the extra
+    config = PipelineConfig.model_validate(
+        {"engine": {"kind": "vllm"}, "categories": {"color": {"source": "synthetic:color"}}}
     )
-    assert calls == [(2, 6), (4, 6), (6, 6)]
+    with pytest.raises(ImportError, match=r"pip install '\.\[vllm\]' on a GPU machine, or set engine.kind: hf"):
+        open_engine(config, tiny_vlm_dir)

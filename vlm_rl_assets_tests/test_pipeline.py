@@ -62,7 +62,7 @@ def test_every_asset_materializes(pipeline_run):
         pairs = store.read_table("judged_pairs", category, schemas.JUDGED_PAIRS)
         assert pairs.height > 0 and (pairs["margin"] >= 0.5).all()
         assert set(pairs["chosen"]) <= set(rollouts["response"])  # on-policy, never the ground truth
-        assert (store.checkpoint_dir("dpo_checkpoint", category) / "config.json").is_file()
+        assert (store.local_checkpoint("dpo_checkpoint", category) / "config.json").is_file()
         scores = store.read_table("benchmark_scores", category, schemas.BENCHMARK_SCORES)
         assert set(scores["model"]) == {"base", "dpo"} and (scores["n"] == 8).all()
     report = store.read_table("release_report", "scores", schemas.BENCHMARK_SCORES)
@@ -71,6 +71,9 @@ def test_every_asset_materializes(pipeline_run):
 
 def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     _, results, _ = pipeline_run
+    rollouts = metadata(results[1:2], "rollouts")
+    assert (rollouts["shards_generated"], rollouts["shards_reused"]) == (3, 0)
+    assert 0 < rollouts["diversity/distinct_1"] <= 1 and "diversity_histogram" in rollouts
     filtered = metadata(results[1:2], "filtered_rollouts")
     assert sum(filtered["rows_by_outcome"].values()) == filtered["rows"]
     dpo = metadata(results[1:2], "dpo_checkpoint")
@@ -96,7 +99,7 @@ def test_unknown_category_is_refused(tmp_path):
 def test_cli_rematerializes_one_category_alone(pipeline_run, tmp_path):
     root, _, _ = pipeline_run
     store = LocalStore(root)
-    before = {c: store.table_path("rollouts", c).stat().st_mtime_ns for c in CATEGORIES}
+    before = {c: Path(store.table_uri("rollouts", c)).stat().st_mtime_ns for c in CATEGORIES}
     config = tmp_path / "pipeline.yaml"
     config.write_text(CONFIG.read_text() + f"storage: {{root: '{root}'}}\n")
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -107,8 +110,8 @@ def test_cli_rematerializes_one_category_alone(pipeline_run, tmp_path):
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert store.table_path("rollouts", "count").stat().st_mtime_ns > before["count"]
-    assert store.table_path("rollouts", "color").stat().st_mtime_ns == before["color"]
+    assert Path(store.table_uri("rollouts", "count")).stat().st_mtime_ns > before["count"]
+    assert Path(store.table_uri("rollouts", "color")).stat().st_mtime_ns == before["color"]
 
 
 def test_undecodable_images_are_quarantined_then_fail_above_the_threshold(pipeline_run, tmp_path):

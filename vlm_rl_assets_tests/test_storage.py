@@ -38,7 +38,7 @@ def test_staged_dir_replaces_only_on_success(tmp_path):
         with store.staged_dir("ckpt", "c") as out:
             (out / "config.json").write_text("2")
             raise RuntimeError("killed")
-    assert (store.checkpoint_dir("ckpt", "c") / "config.json").read_text() == "1"
+    assert (store.local_checkpoint("ckpt", "c") / "config.json").read_text() == "1"
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["c"]
 
 
@@ -53,3 +53,13 @@ def test_undecodable_and_missing_images_become_counted_quarantine_rows(tmp_path)
     assert loaded["prompt_id"].to_list() == ["good"] and len(images) == 1
     reasons = dict(zip(refused["key"], refused["reason"]))
     assert reasons["bad"].startswith("image_undecodable") and reasons["gone"].startswith("image_missing")
+
+
+def test_has_and_missing_checkpoint_say_what_to_run(tmp_path):
+    store = LocalStore(tmp_path)
+    assert not store.has_checkpoint("policy_checkpoint", "mixture") and not store.has_table("prompt_mixture", "c")
+    with pytest.raises(MissingUpstreamError, match=r"--select policy_checkpoint`"):
+        store.local_checkpoint("policy_checkpoint", "mixture", partitioned=False)
+    with store.staged_dir("policy_checkpoint", "mixture") as out:
+        (out / "config.json").write_text("{}")
+    assert store.has_checkpoint("policy_checkpoint", "mixture")

@@ -29,7 +29,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     folder = pipeline.base_model_dir()
     return dg.MaterializeResult(
         metadata={
-            "uri": dg.MetadataValue.path(str(folder)),
+            "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED_BASE_MODEL_KEY)),
             "source": "embedded",
             "sft_steps": report.steps,
             "sft_seconds": round(report.seconds, 1),

@@ -20,9 +20,7 @@ from vlm_rl_assets.resources import PipelineResource
 def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
-    dpo_dir = store.checkpoint_dir("dpo_checkpoint", category)
-    if not (dpo_dir / "config.json").is_file():
-        raise FileNotFoundError(f"dpo_checkpoint[{category}] not found at {dpo_dir}; materialize dpo_checkpoint for {category!r} first")
+    dpo_dir = store.local_checkpoint("dpo_checkpoint", category)
     scores = bench_scores(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
     store.write_table("benchmark_scores", category, scores, schemas.BENCHMARK_SCORES)
     accuracy = compare(scores, "dpo").filter(pl.col("metric") == "accuracy").row(0, named=True)

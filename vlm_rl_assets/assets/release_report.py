@@ -18,7 +18,8 @@ from vlm_rl_assets.resources import PipelineResource
 )
 def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
-    models = {"base": pipeline.base_model_dir(), "policy": store.checkpoint_dir("policy_checkpoint", POLICY_KEY)}
+    policy_dir = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
+    models = {"base": pipeline.base_model_dir(), "policy": policy_dir}
     scores = bench_scores(context, config, store, models, list(config.categories))
     store.write_table("release_report", "scores", scores, schemas.BENCHMARK_SCORES)
     table = compare(scores, "policy")

@@ -1,15 +1,16 @@
-"""rollouts[c]: N seeded samples per train prompt from the base model itself (on-policy)."""
+"""rollouts[c]: N seeded samples per train prompt from the base model itself (on-policy), in resumable shards."""
 
 import time
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.runtime import load_images_checked, open_engine
-from vlm_rl_assets.assets.ui import progress_logger
-from vlm_rl_assets.core import quarantine, schemas
+from vlm_rl_assets.assets.runtime import load_images_checked, open_checked_engine
+from vlm_rl_assets.assets.ui import markdown_table, progress_logger
+from vlm_rl_assets.core import diversity, quarantine, schemas
 from vlm_rl_assets.core.engine import SamplingParams
-from vlm_rl_assets.core.rollouts import model_fingerprint, sample_rollouts
+from vlm_rl_assets.core.rollouts import model_fingerprint
+from vlm_rl_assets.core.shards import ASSET, sharded_rollouts
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 
@@ -19,7 +20,7 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["prompt_mixture", "base_model"],
     group_name="rollouts",
     kinds={"pytorch", "parquet"},
-    description="N samples per train prompt from the base model (sampled, seeded, batched generate).",
+    description="N samples per train prompt from the base model, in resumable shards; per-group diversity.",
 )
 def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
@@ -35,24 +36,51 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         max_new_tokens=config.engine.max_new_tokens,
         seed=config.engine.seed,
     )
-    engine = open_engine(config, model_dir)
-    start = time.monotonic()
-    table = sample_rollouts(engine, prompts, images, params, model_fingerprint(model_dir), progress_logger(context, "rollouts"))
-    seconds = time.monotonic() - start
-    store.write_table("rollouts", category, table, schemas.ROLLOUTS)
-    tokens = int(table["n_tokens"].sum())
-    return dg.MaterializeResult(
-        metadata={
-            "rows": table.height,
-            "prompts": prompts.height,
-            "samples_per_prompt": params.n,
-            "quarantined_prompts": refused.height,
-            "quarantined_by_reason": quarantine.reason_counts(refused),
-            "generated_tokens": tokens,
-            "tokens_per_second": round(tokens / seconds, 1),
-            "mean_response_tokens": float(table["n_tokens"].mean()),
-            "finish_reasons": dict(table.group_by("finish_reason").len().iter_rows()),
-            "distinct_responses_per_group": float(table.group_by("prompt_id").agg(pl.col("response").n_unique())["response"].mean()),
-            "policy_id": table["policy_id"][0],
-        }
+    run = sharded_rollouts(
+        open_checked_engine(context, config, model_dir, prompts, images),
+        store,
+        category,
+        prompts,
+        images,
+        params,
+        model_fingerprint(model_dir),
+        shard_prompts=config.engine.shard_prompts,
+        temperatures=config.engine.temperatures,
+        progress=progress_logger(context, f"rollouts[{category}] shards"),
+        log=context.log.info,
     )
+    table = run.table
+    groups = _diversity(context, config.model.device, table)
+    store.write_table(ASSET, f"{category}/diversity", groups, schemas.ROLLOUT_DIVERSITY)
+    metadata = {
+        "rows": table.height,
+        "prompts": prompts.height,
+        "samples_per_prompt": params.n,
+        "rows_by_temperature": {str(t): n for t, n in table.group_by("temperature").len().sort("temperature").rows()},
+        "shards_reused": len(run.reused),
+        "shards_generated": len(run.generated),
+        "shard_prompts": config.engine.shard_prompts,
+        "fingerprint": run.manifest["fingerprint"][0],
+        "quarantined_prompts": refused.height,
+        "quarantined_by_reason": quarantine.reason_counts(refused),
+        "generated_tokens": run.generated_tokens,
+        "mean_response_tokens": float(table["n_tokens"].mean()),
+        "finish_reasons": dict(table.group_by("finish_reason").len().iter_rows()),
+        **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
+        "diversity_histogram": markdown_table(diversity.histogram(groups)),
+        "policy_id": run.manifest["policy_id"][0],
+    }
+    if run.generated:
+        metadata["tokens_per_second"] = round(run.generated_tokens / run.generate_seconds, 1)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _diversity(context: dg.AssetExecutionContext, device: str, table: pl.DataFrame) -> pl.DataFrame:
+    """Per-group diversity; the embedding distance only with the `diversity` extra installed."""
+    embed = diversity.load_embedder(device)
+    if embed is None:
+        context.log.info("no embedding distance: install the `diversity` extra (pip install -e '.[diversity]') for it")
+    start = time.monotonic()
+    groups = diversity.group_diversity(table, embed)
+    context.log.info(f"diversity of {groups.height} groups in {time.monotonic() - start:.1f}s")
+    return groups

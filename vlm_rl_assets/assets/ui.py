@@ -32,6 +32,6 @@ def progress_logger(context: dg.AssetExecutionContext, stage: str) -> Callable[[
         elapsed = time.monotonic() - start
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
-        context.log.info(f"{stage}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)")
+        context.log.info(f"{stage}: {done}/{total} ({rate:.3g}/s, ETA {eta:.0f}s)")
 
     return report

@@ -1,8 +1,9 @@
 """Rollout engines: sample completions for (prompt, images) requests from a saved VLM checkpoint.
 
-The contract (`SamplingParams`, `GenerationRequest`, `Completion`) is engine-neutral so a vLLM
-engine can stand in for `HFEngine` on GPUs. Prompts are formatted with the shared chat format and
-the checkpoint's own chat template, as TRL formats them for training.
+The contract (`SamplingParams`, `GenerationRequest`, `Completion`, `Engine`) is engine-neutral so
+`VLLMEngine` (`vllm_engine.py`) stands in for `HFEngine` on GPUs. Prompts are formatted with the
+shared chat format and the checkpoint's own chat template, as TRL formats them for training
+(`preflight.py` checks that the two agree token for token).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -47,6 +49,28 @@ class Completion:
     text: str
     n_tokens: int  # generated tokens, the eos included
     finish_reason: str  # "stop" (eos) | "length"
+
+
+class Engine(Protocol):
+    """What the rollout and benchmark stages need from an engine (`HFEngine`, `VLLMEngine`)."""
+
+    name: str
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        params: SamplingParams,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[Completion]]: ...
+
+    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]: ...
+
+
+def chat_prompt(processor: Any, request: GenerationRequest) -> str:
+    """The request as the checkpoint's chat template renders it, one image placeholder per image."""
+    return processor.apply_chat_template(
+        [user_message(request.prompt_text, len(request.images))], add_generation_prompt=True
+    )
 
 
 class HFEngine:
@@ -96,24 +120,27 @@ class HFEngine:
                 progress(len(results), len(requests))
         return results
 
-    def _generate_batch(
-        self, batch: Sequence[GenerationRequest], params: SamplingParams, seed: int
-    ) -> list[list[Completion]]:
-        import torch
+    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """The token ids the model is fed for each request (image placeholders expanded), unpadded."""
+        return [self._encode([r])["input_ids"][0].tolist() for r in requests]
 
-        texts = [
-            self.processor.apply_chat_template([user_message(r.prompt_text, len(r.images))], add_generation_prompt=True)
-            for r in batch
-        ]
+    def _encode(self, batch: Sequence[GenerationRequest]) -> Any:
         images = [list(r.images) for r in batch]
-        inputs = self.processor(
-            text=texts,
+        return self.processor(
+            text=[chat_prompt(self.processor, r) for r in batch],
             images=images if any(images) else None,
             padding=True,
             padding_side="left",
             add_special_tokens=False,
             return_tensors="pt",
         ).to(self.device)
+
+    def _generate_batch(
+        self, batch: Sequence[GenerationRequest], params: SamplingParams, seed: int
+    ) -> list[list[Completion]]:
+        import torch
+
+        inputs = self._encode(batch)
         if params.temperature == 0:
             sampling = {"do_sample": False}
         else:

@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.core.engine import GenerationRequest, HFEngine, SamplingParams
+from vlm_rl_assets.core.engine import Engine, GenerationRequest, SamplingParams
 from vlm_rl_assets.core.judges import judge
 
 
 def greedy_verdicts(
-    engine: HFEngine,
+    engine: Engine,
     prompts: pl.DataFrame,
     images: Sequence[tuple[Image.Image, ...]],
     max_new_tokens: int,

@@ -6,7 +6,7 @@ import polars as pl
 from PIL import Image, UnidentifiedImageError
 
 from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets.core.storage import Store
 
 
 def rows(stage: str, category: str, refused: list[tuple[str, str]]) -> pl.DataFrame:
@@ -20,19 +20,28 @@ def reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
 
 
 def load_prompt_images(
-    store: LocalStore, prompts: pl.DataFrame, *, stage: str, category: str
+    store: Store, prompts: pl.DataFrame, *, stage: str, category: str, max_pixels: int | None = None
 ) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:
-    """Decode every prompt's images; a prompt with an image that is missing or won't decode is quarantined.
+    """Decode every prompt's images; a prompt with an image that is missing, won't decode or has more
+    than `max_pixels` pixels (None: no limit; one huge image can exhaust a batch's memory) is quarantined.
 
     Returns (prompts that loaded, their images in order, quarantine rows).
     """
     keep, images, refused = [], [], []
     for pid, uris in zip(prompts["prompt_id"], prompts["images"]):
         try:
-            images.append(tuple(store.load_image(uri) for uri in uris))
-            keep.append(pid)
+            loaded = tuple(store.load_image(uri) for uri in uris)
         except FileNotFoundError as err:
             refused.append((pid, f"image_missing: {err.filename}"))
+        except Image.DecompressionBombError as err:  # Pillow refuses to open it at all
+            refused.append((pid, f"image_oversize: {err}"))
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             refused.append((pid, f"image_undecodable: {err}"))
+        else:
+            oversize = [img for img in loaded if max_pixels is not None and img.width * img.height > max_pixels]
+            if oversize:
+                refused.append((pid, f"image_oversize: {oversize[0].width}x{oversize[0].height}"))
+            else:
+                images.append(loaded)
+                keep.append(pid)
     return prompts.filter(pl.col("prompt_id").is_in(keep)), images, rows(stage, category, refused)

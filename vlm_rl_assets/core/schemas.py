@@ -31,6 +31,31 @@ ROLLOUTS = {
     "top_p": pl.Float64,
 }
 
+ROLLOUT_MANIFEST = {  # one row, written after the rollout table: what it was made from
+    "category": pl.String,
+    "fingerprint": pl.String,  # hash of everything below except rows: names the shard set
+    "policy_id": pl.String,
+    "engine": pl.String,
+    "samples_per_prompt": pl.Int64,
+    "temperatures": pl.List(pl.Float64),  # one, or the sweep
+    "top_p": pl.Float64,
+    "max_new_tokens": pl.Int64,
+    "seed": pl.Int64,  # base seed; shard i samples with a seed derived from it and i
+    "shard_prompts": pl.Int64,
+    "shards": pl.List(pl.String),  # store keys, in order
+    "prompt_ids": pl.List(pl.String),  # in order
+    "rows": pl.Int64,
+}
+
+ROLLOUT_DIVERSITY = {  # one row per group (prompt)
+    "prompt_id": pl.String,
+    "samples": pl.Int64,
+    "distinct_1": pl.Float64,  # unique / total unigrams over the group's responses; null without any
+    "distinct_2": pl.Float64,  # same for bigrams
+    "unique_fraction": pl.Float64,  # distinct responses / responses
+    "embedding_distance": pl.Float64,  # mean pairwise cosine distance; null without the `diversity` extra
+}
+
 FILTERED_ROLLOUTS = {
     **ROLLOUTS,
     "score": pl.Float64,  # rule score in [0, 1]

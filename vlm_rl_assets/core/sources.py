@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from vlm_rl_assets.core import world
 from vlm_rl_assets.core.prompts import PromptSource
-from vlm_rl_assets.core.storage import LocalStore, png_bytes
+from vlm_rl_assets.core.storage import Store, png_bytes
 
 
-def synthetic_sources(store: LocalStore, task: str, splits: dict[str, int], seed: int) -> dict[str, list[PromptSource]]:
+def synthetic_sources(store: Store, task: str, splits: dict[str, int], seed: int) -> dict[str, list[PromptSource]]:
     """`splits` maps a split name to its size; each split has its own seed stream."""
     return {
         split: [

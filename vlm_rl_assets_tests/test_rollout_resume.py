@@ -1,0 +1,76 @@
+"""A rollout run SIGKILLed mid-way, run again, samples only its missing shards and equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from polars.testing import assert_frame_equal
+
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets_tests.rollout_worker import CATEGORY, N_PROMPTS, PARAMS, SHARDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _start(model_dir: Path, root: Path, pause: float) -> subprocess.Popen:
+    """The worker, its output in files beside the store (a full pipe would stall it)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "vlm_rl_assets_tests.rollout_worker", str(model_dir), str(root), str(pause)]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
+
+
+def _finish(process: subprocess.Popen, root: Path) -> dict:
+    process.wait(timeout=300)
+    assert process.returncode == 0, (root / "stderr.txt").read_text()[-3000:]
+    return json.loads((root / "stdout.txt").read_text().strip().splitlines()[-1])
+
+
+def _shards(root: Path) -> dict[int, int]:
+    """Finished shard index -> mtime (half-written shards are hidden temporaries, not *.parquet)."""
+    return {int(p.stem): p.stat().st_mtime_ns for p in (root / "rollouts" / CATEGORY / "shards").glob("*/*.parquet")}
+
+
+def _kill_after_some_shards(model_dir: Path, root: Path) -> dict[int, int]:
+    process = _start(model_dir, root, pause=0.5)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_shards(root)) < 2:
+            assert process.poll() is None, f"the worker ended unkilled: {(root / 'stderr.txt').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the worker wrote no shards in 240 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return _shards(root)
+
+
+def test_killed_run_resumes_missing_shards_only_and_equals_an_uninterrupted_run(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    killed, fresh = tmp_path / "killed", tmp_path / "fresh"
+    survivors = _kill_after_some_shards(tiny_vlm_dir, killed)
+    assert 0 < len(survivors) < SHARDS
+    assert not LocalStore(killed).has_table("rollouts", CATEGORY)  # the table comes only after every shard
+
+    resumed_run, fresh_run = _start(tiny_vlm_dir, killed, 0.0), _start(tiny_vlm_dir, fresh, 0.0)
+    resumed, uninterrupted = _finish(resumed_run, killed), _finish(fresh_run, fresh)
+
+    assert sorted(resumed["reused"]) == sorted(survivors)
+    assert sorted(resumed["generated"]) == sorted(set(range(SHARDS)) - set(survivors))
+    assert {i: _shards(killed)[i] for i in survivors} == survivors  # reused shards were not rewritten
+    assert uninterrupted == {"reused": [], "generated": list(range(SHARDS))}
+    table = LocalStore(killed).read_table("rollouts", CATEGORY, schemas.ROLLOUTS)
+    assert table.height == N_PROMPTS * PARAMS.n
+    assert table.select("prompt_id", "sample_idx").is_unique().all()
+    assert_frame_equal(table, LocalStore(fresh).read_table("rollouts", CATEGORY, schemas.ROLLOUTS))
+    manifest = LocalStore(killed).read_table("rollouts", f"{CATEGORY}/manifest", schemas.ROLLOUT_MANIFEST)
+    assert len(manifest["shards"][0]) == SHARDS and manifest["rows"][0] == table.height

@@ -1,0 +1,126 @@
+"""The store on an s3:// root, against moto's S3 server on loopback (a real HTTP endpoint, via env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+from PIL import Image
+
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.storage import MissingUpstreamError, open_store, png_bytes
+from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets_tests.helpers import prompt_table
+
+TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
+BUCKET = "pipeline"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on a free port, with boto3 pointed at it only through the environment."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    server.stop()
+
+
+def keys(client, prefix: str) -> list[str]:
+    return [obj["Key"] for obj in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def test_tables_round_trip_schema_checked_and_missing_says_what_to_run(s3, tmp_path):
+    store = open_store(f"s3://{BUCKET}/tables", tmp_path)
+    table = prompt_table({"a": ("number", "1")})
+    uri = store.write_table("prompt_mixture", "count", table, schemas.PROMPTS)
+    assert uri == store.table_uri("prompt_mixture", "count") == f"s3://{BUCKET}/tables/prompt_mixture/count.parquet"
+    assert store.has_table("prompt_mixture", "count") and not store.has_table("rollouts", "count")
+    assert store.read_table("prompt_mixture", "count", schemas.PROMPTS).equals(table)
+    assert keys(s3, "tables/") == ["tables/prompt_mixture/count.parquet"]
+    with pytest.raises(schemas.SchemaError, match=r"lacks columns \['answer'\]"):
+        store.write_table("prompt_mixture", "c", table.drop("answer"), schemas.PROMPTS)
+    missing = r"s3://pipeline/tables/rollouts/count.parquet.*--select rollouts --partition count"
+    with pytest.raises(MissingUpstreamError, match=missing):
+        store.read_table("rollouts", "count", schemas.ROLLOUTS)
+
+
+def test_images_are_stored_once_under_root_relative_uris(s3, tmp_path):
+    store = open_store(f"s3://{BUCKET}/images_test", tmp_path)
+    data = png_bytes(Image.new("RGB", (8, 8), "red"))
+    uri = store.put_image(data)
+    assert uri == store.put_image(data) and uri.startswith("images/")
+    assert keys(s3, "images_test/") == [f"images_test/{uri}"]
+    assert store.load_image(uri).getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(FileNotFoundError) as missing:
+        store.load_image("images/gone.png")
+    assert missing.value.filename == f"s3://{BUCKET}/images_test/images/gone.png"
+
+
+def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_path):
+    writer = open_store(f"s3://{BUCKET}/ckpt_test", tmp_path / "writer_cache")
+    with pytest.raises(RuntimeError):
+        with writer.staged_dir("dpo_checkpoint", "c") as out:
+            (out / "config.json").write_text("1")
+            raise RuntimeError("killed")
+    assert keys(s3, "ckpt_test/") == [] and not writer.has_checkpoint("dpo_checkpoint", "c")
+    assert not list((tmp_path / "writer_cache").rglob("config.json"))  # the staging folder is gone too
+    with pytest.raises(MissingUpstreamError, match="--select dpo_checkpoint --partition c"):
+        writer.local_checkpoint("dpo_checkpoint", "c")
+
+    for version in ("1", "2"):
+        with writer.staged_dir("dpo_checkpoint", "c") as out:
+            (out / "config.json").write_text(version)
+            (out / "sub").mkdir()
+            (out / "sub" / "weights.bin").write_bytes(b"w" * 10)
+    stored = keys(s3, "ckpt_test/")
+    assert "ckpt_test/dpo_checkpoint/c/_COMPLETE" in stored and len(stored) == 3  # the superseded version is gone
+
+    reader = open_store(f"s3://{BUCKET}/ckpt_test", tmp_path / "reader_cache")
+    folder = reader.local_checkpoint("dpo_checkpoint", "c")
+    assert (folder / "config.json").read_text() == "2" and (folder / "sub" / "weights.bin").read_bytes() == b"w" * 10
+    assert reader.local_checkpoint("dpo_checkpoint", "c") == folder  # cached: one download per version
+    assert (writer.local_checkpoint("dpo_checkpoint", "c") / "config.json").read_text() == "2"
+
+
+def test_checkpoint_without_its_manifest_is_absent(s3, tmp_path):
+    s3.put_object(Bucket=BUCKET, Key="partial/dpo_checkpoint/c/v1/config.json", Body=b"{}")  # a killed upload
+    store = open_store(f"s3://{BUCKET}/partial", tmp_path)
+    assert not store.has_checkpoint("dpo_checkpoint", "c")
+    with pytest.raises(MissingUpstreamError):
+        store.local_checkpoint("dpo_checkpoint", "c")
+
+
+def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):
+    config = yaml.safe_load(TWO_CATEGORIES.read_text())
+    config["categories"] = {"color": config["categories"]["color"]}
+    config["storage"] = {"cache_dir": str(tmp_path / "cache")}
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    root = f"s3://{BUCKET}/run"
+    resources = {"pipeline": PipelineResource(config_path=str(config_path), storage_root=root)}
+    with dg.instance_for_test() as instance:
+        for selection, partition in ((["base_model"], None), (CATEGORY_ASSETS, "color")):
+            run = dg.materialize(ALL_ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources)
+            assert run.success
+    stored = keys(s3, "run/")
+    for asset in ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "benchmark_scores"):
+        assert f"run/{asset}/color.parquet" in stored
+    for checkpoint in ("base_model/embedded", "dpo_checkpoint/color"):
+        assert f"run/{checkpoint}/_COMPLETE" in stored
+        assert any(key.startswith(f"run/{checkpoint}/") and key.endswith("/config.json") for key in stored)
+    assert any(key.startswith("run/images/") for key in stored)
+    scores = open_store(root, tmp_path / "cache").read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
+    assert set(scores["model"]) == {"base", "dpo"}
