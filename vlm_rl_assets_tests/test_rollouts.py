@@ -163,3 +163,19 @@ def test_config_takes_a_sweep_and_a_shard_size() -> None:
     assert EngineConfig(temperatures=[0.7, 1.3], shard_prompts=8).temperatures == [0.7, 1.3]
     with pytest.raises(ValueError, match="greater than 0"):
         EngineConfig(temperatures=[0.0, 1.0])
+
+
+def test_model_fingerprint_follows_content_not_copies(tmp_path):
+    import shutil
+
+    from vlm_rl_assets.core.rollouts import model_fingerprint
+
+    original = tmp_path / "a"
+    original.mkdir()
+    (original / "config.json").write_text("{}")
+    (original / "model.safetensors").write_bytes(b"weights")
+    copy = tmp_path / "b"
+    shutil.copytree(original, copy)  # new mtimes, same content: same policy, shards reusable
+    assert model_fingerprint(original) == model_fingerprint(copy)
+    (copy / "model.safetensors").write_bytes(b"weightz")  # same size, other weights
+    assert model_fingerprint(original) != model_fingerprint(copy)
