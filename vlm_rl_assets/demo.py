@@ -68,7 +68,9 @@ def main() -> None:
     store = PipelineResource().store()
     table = score_table(store, list(config.categories))
     mean = table.select(pl.exclude("category").mean()).with_columns(category=pl.lit("MEAN")).select(table.columns)
-    with pl.Config(tbl_rows=50, float_precision=3, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_rows=50, tbl_width_chars=160, float_precision=3, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
         print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy ({POLICY_KEY}):")
         print(pl.concat([table, mean]))
         print("\nDPO training, last logged values:")
