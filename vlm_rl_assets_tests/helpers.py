@@ -4,6 +4,8 @@ import polars as pl
 
 from vlm_rl_assets.core import schemas
 
+S3_BUCKET = "pipeline"  # the bucket the `s3` fixture (conftest.py) creates on its moto server
+
 
 def rollout_table(groups: dict[str, list[str]]) -> pl.DataFrame:
     rows = [

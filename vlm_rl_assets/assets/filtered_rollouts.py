@@ -1,10 +1,15 @@
-"""filtered_rollouts[c]: every rollout scored by rule, kept or dropped with its reason."""
+"""filtered_rollouts[c]: every rollout scored by the category's judge, kept or dropped with its reason;
+rollouts the judge failed on are quarantined with the failure's reason (never scored 0)."""
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.filtering import drop_counts, filter_rollouts, score_rollouts
+from vlm_rl_assets.assets.retries import retry_transient
+from vlm_rl_assets.assets.runtime import open_judge
+from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.core import quarantine, schemas
+from vlm_rl_assets.core.filtering import Scored, drop_counts, filter_rollouts, score_rollouts
+from vlm_rl_assets.core.storage import Store
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 
@@ -14,14 +19,19 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["rollouts"],
     group_name="rollouts",
     kinds={"polars", "parquet"},
-    description="Rollouts scored by rule; short, duplicate and no-right/wrong-split groups dropped with reasons.",
+    description="Rollouts scored by the category's judge; short, duplicate, low-diversity and no-right/wrong-split "
+    "groups dropped with reasons; rollouts the judge failed on quarantined.",
 )
+@retry_transient
 def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
-    scored = score_rollouts(store.read_table("rollouts", category, schemas.ROLLOUTS), prompts)
-    filtered = filter_rollouts(scored, config.category(category).min_response_words)
+    rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
+    judged = score_rollouts(rollouts, prompts, open_judge(config, category, store))
+    quarantine_failures(context, config, store, judged, rollouts.height)
+    cat = config.category(category)
+    filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
     store.write_table("filtered_rollouts", category, filtered, schemas.FILTERED_ROLLOUTS)
     group_pass_rate = filtered.group_by("prompt_id").agg(pl.col("correct").mean())["correct"]
     kept_groups = filtered.filter("kept")["prompt_id"].n_unique()
@@ -35,5 +45,28 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "mean_score": float(filtered["score"].mean()),
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
+            "judge": config.category(category).judge,
+            "judge_failures": len(judged.failures),
+            "judge_failures_by_reason": judged.failure_counts,
+            **{f"judge_{name}": value for name, value in judged.metrics.items()},  # vlm: consistency, rank_agreement
         }
     )
+
+
+def quarantine_failures(
+    context: dg.AssetExecutionContext, config: PipelineConfig, store: Store, judged: Scored, rows: int
+) -> None:
+    """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction`."""
+    category = context.partition_key
+    refused = quarantine.rows("filtered_rollouts", category, judged.failures)
+    store.write_table("quarantine", f"filtered_rollouts/{category}", refused, schemas.QUARANTINE)
+    if refused.height / max(rows, 1) > config.max_bad_fraction:
+        kind = config.category(category).judge
+        raise ValueError(
+            f"filtered_rollouts[{category}]: the {kind} judge failed on {refused.height} of {rows} rollouts "
+            f"({judged.failure_counts}), above max_bad_fraction={config.max_bad_fraction}. See "
+            f"{store.table_uri('quarantine', f'filtered_rollouts/{category}')}; check judges.{kind} (endpoint, "
+            "timeout_s, max_retries) or the ground truths named there, or raise max_bad_fraction"
+        )
+    if refused.height:
+        context.log.warning(f"filtered_rollouts[{category}]: quarantined {refused.height} rollouts: {judged.failure_counts}")

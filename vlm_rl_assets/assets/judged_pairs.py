@@ -1,9 +1,11 @@
-"""judged_pairs[c]: chosen/rejected pairs from the model's own samples, with the category's beta."""
+"""judged_pairs[c]: chosen/rejected pairs from the model's own samples, with the category's beta; blocked when
+the judge fails its calibration check (judge_calibration)."""
 
 import dagster as dg
-import polars as pl
 
+from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.filtering import words
 from vlm_rl_assets.core.pairing import make_pairs
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
@@ -14,28 +16,35 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["filtered_rollouts"],
     group_name="pairs",
     kinds={"polars", "parquet"},
-    description="Best-vs-worst pairs of the model's own samples with score margin >= pairing.min_margin.",
+    description="Best-vs-worst pairs of the model's own samples with score margin >= pairing.min_margin, "
+    "optionally length-balanced (pairing.max_length_ratio).",
 )
+@retry_transient
 def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
-    pairs = make_pairs(
+    pairing = config.pairing
+    paired = make_pairs(
         store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS),
         store.read_table("prompt_mixture", category, schemas.PROMPTS),
-        min_margin=config.pairing.min_margin,
-        max_pairs_per_prompt=config.pairing.max_pairs_per_prompt,
+        min_margin=pairing.min_margin,
+        max_pairs_per_prompt=pairing.max_pairs_per_prompt,
         beta=cat.beta,
         judge_name=cat.judge,
+        max_length_ratio=pairing.max_length_ratio,
+        chosen_source=pairing.chosen_source,
     )
+    pairs = paired.pairs
     if pairs.is_empty():
         raise ValueError(
             f"judged_pairs[{category}]: no pairs; no group held a right and a wrong answer with margin >= "
-            f"{config.pairing.min_margin}. Check filtered_rollouts' drop reasons; sample more per prompt "
-            f"(categories.{category}.samples_per_prompt) or lower pairing.min_margin"
+            f"{pairing.min_margin} (candidates dropped: {paired.dropped}). Check filtered_rollouts' drop reasons; "
+            f"sample more per prompt (categories.{category}.samples_per_prompt), lower pairing.min_margin or "
+            "raise pairing.max_length_ratio"
         )
     store.write_table("judged_pairs", category, pairs, schemas.JUDGED_PAIRS)
-    mean_words = pairs.select(pl.col("chosen", "rejected").str.split(" ").list.len().mean()).row(0, named=True)
+    mean_words = pairs.select(words("chosen").mean(), words("rejected").mean()).row(0, named=True)
     return dg.MaterializeResult(
         metadata={
             "pairs": pairs.height,
@@ -46,6 +55,9 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "mean_chosen_words": mean_words["chosen"],
             "mean_rejected_words": mean_words["rejected"],
             "on_policy_fraction": float(pairs["on_policy"].mean()),
+            "chosen_source": pairing.chosen_source,
+            "max_length_ratio": pairing.max_length_ratio,
+            "candidates_dropped": paired.dropped,
             "beta": cat.beta,
             "judge": cat.judge,
         }

@@ -1,42 +1,64 @@
-"""prompt_mixture[c]: the category's prompts after its template, train and bench splits."""
+"""prompt_mixture[c]: the category's prompts (synthetic or the user's dataset) after its rewrites and template."""
 
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.core import quarantine, schemas
 from vlm_rl_assets.core.prompts import build_prompt_table, word_count
-from vlm_rl_assets.core.sources import synthetic_sources
+from vlm_rl_assets.core.sources import load_sources
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+
+STAGE = "prompt_mixture"
 
 
 @dg.asset(
     partitions_def=category_partitions,
     group_name="data",
     kinds={"polars", "parquet"},
-    description="Templated prompts per category (chain of thought for choice/number); short references dropped and counted.",
+    description="Prompts per category from a synthetic task or a Parquet/JSONL dataset (bad rows quarantined), "
+    "rewritten (chain of thought, multiple choice to open) and templated; short references dropped and counted.",
 )
+@retry_transient
 def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
-    sources = synthetic_sources(store, cat.task, {"train": cat.n_train, "bench": cat.n_bench}, config.seed)
-    prompts, dropped = build_prompt_table(category, cat.template, cat.min_response_words, sources)
+    sizes = {"train": cat.n_train, "bench": cat.n_bench}
+    loaded = load_sources(store, cat.source, sizes, config.seed, cat.bench_fraction)
+    refused = quarantine.rows(STAGE, category, loaded.refused)
+    table = build_prompt_table(category, cat.template, cat.min_response_words, loaded.sources, mcq_to_open=cat.mcq_to_open)
+    store.write_table("quarantine", f"{STAGE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE)
+    where = store.table_uri("quarantine", f"{STAGE}/{category}")
+    if refused.height > config.max_bad_fraction * loaded.rows:
+        raise ValueError(
+            f"{STAGE}[{category}]: {refused.height} of {loaded.rows} rows of {cat.source} refused "
+            f"({quarantine.code_counts(refused)}), above max_bad_fraction={config.max_bad_fraction}. See {where} "
+            "(key = file:row, with the reason); fix those rows, or raise max_bad_fraction"
+        )
+    if refused.height:
+        context.log.warning(f"{STAGE}[{category}]: refused {refused.height} rows: {quarantine.code_counts(refused)}")
+    prompts = table.prompts
     if prompts.filter(pl.col("split") == "train").is_empty():
         raise ValueError(
-            f"category {category!r} has no train prompts left after filtering ({quarantine.reason_counts(dropped)}); "
-            f"lower categories.{category}.min_response_words or add prompts"
+            f"category {category!r} has no train prompts left ({quarantine.code_counts(table.dropped)} dropped, "
+            f"{refused.height} rows refused; see {where}); lower categories.{category}.min_response_words or add prompts"
         )
-    store.write_table("prompt_mixture", category, prompts, schemas.PROMPTS)
-    store.write_table("quarantine", f"prompt_mixture/{category}", dropped, schemas.QUARANTINE)
+    store.write_table(STAGE, category, prompts, schemas.PROMPTS)
     split_counts = dict(prompts.group_by("split").len().iter_rows())
     return dg.MaterializeResult(
         metadata={
+            "source": cat.source,
             "train_prompts": split_counts.get("train", 0),
             "bench_prompts": split_counts.get("bench", 0),
-            "dropped": dropped.height,
-            "dropped_by_reason": quarantine.reason_counts(dropped),
+            "input_rows": loaded.rows,
+            "refused_rows": refused.height,
+            "refused_by_reason": quarantine.code_counts(refused),
+            "dropped": table.dropped.height,
+            "dropped_by_reason": quarantine.code_counts(table.dropped),
+            "rewrites": table.rewrites,
             "mean_reference_words": float(prompts["reference"].map_elements(word_count, return_dtype=pl.Int64).mean()),
             "template": cat.template,
             "preview": markdown_table(prompts.select("prompt_id", "split", "prompt_text", "reference"), 5),

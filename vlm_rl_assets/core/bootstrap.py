@@ -32,10 +32,12 @@ class BootstrapReport:
 
 
 def synthetic_split(config: PipelineConfig, split: str, sizes: dict[str, int]) -> tuple[pl.DataFrame, list[tuple], list[str]]:
-    """Every category's items of a split (`sizes` per category): a prompt table, their images, and reference responses."""
+    """The items of a split of the synthetic categories `sizes` names (with their sizes): a prompt table, their
+    images, and reference responses."""
     rows, images, references = [], [], []
-    for category, cat in config.categories.items():
-        for item in world.generate(cat.task, split, sizes[category], config.bootstrap.seed):
+    for category, size in sizes.items():
+        cat = config.category(category)
+        for item in world.generate(cat.task, split, size, config.bootstrap.seed):
             prompt_text = apply_template(cat.template, item.question, item.answer_type)
             rows.append(
                 {
@@ -45,6 +47,7 @@ def synthetic_split(config: PipelineConfig, split: str, sizes: dict[str, int]) -
                     "answer": item.answer,
                     "answer_type": item.answer_type,
                     "objects": [obj.name for obj in item.objects],
+                    "choices": list(item.choices),
                 }
             )
             images.append((item.image,))
@@ -58,14 +61,20 @@ def bootstrap_embedded_model(out_dir: Path, config: PipelineConfig, log: Callabl
     from vlm_rl_assets.core.training import SFTSettings, TrainExample, sft_train
 
     settings = config.bootstrap
+    synthetic = [c for c, cat in config.categories.items() if cat.synthetic]
+    if not synthetic:
+        raise ValueError(
+            "model.path 'embedded' is SFT-trained on synthetic categories and there is none; add one "
+            "(e.g. color: {source: 'synthetic:color'}) or set model.path to your SFT model"
+        )
     for category, cat in config.categories.items():
-        if not cat.source.startswith("synthetic:"):
-            raise ValueError(f"model.path 'embedded' trains on synthetic tasks only; category {category!r} has {cat.source!r}")
-    sft_sizes = {c: settings.examples_override.get(c, settings.examples_per_category) for c in config.categories}
+        if not cat.synthetic:
+            log(f"bootstrap: category {category!r} is a dataset ({cat.source}); the embedded model is not trained on it")
+    sft_sizes = {c: settings.examples_override.get(c, settings.examples_per_category) for c in synthetic}
     train, train_images, references = synthetic_split(config, "sft", sft_sizes)
     examples = [TrainExample(text, imgs, ref) for text, imgs, ref in zip(train["prompt_text"], train_images, references)]
     random.Random(settings.seed).shuffle(examples)
-    dev, dev_images, _ = synthetic_split(config, "dev", dict.fromkeys(config.categories, settings.dev_per_category))
+    dev, dev_images, _ = synthetic_split(config, "dev", dict.fromkeys(synthetic, settings.dev_per_category))
     checks: list[dict[str, float]] = []
 
     def good_enough(model, processor) -> bool:

@@ -23,7 +23,7 @@ def greedy_verdicts(
     completions = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens), progress)
     rows = []
     for prompt, (completion,) in zip(prompts.iter_rows(named=True), completions):
-        verdict = judge(prompt["answer_type"], completion.text, prompt["answer"], prompt["objects"])
+        verdict = judge(prompt["answer_type"], completion.text, prompt["answer"], prompt["objects"], prompt["choices"])
         rows.append(
             {
                 "prompt_id": prompt["prompt_id"],

@@ -19,6 +19,11 @@ def reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
     return dict(sorted(quarantine.group_by("reason").len().iter_rows()))
 
 
+def code_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    """Counts by the reason's code (`image_missing` of `image_missing: <path>`): details differ per row."""
+    return reason_counts(quarantine.with_columns(reason=pl.col("reason").str.split(":").list.first()))
+
+
 def load_prompt_images(
     store: Store, prompts: pl.DataFrame, *, stage: str, category: str, max_pixels: int | None = None
 ) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:

@@ -1,10 +1,21 @@
-"""Where a category's prompts come from: `synthetic:<task>` generated here, images into the store."""
+"""Where a category's prompts come from: `synthetic:<task>` generated here, or a user's Parquet /
+JSONL dataset (`core/datasets.py`); either way images go into the store."""
 
 from __future__ import annotations
 
 from vlm_rl_assets.core import world
-from vlm_rl_assets.core.prompts import PromptSource
+from vlm_rl_assets.core.datasets import is_dataset_source, load_dataset
+from vlm_rl_assets.core.prompts import PromptSource, SourceLoad
 from vlm_rl_assets.core.storage import Store, png_bytes
+
+
+def load_sources(store: Store, source: str, sizes: dict[str, int], seed: int, bench_fraction: float) -> SourceLoad:
+    """`sizes` maps a split to its size (a dataset's at most); `seed` drives synthetic tasks, `bench_fraction`
+    splits dataset rows that name no split."""
+    if is_dataset_source(source):
+        return load_dataset(source, store, sizes, bench_fraction)
+    sources = synthetic_sources(store, source.removeprefix("synthetic:"), sizes, seed)
+    return SourceLoad(sources, [], sum(sizes.values()))
 
 
 def synthetic_sources(store: Store, task: str, splits: dict[str, int], seed: int) -> dict[str, list[PromptSource]]:

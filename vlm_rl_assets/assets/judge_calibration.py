@@ -1,0 +1,77 @@
+"""judge_calibration[c]: the category's judge against a labelled sample, a blocking check on
+filtered_rollouts: below `calibration_min_f1` it fails with ERROR severity and judged_pairs does not
+run, so a judge that disagrees with its labels never produces DPO pairs.
+
+Without `categories.<c>.calibration_labels` the check fails with WARN severity (not blocking): the
+judge is uncalibrated, which the UI should show, but a pipeline without labels still runs.
+"""
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
+from vlm_rl_assets.assets.runtime import open_judge
+from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.calibration import REFERENCES, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.resources import PipelineResource
+
+
+@dg.asset_check(
+    asset=filtered_rollouts,
+    blocking=True,
+    partitions_def=category_partitions,
+    description="F1 and agreement of the category's judge with calibration_labels; below calibration_min_f1 "
+    "judged_pairs is blocked.",
+)
+def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
+    category = context.partition_key
+    config, store = pipeline.config(), pipeline.store()
+    cat = config.category(category)
+    if cat.calibration_labels is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"judge not calibrated: set categories.{category}.calibration_labels to a labelled "
+            "sample (.parquet/.jsonl) or 'references'",
+            metadata={"labels": "none"},
+        )
+    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
+    if cat.calibration_labels == REFERENCES:
+        labels = reference_labels(prompts, config.seed)
+    else:
+        labels = read_labels(cat.calibration_labels)
+        if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
+            labels = with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
+    result = calibrate(labels, prompts, open_judge(config, category, store))
+    agreement = result.agreement
+    if agreement.n == 0:
+        problem = f"no labelled response was judged ({labels.height} labels, judge failures {result.failure_counts})"
+    elif agreement.f1 < cat.calibration_min_f1:
+        problem = f"the {cat.judge} judge's F1 {agreement.f1:.3f} on {agreement.n} labelled responses is below "
+        problem += f"calibration_min_f1={cat.calibration_min_f1}; the disagreements are in this check's metadata"
+    else:
+        problem = None
+    disagreements = result.judged.filter(pl.col("label") != pl.col("correct"))
+    return dg.AssetCheckResult(
+        passed=problem is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=problem and f"{problem}. Fix the judge (judges.{cat.judge}) or the labels "
+        f"(categories.{category}.calibration_labels); judged_pairs[{category}] does not run after this failure",
+        metadata={
+            "labels": cat.calibration_labels,
+            "judge": cat.judge,
+            "f1": agreement.f1,
+            "agreement": agreement.agreement,
+            "min_f1": cat.calibration_min_f1,
+            "n": agreement.n,
+            "true_pos": agreement.true_pos,
+            "false_pos": agreement.false_pos,
+            "false_neg": agreement.false_neg,
+            "true_neg": agreement.true_neg,
+            "judge_failures": sum(result.failure_counts.values()),
+            "judge_failures_by_reason": result.failure_counts,
+            "disagreements": markdown_table(disagreements),
+        },
+    )

@@ -1,0 +1,34 @@
+"""The pipeline for one category in its own process, so its config's categories become the partitions.
+
+    VLM_RL_CONFIG=CONFIG python -m vlm_rl_assets_tests.pipeline_worker STORE_ROOT CATEGORY
+
+Materializes base_model, then every category stage of CATEGORY; prints each asset's metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import dagster as dg
+
+from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.resources import PipelineResource
+
+
+def main(root: str, category: str) -> None:
+    resources = {"pipeline": PipelineResource(storage_root=root)}
+    runs = [
+        dg.materialize(ALL_ASSETS, selection=["base_model"], resources=resources),
+        dg.materialize(ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key=category, resources=resources),
+    ]
+    metadata = {
+        event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
+        for run in runs
+        for event in run.get_asset_materialization_events()
+    }
+    print(json.dumps(metadata, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,105 @@
+"""Judges in the pipeline: rows a judge fails on are quarantined with the reason and counted in
+filtered_rollouts' metadata, never scored 0; config names the judge and validates its settings."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from PIL import Image
+
+from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.filtering import filter_rollouts, score_rollouts
+from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets.definitions import ALL_ASSETS
+from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
+from vlm_rl_assets_tests.scripted_endpoint import GARBAGE, ScriptedEndpoint, scores
+
+
+def test_rule_failures_are_returned_not_scored_and_the_rest_keep_their_reasons():
+    prompts = prompt_table({"a": ("number", "2"), "b": ("number", "two")})  # b's ground truth is no number
+    judged = score_rollouts(rollout_table({"a": ["Answer: 2", "Answer: 3"], "b": ["Answer: 2"]}), prompts)
+    assert judged.failures == [("b/0", "answer_not_a_number: ground truth 'two' holds 0 numbers, not one")]
+    assert judged.failure_counts == {"answer_not_a_number": 1}
+    assert judged.scored["prompt_id"].to_list() == ["a", "a"] and judged.scored["score"].to_list() == [1.0, 0.0]
+    filtered = filter_rollouts(judged.scored, min_words=1)
+    assert filtered["judge_reason"].to_list() == ["answered 2, expected 2", "answered 3, expected 2"]
+
+
+def write_config(path: Path, base_url: str, max_bad_fraction: float) -> Path:
+    path.write_text(
+        f"max_bad_fraction: {max_bad_fraction}\n"
+        "categories:\n  scene: {source: 'synthetic:scene', judge: vlm}\n"
+        "judges:\n"
+        f"  vlm: {{base_url: '{base_url}', model: judge, timeout_s: 2, max_retries: 1, backoff_s: 0,\n"
+        "         repeats: 2, concurrency: 1}\n"
+    )
+    return path
+
+
+def seed_store(root: Path) -> None:
+    """prompt_mixture and rollouts of `scene` as the upstream assets would leave them: 2 prompts x 2 samples."""
+    store = LocalStore(root)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buffer, format="PNG")
+    uri = store.put_image(buffer.getvalue())
+    prompts = prompt_table({"p0": ("open", "A red circle."), "p1": ("open", "A red circle.")}, category="scene")
+    store.write_table("prompt_mixture", "scene", prompts.with_columns(images=pl.lit([uri])), schemas.PROMPTS)
+    rollouts = rollout_table({"p0": ["A red circle.", "A blue star."], "p1": ["A red circle.", "Two green squares."]})
+    store.write_table("rollouts", "scene", rollouts, schemas.ROLLOUTS)
+
+
+def test_vlm_judge_failures_become_counted_quarantine_rows_and_leave_pairing(tmp_path):
+    seed_store(tmp_path / "store")
+    script = [
+        scores(9, 9, 9), scores(9, 9, 8),  # p0/0
+        scores(2, 3, 5), scores(2, 3, 5),  # p0/1
+        scores(9, 9, 9), scores(8, 9, 9),  # p1/0
+        GARBAGE, GARBAGE,  # p1/1, first repeat: malformed twice (1 + max_retries), so the row fails
+        scores(1, 1, 1),  # p1/1, second repeat
+    ]  # fmt: skip
+    with ScriptedEndpoint(script) as endpoint:
+        config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=0.3)
+        resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
+        result = dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
+    store = LocalStore(tmp_path / "store")
+    quarantined = store.read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE)
+    assert quarantined["key"].to_list() == ["p1/1"] and quarantined["reason"][0].startswith("vlm_malformed_json: 2 attempts")
+    filtered = store.read_table("filtered_rollouts", "scene", schemas.FILTERED_ROLLOUTS)
+    assert "p1/1" not in (filtered["prompt_id"] + "/" + filtered["sample_idx"].cast(pl.String)).to_list()
+    assert filtered.filter(pl.col("kept"))["prompt_id"].to_list() == ["p0", "p0"]  # p1 has no wrong answer left
+    (event,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["judge"] == "vlm" and meta["judge_failures"] == 1
+    assert meta["judge_failures_by_reason"] == {"vlm_malformed_json": 1}
+    assert meta["judge_consistency"] == 1.0 and meta["judge_rank_agreement"] == 1.0
+
+
+def test_vlm_judge_failing_too_often_fails_the_stage_naming_the_quarantine(tmp_path):
+    seed_store(tmp_path / "store")
+    with ScriptedEndpoint([GARBAGE] * 16) as endpoint:
+        config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=0.3)
+        resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
+        with pytest.raises(Exception, match=r"vlm judge failed on 4 of 4 rollouts.*vlm_malformed_json.*quarantine"):
+            dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
+    assert LocalStore(tmp_path / "store").read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE).height == 4
+
+
+@pytest.mark.parametrize(
+    "judges, message",
+    [
+        ("", "judges.vlm.model"),
+        ("judges: {vlm: {model: m, max_retries: -1}}", "judges.vlm.max_retries"),
+        ("judges: {vlm: {model: m, api_key: sk-123}}", "judges.vlm.api_key"),  # keys live in the environment only
+    ],
+)
+def test_judge_settings_are_validated_on_load(tmp_path, judges, message):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(f"categories:\n  scene: {{source: 'synthetic:scene', judge: vlm}}\n{judges}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
