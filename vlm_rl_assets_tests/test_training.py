@@ -95,7 +95,7 @@ def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
     result = dpo_train(tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append)
 
     assert result.steps == 3
-    assert lines[0].startswith("step 1/3: loss=") and "rewards/accuracies=" in lines[0]
+    assert lines[0].startswith("step 1/3 (") and " steps/s, ETA " in lines[0] and "rewards/accuracies=" in lines[0]
     saved = json.loads((tmp_path / METRICS_FILE).read_text())
     assert saved["steps"] == 3 and saved["final"] == result.final
     last_step = [entry for entry in result.history if "loss" in entry][-1]

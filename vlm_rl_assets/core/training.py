@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +28,11 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+from trl import DPOConfig, SFTConfig, SFTTrainer
 
 from vlm_rl_assets.core.chat import assistant_message, preference_example, user_message
+from vlm_rl_assets.core.pair_dpo import PairDPOTrainer
+from vlm_rl_assets.core.pair_dpo import reference_logps as pair_reference_logps
 from vlm_rl_assets.core.tiny_model import load_model, load_processor
 
 SFT_WATCHED = ("loss", "mean_token_accuracy")
@@ -59,12 +63,19 @@ class TrainExample:
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One DPO pair: two answers to the same prompt, the first preferred."""
+    """One DPO pair: two answers to the same prompt, the first preferred.
+
+    `beta` overrides `DPOSettings.beta` for this pair (a category's own beta inside a mixture). The reference
+    log-probs, when known (see `reference_logps`), spare training the reference model.
+    """
 
     prompt_text: str
     images: tuple[Image.Image, ...]
     chosen: str
     rejected: str
+    beta: float | None = None
+    ref_chosen_logps: float | None = None
+    ref_rejected_logps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,8 @@ class DPOSettings:
     epochs: int = 2  # passes over the pairs, unless max_steps is set
     max_steps: int = -1  # > 0 overrides epochs
     seed: int = 0  # seeds the data order
-    loss_type: str = "sigmoid"  # TRL loss name; "sigmoid" is the original DPO loss
+    loss_type: tuple[str, ...] = ("sigmoid",)  # TRL loss names, summed; ("sigmoid", "bco_pair", "sft") is MPO
+    loss_weights: tuple[float, ...] | None = None  # one per loss type; None weighs each 1.0
     log_every: int = 5  # steps between log entries; the last step is always logged
 
 
@@ -144,32 +156,74 @@ def dpo_train(
     settings: DPOSettings = DPOSettings(),
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """DPO on preference pairs against a frozen copy of the starting model; saves model + processor to out_dir.
+    """DPO on preference pairs, each with its own beta; saves model + processor to out_dir.
 
-    TRL builds the reference by reloading `model_dir` (the model's `name_or_path`); `precompute_ref_log_probs` is
-    refused for image datasets in TRL 1.16, so the reference runs a forward pass every step.
+    When every pair carries its reference log-probs, training holds only the policy; otherwise TRL reloads
+    `model_dir` as a frozen reference and runs it every step.
     """
     if not pairs:
         raise ValueError("dpo_train needs at least one PreferencePair; got none")
+    trainer = dpo_trainer(model_dir, out_dir, pairs, settings, log)
+    return _train_and_save(trainer, trainer.processing_class, out_dir, DPO_WATCHED)
+
+
+def reference_logps(
+    model_dir: str | Path, pairs: Sequence[PreferencePair], batch_size: int = 16
+) -> list[tuple[float, float]]:
+    """(chosen, rejected) log-probs of `model_dir` on each pair, as the reference of a DPO run from `model_dir`
+    sees them: one no-grad pass, to be cached and passed back on `PreferencePair`."""
+    if not pairs:
+        return []
+    plain = [dataclasses.replace(p, ref_chosen_logps=None, ref_rejected_logps=None) for p in pairs]
+    with tempfile.TemporaryDirectory() as scratch:  # the trainer's output_dir; nothing is saved there
+        trainer = dpo_trainer(model_dir, scratch, plain, DPOSettings(batch_size=batch_size), cached_reference=True)
+        chosen, rejected = pair_reference_logps(trainer, trainer.train_dataset, batch_size)
+    return list(zip(chosen, rejected))
+
+
+def dpo_trainer(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    pairs: Sequence[PreferencePair],
+    settings: DPOSettings,
+    log: Callable[[str], None] | None = None,
+    cached_reference: bool | None = None,
+) -> PairDPOTrainer:
+    """The configured `PairDPOTrainer` on `pairs` (not yet trained); cached_reference defaults to whether every
+    pair carries its reference log-probs."""
+    cached = [p.ref_chosen_logps is not None and p.ref_rejected_logps is not None for p in pairs]
+    if cached_reference is None:
+        if any(cached) and not all(cached):
+            raise ValueError(
+                f"{cached.count(False)} of {len(pairs)} pairs lack reference log-probs: compute them for all pairs "
+                "with reference_logps, or for none"
+            )
+        cached_reference = all(cached)
     processor = load_processor(model_dir)
     config = DPOConfig(
         **_common_args(out_dir, settings.seed, settings.learning_rate, settings.batch_size, settings.log_every),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
         beta=settings.beta,
-        loss_type=[settings.loss_type],
+        loss_type=list(settings.loss_type),
+        loss_weights=list(settings.loss_weights) if settings.loss_weights is not None else None,
     )
-    dataset = _lazy_dataset(
-        pairs, lambda pair: preference_example(pair.prompt_text, pair.images, pair.chosen, pair.rejected)
-    )
-    trainer = DPOTrainer(
+
+    def to_example(pair: PreferencePair) -> dict[str, Any]:
+        example = preference_example(pair.prompt_text, pair.images, pair.chosen, pair.rejected)
+        example["beta"] = settings.beta if pair.beta is None else pair.beta
+        if cached_reference and pair.ref_chosen_logps is not None:
+            example["ref_chosen_logps"], example["ref_rejected_logps"] = pair.ref_chosen_logps, pair.ref_rejected_logps
+        return example
+
+    return PairDPOTrainer(
         model=load_model(model_dir),
         args=config,
-        train_dataset=dataset,
+        train_dataset=_lazy_dataset(pairs, to_example),
         processing_class=processor,
+        cached_reference=cached_reference,
         callbacks=[_FlowCallback(processor, log)],
     )
-    return _train_and_save(trainer, processor, out_dir, DPO_WATCHED)
 
 
 def _common_args(
@@ -216,10 +270,15 @@ class _FlowCallback(TrainerCallback):
     ) -> None:
         self.processor, self.log, self.stop_when, self.eval_every = processor, log, stop_when, eval_every
 
+    def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.start = time.monotonic()
+
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any) -> None:
         if self.log is not None and logs:
             values = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, float | int))
-            self.log(f"step {state.global_step}/{state.max_steps}: {values}")
+            rate = state.global_step / max(time.monotonic() - self.start, 1e-9)
+            eta = (state.max_steps - state.global_step) / rate if rate > 0 else float("nan")
+            self.log(f"step {state.global_step}/{state.max_steps} ({rate:.3g} steps/s, ETA {eta:.0f}s): {values}")
 
     def on_step_end(
         self,

@@ -1,0 +1,59 @@
+"""Training curves as a small PNG for an asset's markdown metadata, drawn with Pillow (matplotlib is not a
+dependency: a ~10 MB install for four line plots)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import polars as pl
+from PIL import Image, ImageDraw
+
+PANELS = (  # title, columns drawn in it (each its own colour)
+    ("loss", ("loss",)),
+    ("rewards/accuracies", ("rewards/accuracies",)),
+    ("rewards/margins", ("rewards/margins",)),
+    ("logps: chosen (blue), rejected (red)", ("logps/chosen", "logps/rejected")),
+)
+COLOURS = ((31, 119, 180), (214, 39, 40))
+PANEL_W, PANEL_H, PAD = 240, 130, 18
+
+
+def curves_png(curve: pl.DataFrame) -> bytes:
+    """A 2x2 grid of line plots of the logged metrics against `step`; panels whose columns are missing stay blank."""
+    image = Image.new("RGB", (2 * PANEL_W, 2 * PANEL_H), "white")
+    draw = ImageDraw.Draw(image)
+    for i, (title, columns) in enumerate(PANELS):
+        left, top = (i % 2) * PANEL_W, (i // 2) * PANEL_H
+        box = (left + PAD + 24, top + PAD, left + PANEL_W - 8, top + PANEL_H - 8)
+        draw.rectangle(box, outline=(160, 160, 160))
+        draw.text((left + PAD + 24, top + 3), title, fill="black")
+        present = [c for c in columns if c in curve.columns]
+        values = [v for c in present for v in curve[c].drop_nulls().to_list()]
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        draw.text((left + 2, box[1]), f"{high:.3g}", fill="black")
+        draw.text((left + 2, box[3] - 10), f"{low:.3g}", fill="black")
+        for column, colour in zip(present, COLOURS):
+            points = curve.select("step", column).drop_nulls()
+            draw.line(_scaled(points, box, low, high), fill=colour, width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def curves_markdown(curve: pl.DataFrame) -> str:
+    """The PNG inline as a data URI: metadata travels with the run, no file to host."""
+    return f"![training curves](data:image/png;base64,{base64.b64encode(curves_png(curve)).decode()})"
+
+
+def _scaled(points: pl.DataFrame, box: tuple[int, int, int, int], low: float, high: float) -> list[tuple[float, float]]:
+    steps, values = points[:, 0].to_list(), points[:, 1].to_list()
+    first, last = min(steps), max(steps)
+    x_span, y_span = (last - first) or 1, (high - low) or 1
+    scaled = [
+        (box[0] + (s - first) / x_span * (box[2] - box[0]), box[3] - (v - low) / y_span * (box[3] - box[1]))
+        for s, v in zip(steps, values)
+    ]
+    return scaled if len(scaled) > 1 else scaled * 2  # one point still draws (a dot)

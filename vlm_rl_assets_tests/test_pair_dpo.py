@@ -1,0 +1,113 @@
+"""PairDPOTrainer against stock TRL: equal betas give TRL's loss, cached reference log-probs give the uncached loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from trl import DPOConfig, DPOTrainer
+
+from vlm_rl_assets.core.chat import preference_example
+from vlm_rl_assets.core.tiny_model import load_model, load_processor
+from vlm_rl_assets.core.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
+
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[PreferencePair]:
+    rng = random.Random(1)
+    out = []
+    for i in range(6):
+        image = Image.new("RGB", (112, 112), "white")
+        x, y = rng.randint(22, 90), rng.randint(22, 90)
+        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
+        wrong = " ".join(["Answer:"] + [COLOURS[(i + 1) % 5]] * (1 + i % 3))  # uneven lengths: padding matters
+        out.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong))
+    return out
+
+
+def _loss(trainer, examples: list[dict]) -> torch.Tensor:
+    """The trainer's loss on one fixed batch (built fresh: collators consume their examples)."""
+    batch = trainer.data_collator(examples)
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, batch)
+
+
+def _examples(trainer, n: int) -> list[dict]:
+    return [trainer.train_dataset[i] for i in range(n)]
+
+
+@pytest.mark.parametrize("loss_type", [("sigmoid",), ("ipo",), ("sigmoid", "bco_pair", "sft")])
+def test_equal_betas_match_stock_trl(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
+) -> None:
+    settings = DPOSettings(beta=0.3, loss_type=loss_type, batch_size=6)
+    ours = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
+    config = DPOConfig(
+        output_dir=str(tmp_path), beta=0.3, loss_type=list(loss_type), bf16=False, report_to="none",
+        remove_unused_columns=False, gradient_checkpointing=False,
+    )
+    stock_data = _lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
+    stock = DPOTrainer(
+        model=load_model(tiny_vlm_dir), args=config, train_dataset=stock_data, processing_class=load_processor(tiny_vlm_dir)
+    )
+    for trainer in (ours, stock):
+        _perturb(trainer.model)  # else policy == reference and every loss is its value at 0, whatever beta
+
+    expected = _loss(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
+    assert torch.allclose(_loss(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
+
+
+def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
+    """A batch with betas (0.5, 0.1) has the mean loss of pair 0 trained at beta 0.5 and pair 1 at beta 0.1."""
+    mixed = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings())
+    at = {b: dpo_trainer(tiny_vlm_dir, tmp_path, pairs[:2], DPOSettings(beta=b)) for b in (0.5, 0.1)}
+    for trainer in (mixed, *at.values()):
+        _perturb(trainer.model)
+    expected = (_loss(at[0.5], [at[0.5].train_dataset[0]]) + _loss(at[0.1], [at[0.1].train_dataset[1]])) / 2
+    assert torch.allclose(_loss(mixed, _examples(mixed, 2)), expected, atol=1e-5, rtol=0)
+    assert mixed.beta == 0.1  # the run's beta is restored after each batch
+
+
+def _perturb(model: torch.nn.Module) -> None:
+    """The same fixed nudge to every weight: a policy that differs from its reference, so log-ratios are not 0."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.01 * torch.sin(torch.arange(param.numel(), dtype=param.dtype)).view_as(param))
+
+
+def test_cached_reference_matches_uncached_and_holds_one_model(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    refs = reference_logps(tiny_vlm_dir, pairs, batch_size=4)  # other batches than the loss: padding must not matter
+    cached_pairs = [dataclasses.replace(p, ref_chosen_logps=c, ref_rejected_logps=r) for p, (c, r) in zip(pairs, refs)]
+    settings = DPOSettings(loss_type=("sigmoid", "sft"))
+    uncached = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, settings)
+    cached = dpo_trainer(tiny_vlm_dir, tmp_path, cached_pairs, settings)
+
+    assert cached.ref_model is None and uncached.ref_model is not None
+    for trainer in (uncached, cached):
+        _perturb(trainer.model)
+    expected = _loss(uncached, _examples(uncached, len(pairs)))
+    assert torch.allclose(_loss(cached, _examples(cached, len(pairs))), expected, atol=1e-5, rtol=0)
+
+
+def test_some_cached_pairs_are_refused(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
+    half = [dataclasses.replace(p, ref_chosen_logps=-1.0, ref_rejected_logps=-2.0) for p in pairs[:3]] + pairs[3:]
+    with pytest.raises(ValueError, match="3 of 6 pairs lack reference log-probs"):
+        dpo_trainer(tiny_vlm_dir, tmp_path, half, DPOSettings())
+
+
+def test_each_image_is_encoded_once_per_step(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    seen: list[int] = []
+    trainer.model.model.visual.patch_embed.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    batch = trainer.data_collator(_examples(trainer, len(pairs)))
+    trainer.compute_loss(trainer.model, batch)
+    assert seen == [len(batch["pixel_values"]) // 2]  # the collator repeats each image for chosen and rejected
+    assert "forward" not in vars(trainer.model.model.visual)  # the class's forward is back afterwards

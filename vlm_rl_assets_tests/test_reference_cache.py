@@ -1,0 +1,48 @@
+"""Reference log-probs are computed once per (reference, pair content) and read back on retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.reference_cache import TABLE, with_reference_logps
+from vlm_rl_assets.core.storage import LocalStore
+
+
+def _pairs(n: int, category: str = "colour") -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "pair_id": [f"{category}-{i}" for i in range(n)],
+            "category": [category] * n,
+            "prompt_text": [f"{category} q{i}" for i in range(n)],
+            "images": [[f"file://img{i}.png"] for i in range(n)],
+            "chosen": ["yes"] * n,
+            "rejected": ["no"] * n,
+        }
+    )
+
+
+def test_computes_once_then_reads_back(tmp_path: Path) -> None:
+    store, asked = LocalStore(tmp_path), []
+
+    def compute(rows: list[int]) -> list[tuple[float, float]]:
+        asked.append(rows)
+        return [(-float(i), -10.0 - i) for i in rows]
+
+    pairs = pl.concat([_pairs(3), _pairs(2, "count")])
+    first, computed = with_reference_logps(store, "ref-a", pairs, compute)
+    assert computed == 5 and first["ref_chosen_logps"].to_list() == [0.0, -1.0, -2.0, -3.0, -4.0]
+    assert store.read_table(TABLE, "count", schemas.REFERENCE_LOGPS).height == 2  # stored beside each category's pairs
+
+    again, computed = with_reference_logps(store, "ref-a", pairs.reverse(), compute)
+    assert computed == 0 and again["ref_rejected_logps"].to_list() == first["ref_rejected_logps"].reverse().to_list()
+
+    edited = pairs.with_columns(chosen=pl.when(pl.col("pair_id") == "colour-1").then(pl.lit("yes!")).otherwise("chosen"))
+    _, computed = with_reference_logps(store, "ref-a", edited, compute)
+    assert computed == 1 and asked[-1] == [1]  # edited content is a new pair
+
+    _, computed = with_reference_logps(store, "ref-b", pairs, compute)
+    assert computed == 5  # another reference model: nothing reused
+    assert store.read_table(TABLE, "colour", schemas.REFERENCE_LOGPS).height == 3 + 1 + 3
