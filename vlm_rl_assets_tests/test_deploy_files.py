@@ -1,0 +1,102 @@
+"""docker/ and the local instance files checked against Dagster's own config schemas (no Docker engine or cluster
+here), and the compose file's wiring between services, the run launcher and the workspace."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._config import validate_config
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.workspace.config_schema import ensure_workspace_config
+from dagster._serdes.config_class import class_from_code_pointer
+
+REPO = Path(__file__).parents[1]
+DOCKER = REPO / "docker"
+POSTGRES_ENV = ("DAGSTER_POSTGRES_HOSTNAME", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB")
+GPU_ASSETS = {"base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report"}
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DOCKER / name).read_text())
+
+
+def assert_valid(config_type, config, what: str) -> None:
+    result = validate_config(config_type, config)
+    assert result.success, f"{what}: {[e.message for e in result.errors]}"
+
+
+@pytest.mark.parametrize("folder", [REPO, DOCKER], ids=["local", "docker"])
+def test_instance_yaml_matches_dagster_schema(folder, monkeypatch):
+    for name in POSTGRES_ENV:
+        monkeypatch.setenv(name, "x")
+    config, _ = dagster_instance_config(str(folder))  # the top-level schema, storage and concurrency included
+    for section in ("run_launcher", "run_coordinator", "scheduler"):
+        if section in config:  # each configurable class against its own schema
+            cls = class_from_code_pointer(config[section]["module"], config[section]["class"])
+            assert_valid(cls.config_type(), config[section].get("config", {}), section)
+
+
+def test_docker_instance_uses_postgres_gpus_and_a_gpu_pool():
+    config = load("dagster.yaml")
+    assert set(config["storage"]["postgres"]["postgres_db"]) >= {"hostname", "username", "password", "db_name"}
+    launcher = config["run_launcher"]["config"]
+    from docker.types import DeviceRequest
+
+    gpus = [DeviceRequest(**request) for request in launcher["container_kwargs"]["device_requests"]]
+    assert gpus[0]["Driver"] == "nvidia" and gpus[0]["Capabilities"] == [["gpu"]]
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
+
+
+def test_workspaces_match_dagster_schema():
+    for path in (REPO / "workspace.yaml", DOCKER / "workspace.yaml"):
+        ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
+
+
+def test_compose_wires_services_launcher_and_workspace():
+    compose, instance, workspace = load("docker-compose.yml"), load("dagster.yaml"), load("workspace.yaml")
+    services = compose["services"]
+    assert set(services) == {"postgresql", "user_code", "webserver", "daemon"}
+    grpc = workspace["load_from"][0]["grpc_server"]
+    assert grpc["host"] == "user_code" and f'"{grpc["port"]}"' in (DOCKER / "Dockerfile.user_code").read_text()
+    launcher = instance["run_launcher"]["config"]
+    for name in ("user_code", "webserver", "daemon"):
+        assert set(POSTGRES_ENV) <= set(services[name]["environment"]), name
+    assert set(launcher["env_vars"]) <= set(services["daemon"]["environment"])  # the daemon launches the runs
+    assert services["user_code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == services["user_code"]["image"]
+    assert compose["networks"]["vlm_rl_assets_network"]["name"] == launcher["network"]
+    volume = launcher["container_kwargs"]["volumes"][0].split(":")[0]
+    assert compose["volumes"][volume]["name"] == volume  # run containers mount it by its global name
+    assert "dagster-daemon" in services["daemon"]["entrypoint"] and "dagster-webserver" in services["webserver"]["entrypoint"]
+
+
+def test_images_pin_the_project_dagster_version():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    core = re.search(r'"dagster==([\d.]+)"', pyproject).group(1)
+    libraries = set(re.findall(r'"dagster-(?:postgres|docker|k8s)==([\d.]+)"', pyproject))
+    image = (DOCKER / "Dockerfile.dagster").read_text()
+    assert set(re.findall(r"dagster(?:-webserver|-graphql)?==([\d.]+)", image)) == {core}
+    assert set(re.findall(r"dagster-(?:postgres|docker)==([\d.]+)", image)) == libraries
+    assert dg.__version__ == core
+
+
+def test_helm_values_request_a_gpu_on_gpu_steps():
+    from dagster_k8s import k8s_job_executor
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig
+
+    from vlm_rl_assets import k8s
+
+    values = load("helm-values.yaml")
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("--module-name") + 1]
+    assert module == k8s.__name__ and deployment["includeConfigInLaunchedRuns"]["enabled"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert_valid(k8s_job_executor.config_schema.config_type, k8s.EXECUTOR_CONFIG, "k8s_job_executor")
+    assert set(k8s.EXECUTOR_CONFIG["per_step_k8s_config"]) == GPU_ASSETS
+    for step in GPU_ASSETS:
+        pod = UserDefinedDagsterK8sConfig.from_dict(k8s.EXECUTOR_CONFIG["per_step_k8s_config"][step])
+        assert pod.container_config["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert k8s.defs.executor.name == "k8s"
