@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from vlm_rl_assets.core.datasets import is_dataset_source, resolve
+from vlm_rl_assets.core.judging import JudgeKind
 from vlm_rl_assets.core.world import TASKS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
@@ -75,11 +77,37 @@ class BootstrapConfig(Strict):
     seed: int = 0
 
 
-class TrainingConfig(Strict):
+LossType = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]  # TRL 1.16's DPO loss types
+
+
+class LossConfig(Strict):
+    """TRL loss types summed with weights: [sigmoid] is DPO; [sigmoid, bco_pair, sft] with [0.8, 0.2, 1.0] is MPO."""
+
+    loss_type: list[LossType] = Field(default_factory=lambda: ["sigmoid"], min_length=1)
+    loss_weights: list[float] | None = Field(None, description="one per loss_type; unset weighs each 1.0")
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def one_name_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def one_weight_per_type(self) -> LossConfig:
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"loss_weights has {len(self.loss_weights)} entries for {len(self.loss_type)} loss_type entries "
+                f"{self.loss_type}: give one weight per type, or drop loss_weights"
+            )
+        return self
+
+
+class TrainingConfig(LossConfig):
     learning_rate: float = Field(2e-5, gt=0)
     batch_size: int = Field(16, ge=1)
     epochs: int = Field(2, ge=1)
-    loss_type: str = "sigmoid"
     seed: int = 0
 
 
@@ -90,29 +118,126 @@ class EvalConfig(Strict):
 class PairingConfig(Strict):
     min_margin: float = Field(0.5, ge=0, le=1, description="chosen score minus rejected score, at least")
     max_pairs_per_prompt: int = Field(1, ge=1)
+    max_length_ratio: float | None = Field(
+        None, ge=1, description="length-balanced: drop pairs whose longer half has more than this many times the words"
+    )
+    chosen_source: Literal["policy", "ground_truth"] = Field(
+        "policy", description="ground_truth: the prompt's reference as chosen (off-policy); only with ablation: true"
+    )
+    ablation: bool = Field(False, description="allow chosen_source: ground_truth, knowing it saturates DPO")
+
+    @model_validator(mode="after")
+    def ground_truth_only_as_ablation(self) -> PairingConfig:
+        if self.chosen_source == "ground_truth" and not self.ablation:
+            raise ValueError(
+                "chosen_source: ground_truth makes the reference answer 'chosen': DPO then tells off-policy text from "
+                "the policy's own at once, its loss saturates and the policy learns a style shortcut instead of being "
+                "right. Keep chosen_source: policy, or set pairing.ablation: true to run it as an ablation"
+            )
+        return self
+
+
+class RuleJudgeConfig(Strict):
+    rel_tol: float = Field(0.0, ge=0, description="number answers match within this relative tolerance...")
+    abs_tol: float = Field(1e-6, ge=0, description="...or this absolute one")
+    ocr_correct_at: float = Field(0.9, ge=0, le=1, description="ocr answers: normalized edit similarity that counts as right")
+
+
+class VLMJudgeConfig(Strict):
+    """A judge model behind an OpenAI-compatible endpoint, e.g. `vllm serve Qwen/Qwen2.5-VL-7B-Instruct`."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's OpenAI API root, ending in /v1")
+    model: str = Field("", description="the served model name (required when a category uses judge: vlm)")
+    api_key_env: str = Field(
+        "VLM_JUDGE_API_KEY", description="environment variable holding the API key (unset: no key sent); never the key itself"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="per request")
+    max_retries: int = Field(3, ge=0, description="retries of a timeout, 429/5xx, empty or malformed reply, then quarantine")
+    backoff_s: float = Field(1.0, ge=0, description="wait before retry i: backoff_s * 2**(i-1)")
+    repeats: int = Field(2, ge=1, description="gradings per response, position-swapped; 2+ reports judge_consistency")
+    agreement_tolerance: float = Field(0.1, ge=0, le=1, description="repeated scores this close agree")
+    correct_at: float = Field(0.7, ge=0, le=1, description="score that counts as right for the right/wrong split")
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(256, ge=16)
+    concurrency: int = Field(8, ge=1, description="requests in flight (the server batches them)")
+    json_mode: bool = Field(True, description="send response_format json_object; off for servers that reject it")
+
+
+class RewardModelJudgeConfig(Strict):
+    path: str = Field("", description="save_pretrained folder of a sequence-classification reward model (num_labels=1)")
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(4096, ge=1, description="longer prompt+response texts are quarantined, not truncated")
+    correct_at: float = Field(0.5, ge=0, le=1, description="sigmoid score that counts as right")
+
+
+class JudgesConfig(Strict):
+    """Settings of the judges categories name with `judge:`."""
+
+    rule: RuleJudgeConfig = RuleJudgeConfig()
+    vlm: VLMJudgeConfig = VLMJudgeConfig()
+    reward_model: RewardModelJudgeConfig = RewardModelJudgeConfig()
 
 
 class CategoryConfig(Strict):
-    source: str = Field(description="synthetic:<task>")
-    template: Literal["plain", "cot"] = Field("plain", description="cot: chain of thought for choice and number answers")
+    source: str = Field(
+        description="synthetic:<task>, or a .parquet / .jsonl dataset: a path (relative to this file's folder) or s3:// URI"
+    )
+    template: Literal["plain", "cot"] = Field(
+        "plain", description="cot: chain of thought (choice, number, text, math answers) replacing short-answer instructions"
+    )
+    mcq_to_open: bool = Field(False, description="rewrite multiple choice as an open question answered by the option's text")
     min_response_words: int = Field(1, ge=1, description="shorter references and responses are dropped")
     samples_per_prompt: int = Field(8, ge=2, description="rollouts per prompt (a group)")
-    n_train: int = Field(1000, ge=1, description="prompts to roll out")
-    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts")
+    n_train: int = Field(1000, ge=1, description="prompts to roll out (a dataset: its first n_train train rows)")
+    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts (a dataset: its first n_bench bench rows)")
+    bench_fraction: float = Field(0.2, gt=0, lt=1, description="share of a dataset's rows without a split hashed into bench")
     beta: float = Field(0.1, gt=0, description="DPO beta; higher for long answers")
-    judge: Literal["rule", "reference"] = "rule"
+    loss: LossConfig | None = Field(
+        None, description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's)"
+    )
+    judge: JudgeKind = Field(
+        "rule", description="rule | reference (CHAIR scene) | vlm | reward_model; settings under judges:"
+    )
     mixture_weight: float = Field(1.0, ge=0, description="share in the policy's balanced mixture")
+    min_group_diversity: float = Field(
+        0.0, ge=0, le=1, description="groups whose unique fraction (distinct responses / samples) is lower are dropped"
+    )
+    calibration_labels: str | None = Field(
+        None,
+        description="labelled sample the judge must agree with before pairs are made: a .parquet/.jsonl path "
+        "(prompt_id, label, and response or sample_idx), or 'references' (built-in sanity sample); see docs",
+    )
+    calibration_min_f1: float = Field(0.9, ge=0, le=1, description="below this F1 against the labels, judged_pairs is blocked")
+
+    @field_validator("calibration_labels")
+    @classmethod
+    def labels_file_or_references(cls, labels: str | None) -> str | None:
+        if labels is not None and labels != "references" and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
+            raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, or 'references'")
+        return labels
 
     @field_validator("source")
     @classmethod
-    def known_source(cls, source: str) -> str:
+    def known_source(cls, source: str, info: ValidationInfo) -> str:
+        """A dataset path is made absolute against the config file's folder (`config_dir` in the context)."""
+        if is_dataset_source(source):
+            config_dir = (info.context or {}).get("config_dir")
+            return resolve(source, str(config_dir)) if config_dir else source
         kind, _, task = source.partition(":")
         if kind != "synthetic" or task not in TASKS:
-            raise ValueError(f"unknown source {source!r}; use 'synthetic:<task>' with task one of {sorted(TASKS)}")
+            raise ValueError(
+                f"unknown source {source!r}; use 'synthetic:<task>' with task one of {sorted(TASKS)}, "
+                "or a .parquet / .jsonl dataset (a path or s3:// URI)"
+            )
         return source
 
     @property
+    def synthetic(self) -> bool:
+        return self.source.startswith("synthetic:")
+
+    @property
     def task(self) -> str:
+        """The synthetic task (synthetic sources only)."""
         return self.source.partition(":")[2]
 
 
@@ -129,6 +254,7 @@ class PipelineConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     eval: EvalConfig = EvalConfig()
     pairing: PairingConfig = PairingConfig()
+    judges: JudgesConfig = JudgesConfig()
     categories: dict[str, CategoryConfig]
 
     @model_validator(mode="after")
@@ -138,6 +264,17 @@ class PipelineConfig(Strict):
         bad = [name for name in self.categories if not name.replace("_", "").isalnum()]
         if bad:
             raise ValueError(f"category names must be letters, digits and '_' (they are partition keys): {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def judges_configured(self) -> PipelineConfig:
+        users = {kind: [n for n, c in self.categories.items() if c.judge == kind] for kind in ("vlm", "reward_model")}
+        if users["vlm"] and not self.judges.vlm.model:
+            raise ValueError(f"categories {users['vlm']} use judge: vlm; set judges.vlm.model to the served model name")
+        if users["reward_model"] and not self.judges.reward_model.path:
+            raise ValueError(
+                f"categories {users['reward_model']} use judge: reward_model; set judges.reward_model.path to its folder"
+            )
         return self
 
     def category(self, name: str) -> CategoryConfig:
@@ -162,7 +299,7 @@ def load_config(path: str | Path | None = None) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with at least 'categories'; got {type(raw).__name__}")
     try:
-        return PipelineConfig.model_validate(raw)
+        return PipelineConfig.model_validate(raw, context={"config_dir": path.resolve().parent})
     except ValidationError as err:
         problems = "\n".join(
             f"  {'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()

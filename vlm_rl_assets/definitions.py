@@ -6,15 +6,19 @@ from vlm_rl_assets.assets.base_model import base_model
 from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
 from vlm_rl_assets.assets.dpo_checkpoint import dpo_checkpoint
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
+from vlm_rl_assets.assets.judge_calibration import judge_calibration
 from vlm_rl_assets.assets.judged_pairs import judged_pairs
 from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
 from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
 from vlm_rl_assets.assets.release_report import release_report
 from vlm_rl_assets.assets.rollouts import rollouts
+from vlm_rl_assets.automation import alert_on_run_failure, nightly_categories, release_when_categories_scored
 from vlm_rl_assets.resources import PipelineResource
 
 CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
-ALL_ASSETS = [base_model, *CATEGORY_ASSETS, policy_checkpoint, release_report]
+ASSET_CHECKS = [judge_calibration]  # blocking: a judge that fails calibration stops judged_pairs
+ASSETS = [base_model, *CATEGORY_ASSETS, policy_checkpoint, release_report]
+ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]  # what dg.materialize takes: checks run with the assets they check
 
 category_job = dg.define_asset_job(
     "category_pipeline",
@@ -26,7 +30,10 @@ release_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
     jobs=[category_job, release_job],
+    schedules=[nightly_categories],
+    sensors=[release_when_categories_scored, alert_on_run_failure],
     resources={"pipeline": PipelineResource()},
 )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vlm_rl_assets_tests.helpers import S3_BUCKET
+
 SHAPES = ("circle", "square", "triangle", "star")
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 QUESTIONS = (
@@ -34,6 +36,26 @@ def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlm_rl_assets.core.tiny_model import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"), TINY_CORPUS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on a free port with bucket `S3_BUCKET`, boto3 pointed at it only through the environment."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=S3_BUCKET)
+        yield client
+    server.stop()
 
 
 def _vllm_usable() -> bool:

@@ -47,3 +47,17 @@ def test_missing_file_says_how_to_point_at_one(tmp_path):
 def test_unknown_category_lists_configured_ones():
     with pytest.raises(KeyError, match="configured categories"):
         load_config().category("nope")
+
+
+def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tmp_path):
+    text = (
+        "training: {loss_type: [sigmoid, bco_pair, sft], loss_weights: [0.8, 0.2, 1.0]}\n"
+        "categories:\n  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n  d: {source: 'synthetic:color'}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.training.loss_type == ["sigmoid", "bco_pair", "sft"] and config.training.loss_weights == [0.8, 0.2, 1.0]
+    assert config.category("c").loss.loss_type == ["ipo"] and config.category("d").loss is None
+    with pytest.raises(ConfigError, match="loss_weights has 1 entries for 2"):
+        load_config(write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1]))
+    with pytest.raises(ConfigError, match="training.loss_type"):
+        load_config(write(tmp_path, "training: {loss_type: [dpo]}\n" + text.split("\n", 1)[1]))

@@ -78,8 +78,15 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     assert sum(filtered["rows_by_outcome"].values()) == filtered["rows"]
     dpo = metadata(results[1:2], "dpo_checkpoint")
     assert {"final/loss", "final/rewards/accuracies", "final/rewards/margins"} <= set(dpo)
+    assert dpo["curves"].startswith("![training curves](data:image/png;base64,")
+    assert dpo["reference_logps_computed"] == dpo["pairs"]  # first run on these pairs: computed and cached
     policy = metadata(results[3:], "policy_checkpoint")
     assert set(policy["pairs_per_category"]) == set(CATEGORIES)
+    assert policy["reference_logps_computed"] == 0  # the mixture's pairs were cached by the dpo_checkpoint runs
+    evaluations = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "training_health"]
+    checks = {e.asset_key.to_user_string(): e for e in evaluations}
+    assert set(checks) == {"dpo_checkpoint", "policy_checkpoint"}
+    assert all(isinstance(e.passed, bool) for e in checks.values())  # a warning either way: the checkpoint stays
     assert "mean_delta_accuracy" in metadata(results[3:], "release_report")
 
 

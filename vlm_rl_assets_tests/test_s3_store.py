@@ -4,38 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import dagster as dg
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from vlm_rl_assets.core import schemas
 from vlm_rl_assets.core.storage import MissingUpstreamError, open_store, png_bytes
 from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets_tests.helpers import prompt_table
+from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
 
 TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
-BUCKET = "pipeline"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server on a free port, with boto3 pointed at it only through the environment."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    server.stop()
+BUCKET = S3_BUCKET  # the `s3` fixture (conftest.py) creates it
 
 
 def keys(client, prefix: str) -> list[str]:

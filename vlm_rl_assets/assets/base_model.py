@@ -3,16 +3,19 @@
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.resources import EMBEDDED_BASE_MODEL_KEY, PipelineResource
 
 
 @dg.asset(
+    pool=GPU_POOL,
     group_name="models",
     kinds={"pytorch", "transformers"},
     description="The SFT vision-language model: model.path, or on the embedded default a tiny Qwen2-VL built "
     "and SFT-bootstrapped here to an imperfect level so DPO has headroom.",
 )
+@retry_transient
 def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     if config.model.path != EMBEDDED_BASE_MODEL_KEY:

@@ -5,8 +5,9 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import load_images_checked, open_checked_engine
-from vlm_rl_assets.assets.ui import markdown_table, progress_logger
+from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.core import diversity, quarantine, schemas
 from vlm_rl_assets.core.engine import SamplingParams
 from vlm_rl_assets.core.rollouts import model_fingerprint
@@ -16,12 +17,14 @@ from vlm_rl_assets.resources import PipelineResource
 
 
 @dg.asset(
+    pool=GPU_POOL,
     partitions_def=category_partitions,
     deps=["prompt_mixture", "base_model"],
     group_name="rollouts",
     kinds={"pytorch", "parquet"},
     description="N samples per train prompt from the base model, in resumable shards; per-group diversity.",
 )
+@retry_transient
 def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
@@ -36,6 +39,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         max_new_tokens=config.engine.max_new_tokens,
         seed=config.engine.seed,
     )
+    progress = Progress(context, f"rollouts[{category}] shards")
     run = sharded_rollouts(
         open_checked_engine(context, config, model_dir, prompts, images),
         store,
@@ -46,7 +50,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         model_fingerprint(model_dir),
         shard_prompts=config.engine.shard_prompts,
         temperatures=config.engine.temperatures,
-        progress=progress_logger(context, f"rollouts[{category}] shards"),
+        progress=progress,
         log=context.log.info,
     )
     table = run.table
@@ -69,6 +73,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
         "diversity_histogram": markdown_table(diversity.histogram(groups)),
         "policy_id": run.manifest["policy_id"][0],
+        **progress.metadata("shards"),  # this run's sampled shards: done, seconds, per_second
     }
     if run.generated:
         metadata["tokens_per_second"] = round(run.generated_tokens / run.generate_seconds, 1)

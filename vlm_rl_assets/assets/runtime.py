@@ -1,7 +1,10 @@
-"""Shared steps of the model-running assets: thread count, a table's images, opening and pre-flight checking an engine."""
+"""Shared steps of the model-running assets: thread count, a table's images, opening and pre-flight checking an
+engine, opening a category's judge."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,14 +12,16 @@ import dagster as dg
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.assets.ui import markdown_table, progress_logger
-from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.assets.ui import Progress, markdown_table
+from vlm_rl_assets.config import LossConfig, PipelineConfig
 from vlm_rl_assets.core import quarantine, schemas
 from vlm_rl_assets.core.storage import Store
 
 if TYPE_CHECKING:
     from vlm_rl_assets.core.engine import Engine
+    from vlm_rl_assets.core.judging import RolloutJudge
 
+HEALTH_CHECK = "training_health"
 CURVE_COLUMNS = ("step", "loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
 
 
@@ -41,6 +46,29 @@ def open_engine(config: PipelineConfig, model_dir: Path) -> Engine:
         ),
     }
     return openers[engine.kind]()
+
+
+def open_judge(config: PipelineConfig, category: str, store: Store) -> RolloutJudge:
+    """The judge `categories.<c>.judge` names with its `judges:` settings; the VLM judge's API key only
+    from the environment variable `judges.vlm.api_key_env` names, so it never lands in config or metadata."""
+    from vlm_rl_assets.core.judges import RuleSettings
+    from vlm_rl_assets.core.judging import RuleJudge
+
+    kind, judges = config.category(category).judge, config.judges
+    if kind == "vlm":
+        from vlm_rl_assets.core.vlm_judge import VLMJudge, VLMJudgeSettings
+
+        api_key = os.environ.get(judges.vlm.api_key_env, "")
+        settings = VLMJudgeSettings(**judges.vlm.model_dump(exclude={"api_key_env"}), api_key=api_key)
+        return VLMJudge(settings, load_image=store.load_image)
+    if kind == "reward_model":
+        import torch
+
+        from vlm_rl_assets.core.reward_judge import RewardModelJudge, RewardModelSettings
+
+        torch.set_num_threads(config.model.torch_threads)
+        return RewardModelJudge(RewardModelSettings(**judges.reward_model.model_dump(), device=config.model.device))
+    return RuleJudge(RuleSettings(**judges.rule.model_dump()), name=kind)
 
 
 def open_checked_engine(
@@ -95,41 +123,76 @@ def train_pairs(
     base_dir: Path,
     asset: str,
     key: str,
-    beta: float,
-) -> dict:
-    """DPO of the base model on `pairs` into the store's checkpoint `<asset>/<key>`; returns the metadata to show."""
+    loss: LossConfig,
+) -> tuple[dict, dg.AssetCheckResult]:
+    """DPO of the base model on `pairs` into the store's checkpoint `<asset>/<key>`, each pair with its category's
+    beta and the base model's cached reference log-probs; returns the metadata to show and the health check."""
     import torch
 
-    from vlm_rl_assets.core.training import DPOSettings, PreferencePair, dpo_train
+    from vlm_rl_assets.core.curves import curves_markdown
+    from vlm_rl_assets.core.reference_cache import with_reference_logps
+    from vlm_rl_assets.core.rollouts import model_fingerprint
+    from vlm_rl_assets.core.training import DPOSettings, PreferencePair, dpo_train, reference_logps
+    from vlm_rl_assets.core.training_health import training_alarms
 
     torch.set_num_threads(config.model.torch_threads)
     pairs, images, refused = load_images_checked(context, config, store, pairs, asset)
+    betas = {c: config.category(c).beta for c in pairs["category"].unique()}  # today's config, not the table's
+    pairs = pairs.with_columns(beta=pl.col("category").replace_strict(betas, return_dtype=pl.Float64))
+    examples = [
+        PreferencePair(row["prompt_text"], imgs, row["chosen"], row["rejected"], beta=row["beta"])
+        for row, imgs in zip(pairs.iter_rows(named=True), images)
+    ]
     train = config.training
+    pairs, computed = with_reference_logps(
+        store,
+        model_fingerprint(base_dir),
+        pairs,
+        lambda rows: reference_logps(base_dir, [examples[i] for i in rows], batch_size=train.batch_size),
+    )
+    context.log.info(f"reference log-probs: {computed} computed, {pairs.height - computed} read from the cache")
+    examples = [
+        dataclasses.replace(ex, ref_chosen_logps=chosen, ref_rejected_logps=rejected)
+        for ex, chosen, rejected in zip(examples, pairs["ref_chosen_logps"], pairs["ref_rejected_logps"])
+    ]
     settings = DPOSettings(
-        beta=beta,
         learning_rate=train.learning_rate,
         batch_size=train.batch_size,
         epochs=train.epochs,
         seed=train.seed,
-        loss_type=train.loss_type,
+        loss_type=tuple(loss.loss_type),
+        loss_weights=tuple(loss.loss_weights) if loss.loss_weights is not None else None,
     )
-    examples = [
-        PreferencePair(row["prompt_text"], imgs, row["chosen"], row["rejected"])
-        for row, imgs in zip(pairs.iter_rows(named=True), images)
-    ]
     with store.staged_dir(asset, key) as out_dir:
         result = dpo_train(base_dir, out_dir, examples, settings, log=context.log.info)
     logged = [entry for entry in result.history if "loss" in entry]
     curve = pl.DataFrame(logged).select(c for c in CURVE_COLUMNS if c in logged[0])
+    alarms = training_alarms(result.history)
+    for alarm in alarms:
+        context.log.warning(f"{asset}[{key}]: {alarm}")
+    health = dg.AssetCheckResult(
+        check_name=HEALTH_CHECK, passed=not alarms, severity=dg.AssetCheckSeverity.WARN, metadata={"alarms": alarms}
+    )
     return {
         "uri": dg.MetadataValue.path(store.checkpoint_uri(asset, key)),
         "pairs": pairs.height,
         "quarantined_pairs": refused.height,
         "steps": result.steps,
-        "beta": beta,
+        **{key: result.history[-1][key] for key in ("train_runtime", "train_steps_per_second") if key in result.history[-1]},
+        "beta_per_category": dict(pairs.group_by("category").agg(pl.col("beta").first()).sort("category").iter_rows()),
+        "loss_type": ", ".join(loss.loss_type),
+        "reference_logps_computed": computed,
         **{f"final/{name}": float(value) for name, value in result.final.items()},
+        "curves": dg.MetadataValue.md(curves_markdown(curve)),
         "curve": markdown_table(curve, 20),
-    }
+    }, health
+
+
+def health_check_spec(asset: str) -> dg.AssetCheckSpec:
+    """The training-health check `train_pairs` reports on a training asset (a warning: the checkpoint is kept)."""
+    return dg.AssetCheckSpec(
+        HEALTH_CHECK, asset=asset, description="no NaN loss and no collapse of logps/chosen (core/training_health.py)"
+    )
 
 
 def bench_scores(
@@ -149,7 +212,7 @@ def bench_scores(
     summaries = []
     for name, model_dir in models.items():
         verdicts = greedy_verdicts(
-            open_engine(config, model_dir), prompts, images, config.eval.max_new_tokens, progress_logger(context, f"bench {name}")
+            open_engine(config, model_dir), prompts, images, config.eval.max_new_tokens, Progress(context, f"bench {name}")
         )
         summaries.append(summarize(verdicts, name))
     return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
@@ -19,19 +18,30 @@ def markdown_table(df: pl.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def progress_logger(context: dg.AssetExecutionContext, stage: str) -> Callable[[int, int], None]:
-    """A `progress(done, total)` callback logging done/total, rate and ETA about every 10%."""
-    start = time.monotonic()
-    last_logged = [-1]
+class Progress:
+    """A `progress(done, total)` callback logging done/total, rate and ETA about every 10%, whose totals become
+    metadata, so a slow stage shows how far it is in the run's logs and how fast it was on the asset."""
 
-    def report(done: int, total: int) -> None:
+    def __init__(self, context: dg.AssetExecutionContext, stage: str) -> None:
+        self.context, self.stage = context, stage
+        self.start = time.monotonic()
+        self.done, self.elapsed, self.last_decile = 0, 0.0, -1
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.elapsed = done, time.monotonic() - self.start
         decile = done * 10 // max(total, 1)
-        if decile == last_logged[0] and done < total:
+        if decile == self.last_decile and done < total:
             return
-        last_logged[0] = decile
-        elapsed = time.monotonic() - start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        self.last_decile = decile
+        rate = self.rate()
         eta = (total - done) / rate if rate > 0 else float("nan")
-        context.log.info(f"{stage}: {done}/{total} ({rate:.3g}/s, ETA {eta:.0f}s)")
+        self.context.log.info(f"{self.stage}: {done}/{total} ({rate:.3g}/s, ETA {eta:.0f}s)")
 
-    return report
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def metadata(self, name: str) -> dict[str, float]:
+        """`<name>/done`, `<name>/seconds` and `<name>/per_second` as of the last report."""
+        seconds, rate = round(self.elapsed, 2), round(self.rate(), 3)
+        return {f"{name}/done": self.done, f"{name}/seconds": seconds, f"{name}/per_second": rate}
+

@@ -11,7 +11,7 @@ PROMPTS = {
     "question": pl.String,
     "prompt_text": pl.String,  # after the category's template
     "answer": pl.String,  # verifiable ground truth
-    "answer_type": pl.String,  # number | choice | text | structured | open
+    "answer_type": pl.String,  # number | choice | text | structured | open | math | ocr
     "reference": pl.String,  # a full response in the template's format (SFT target, GT style)
     "choices": pl.List(pl.String),
     "images": pl.List(pl.String),  # URIs into the image store
@@ -58,8 +58,9 @@ ROLLOUT_DIVERSITY = {  # one row per group (prompt)
 
 FILTERED_ROLLOUTS = {
     **ROLLOUTS,
-    "score": pl.Float64,  # rule score in [0, 1]
+    "score": pl.Float64,  # the judge's score in [0, 1]; rows it failed on are quarantined, not here
     "correct": pl.Boolean,
+    "judge_reason": pl.String,  # why the judge gave that score
     "kept": pl.Boolean,
     "drop_reason": pl.String,  # null when kept
 }
@@ -78,6 +79,14 @@ JUDGED_PAIRS = {
     "beta": pl.Float64,
     "judge": pl.String,
     "on_policy": pl.Boolean,
+}
+
+REFERENCE_LOGPS = {  # beside judged_pairs: the reference model's log-probs of each pair, reused on retrain
+    "reference": pl.String,  # model_fingerprint of the reference (the base model) that produced them
+    "pair_hash": pl.String,  # content hash of the pair (prompt, images, chosen, rejected)
+    "pair_id": pl.String,
+    "ref_chosen_logps": pl.Float64,
+    "ref_rejected_logps": pl.Float64,
 }
 
 BENCHMARK_SCORES = {
