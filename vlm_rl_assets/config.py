@@ -113,6 +113,9 @@ class TrainingConfig(LossConfig):
 
 class EvalConfig(Strict):
     max_new_tokens: int = Field(48, ge=1)
+    samples_per_prompt: int = Field(8, ge=1, description="sampled responses per bench prompt, for pass@k, k = 1..this")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the pass@k responses")
+    max_category_loss: float = Field(0.01, ge=0, description="promotion gate: no category's accuracy may drop more")
 
 
 class PairingConfig(Strict):

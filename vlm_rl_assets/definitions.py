@@ -10,13 +10,14 @@ from vlm_rl_assets.assets.judge_calibration import judge_calibration
 from vlm_rl_assets.assets.judged_pairs import judged_pairs
 from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
 from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
-from vlm_rl_assets.assets.release_report import release_report
+from vlm_rl_assets.assets.release_report import promotion_gate, release_report
 from vlm_rl_assets.assets.rollouts import rollouts
 from vlm_rl_assets.automation import alert_on_run_failure, nightly_categories, release_when_categories_scored
 from vlm_rl_assets.resources import PipelineResource
 
 CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
-ASSET_CHECKS = [judge_calibration]  # blocking: a judge that fails calibration stops judged_pairs
+# judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate: release or not
+ASSET_CHECKS = [judge_calibration, promotion_gate]
 ASSETS = [base_model, *CATEGORY_ASSETS, policy_checkpoint, release_report]
 ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]  # what dg.materialize takes: checks run with the assets they check
 

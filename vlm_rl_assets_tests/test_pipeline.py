@@ -65,6 +65,9 @@ def test_every_asset_materializes(pipeline_run):
         assert (store.local_checkpoint("dpo_checkpoint", category) / "config.json").is_file()
         scores = store.read_table("benchmark_scores", category, schemas.BENCHMARK_SCORES)
         assert set(scores["model"]) == {"base", "dpo"} and (scores["n"] == 8).all()
+        assert {"accuracy", "mean_score", "pass@1", "pass@8"} <= set(scores["metric"])
+        accuracy = scores.filter(pl.col("metric") == "accuracy")
+        assert ((accuracy["ci_low"] <= accuracy["value"]) & (accuracy["value"] <= accuracy["ci_high"])).all()
     report = store.read_table("release_report", "scores", schemas.BENCHMARK_SCORES)
     assert set(report["category"]) == set(CATEGORIES) and set(report["model"]) == {"base", "policy"}
 
@@ -87,7 +90,12 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     checks = {e.asset_key.to_user_string(): e for e in evaluations}
     assert set(checks) == {"dpo_checkpoint", "policy_checkpoint"}
     assert all(isinstance(e.passed, bool) for e in checks.values())  # a warning either way: the checkpoint stays
-    assert "mean_delta_accuracy" in metadata(results[3:], "release_report")
+    report = metadata(results[3:], "release_report")
+    low, high = report["mean_delta_accuracy_ci"]
+    assert low <= report["mean_delta_accuracy"] <= high
+    assert report["pass_at_k_curves"].startswith("![pass@k curves](data:image/png;base64,")
+    [gate] = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
+    assert isinstance(gate.passed, bool) and "overall_ci_low" in gate.metadata
 
 
 def test_missing_upstream_partition_says_what_to_materialize(pipeline_run, tmp_path):

@@ -1,4 +1,5 @@
-"""benchmark_scores[c]: greedy accuracy of base and dpo_checkpoint[c] on c's benchmark split, and the delta."""
+"""benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and dpo_checkpoint[c] on c's benchmark split,
+and the paired delta."""
 
 import time
 
@@ -9,6 +10,7 @@ from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.stats import paired_deltas
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 
@@ -19,7 +21,8 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["dpo_checkpoint", "prompt_mixture", "base_model"],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
-    description="Greedy benchmark accuracy of base vs. this category's DPO checkpoint on held-out prompts.",
+    description="Greedy accuracy (95% CI), pass@k and the paired delta of base vs. this category's DPO checkpoint "
+    "on held-out prompts.",
 )
 @retry_transient
 def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -27,16 +30,23 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     config, store = pipeline.config(), pipeline.store()
     dpo_dir = store.local_checkpoint("dpo_checkpoint", category)
     start = time.monotonic()
-    scores = bench_scores(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
+    scores, verdicts = bench_scores(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
     store.write_table("benchmark_scores", category, scores, schemas.BENCHMARK_SCORES)
-    accuracy = compare(scores, "dpo").filter(pl.col("metric") == "accuracy").row(0, named=True)
+    table = compare(scores, "dpo")
+    accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    delta = paired_deltas(verdicts, "dpo", seed=config.engine.seed).row(0, named=True)
+    pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).select("metric", "base", "dpo", "delta")
     return dg.MaterializeResult(
         metadata={
             "base_accuracy": accuracy["base"],
+            "base_accuracy_ci": [accuracy["base_ci_low"], accuracy["base_ci_high"]],
             "dpo_accuracy": accuracy["dpo"],
-            "delta_accuracy": accuracy["delta"],
+            "dpo_accuracy_ci": [accuracy["dpo_ci_low"], accuracy["dpo_ci_high"]],
+            "delta_accuracy": delta["delta"],  # paired: same prompts, per-item difference
+            "delta_accuracy_ci": [delta["ci_low"], delta["ci_high"]],
             "n": int(scores["n"][0]),
-            "scores": markdown_table(compare(scores, "dpo")),
+            "pass_at_k": markdown_table(pass_at_k, 64),
+            "scores": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@"))),
             "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
         }
     )

@@ -1,4 +1,5 @@
-"""release_report: base vs. the mixture policy on every category's benchmark split."""
+"""release_report: base vs. the mixture policy on every category's benchmark split, the overall paired delta with
+its CI, pass@k curves, and the promotion gate on them."""
 
 import time
 
@@ -10,6 +11,8 @@ from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.curves import pass_at_k_markdown
+from vlm_rl_assets.core.stats import OVERALL, paired_deltas, promotion_problems
 from vlm_rl_assets.resources import PipelineResource
 
 
@@ -18,7 +21,7 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["policy_checkpoint", "prompt_mixture"],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
-    description="Base vs. policy greedy accuracy per category and on average.",
+    description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), and pass@k curves.",
 )
 @retry_transient
 def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -26,17 +29,54 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     policy_dir = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
     models = {"base": pipeline.base_model_dir(), "policy": policy_dir}
     start = time.monotonic()
-    scores = bench_scores(context, config, store, models, list(config.categories))
+    scores, verdicts = bench_scores(context, config, store, models, list(config.categories))
     store.write_table("release_report", "scores", scores, schemas.BENCHMARK_SCORES)
+    deltas = paired_deltas(verdicts, "policy", seed=config.engine.seed)
+    store.write_table("release_report", "deltas", deltas, schemas.BENCHMARK_DELTAS)
     table = compare(scores, "policy")
     accuracy = table.filter(pl.col("metric") == "accuracy")
+    overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
+    pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).with_columns(
+        k=pl.col("metric").str.strip_prefix("pass@").cast(pl.Int64)
+    )
+    curves = pass_at_k.group_by("k").agg(pl.col("base", "policy").mean()).sort("k")  # mean over categories
     return dg.MaterializeResult(
         metadata={
             "mean_base_accuracy": float(accuracy["base"].mean()),
             "mean_policy_accuracy": float(accuracy["policy"].mean()),
-            "mean_delta_accuracy": float(accuracy["delta"].mean()),
-            "worst_category_delta": float(accuracy["delta"].min()),
-            "report": markdown_table(table, 50),
+            "mean_delta_accuracy": overall["delta"],  # paired, mean over categories
+            "mean_delta_accuracy_ci": [overall["ci_low"], overall["ci_high"]],
+            "worst_category_delta": float(deltas.filter(pl.col("category") != OVERALL)["delta"].min()),
+            "deltas": markdown_table(deltas, 50),
+            "pass_at_k_curves": dg.MetadataValue.md(
+                pass_at_k_markdown({"base": curves["base"].to_list(), "policy": curves["policy"].to_list()})
+            ),
+            "report": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@")), 50),
             "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
         }
+    )
+
+
+@dg.asset_check(
+    asset=release_report,
+    description="Promote the policy only if the overall paired delta's 95% CI lies above zero and no category "
+    "loses more than eval.max_category_loss accuracy.",
+)
+def promotion_gate(pipeline: PipelineResource) -> dg.AssetCheckResult:
+    config, store = pipeline.config(), pipeline.store()
+    deltas = store.read_table("release_report", "deltas", schemas.BENCHMARK_DELTAS)
+    problems = promotion_problems(deltas, config.eval.max_category_loss)
+    overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or None,
+        metadata={
+            "overall_delta": overall["delta"],
+            "overall_ci_low": overall["ci_low"],
+            "overall_ci_high": overall["ci_high"],
+            "worst_category_delta": float(deltas.filter(pl.col("category") != OVERALL)["delta"].min()),
+            "max_category_loss": config.eval.max_category_loss,
+            "deltas": markdown_table(deltas, 50),
+        },
     )

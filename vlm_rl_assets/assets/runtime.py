@@ -201,24 +201,43 @@ def bench_scores(
     store: Store,
     models: dict[str, Path],
     categories: list[str],
-) -> pl.DataFrame:
-    """Greedy benchmark of each named model on the bench split of `categories` (BENCHMARK_SCORES rows)."""
-    from vlm_rl_assets.core.evaluation import greedy_verdicts, summarize
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each named model on the bench split of `categories`: greedy plus `eval.samples_per_prompt` sampled responses
+    per prompt. Returns the BENCHMARK_SCORES rows and the greedy verdicts (with `model`) for paired deltas."""
+    from vlm_rl_assets.core.engine import SamplingParams
+    from vlm_rl_assets.core.evaluation import greedy_verdicts, sampled_correct, summarize
 
     prompts = pl.concat(
         [store.read_table("prompt_mixture", c, schemas.PROMPTS).filter(pl.col("split") == "bench") for c in categories]
     )
     prompts, images, _ = load_images_checked(context, config, store, prompts, "benchmark")
-    summaries = []
+    ev = config.eval
+    sampling = SamplingParams(
+        n=ev.samples_per_prompt, temperature=ev.temperature, max_new_tokens=ev.max_new_tokens, seed=config.engine.seed
+    )
+    summaries, all_verdicts = [], []
     for name, model_dir in models.items():
-        verdicts = greedy_verdicts(
-            open_engine(config, model_dir), prompts, images, config.eval.max_new_tokens, Progress(context, f"bench {name}")
-        )
-        summaries.append(summarize(verdicts, name))
-    return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores")
+        engine = open_engine(config, model_dir)
+        verdicts = greedy_verdicts(engine, prompts, images, ev.max_new_tokens, Progress(context, f"bench {name}"))
+        sampled = sampled_correct(engine, prompts, images, sampling, Progress(context, f"bench {name} pass@k"))
+        summaries.append(summarize(verdicts, sampled, ev.samples_per_prompt, name, config.engine.seed))
+        all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
+    return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)
 
 
 def compare(scores: pl.DataFrame, candidate: str) -> pl.DataFrame:
-    """Per category and metric: base, candidate and delta side by side."""
-    wide = scores.pivot(on="model", index=["category", "metric"], values="value")
-    return wide.with_columns(delta=pl.col(candidate) - pl.col("base")).sort("metric", "category")
+    """Per category and metric: base and candidate (each with its CI) and the delta side by side."""
+    wide = scores.pivot(on="model", index=["category", "metric"], values=["value", "ci_low", "ci_high"])
+    return (
+        wide.select(
+            "category",
+            "metric",
+            *(
+                pl.col(f"{column}_{model}").alias(model + suffix)
+                for model in ("base", candidate)
+                for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+            ),
+        )
+        .with_columns(delta=pl.col(candidate) - pl.col("base"))
+        .sort("metric", "category")
+    )

@@ -57,3 +57,23 @@ def _scaled(points: pl.DataFrame, box: tuple[int, int, int, int], low: float, hi
         for s, v in zip(steps, values)
     ]
     return scaled if len(scaled) > 1 else scaled * 2  # one point still draws (a dot)
+
+
+def pass_at_k_markdown(curves: dict[str, list[float]]) -> str:
+    """pass@k against k (1..N), one line per model (blue, then red), as an inline PNG: base vs. candidate at a
+    glance, and whether sampling more closes the gap."""
+    image = Image.new("RGB", (2 * PANEL_W, PANEL_H + 20), "white")
+    draw = ImageDraw.Draw(image)
+    box = (PAD + 24, PAD, 2 * PANEL_W - 8, PANEL_H + 20 - 8)
+    draw.rectangle(box, outline=(160, 160, 160))
+    names = list(curves)
+    legend = ", ".join(f"{name} ({colour})" for name, colour in zip(names, ("blue", "red")))
+    draw.text((PAD + 24, 3), f"pass@k vs k: {legend}", fill="black")
+    draw.text((2, box[1]), "1", fill="black")
+    draw.text((2, box[3] - 10), "0", fill="black")
+    for name, colour in zip(names, COLOURS):
+        points = pl.DataFrame({"step": range(1, len(curves[name]) + 1), "value": curves[name]})
+        draw.line(_scaled(points, box, 0.0, 1.0), fill=colour, width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return f"![pass@k curves](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"

@@ -92,8 +92,18 @@ REFERENCE_LOGPS = {  # beside judged_pairs: the reference model's log-probs of e
 BENCHMARK_SCORES = {
     "category": pl.String,
     "model": pl.String,  # base | dpo | policy
-    "metric": pl.String,  # accuracy | mean_score
+    "metric": pl.String,  # accuracy (greedy) | mean_score (greedy) | pass@1 .. pass@N (sampled, unbiased)
     "value": pl.Float64,
+    "n": pl.Int64,  # bench prompts
+    "ci_low": pl.Float64,  # 95% bootstrap CI over prompts; null for pass@k
+    "ci_high": pl.Float64,
+}
+
+BENCHMARK_DELTAS = {  # candidate minus base greedy accuracy, paired on the same prompts
+    "category": pl.String,  # a category, or "overall" (mean over categories)
+    "delta": pl.Float64,
+    "ci_low": pl.Float64,  # 95% paired bootstrap CI
+    "ci_high": pl.Float64,
     "n": pl.Int64,
 }
 
