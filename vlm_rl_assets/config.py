@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from vlm_rl_assets.core.datasets import is_dataset_source, resolve
 from vlm_rl_assets.core.judging import JudgeKind
+from vlm_rl_assets.core.training_health import HealthThresholds
 from vlm_rl_assets.core.world import TASKS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
@@ -244,6 +245,33 @@ class CategoryConfig(Strict):
         return self.source.partition(":")[2]
 
 
+class TrainingHealthConfig(Strict):
+    """When the WARN-only `training_health` check on a DPO checkpoint alarms (core/training_health.py)."""
+
+    max_chosen_logp_drop: float = Field(
+        HealthThresholds.max_chosen_logp_drop, gt=0, description="nats logps/chosen may fall below its first logged value"
+    )
+    saturation_accuracy: float = Field(
+        HealthThresholds.saturation_accuracy, gt=0, le=1, description="rewards/accuracies that counts as saturated..."
+    )
+    saturation_window: float = Field(
+        HealthThresholds.saturation_window, gt=0, le=1, description="...when reached within this share of the steps"
+    )
+    chosen_logps_slope: float = Field(
+        HealthThresholds.chosen_logps_slope, description="nats/step: a least-squares slope of logps/chosen below this..."
+    )
+    falling_share: float = Field(
+        HealthThresholds.falling_share, gt=0, le=1, description="...with this share of logged steps falling is a steady fall"
+    )
+    min_trend_points: int = Field(HealthThresholds.min_trend_points, ge=3, description="logged points needed to judge a trend")
+    max_length_drift: float = Field(
+        HealthThresholds.max_length_drift, gt=0, description="alarm when the mean greedy length changes by more (0.25: ±25%)"
+    )
+    length_sample: int = Field(
+        16, ge=0, description="training prompts generated greedily by base and trained model for the length drift; 0: off"
+    )
+
+
 class PipelineConfig(Strict):
     seed: int = Field(0, description="seed of the synthetic tasks")
     max_bad_fraction: float = Field(0.05, ge=0, le=1, description="a stage fails when more of its rows are quarantined")
@@ -255,6 +283,7 @@ class PipelineConfig(Strict):
     storage: StorageConfig = StorageConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     training: TrainingConfig = TrainingConfig()
+    training_health: TrainingHealthConfig = TrainingHealthConfig()
     eval: EvalConfig = EvalConfig()
     pairing: PairingConfig = PairingConfig()
     judges: JudgesConfig = JudgesConfig()

@@ -129,11 +129,11 @@ def train_pairs(
     beta and the base model's cached reference log-probs; returns the metadata to show and the health check."""
     import torch
 
+    from vlm_rl_assets.assets.health import health_check, probe_lengths
     from vlm_rl_assets.core.curves import curves_markdown
     from vlm_rl_assets.core.reference_cache import with_reference_logps
     from vlm_rl_assets.core.rollouts import model_fingerprint
     from vlm_rl_assets.core.training import DPOSettings, PreferencePair, dpo_train, reference_logps
-    from vlm_rl_assets.core.training_health import training_alarms
 
     torch.set_num_threads(config.model.torch_threads)
     pairs, images, refused = load_images_checked(context, config, store, pairs, asset)
@@ -165,14 +165,10 @@ def train_pairs(
     )
     with store.staged_dir(asset, key) as out_dir:
         result = dpo_train(base_dir, out_dir, examples, settings, log=context.log.info)
+        lengths = probe_lengths(config, base_dir, out_dir, pairs, images)
     logged = [entry for entry in result.history if "loss" in entry]
     curve = pl.DataFrame(logged).select(c for c in CURVE_COLUMNS if c in logged[0])
-    alarms = training_alarms(result.history)
-    for alarm in alarms:
-        context.log.warning(f"{asset}[{key}]: {alarm}")
-    health = dg.AssetCheckResult(
-        check_name=HEALTH_CHECK, passed=not alarms, severity=dg.AssetCheckSeverity.WARN, metadata={"alarms": alarms}
-    )
+    health = health_check(context, config, result.history, lengths, f"{asset}[{key}]")
     return {
         "uri": dg.MetadataValue.path(store.checkpoint_uri(asset, key)),
         "pairs": pairs.height,
@@ -191,7 +187,10 @@ def train_pairs(
 def health_check_spec(asset: str) -> dg.AssetCheckSpec:
     """The training-health check `train_pairs` reports on a training asset (a warning: the checkpoint is kept)."""
     return dg.AssetCheckSpec(
-        HEALTH_CHECK, asset=asset, description="no NaN loss and no collapse of logps/chosen (core/training_health.py)"
+        HEALTH_CHECK,
+        asset=asset,
+        description="no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of rewards/accuracies, "
+        "no drift of the mean generated length (core/training_health.py)",
     )
 
 

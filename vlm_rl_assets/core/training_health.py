@@ -1,24 +1,150 @@
-"""Alarms on a DPO run's logged curves: the failure modes seen on this stack, named with their fix."""
+"""Alarms on a DPO run: the failure modes seen on this stack, each named with its numbers and its fix.
+
+Read from TRL's log history (NaN loss, a big or a steady fall of `logps/chosen`, early saturation of
+`rewards/accuracies`) and, when given, from mean lengths of the pairs and of base vs. trained generations
+(DPO learning "longer wins").
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-MAX_CHOSEN_LOGP_DROP = 5.0  # nats; beyond this the answer format collapsed in STACK.md's runs (lr too high)
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When each alarm fires; `config.TrainingHealthConfig` documents them for users."""
+
+    max_chosen_logp_drop: float = 5.0  # nats; beyond this the answer format collapsed in STACK.md's runs
+    saturation_accuracy: float = 0.98
+    saturation_window: float = 0.1  # share of the run's steps
+    chosen_logps_slope: float = -0.02  # nats per step, least-squares over the logged points
+    falling_share: float = 0.75  # share of consecutive logged differences that must be negative
+    min_trend_points: int = 4
+    max_length_drift: float = 0.25  # |policy / base mean generated length - 1|
 
 
-def training_alarms(history: Sequence[dict[str, float]]) -> list[str]:
-    """What went wrong in a run from its TRL log history (entries with a `loss`); empty when healthy."""
+@dataclass(frozen=True)
+class Lengths:
+    """Mean lengths around a run: of the pairs' halves (words) and of greedy generations (tokens) on a sample of
+    prompts before and after training."""
+
+    chosen_words: float
+    rejected_words: float
+    base_tokens: float
+    policy_tokens: float
+
+    @property
+    def drift(self) -> float:
+        """Relative change of the mean generated length: 0.3 is 30% longer after training."""
+        return self.policy_tokens / self.base_tokens - 1 if self.base_tokens > 0 else 0.0
+
+
+@dataclass
+class Health:
+    alarms: list[str] = field(default_factory=list)
+    metrics: dict[str, float | int | None] = field(default_factory=dict)  # the numbers behind the alarms
+
+
+def training_health(
+    history: Sequence[dict[str, float]], thresholds: HealthThresholds = HealthThresholds(), lengths: Lengths | None = None
+) -> Health:
+    """Every alarm of a run from its TRL log history (entries with a `loss`), plus length drift when `lengths` is
+    given; `alarms` is empty when healthy."""
     logged = [entry for entry in history if "loss" in entry]
-    alarms = []
+    health = Health()
     if any(not math.isfinite(entry["loss"]) for entry in logged):
-        alarms.append("the loss became non-finite: lower training.learning_rate")
-    chosen = [entry["logps/chosen"] for entry in logged if "logps/chosen" in entry]
-    if chosen and chosen[0] - min(chosen) > MAX_CHOSEN_LOGP_DROP:
-        alarms.append(
-            f"logps/chosen fell {chosen[0] - min(chosen):.1f} nats ({chosen[0]:.2f} -> {min(chosen):.2f}), more than "
-            f"{MAX_CHOSEN_LOGP_DROP:g}: the policy is unlearning its chosen answers (format collapse); lower "
+        health.alarms.append("the loss became non-finite: lower training.learning_rate")
+    _chosen_drop(logged, thresholds, health)
+    _chosen_trend(logged, thresholds, health)
+    _saturation(logged, thresholds, health)
+    if lengths is not None:
+        _length_drift(lengths, thresholds, health)
+    return health
+
+
+def _series(logged: Sequence[dict[str, float]], key: str) -> list[tuple[float, float]]:
+    """(step, value) of `key` over the logged entries, steps counted from 1 when the history lacks them."""
+    return [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(logged) if key in entry]
+
+
+def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+    chosen = [value for _, value in _series(logged, "logps/chosen")]
+    if not chosen:
+        return
+    drop = chosen[0] - min(chosen)
+    health.metrics["chosen_logps_drop"] = drop
+    if drop > thresholds.max_chosen_logp_drop:
+        health.alarms.append(
+            f"logps/chosen fell {drop:.1f} nats ({chosen[0]:.2f} -> {min(chosen):.2f}), more than "
+            f"{thresholds.max_chosen_logp_drop:g}: the policy is unlearning its chosen answers (format collapse); lower "
             "training.learning_rate, raise the category's beta, or add an sft term (training.loss_type: [sigmoid, sft])"
         )
-    return alarms
+
+
+def _chosen_trend(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+    """A steady fall: the least-squares slope of logps/chosen over the logged steps is below the threshold and most
+    consecutive logged differences are negative (one noisy drop does not make a trend, nor does a flat run)."""
+    points = _series(logged, "logps/chosen")
+    if len(points) < thresholds.min_trend_points:
+        return
+    slope = _slope(points)
+    falls = [b < a for (_, a), (_, b) in zip(points, points[1:])]
+    share = sum(falls) / len(falls)
+    health.metrics["chosen_logps_slope"] = slope
+    health.metrics["chosen_logps_falling_share"] = share
+    if slope < thresholds.chosen_logps_slope and share >= thresholds.falling_share:
+        health.alarms.append(
+            f"logps/chosen falls steadily: {slope:.3g} nats/step (least squares over {len(points)} logged points, "
+            f"below {thresholds.chosen_logps_slope:g}), {share:.0%} of consecutive differences negative: DPO is "
+            "lowering the chosen answers' likelihood along with the rejected ones; add an sft term "
+            "(training.loss_type: [sigmoid, sft]), raise the category's beta, or lower training.learning_rate"
+        )
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float:
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+    """rewards/accuracies at the threshold by the first `saturation_window` of the steps (at the latest by the first
+    logged step, since a run logged every few steps shows nothing earlier)."""
+    points = _series(logged, "rewards/accuracies")
+    if not points:
+        return
+    saturated = [step for step, accuracy in points if accuracy >= thresholds.saturation_accuracy]
+    health.metrics["saturation_step"] = saturated[0] if saturated else None
+    last_step = points[-1][0]
+    window = max(thresholds.saturation_window * last_step, points[0][0])
+    if saturated and saturated[0] <= window:
+        health.alarms.append(
+            f"rewards/accuracies reached {thresholds.saturation_accuracy:g} by step {saturated[0]:g} of {last_step:g} "
+            f"(within the first {thresholds.saturation_window:.0%}): the pairs are too easy to tell apart, typically "
+            "off-policy chosen answers (pairing.chosen_source: ground_truth) or a split where chosen and rejected differ "
+            "in form, not correctness; DPO then learns a style shortcut. Pair on-policy samples "
+            "(pairing.chosen_source: policy) and balance their lengths (pairing.max_length_ratio)"
+        )
+
+
+def _length_drift(lengths: Lengths, thresholds: HealthThresholds, health: Health) -> None:
+    drift = lengths.drift
+    health.metrics.update(
+        length_drift=drift,
+        base_mean_tokens=lengths.base_tokens,
+        policy_mean_tokens=lengths.policy_tokens,
+        chosen_mean_words=lengths.chosen_words,
+        rejected_mean_words=lengths.rejected_words,
+    )
+    if abs(drift) <= thresholds.max_length_drift:
+        return
+    health.alarms.append(
+        f"mean generated length drifted {drift:+.0%} ({lengths.base_tokens:.1f} -> {lengths.policy_tokens:.1f} tokens, "
+        f"beyond ±{thresholds.max_length_drift:.0%}); the pairs' chosen halves average {lengths.chosen_words:.1f} words, "
+        f"rejected {lengths.rejected_words:.1f}: DPO learns whichever length wins. Balance the pairs' lengths "
+        "(pairing.max_length_ratio, e.g. 1.5), use a length-normalised loss (training.loss_type: sigmoid_norm), "
+        "or raise the category's beta"
+    )
