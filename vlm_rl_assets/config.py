@@ -105,11 +105,45 @@ class LossConfig(Strict):
         return self
 
 
+class LoRAConfig(Strict):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights before the checkpoint is saved."""
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: float = Field(32, gt=0, description="the adapter's update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt (e.g. [q_proj, v_proj]), or all-linear: every linear but the LM head"
+    )
+
+
 class TrainingConfig(LossConfig):
     learning_rate: float = Field(2e-5, gt=0)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes")
     epochs: int = Field(2, ge=1)
     seed: int = 0
+    lora: LoRAConfig | None = Field(None, description="train LoRA adapters instead of every weight; null: full fine-tuning")
+    freeze_vision_tower: bool = Field(
+        False, description="keep the vision encoder (and its projector) as the base model has it; train the rest"
+    )
+    save_steps: int = Field(50, ge=1, description="steps between resumable Trainer checkpoints: a killed run loses at most these")
+    work_dir: str = Field(
+        "",
+        description="local folder of unfinished runs (job spec, Trainer checkpoints), removed once the checkpoint is "
+        "published; empty: <storage.cache_dir or ~/.cache/vlm_rl_assets>/training",
+    )
+    num_processes: int = Field(
+        1, ge=1, description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "
+        "(CPU: gloo; GPUs: NCCL, one process per GPU)"
+    )
+
+    @model_validator(mode="after")
+    def batch_splits_over_processes(self) -> TrainingConfig:
+        if self.batch_size % self.num_processes:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split over num_processes {self.num_processes}: "
+                "make batch_size a multiple of num_processes"
+            )
+        return self
 
 
 class EvalConfig(Strict):

@@ -61,3 +61,17 @@ def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tm
         load_config(write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1]))
     with pytest.raises(ConfigError, match="training.loss_type"):
         load_config(write(tmp_path, "training: {loss_type: [dpo]}\n" + text.split("\n", 1)[1]))
+
+
+def test_training_scale_options(tmp_path):
+    category = "categories:\n  c: {source: 'synthetic:color'}\n"
+    default = load_config(write(tmp_path, category)).training
+    assert (default.lora, default.freeze_vision_tower, default.num_processes, default.save_steps) == (None, False, 1, 50)
+    text = "training: {lora: {r: 8, target_modules: [q_proj, v_proj]}, freeze_vision_tower: true, num_processes: 2}\n"
+    training = load_config(write(tmp_path, text + category)).training
+    assert training.lora.r == 8 and training.lora.alpha == 32 and training.lora.target_modules == ["q_proj", "v_proj"]
+    assert training.freeze_vision_tower and training.num_processes == 2
+    with pytest.raises(ConfigError, match="make batch_size a multiple of num_processes"):
+        load_config(write(tmp_path, "training: {batch_size: 16, num_processes: 3}\n" + category))
+    with pytest.raises(ConfigError, match="training.lora.target_modules"):
+        load_config(write(tmp_path, "training: {lora: {target_modules: all}}\n" + category))

@@ -1,4 +1,5 @@
-"""SFT and DPO through TRL on the tiny VLM: they train, stop on request, and save a loadable checkpoint."""
+"""SFT and DPO through TRL on the tiny VLM: they train, stop on request, and save a loadable checkpoint; DPO with LoRA
+and with a frozen vision tower trains only what it should."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from vlm_rl_assets.core.tiny_model import load_model, load_processor
 from vlm_rl_assets.core.training import (
     METRICS_FILE,
     DPOSettings,
+    LoRASettings,
     PreferencePair,
     SFTSettings,
     TrainExample,
     dpo_train,
+    dpo_trainer,
     sft_train,
+    vision_tower,
 )
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -110,3 +114,75 @@ def test_empty_inputs_raise(tmp_path: Path) -> None:
         sft_train(tmp_path, tmp_path / "out", [])
     with pytest.raises(ValueError, match="PreferencePair"):
         dpo_train(tmp_path, tmp_path / "out", [])
+
+
+def _pairs(examples: list[TrainExample]) -> list[PreferencePair]:
+    return [
+        PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)])
+        for i, ex in enumerate(examples)
+    ]
+
+
+LORA_QV = LoRASettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
+
+
+def test_lora_trains_only_the_adapters(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, _pairs(examples), DPOSettings(max_steps=2, batch_size=8, lora=LORA_QV))
+    params = dict(trainer.model.named_parameters())
+    trainable = sorted(name for name, param in params.items() if param.requires_grad)
+    assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
+    frozen_before = {name: param.detach().clone() for name, param in params.items() if not param.requires_grad}
+    adapters_before = {name: params[name].detach().clone() for name in trainable}
+
+    trainer.train()
+
+    assert all(torch.equal(params[name], before) for name, before in frozen_before.items())  # base weights untouched
+    assert any(not torch.equal(params[name], before) for name, before in adapters_before.items())
+
+
+def test_lora_checkpoint_is_merged_and_loads_like_any_model(
+    tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    settings = DPOSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=LORA_QV)
+    result = dpo_train(tiny_vlm_dir, tmp_path, _pairs(examples), settings)
+
+    assert result.steps == 2
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("adapter_")]
+    base = load_model(tiny_vlm_dir).state_dict()
+    for merged in (load_model(tmp_path).state_dict(), AutoModelForImageTextToText.from_pretrained(tmp_path).state_dict()):
+        assert merged.keys() == base.keys()  # plain weights: no lora_ or base_layer names
+        targeted = {name for name in base if name.endswith(("q_proj.weight", "v_proj.weight")) and ".visual." not in name}
+        assert targeted and all(not torch.equal(merged[name], base[name]) for name in targeted)  # adapters merged in
+        assert all(torch.equal(merged[name], base[name]) for name in base.keys() - targeted)
+    assert _generates(load_model(tmp_path), load_processor(tmp_path), examples[0].images[0])
+
+
+@pytest.mark.parametrize("lora", [None, LoRASettings(r=4)], ids=["full", "lora_all_linear"])
+def test_freeze_vision_tower_keeps_it_bit_identical(
+    tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path, lora: LoRASettings | None
+) -> None:
+    settings = DPOSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=lora, freeze_vision_tower=True)
+    dpo_train(tiny_vlm_dir, tmp_path, _pairs(examples), settings)
+
+    before, after = load_model(tiny_vlm_dir).state_dict(), load_model(tmp_path).state_dict()
+    vision = {name for name in before if name.startswith("model.visual.")}
+    assert vision and all(torch.equal(before[name], after[name]) for name in vision)
+    changed = {name for name in before.keys() - vision if not torch.equal(before[name], after[name])}
+    if lora is None:
+        assert changed == before.keys() - vision  # everything else trained
+    else:
+        assert {name for name in changed if "language_model.layers.0." in name} == {
+            f"model.language_model.layers.0.{module}.weight"
+            for module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+        }  # fmt: skip
+
+
+def test_freeze_vision_tower_without_one_says_what_to_do(tmp_path: Path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    text_only = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2))
+    with pytest.raises(ValueError, match="set training.freeze_vision_tower: false"):
+        vision_tower(text_only)
