@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,14 +127,19 @@ def train_pairs(
     loss: LossConfig,
 ) -> tuple[dict, dg.AssetCheckResult]:
     """DPO of the base model on `pairs` into the store's checkpoint `<asset>/<key>`, each pair with its category's
-    beta and the base model's cached reference log-probs; returns the metadata to show and the health check."""
+    beta and the base model's cached reference log-probs (the base model is the reference with LoRA too), on
+    `training.num_processes` processes, resumable from its work folder, which goes once the checkpoint is published;
+    returns the metadata to show and the health check."""
     import torch
 
     from vlm_rl_assets.assets.health import health_check, probe_lengths
     from vlm_rl_assets.core.curves import curves_markdown
+    from vlm_rl_assets.core.dpo_job import DPOJob, write_job
+    from vlm_rl_assets.core.launch import launch_job
     from vlm_rl_assets.core.reference_cache import with_reference_logps
     from vlm_rl_assets.core.rollouts import model_fingerprint
-    from vlm_rl_assets.core.training import DPOSettings, PreferencePair, dpo_train, reference_logps
+    from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR
+    from vlm_rl_assets.core.training import DPOSettings, LoRASettings, PreferencePair, reference_logps
 
     torch.set_num_threads(config.model.torch_threads)
     pairs, images, refused = load_images_checked(context, config, store, pairs, asset)
@@ -144,9 +150,10 @@ def train_pairs(
         for row, imgs in zip(pairs.iter_rows(named=True), images)
     ]
     train = config.training
+    fingerprint = model_fingerprint(base_dir)
     pairs, computed = with_reference_logps(
         store,
-        model_fingerprint(base_dir),
+        fingerprint,
         pairs,
         lambda rows: reference_logps(base_dir, [examples[i] for i in rows], batch_size=train.batch_size),
     )
@@ -162,10 +169,19 @@ def train_pairs(
         seed=train.seed,
         loss_type=tuple(loss.loss_type),
         loss_weights=tuple(loss.loss_weights) if loss.loss_weights is not None else None,
+        lora=LoRASettings(**train.lora.model_dump()) if train.lora is not None else None,
+        freeze_vision_tower=train.freeze_vision_tower,
+        save_steps=train.save_steps,
     )
+    work_root = Path(train.work_dir or Path(config.storage.cache_dir or DEFAULT_CACHE_DIR) / "training") / asset / key
+    threads = max(1, config.model.torch_threads // train.num_processes)  # the processes share the CPU
     with store.staged_dir(asset, key) as out_dir:
-        result = dpo_train(base_dir, out_dir, examples, settings, log=context.log.info)
+        job = DPOJob(str(base_dir), str(out_dir), settings, torch_threads=threads, num_processes=train.num_processes)
+        job_dir = write_job(work_root, job, examples, fingerprint)
+        context.log.info(f"training in {job_dir} on {train.num_processes} process(es); a rerun resumes there")
+        result = launch_job(job_dir, job, config.model.device, context.log.info)
         lengths = probe_lengths(config, base_dir, out_dir, pairs, images)
+    shutil.rmtree(job_dir)  # published: nothing left to resume
     logged = [entry for entry in result.history if "loss" in entry]
     curve = pl.DataFrame(logged).select(c for c in CURVE_COLUMNS if c in logged[0])
     health = health_check(context, config, result.history, lengths, f"{asset}[{key}]")
@@ -174,6 +190,7 @@ def train_pairs(
         "pairs": pairs.height,
         "quarantined_pairs": refused.height,
         "steps": result.steps,
+        "resumed_from_step": result.resumed_from,
         **{key: result.history[-1][key] for key in ("train_runtime", "train_steps_per_second") if key in result.history[-1]},
         "beta_per_category": dict(pairs.group_by("category").agg(pl.col("beta").first()).sort("category").iter_rows()),
         "loss_type": ", ".join(loss.loss_type),

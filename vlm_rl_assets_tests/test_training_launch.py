@@ -1,0 +1,42 @@
+"""With training.num_processes > 1 the same worker trains under `accelerate launch`: two CPU processes over gloo."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from transformers import AutoModelForImageTextToText
+
+from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.core.launch import launch_job
+from vlm_rl_assets.core.tiny_model import load_model
+from vlm_rl_assets.core.training import DPOSettings, PreferencePair
+
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+
+
+def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    pairs = []
+    for i in range(8):
+        image = Image.new("RGB", (112, 112), "white")
+        x, y = rng.randint(22, 90), rng.randint(22, 90)
+        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
+        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", "Answer: no"))
+    settings = DPOSettings(batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3)
+    job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), settings, num_processes=2)
+    job_dir = write_job(tmp_path / "work", job, pairs, "tiny")
+    lines: list[str] = []
+
+    result = launch_job(job_dir, job, "cpu", lines.append)
+
+    assert result.steps == 2 and result.resumed_from == 0
+    assert [line.split(" (")[0] for line in lines if line.startswith("step ")] == ["step 1/2", "step 2/2", "step 2/2"]
+    checkpoint = job_dir / TRAINER_DIR / "checkpoint-2"
+    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]  # 2 ranks
+    assert not list((tmp_path / "out").glob("adapter_*"))
+    trained = load_model(tmp_path / "out").state_dict()
+    assert AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict().keys() == trained.keys()
+    base = load_model(tiny_vlm_dir).state_dict()
+    assert any(not (trained[k] == base[k]).all() for k in base)

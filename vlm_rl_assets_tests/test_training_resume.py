@@ -1,0 +1,127 @@
+"""A DPO run SIGKILLed after its first checkpoint resumes from it on rerun and ends where an uninterrupted run does;
+incomplete checkpoints (a kill mid-save) are never resumed from."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.core.resume import latest_checkpoint
+from vlm_rl_assets.core.tiny_model import load_model
+from vlm_rl_assets.core.training import DPOSettings, PreferencePair
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[PreferencePair]:
+    rng = random.Random(2)
+    out = []
+    for i in range(8):
+        image = Image.new("RGB", (112, 112), "white")
+        x, y = rng.randint(22, 90), rng.randint(22, 90)
+        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
+        out.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", f"Answer: {COLOURS[(i + 1) % 5]}"))
+    return out
+
+
+def _start(job_dir: Path, pause: float) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "vlm_rl_assets_tests.dpo_worker_slow", str(job_dir), str(pause)]
+    with open(job_dir / "stdout.txt", "w") as out, open(job_dir / "stderr.txt", "w") as err:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
+
+
+def _finish(process: subprocess.Popen, job_dir: Path) -> dict:
+    process.wait(timeout=300)
+    assert process.returncode == 0, (job_dir / "stderr.txt").read_text()[-3000:]
+    return json.loads((job_dir / "stdout.txt").read_text().strip().splitlines()[-1])
+
+
+def _saved_steps(job_dir: Path) -> list[int]:
+    """Steps of the checkpoints whose trainer_state.json (written last) is readable; reading only, the run is live."""
+    steps = []
+    for state in (job_dir / TRAINER_DIR).glob("checkpoint-*/trainer_state.json"):
+        try:
+            steps.append(json.loads(state.read_text())["global_step"])
+        except ValueError:
+            pass  # being written
+    return steps
+
+
+def _job(root: Path, model_dir: Path, pairs: list[PreferencePair]) -> tuple[Path, Path]:
+    out_dir = root / "out"
+    return write_job(root / "work", DPOJob(str(model_dir), str(out_dir), SETTINGS), pairs, "tiny"), out_dir
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrupted_run(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    (killed_dir, killed_out), (fresh_dir, fresh_out) = (_job(tmp_path / n, tiny_vlm_dir, pairs) for n in ("killed", "fresh"))
+    process = _start(killed_dir, pause=0.5)
+    try:
+        deadline = time.monotonic() + 240
+        while not _saved_steps(killed_dir):
+            assert process.poll() is None, f"the worker ended unkilled: {(killed_dir / 'stderr.txt').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint in 240 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and not killed_out.exists()
+
+    resumed_run, fresh_run = _start(killed_dir, 0.0), _start(fresh_dir, 0.0)
+    resumed, uninterrupted = _finish(resumed_run, killed_dir), _finish(fresh_run, fresh_dir)
+
+    assert resumed["resumed_from"] >= SETTINGS.save_steps and resumed["resumed_from"] % SETTINGS.save_steps == 0
+    assert f"resuming from step {resumed['resumed_from']} " in (killed_dir / "stdout.txt").read_text()
+    assert uninterrupted == {"steps": SETTINGS.max_steps, "resumed_from": 0}
+    assert resumed["steps"] == uninterrupted["steps"]
+    after_resume, after_one_go = load_model(killed_out).state_dict(), load_model(fresh_out).state_dict()
+    base = load_model(tiny_vlm_dir).state_dict()
+    assert any(not torch.allclose(after_one_go[k], base[k], atol=1e-4) for k in base)  # training moved the weights
+    assert all(torch.allclose(after_resume[k], after_one_go[k], atol=1e-6, rtol=0) for k in base)
+
+
+def test_incomplete_checkpoints_are_dropped(tmp_path: Path) -> None:
+    for step, state in ((2, {"global_step": 2}), (4, {"global_step": 4}), (6, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(json.dumps(state))
+    (tmp_path / "checkpoint-8").mkdir()
+    (tmp_path / "checkpoint-8" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
+
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert latest_checkpoint(tmp_path / "absent") is None
+
+
+def test_the_run_key_follows_what_determines_the_weights(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), SETTINGS)
+    folder = write_job(tmp_path, job, pairs, "tiny")
+    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "elsewhere", SETTINGS, torch_threads=2), pairs, "tiny") == folder
+    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.__class__(**{**SETTINGS.__dict__, "log_every": 3})), pairs, "tiny") == folder
+    changed = (
+        write_job(tmp_path, job, pairs, "another base model"),
+        write_job(tmp_path, job, pairs[:-1], "tiny"),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.__class__(**{**SETTINGS.__dict__, "seed": 1})), pairs, "tiny"),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS, num_processes=2), pairs, "tiny"),
+    )
+    assert len({folder, *changed}) == 5
