@@ -71,6 +71,13 @@ class BootstrapConfig(Strict):
         0.25, ge=0, le=1, description="stop once every category's greedy dev accuracy reaches this"
     )
     max_mean_accuracy: float = Field(0.6, gt=0, le=1, description="or once the mean reaches this (headroom for DPO)")
+    short_answer_share: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="share of each chain-of-thought category's SFT examples also asked plainly with a short answer, "
+        "so the base follows both instruction styles as instruct models do (the answer_format experiment needs it)",
+    )
     max_steps: int = Field(600, ge=1)
     eval_every: int = Field(25, ge=1)
     batch_size: int = Field(32, ge=1)

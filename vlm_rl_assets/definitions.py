@@ -12,6 +12,7 @@ from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
 from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
 from vlm_rl_assets.assets.release_report import promotion_gate, release_report
 from vlm_rl_assets.assets.rollouts import rollouts
+from vlm_rl_assets.experiments import EXPERIMENT_JOBS
 from vlm_rl_assets.automation import alert_on_run_failure, nightly_categories, release_when_categories_scored
 from vlm_rl_assets.resources import PipelineResource
 
@@ -33,7 +34,7 @@ release_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
-    jobs=[category_job, release_job],
+    jobs=[category_job, release_job, *EXPERIMENT_JOBS],  # experiments: the recipe's findings (docs/findings.md)
     schedules=[nightly_categories],
     sensors=[release_when_categories_scored, alert_on_run_failure],
     resources={"pipeline": PipelineResource()},

@@ -32,6 +32,7 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     start = time.monotonic()
     scores, verdicts = bench_scores(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
     store.write_table("benchmark_scores", category, scores, schemas.BENCHMARK_SCORES)
+    store.write_table("benchmark_verdicts", category, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
     table = compare(scores, "dpo")
     accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
     delta = paired_deltas(verdicts, "dpo", seed=config.engine.seed).row(0, named=True)

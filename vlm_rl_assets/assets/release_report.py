@@ -33,6 +33,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     store.write_table("release_report", "scores", scores, schemas.BENCHMARK_SCORES)
     deltas = paired_deltas(verdicts, "policy", seed=config.engine.seed)
     store.write_table("release_report", "deltas", deltas, schemas.BENCHMARK_DELTAS)
+    store.write_table("release_report", "verdicts", verdicts, schemas.BENCHMARK_VERDICTS)
     table = compare(scores, "policy")
     accuracy = table.filter(pl.col("metric") == "accuracy")
     overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)

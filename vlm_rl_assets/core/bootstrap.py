@@ -31,14 +31,18 @@ class BootstrapReport:
     checks: list[dict[str, float]] = field(default_factory=list)  # step and per-category accuracy of each check
 
 
-def synthetic_split(config: PipelineConfig, split: str, sizes: dict[str, int]) -> tuple[pl.DataFrame, list[tuple], list[str]]:
+def synthetic_split(
+    config: PipelineConfig, split: str, sizes: dict[str, int], short_answer_share: float = 0.0
+) -> tuple[pl.DataFrame, list[tuple], list[str]]:
     """The items of a split of the synthetic categories `sizes` names (with their sizes): a prompt table, their
-    images, and reference responses."""
+    images, and reference responses; `short_answer_share` of a chain-of-thought category's items are asked plainly."""
     rows, images, references = [], [], []
     for category, size in sizes.items():
         cat = config.category(category)
+        plain = random.Random(f"{category}/{split}/short/{config.bootstrap.seed}")
         for item in world.generate(cat.task, split, size, config.bootstrap.seed):
-            prompt_text = apply_template(cat.template, item.question, item.answer_type)
+            template = "plain" if cat.template == "cot" and plain.random() < short_answer_share else cat.template
+            prompt_text = apply_template(template, item.question, item.answer_type)
             rows.append(
                 {
                     "prompt_id": f"{split}-{len(rows)}",
@@ -51,7 +55,7 @@ def synthetic_split(config: PipelineConfig, split: str, sizes: dict[str, int]) -
                 }
             )
             images.append((item.image,))
-            references.append(reference_response(cat.template, item.answer, item.answer_type, item.rationale))
+            references.append(reference_response(template, item.answer, item.answer_type, item.rationale))
     return pl.DataFrame(rows), images, references
 
 
@@ -71,7 +75,7 @@ def bootstrap_embedded_model(out_dir: Path, config: PipelineConfig, log: Callabl
         if not cat.synthetic:
             log(f"bootstrap: category {category!r} is a dataset ({cat.source}); the embedded model is not trained on it")
     sft_sizes = {c: settings.examples_override.get(c, settings.examples_per_category) for c in synthetic}
-    train, train_images, references = synthetic_split(config, "sft", sft_sizes)
+    train, train_images, references = synthetic_split(config, "sft", sft_sizes, settings.short_answer_share)
     examples = [TrainExample(text, imgs, ref) for text, imgs, ref in zip(train["prompt_text"], train_images, references)]
     random.Random(settings.seed).shuffle(examples)
     dev, dev_images, _ = synthetic_split(config, "dev", dict.fromkeys(synthetic, settings.dev_per_category))

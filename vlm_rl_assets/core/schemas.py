@@ -107,6 +107,27 @@ BENCHMARK_DELTAS = {  # candidate minus base greedy accuracy, paired on the same
     "n": pl.Int64,
 }
 
+BENCHMARK_VERDICTS = {  # one greedy response per model and bench prompt: what the accuracies are computed from
+    "category": pl.String,
+    "prompt_id": pl.String,
+    "response": pl.String,
+    "score": pl.Float64,
+    "correct": pl.Boolean,
+    "model": pl.String,  # base | dpo | policy
+}
+
+EXPERIMENT_RESULTS = {  # core/experiments.py: one variant's numbers, long format
+    "experiment": pl.String,
+    "variant": pl.String,
+    "category": pl.String,  # a category, or "overall"
+    "model": pl.String,  # base | dpo | policy
+    "metric": pl.String,  # accuracy | mean_score | pass@k | delta | response_words | rewards/accuracies | ...
+    "step": pl.Int64,  # training step of a curve point; null otherwise
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+}
+
 QUARANTINE = {
     "stage": pl.String,
     "category": pl.String,
