@@ -3,6 +3,7 @@ and with a frozen vision tower trains only what it should."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -186,3 +187,13 @@ def test_freeze_vision_tower_without_one_says_what_to_do(tmp_path: Path) -> None
     text_only = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2))
     with pytest.raises(ValueError, match="set training.freeze_vision_tower: false"):
         vision_tower(text_only)
+
+
+def test_lora_still_encodes_each_image_once_per_step(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
+    cached = [dataclasses.replace(p, ref_chosen_logps=-9.0, ref_rejected_logps=-9.0) for p in _pairs(examples)[:4]]
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, cached, DPOSettings(lora=LoRASettings(r=4)))  # one forward: no reference
+    seen: list[int] = []
+    vision_tower(trainer.model).patch_embed.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.compute_loss(trainer.model, batch)
+    assert seen == [len(batch["pixel_values"]) // 2]  # pair_dpo's sharing sees through the peft wrapper

@@ -93,7 +93,8 @@ def encode_each_image_once(model: PreTrainedModel) -> Iterator[None]:
     """While active, the vision tower encodes only the first half of a batch whose second half repeats it (TRL's
     vision collator lays images out as [chosen rows' images, rejected rows' same images]) and reuses the result:
     the same numbers, half the vision compute; autograd adds up both uses' gradients. Other batches pass through."""
-    visual = getattr(getattr(model, "model", None), "visual", None)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a LoRA wrapper
+    visual = getattr(getattr(base, "model", None), "visual", None)
     if visual is None:
         yield
         return
