@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.core.chat import preference_example
+from vlm_rl_assets.core.dpo_collator import EXAMPLE_FIELDS
 from vlm_rl_assets.core.tiny_model import load_model, load_processor
 from vlm_rl_assets.core.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
 
@@ -58,6 +60,7 @@ def test_equal_betas_match_stock_trl(
     )
     for trainer in (ours, stock):
         _perturb(trainer.model)  # else policy == reference and every loss is its value at 0, whatever beta
+    ours.get_train_dataloader()  # tokenizes the examples once: ours then batches them without TRL's collator
 
     expected = _loss(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
     assert torch.allclose(_loss(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
@@ -111,3 +114,46 @@ def test_each_image_is_encoded_once_per_step(tiny_vlm_dir: Path, pairs: list[Pre
     trainer.compute_loss(trainer.model, batch)
     assert seen == [len(batch["pixel_values"]) // 2]  # the collator repeats each image for chosen and rejected
     assert "forward" not in vars(trainer.model.model.visual)  # the class's forward is back afterwards
+
+
+@pytest.mark.parametrize("max_length", [None, 40])  # rows are 45 to 47 tokens: 40 truncates
+def test_pretokenized_batches_equal_trls_collator(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, max_length: int | None
+) -> None:
+    """After `get_train_dataloader` tokenized the examples once, a step's batch is built without TRL's collator, and
+    every tensor equals the one TRL's collator builds (padding values included), also when truncating."""
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    pretokenized = trainer.data_collator.inner
+    pretokenized.inner = dataclasses.replace(pretokenized.inner, max_length=max_length)
+    trl_collator = DataCollatorForVisionPreference(trainer.processing_class, max_length=max_length)
+    trainer.get_train_dataloader()
+    pretokenized.inner = _Refusing(pretokenized.inner)  # the batches below must not fall back to TRL's collator
+
+    for order in ([5, 0, 3], [1, 2, 4, 0, 5, 3]):  # other batches than the pre-pass's: different padding widths
+        ours = trainer.data_collator(_examples_at(trainer, order))
+        expected = trl_collator([{k: e[k] for k in EXAMPLE_FIELDS} for e in _examples_at(trainer, order)])
+        assert set(ours) == set(expected) | {"beta"}
+        for name, tensor in expected.items():
+            assert torch.equal(ours[name], tensor), name
+
+
+def test_pretokenized_batch_gives_trls_loss(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings(loss_type=("sigmoid", "sft")))
+    _perturb(trainer.model)
+    via_trl = _loss(trainer, _examples(trainer, len(pairs)))  # nothing tokenized yet: TRL's collator
+    trainer.get_train_dataloader()
+    assert torch.equal(_loss(trainer, _examples(trainer, len(pairs))), via_trl)
+
+
+def _examples_at(trainer, order: list[int]) -> list[dict]:
+    return [trainer.train_dataset[i] for i in order]
+
+
+class _Refusing:
+    """Stands in for TRL's collator where it must not be called, keeping its settings readable."""
+
+    def __init__(self, inner) -> None:
+        self.processor, self.max_length = inner.processor, inner.max_length
+
+    def __call__(self, examples):
+        raise AssertionError("fell back to TRL's collator")

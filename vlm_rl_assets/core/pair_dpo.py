@@ -4,7 +4,8 @@ TRL 1.16 takes one beta per run and refuses `precompute_ref_log_probs` for image
 reference copy and runs its forward every step. `PairDPOTrainer` keeps TRL's loss code (every loss type, the
 metrics) and only feeds it a per-pair beta tensor and, when the dataset carries them, the cached reference
 log-probs: then no reference model is built at all. It also encodes each image once per step, where TRL's
-collator hands the vision tower every image twice (once for the chosen row, once for the rejected).
+collator hands the vision tower every image twice (once for the chosen row, once for the rejected), and tokenizes
+each example once before training instead of every step (`dpo_collator.py`); both give TRL's exact numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from transformers import PreTrainedModel, ProcessorMixin
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
+from vlm_rl_assets.core.dpo_collator import PretokenizedCollator
+
 PAIR_FIELDS = ("beta", "ref_chosen_logps", "ref_rejected_logps")  # per-example numbers carried beside TRL's fields
 
 
@@ -28,7 +31,7 @@ PAIR_FIELDS = ("beta", "ref_chosen_logps", "ref_rejected_logps")  # per-example 
 class PairCollator:
     """TRL's vision collator plus the per-pair numbers in PAIR_FIELDS as float tensors (TRL's would drop them)."""
 
-    inner: DataCollatorForVisionPreference
+    inner: PretokenizedCollator | DataCollatorForVisionPreference
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         extra = {key: [example.pop(key) for example in examples] for key in PAIR_FIELDS if key in examples[0]}
@@ -69,11 +72,21 @@ class PairDPOTrainer(DPOTrainer):
         super().__init__(
             model=model, ref_model=reference, args=args, train_dataset=train_dataset, processing_class=processing_class, **kwargs
         )
-        self.data_collator = PairCollator(self.data_collator)
+        inner = self.data_collator
+        if isinstance(inner, DataCollatorForVisionPreference) and inner.pad_to_multiple_of is None:
+            inner = PretokenizedCollator(inner)
+        self.data_collator = PairCollator(inner)
         if cached_reference:
             self.ref_model = None
             self.precompute_ref_logps = True  # TRL's loss then reads the reference log-probs from the batch
         self._run_beta = self.beta
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Training's loader, after tokenizing every training example once (not done for other passes over the data,
+        such as `reference_logps`, which read each example once anyway)."""
+        if isinstance(self.data_collator.inner, PretokenizedCollator):
+            self.data_collator.inner.pretokenize(self.train_dataset, self.args.per_device_train_batch_size)
+        return super().get_train_dataloader()
 
     def _compute_loss(self, model: PreTrainedModel, inputs: dict[str, Any], return_outputs: bool) -> Any:
         """TRL's loss with `self.beta` set to the batch's per-pair betas: every loss type multiplies by it
