@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 from transformers import AutoModelForImageTextToText
 
 from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
-from vlm_rl_assets.core.launch import launch_job
+from vlm_rl_assets.core.launch import TrainingLaunchError, launch_job
 from vlm_rl_assets.core.tiny_model import load_model
 from vlm_rl_assets.core.training import DPOSettings, PreferencePair
 
@@ -23,7 +24,11 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
         image = Image.new("RGB", (112, 112), "white")
         x, y = rng.randint(22, 90), rng.randint(22, 90)
         ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
-        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", "Answer: no"))
+        pairs.append(
+            PreferencePair(  # cached reference log-probs, as the assets train: no reference model in any process
+                "What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", "Answer: no", 0.1, -30.0, -31.0
+            )
+        )
     settings = DPOSettings(batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3)
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), settings, num_processes=2)
     job_dir = write_job(tmp_path / "work", job, pairs, "tiny")
@@ -40,3 +45,11 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
     assert AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict().keys() == trained.keys()
     base = load_model(tiny_vlm_dir).state_dict()
     assert any(not (trained[k] == base[k]).all() for k in base)
+
+
+def test_a_failed_launch_shows_the_workers_error_and_says_a_rerun_resumes(tmp_path: Path) -> None:
+    job = DPOJob("unused", str(tmp_path / "out"), DPOSettings(batch_size=2), num_processes=2)
+    lines: list[str] = []
+    with pytest.raises(TrainingLaunchError, match=r"(?s)exited with [1-9].*job\.json.*rerun: training resumes from"):
+        launch_job(tmp_path / "never_written", job, "cpu", lines.append)
+    assert any("job.json" in line for line in lines)  # the workers' output reached the caller's log as it came

@@ -5,6 +5,7 @@ the caller's log, so the Dagster run shows the training as it goes."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from vlm_rl_assets.core.dpo_worker import run_job
 from vlm_rl_assets.core.training import TrainResult, read_result
 
 WORKER = "vlm_rl_assets.core.dpo_worker"
+_EXCEPTION = re.compile(r"^[\w.]*(Error|Exception)\b.*:")  # a traceback's last line: what went wrong in a worker
 
 
 class TrainingLaunchError(RuntimeError):
@@ -43,6 +45,7 @@ def launch_job(job_dir: str | Path, job: DPOJob, device: str, log: Callable[[str
     if device == "cpu":
         env["ACCELERATE_USE_CPU"] = "true"  # the Trainer then sets up a gloo process group on CPU
     tail: deque[str] = deque(maxlen=30)
+    first_error = None  # torchrun's failure summary ends the output; the worker's own exception comes earlier
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
@@ -50,6 +53,8 @@ def launch_job(job_dir: str | Path, job: DPOJob, device: str, log: Callable[[str
         for line in process.stdout:
             tail.append(line.rstrip())
             log(tail[-1])
+            if first_error is None and _EXCEPTION.match(tail[-1]):
+                first_error = tail[-1]
         process.wait()
     except BaseException:
         os.killpg(process.pid, signal.SIGKILL)  # a stopped run stops its processes; the rerun resumes
@@ -57,7 +62,8 @@ def launch_job(job_dir: str | Path, job: DPOJob, device: str, log: Callable[[str
     if process.returncode != 0:
         last = "\n".join(tail)
         raise TrainingLaunchError(
-            f"`{shlex.join(command)}` exited with {process.returncode}; its last lines:\n{last}\n"
+            f"`{shlex.join(command)}` exited with {process.returncode}: {first_error or 'see its last lines'}\n"
+            f"Its last lines:\n{last}\n"
             f"Fix the cause above and rerun: training resumes from the last checkpoint in {Path(job_dir) / TRAINER_DIR}"
         )
     return read_result(job.out_dir)
