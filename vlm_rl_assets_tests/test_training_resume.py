@@ -3,6 +3,7 @@ incomplete checkpoints (a kill mid-save) are never resumed from."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -117,11 +118,11 @@ def test_the_run_key_follows_what_determines_the_weights(
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), SETTINGS)
     folder = write_job(tmp_path, job, pairs, "tiny")
     assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "elsewhere", SETTINGS, torch_threads=2), pairs, "tiny") == folder
-    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.__class__(**{**SETTINGS.__dict__, "log_every": 3})), pairs, "tiny") == folder
+    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", dataclasses.replace(SETTINGS, log_every=3)), pairs, "tiny") == folder
     changed = (
         write_job(tmp_path, job, pairs, "another base model"),
         write_job(tmp_path, job, pairs[:-1], "tiny"),
-        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.__class__(**{**SETTINGS.__dict__, "seed": 1})), pairs, "tiny"),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", dataclasses.replace(SETTINGS, seed=1)), pairs, "tiny"),
         write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS, num_processes=2), pairs, "tiny"),
     )
     assert len({folder, *changed}) == 5

@@ -51,7 +51,7 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
             name = f"{hashlib.sha256(data).hexdigest()}.png"
             images[name] = data
             names.append(name)
-        rows.append({**dataclasses.asdict(pair), "images": names})
+        rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
     keyed = {k: v for k, v in dataclasses.asdict(job.settings).items() if k not in UNKEYED_SETTINGS}
     blob = json.dumps([model_fingerprint, rows, keyed, job.num_processes], sort_keys=True).encode()
     folder = Path(root) / hashlib.sha256(blob).hexdigest()[:16]
