@@ -8,7 +8,8 @@ DPOTrainer (which copies the model as reference and runs it every step), same pa
 Each run is a fresh subprocess (`--worker`), so peak RSS (ru_maxrss) is that trainer's alone; runs alternate
 stock/cached so machine noise hits both alike, and medians are reported. Samples/s counts the pairs of steps 2..n
 (step 1 pays one-off warm-up). The reference log-probs are computed once beforehand, as the pipeline caches them
-beside the pairs; their one-off cost is reported separately.
+beside the pairs; their one-off cost is reported separately, as is each trainer's setup before its first step (model
+load plus stock's reference copy, or the cached trainer's one tokenization pass over the pairs).
 """
 
 from __future__ import annotations
@@ -51,15 +52,21 @@ def bench_pairs(n: int) -> list[PreferencePair]:
 
 
 class _StepClock:
-    """Times each optimizer step's end, so the first (warm-up) step can be left out."""
+    """Times each optimizer step's end, so the first (warm-up) step can be left out, and the first step's start, so
+    one-off setup (reference copy, pre-tokenization) is reported too."""
 
     def __init__(self) -> None:
         from transformers import TrainerCallback
 
         clock = self
+        self.created = time.perf_counter()
+        self.first_begin: float | None = None
         self.ends: list[float] = []
 
         class Callback(TrainerCallback):
+            def on_step_begin(self, *args, **kwargs):
+                clock.first_begin = clock.first_begin or time.perf_counter()
+
             def on_step_end(self, *args, **kwargs):
                 clock.ends.append(time.perf_counter())
 
@@ -67,7 +74,8 @@ class _StepClock:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One training run of `args.worker`; prints {samples_per_s, peak_rss_mib} as JSON."""
+    """One training run of `args.worker`; prints {samples_per_s, peak_rss_mib, setup_s} as JSON (setup: building the
+    trainer and everything before the first step)."""
     from trl import DPOConfig, DPOTrainer
 
     from vlm_rl_assets.core.chat import preference_example
@@ -78,10 +86,11 @@ def worker(args: argparse.Namespace) -> None:
     model_dir, out_dir = Path(args.model), Path(args.scratch) / args.worker
     pairs = bench_pairs(args.pairs)
     settings = DPOSettings(batch_size=args.batch_size, max_steps=args.steps, log_every=args.steps)
-    clock = _StepClock()
     if args.worker == "cached":
         refs = json.loads(Path(args.refs).read_text())
         pairs = [dataclasses.replace(p, ref_chosen_logps=c, ref_rejected_logps=r) for p, (c, r) in zip(pairs, refs)]
+    clock = _StepClock()
+    if args.worker == "cached":
         trainer = dpo_trainer(model_dir, out_dir, pairs, settings)
         assert trainer.ref_model is None
     else:
@@ -98,7 +107,8 @@ def worker(args: argparse.Namespace) -> None:
     trainer.train()
     seconds = clock.ends[-1] - clock.ends[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"samples_per_s": (len(clock.ends) - 1) * args.batch_size / seconds, "peak_rss_mib": peak}))
+    samples_per_s = (len(clock.ends) - 1) * args.batch_size / seconds
+    print(json.dumps({"samples_per_s": samples_per_s, "peak_rss_mib": peak, "setup_s": clock.first_begin - clock.created}))
 
 
 def run_worker(name: str, args: argparse.Namespace, model_dir: Path, scratch: Path, refs: Path) -> dict[str, float]:
@@ -126,14 +136,15 @@ def report(args: argparse.Namespace, params: int, ref_seconds: float, runs: dict
         f"- reference log-probs of the {args.pairs} pairs, once: {ref_seconds:.1f} s (cached beside the pairs after)",
         f"- command: `python bench/dpo.py {' '.join(sys.argv[1:])}`",
         "",
-        "| trainer | median samples/s | x stock | median peak RSS (MiB) | every run (samples/s; MiB) |",
-        "|---|---|---|---|---|",
+        "| trainer | median samples/s | x stock | median peak RSS (MiB) | median setup (s) | every run (samples/s; MiB) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in TRAINERS:
         every = "; ".join(f"{r['samples_per_s']:.1f}, {r['peak_rss_mib']:.0f}" for r in runs[name])
         ratio = median[name]["samples_per_s"] / median["stock"]["samples_per_s"]
         lines.append(
-            f"| {name} | {median[name]['samples_per_s']:.1f} | {ratio:.2f} | {median[name]['peak_rss_mib']:.0f} | {every} |"
+            f"| {name} | {median[name]['samples_per_s']:.1f} | {ratio:.2f} | {median[name]['peak_rss_mib']:.0f} "
+            f"| {median[name]['setup_s']:.2f} | {every} |"
         )
     memory = median["stock"]["peak_rss_mib"] - median["cached"]["peak_rss_mib"]
     lines += ["", f"Cached: {speed:.2f}x stock's samples/s, {memory:.0f} MiB less peak RSS."]

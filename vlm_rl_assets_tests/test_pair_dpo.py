@@ -157,3 +157,26 @@ class _Refusing:
 
     def __call__(self, examples):
         raise AssertionError("fell back to TRL's collator")
+
+
+def test_lm_head_scores_completion_tokens_only(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CPU TRL scores every position; PairDPOTrainer only the labelled ones (the loss stays TRL's: see above)."""
+    from trl.trainer import utils as trl_utils
+
+    scored: list[int] = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Counting:
+        @staticmethod
+        def apply(hidden, *args):
+            scored.append(len(hidden))
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    batch = trainer.data_collator(_examples(trainer, len(pairs)))
+    trainer.compute_loss(trainer.model, batch)
+    assert scored == [int(batch["completion_mask"][:, 1:].sum())] * 2  # the policy's forward and the reference's
+    assert scored[0] < 0.5 * batch["input_ids"][:, 1:].numel()

@@ -5,7 +5,8 @@ reference copy and runs its forward every step. `PairDPOTrainer` keeps TRL's los
 metrics) and only feeds it a per-pair beta tensor and, when the dataset carries them, the cached reference
 log-probs: then no reference model is built at all. It also encodes each image once per step, where TRL's
 collator hands the vision tower every image twice (once for the chosen row, once for the rejected), and tokenizes
-each example once before training instead of every step (`dpo_collator.py`); both give TRL's exact numbers.
+each example once before training instead of every step (`dpo_collator.py`); both give TRL's exact numbers. On CPU
+its LM head scores only the completion tokens, as TRL's does on GPUs, instead of every prompt and padding position.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, ProcessorMixin
 from trl import DPOConfig, DPOTrainer
+from trl.trainer import utils as trl_utils
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.core.dpo_collator import PretokenizedCollator
@@ -95,7 +97,7 @@ class PairDPOTrainer(DPOTrainer):
         if betas is not None:
             self.beta = betas.to(self.accelerator.device)
         try:
-            with encode_each_image_once(self.accelerator.unwrap_model(model)):
+            with encode_each_image_once(self.accelerator.unwrap_model(model)), score_completions_only():
                 return super()._compute_loss(model, inputs, return_outputs)
         finally:
             self.beta = self._run_beta
@@ -130,6 +132,20 @@ def encode_each_image_once(model: PreTrainedModel) -> Iterator[None]:
         del visual.forward  # back to the class's forward
 
 
+@contextlib.contextmanager
+def score_completions_only() -> Iterator[None]:
+    """While active, TRL's fused LM head on CPU scores only the positions with a label (the completions), as it does
+    on CUDA, instead of every position: TRL scores all of them off CUDA to keep tile shapes fixed for compiled
+    backends (Neuron), which eager CPU does not need. The prompt and padding positions come out 0 either way; on
+    the tiny VLM they are ~70% of the positions."""
+    original = trl_utils._use_triton  # raises AttributeError if TRL renamed it: then drop this context
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def _repeated_half(pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> int | None:
     """Patch rows of the first half of the images when the second half repeats it exactly, else None."""
     if grid_thw is None or len(grid_thw) % 2 or not torch.equal(*grid_thw.chunk(2)):
@@ -152,7 +168,7 @@ def reference_logps(trainer: PairDPOTrainer, dataset: Dataset, batch_size: int) 
     rejected: list[float] = []
     for batch in loader:
         batch = {k: v for k, v in batch.items() if k not in PAIR_FIELDS}
-        with encode_each_image_once(model):
+        with encode_each_image_once(model), score_completions_only():
             ref_chosen, ref_rejected = trainer.compute_ref_log_probs(model, batch)
         chosen += ref_chosen.tolist()
         rejected += ref_rejected.tolist()
