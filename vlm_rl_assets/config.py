@@ -7,6 +7,7 @@ to a user's file. Only configuration differs between that and a 7B model on GPUs
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -313,6 +314,56 @@ class TrainingHealthConfig(Strict):
     )
 
 
+class ExternalEvalConfig(Strict):
+    """Standard benchmarks by an external harness on base and policy: the `external_benchmarks` asset, for GPU
+    deployments with the harness installed (core/external_eval.py; README, "Standard benchmarks on GPU deployments")."""
+
+    harness: Literal["none", "lmms_eval", "vlmevalkit"] = Field(
+        "none",
+        description="none: external_benchmarks skips; lmms_eval: pip install lmms-eval; vlmevalkit: pip install -e a git "
+        "checkout of open-compass/VLMEvalKit (its run.py is used)",
+    )
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="lmms_eval: task names (e.g. mmstar, ai2d); vlmevalkit: <dataset class>:<dataset> (e.g. "
+        "ImageMCQDataset:MMStar, ImageYORNDataset:POPE): its --config JSON needs each dataset's class",
+    )
+    model_type: str = Field(
+        "", description="lmms_eval: its --model (qwen2_vl, qwen2_5_vl); vlmevalkit: a vlmeval.vlm class (Qwen2VLChat); "
+        "empty: qwen2_vl / Qwen2VLChat"
+    )
+    model_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="more model settings, the model class's constructor arguments: lmms_eval --model_args pairs after "
+        "pretrained=<folder> (e.g. max_pixels); vlmevalkit keys of the model entry beside model_path (e.g. max_new_tokens)",
+    )
+    batch_size: int = Field(1, ge=1, description="lmms_eval --batch_size (VLMEvalKit generates one sample at a time)")
+    log_samples: bool = Field(False, description="lmms_eval --log_samples: every response saved beside the results")
+    extra_args: list[str] = Field(
+        default_factory=list, description="appended to the harness's command line, e.g. [--limit, '8'] or [--judge, exact_matching]"
+    )
+    work_dir: str = Field(
+        "",
+        description="harness outputs, <work_dir>/<harness>/<base|policy>, each cleared before its run; empty: "
+        "<storage.cache_dir or ~/.cache/vlm_rl_assets>/external_eval",
+    )
+
+    @model_validator(mode="after")
+    def tasks_fit_harness(self) -> ExternalEvalConfig:
+        if self.harness != "none" and not self.tasks:
+            raise ValueError(
+                f"harness is {self.harness} but tasks is empty: list its benchmarks, e.g. [mmstar] for lmms_eval, "
+                "[ImageMCQDataset:MMStar] for vlmevalkit"
+            )
+        malformed = [t for t in self.tasks if self.harness == "vlmevalkit" and not re.fullmatch(r"\w+:[^:]+", t)]
+        if malformed:
+            raise ValueError(
+                f"vlmevalkit tasks {malformed} must read <dataset class>:<dataset>, e.g. ImageMCQDataset:MMStar "
+                "(the class from vlmeval.dataset)"
+            )
+        return self
+
+
 class PipelineConfig(Strict):
     seed: int = Field(0, description="seed of the synthetic tasks")
     max_bad_fraction: float = Field(0.05, ge=0, le=1, description="a stage fails when more of its rows are quarantined")
@@ -328,6 +379,7 @@ class PipelineConfig(Strict):
     eval: EvalConfig = EvalConfig()
     pairing: PairingConfig = PairingConfig()
     judges: JudgesConfig = JudgesConfig()
+    external_eval: ExternalEvalConfig = ExternalEvalConfig()
     categories: dict[str, CategoryConfig]
 
     @model_validator(mode="after")

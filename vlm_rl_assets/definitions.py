@@ -5,6 +5,7 @@ import dagster as dg
 from vlm_rl_assets.assets.base_model import base_model
 from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
 from vlm_rl_assets.assets.dpo_checkpoint import dpo_checkpoint
+from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.judge_calibration import judge_calibration
 from vlm_rl_assets.assets.judged_pairs import judged_pairs
@@ -19,7 +20,7 @@ from vlm_rl_assets.resources import PipelineResource
 CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
 # judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate: release or not
 ASSET_CHECKS = [judge_calibration, promotion_gate]
-ASSETS = [base_model, *CATEGORY_ASSETS, policy_checkpoint, release_report]
+ASSETS = [base_model, *CATEGORY_ASSETS, policy_checkpoint, release_report, external_benchmarks]
 ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]  # what dg.materialize takes: checks run with the assets they check
 
 category_job = dg.define_asset_job(

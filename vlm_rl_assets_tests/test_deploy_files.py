@@ -17,7 +17,10 @@ from dagster._serdes.config_class import class_from_code_pointer
 REPO = Path(__file__).parents[1]
 DOCKER = REPO / "docker"
 POSTGRES_ENV = ("DAGSTER_POSTGRES_HOSTNAME", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB")
-GPU_ASSETS = {"base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report"}
+GPU_ASSETS = {
+    "base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report",
+    "external_benchmarks",
+}  # fmt: skip
 
 
 def load(name: str) -> dict:

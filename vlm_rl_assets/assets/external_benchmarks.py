@@ -1,0 +1,79 @@
+"""external_benchmarks: base vs. policy on standard benchmarks run by lmms-eval or VLMEvalKit (GPU deployments).
+
+Unconfigured (`external_eval.harness: none`, the default) the step succeeds without a materialization and records
+an AssetObservation whose `skipped` metadata says how to configure it: a materialization would claim a scores table
+that does not exist, while leaving the asset out of the definitions would hide it where users look for it and tie the
+asset graph to the config the code location happened to load (`output_required=False` makes the skip legal).
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
+from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
+from vlm_rl_assets.assets.runtime import compare
+from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.core import schemas
+from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR
+from vlm_rl_assets.resources import PipelineResource
+
+NOT_CONFIGURED = (
+    "external_eval.harness is none. To run standard benchmarks on base and policy, set external_eval.harness to "
+    "lmms_eval or vlmevalkit, list external_eval.tasks and install that harness where the GPU runs execute "
+    "(README, 'Standard benchmarks on GPU deployments')."
+)
+
+
+@dg.asset(
+    pool=GPU_POOL,
+    deps=["base_model", "policy_checkpoint"],
+    group_name="evaluation",
+    kinds={"pytorch", "parquet"},
+    output_required=False,
+    description="Base vs. policy on standard benchmarks (lmms-eval or VLMEvalKit, external_eval:); skipped, "
+    "not materialized, while external_eval.harness is none.",
+)
+def external_benchmarks(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+    if pipeline.config().external_eval.harness == "none":
+        context.log.warning(NOT_CONFIGURED)
+        yield dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped": NOT_CONFIGURED})
+        return
+    yield run_harness(context, pipeline)
+
+
+@retry_transient
+def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    """The configured harness on base, then policy; the scores table and the delta table."""
+    from vlm_rl_assets.core.external_eval import evaluate
+
+    config, store = pipeline.config(), pipeline.store()
+    settings = config.external_eval
+    models = {
+        "base": pipeline.base_model_dir(),
+        "policy": store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False),
+    }
+    work_root = Path(settings.work_dir or Path(config.storage.cache_dir or DEFAULT_CACHE_DIR) / "external_eval")
+    start = time.monotonic()
+    scores = pl.concat(
+        [
+            evaluate(settings, name, folder, work_root / settings.harness / name, context.log.info)
+            for name, folder in models.items()
+        ]
+    )
+    store.write_table("external_benchmarks", "scores", scores, schemas.BENCHMARK_SCORES)
+    table = compare(scores, "policy").select("category", "metric", "base", "policy", "delta")
+    return dg.MaterializeResult(
+        metadata={
+            "harness": settings.harness,
+            "tasks": settings.tasks,
+            "metrics": table.height,
+            "deltas": markdown_table(table, 100),  # policy minus base, in the harness's own units
+            "harness_seconds": round(time.monotonic() - start, 1),  # both models, model loading included
+        }
+    )
