@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -123,13 +124,19 @@ def run_worker(name: str, args: argparse.Namespace, model_dir: Path, scratch: Pa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(args: argparse.Namespace, params: int, ref_seconds: float, runs: dict[str, list[dict[str, float]]]) -> str:
+def report(
+    args: argparse.Namespace,
+    params: int,
+    ref_seconds: float,
+    runs: dict[str, list[dict[str, float]]],
+    loads: tuple[float, float],
+) -> str:
     median = {n: {k: statistics.median(r[k] for r in runs[n]) for k in runs[n][0]} for n in TRAINERS}
     speed = median["cached"]["samples_per_s"] / median["stock"]["samples_per_s"]
     lines = [
         f"## {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} · DPO: stock TRL vs cached-reference PairDPOTrainer · cpu",
         "",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; load average (1 min) {loads[0]:.1f} before the runs, {loads[1]:.1f} after",
         f"- model: random-init {args.size} Qwen2-VL, {params / 1e6:.2f}M parameters",
         f"- workload: {args.pairs} pairs, {args.steps} steps of {args.batch_size}, fp32, same DPOConfig; "
         f"{args.runs} fresh-process runs each, alternating",
@@ -180,11 +187,12 @@ def main() -> None:
         ref_seconds = time.perf_counter() - start
         (scratch / "refs.json").write_text(json.dumps(refs))
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in TRAINERS}
+        load_before = os.getloadavg()[0]  # the machine is shared: a busy one slows both trainers, unevenly
         for i in range(args.runs):
             for name in TRAINERS:
                 runs[name].append(run_worker(name, args, model_dir, scratch, scratch / "refs.json"))
                 print(f"run {i + 1} {name}: {runs[name][-1]}", file=sys.stderr)
-    text = report(args, params, ref_seconds, runs)
+    text = report(args, params, ref_seconds, runs, (load_before, os.getloadavg()[0]))
     print(text)
     if args.write:
         with Path(args.write).open("a") as out:
