@@ -90,6 +90,7 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     checks = {e.asset_key.to_user_string(): e for e in evaluations}
     assert set(checks) == {"dpo_checkpoint", "policy_checkpoint"}
     assert all(isinstance(e.passed, bool) for e in checks.values())  # a warning either way: the checkpoint stays
+    assert all({"alarms", "length_drift", "saturation_step"} <= set(e.metadata) for e in checks.values())
     report = metadata(results[3:], "release_report")
     low, high = report["mean_delta_accuracy_ci"]
     assert low <= report["mean_delta_accuracy"] <= high
