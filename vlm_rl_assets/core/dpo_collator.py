@@ -34,7 +34,8 @@ class _Tokens:
 
 def _key(example: dict[str, Any]) -> tuple:
     """What an example's ids depend on: its messages and its images' sizes (which fix the image token counts)."""
-    return (repr(example["prompt"]), repr(example["chosen"]), repr(example["rejected"]), tuple(i.size for i in example["images"]))
+    texts = (repr(example[field]) for field in ("prompt", "chosen", "rejected"))
+    return (*texts, tuple(image.size for image in example["images"]))
 
 
 class PretokenizedCollator:
@@ -46,11 +47,12 @@ class PretokenizedCollator:
         self._tokens: dict[tuple, _Tokens] = {}
 
     def pretokenize(self, examples: Iterable[dict[str, Any]], batch_size: int) -> None:
-        """Tokenize `examples` through TRL's own collator, `batch_size` at a time, and keep each one's ids. Processors
-        whose batches carry more than ids, masks and pixels (e.g. Gemma's token_type_ids) are left to TRL."""
+        """Tokenize `examples` through TRL's own collator, `batch_size` at a time, and keep each one's ids (examples
+        already known are skipped). Processors whose batches carry more than ids, masks and pixels (e.g. Gemma's
+        token_type_ids) are left to TRL."""
         batch = []
         for example in examples:
-            if "images" in example and example["images"]:
+            if example.get("images") and _key(example) not in self._tokens:
                 batch.append({field: example[field] for field in EXAMPLE_FIELDS})
             if len(batch) == batch_size:
                 self._remember(batch)
@@ -66,9 +68,9 @@ class PretokenizedCollator:
         n = len(examples)
         text = out["attention_mask"].bool()
         completion = out["completion_mask"].bool()
+        types = out.get("mm_token_type_ids")
         for i, key in enumerate(keys):
-            prompt_len = int((text[i] & ~completion[i]).sum())  # rows are [prompt, completion, padding] after flush-left
-            types = out.get("mm_token_type_ids")
+            prompt_len = int((text[i] & ~completion[i]).sum())  # rows: [prompt, completion, padding] (flush-left)
             self._tokens[key] = _Tokens(
                 prompt=out["input_ids"][i, :prompt_len].clone(),
                 prompt_types=None if types is None else types[i, :prompt_len].clone(),
