@@ -11,6 +11,7 @@ experiment resumes: finished categories (their benchmark verdicts exist) and rel
 
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,8 @@ import yaml
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.core import schemas
 from vlm_rl_assets.core.experiments import EXPERIMENTS, Experiment, Variant, category_done, release_done, variant_results
-from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR, MissingUpstreamError
+from vlm_rl_assets.core.shards import ASSET
+from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR, LocalStore, MissingUpstreamError, Store
 from vlm_rl_assets.core.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
 
@@ -64,10 +66,12 @@ def run_experiment(
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
         _materialize(ALL_ASSETS, ["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
-    parts = []
+    parts, first = [], None
     for variant in experiment.variants:
         resource = variant_resource(main, experiment, variant)
         store = resource.store()
+        first = first or store
+        share_rollout_shards(first, store)
         tags = {"experiment": experiment.name, "variant": variant.name}
         todo = [c for c in experiment.categories if not category_done(store, c)]
         log(f"{experiment.name}/{variant.name}: {len(experiment.categories) - len(todo)} categories done, running {todo}")
@@ -79,6 +83,22 @@ def run_experiment(
     results = pl.concat(parts)
     main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
     return results
+
+
+def share_rollout_shards(source: Store, target: Store) -> None:
+    """Copy the first variant's finished rollout shards into a local variant store: shards are keyed by the
+    fingerprint of everything that shapes them (prompts, policy, sampling), so a variant that changes only what
+    comes after the rollouts (beta, loss, pairing) resumes them all instead of sampling again, and any other
+    variant ignores them."""
+    if source is target or not (isinstance(source, LocalStore) and isinstance(target, LocalStore)):
+        return
+    for shards in (source.root / ASSET).glob("*/shards/*"):
+        copy = target.root / shards.relative_to(source.root)
+        if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half shard behind
+            staging = copy.with_name(f".{copy.name}.copying")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(shards, staging)
+            staging.rename(copy)
 
 
 def _materialize(assets, selection, instance, resource, tags, partition_key: str | None = None) -> None:

@@ -57,11 +57,20 @@ def tiny_run(tmp_path_factory):
         results = run_experiment(TINY, main, instance, log=lambda line: None)
         runs = len(instance.get_run_records())
         again = run_experiment(TINY, main, instance, log=lambda line: None)
-        yield root, results, again, runs, len(instance.get_run_records())
+        yield root, results, again, runs, len(instance.get_run_records()), rollout_metadata(instance)
+
+
+def rollout_metadata(instance: dg.DagsterInstance) -> dict[str, dict]:
+    """The rollouts materialization's metadata of each variant's run."""
+    records = instance.fetch_materializations(dg.AssetKey("rollouts"), limit=10).records
+    return {
+        instance.get_run_by_id(r.run_id).tags["variant"]: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+        for r in records
+    }
 
 
 def test_variants_run_into_their_own_stores_from_one_base_model(tiny_run):
-    root, results, _, runs, _ = tiny_run
+    root, results, _, runs, _, _ = tiny_run
     assert runs == 3  # base_model once, then the count category once per variant
     for variant, beta in (("low", 0.3), ("high", 2.0)):
         raw = yaml.safe_load((root / "experiments" / "tiny" / variant / "config" / f"tiny-{variant}.yaml").read_text())
@@ -79,8 +88,16 @@ def test_variants_run_into_their_own_stores_from_one_base_model(tiny_run):
     assert base["value"].n_unique() == 1  # both variants benchmark the same base on the same prompts
 
 
+def test_a_variant_that_changes_only_training_reuses_the_first_variants_rollouts(tiny_run):
+    root, _, _, _, _, rollouts = tiny_run
+    assert rollouts["low"]["shards_generated"] == 3 and rollouts["low"]["shards_reused"] == 0
+    assert rollouts["high"]["shards_generated"] == 0 and rollouts["high"]["shards_reused"] == 3
+    tables = [pl.read_parquet(root / "experiments" / "tiny" / v / "rollouts" / "count.parquet") for v in ("low", "high")]
+    assert_frame_equal(*tables)
+
+
 def test_a_rerun_resumes_without_running_finished_categories(tiny_run):
-    _, results, again, runs, runs_after = tiny_run
+    _, results, again, runs, runs_after, _ = tiny_run
     assert runs_after == runs
     assert_frame_equal(again, results)
 

@@ -15,12 +15,12 @@ from typing import Any
 import polars as pl
 
 from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.stats import paired_deltas
+from vlm_rl_assets.core.stats import OVERALL, paired_deltas
 from vlm_rl_assets.core.storage import Store
 
 CATEGORIES = ("color", "shape_choice", "count", "describe", "scene")  # the embedded default's
 SEEDS = (0, 1, 2)
-BETAS = (0.05, 0.2, 0.5, 1.0)
+BETAS = (0.1, 0.5, 2.0)
 SATURATED = 0.98  # rewards/accuracies at or above this: DPO separates every pair, nothing left to learn
 
 
@@ -43,6 +43,9 @@ class Experiment:
 
 def _every_category(key: str, value: Any) -> dict[str, Any]:
     return {f"categories.{c}.{key}": value for c in CATEGORIES}
+
+
+GREEDY_ONLY = {"eval.samples_per_prompt": 1}  # sweeps compare greedy accuracy: skip the pass@k sampling
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -100,7 +103,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             f"(d) Which DPO beta each category wants: a sweep over {list(BETAS)}.",
             "Long answers (chain of thought, descriptions) want a higher beta than short ones.",
             CATEGORIES,
-            tuple(Variant(f"beta_{b:g}", _every_category("beta", b)) for b in BETAS),
+            tuple(Variant(f"beta_{b:g}", _every_category("beta", b) | GREEDY_ONLY) for b in BETAS),
         ),
         Experiment(
             "controls",
@@ -110,13 +113,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Pairs carry information their chosen halves alone do not: DPO (alone or with an SFT term) beats SFT "
             "on chosen.",
             CATEGORIES,
-            (
-                Variant("dpo", {"training.loss_type": ["sigmoid"]} | _every_category("loss", {"loss_type": ["sigmoid"]})),
-                Variant("sft_on_chosen", {"training.loss_type": ["sft"]} | _every_category("loss", {"loss_type": ["sft"]})),
-                Variant(
-                    "dpo_plus_sft",
-                    {"training.loss_type": ["sigmoid", "sft"]} | _every_category("loss", {"loss_type": ["sigmoid", "sft"]}),
-                ),
+            tuple(
+                Variant(name, _every_category("loss", {"loss_type": loss}) | GREEDY_ONLY)
+                for name, loss in (("dpo", ["sigmoid"]), ("sft_on_chosen", ["sft"]), ("dpo_plus_sft", ["sigmoid", "sft"]))
             ),
         ),
     )
@@ -139,15 +138,17 @@ def variant_results(store: Store, experiment: str, variant: str, categories: tup
     for category in categories:
         scores = store.read_table("benchmark_scores", category, schemas.BENCHMARK_SCORES)
         verdicts = store.read_table("benchmark_verdicts", category, schemas.BENCHMARK_VERDICTS)
-        parts += [_scores(scores), _deltas(verdicts, "dpo"), _words(verdicts), _training(store, category)]
+        per_category = _deltas(verdicts, "dpo").filter(pl.col("category") != OVERALL)  # one category: no overall
+        parts += [_scores(scores), per_category, _words(verdicts), _training(store, category)]
     if release:
         scores = store.read_table("release_report", "scores", schemas.BENCHMARK_SCORES)
         verdicts = store.read_table("release_report", "verdicts", schemas.BENCHMARK_VERDICTS)
         parts += [_scores(scores), _deltas(verdicts, "policy"), _words(verdicts)]
     rows = pl.concat([p.select(list(schemas.EXPERIMENT_RESULTS)[2:]) for p in parts], how="vertical_relaxed")
-    return rows.select(
-        pl.lit(experiment).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()
-    ).cast(schemas.EXPERIMENT_RESULTS)
+    rows = rows.sort("category", "model", "metric", "step", nulls_last=True)  # the same rows in the same order
+    return rows.select(pl.lit(experiment).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()).cast(
+        schemas.EXPERIMENT_RESULTS
+    )
 
 
 def _scores(scores: pl.DataFrame) -> pl.DataFrame:
