@@ -309,6 +309,10 @@ class TrainingHealthConfig(Strict):
     max_length_drift: float = Field(
         HealthThresholds.max_length_drift, gt=0, description="alarm when the mean greedy length changes by more (0.25: ±25%)"
     )
+    min_reward_accuracy: float = Field(
+        HealthThresholds.min_reward_accuracy, ge=0, le=1,
+        description="alarm when rewards/accuracies averages less over the second half of the run (pairs not learned)",
+    )
     length_sample: int = Field(
         16, ge=0, description="training prompts generated greedily by base and trained model for the length drift; 0: off"
     )

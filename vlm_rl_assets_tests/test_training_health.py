@@ -77,9 +77,17 @@ def test_too_few_points_make_no_trend() -> None:
     assert "chosen_logps_slope" not in training_health(_history(chosen=[-40.0, -41.0, -42.0])).metrics
 
 
+def test_pairs_never_told_apart_are_named_with_the_mixture_fix() -> None:
+    flat = [0.50, 0.62, 0.48, 0.55, 0.50, 0.57, 0.50, 0.50, 0.62, 0.50]  # chance throughout: what scene showed
+    health = training_health(_history(accuracy=flat))
+    assert health.metrics["late_reward_accuracy"] == pytest.approx(0.538, abs=1e-3)
+    assert any("averaged 0.54 over the second half" in a and "mixture_weight: 0" in a for a in health.alarms)
+    assert not any("over the second half" in a for a in training_health(_history()).alarms)  # learned late: fine
+
+
 def test_big_drop_and_nan_loss_are_named_with_the_fix() -> None:
     chosen = [-2.4, -9.0, -18.0]
-    (alarm,) = training_health(_history(chosen=chosen, accuracy=[0.5] * 3)).alarms
+    (alarm,) = training_health(_history(chosen=chosen, accuracy=[0.7] * 3)).alarms
     assert "fell 15.6 nats" in alarm and "lower training.learning_rate" in alarm
     nan = training_health(_history(chosen=[-2.4], accuracy=[0.5], loss=float("nan"))).alarms
     assert nan == ["the loss became non-finite: lower training.learning_rate"]

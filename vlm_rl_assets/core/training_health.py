@@ -23,6 +23,7 @@ class HealthThresholds:
     falling_share: float = 0.75  # share of consecutive logged differences that must be negative
     min_trend_points: int = 4
     max_length_drift: float = 0.25  # |policy / base mean generated length - 1|
+    min_reward_accuracy: float = 0.6  # mean rewards/accuracies over the second half of the run, at least
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def training_health(
     _chosen_drop(logged, thresholds, health)
     _chosen_trend(logged, thresholds, health)
     _saturation(logged, thresholds, health)
+    _not_separating(logged, thresholds, health)
     if lengths is not None:
         _length_drift(lengths, thresholds, health)
     return health
@@ -127,6 +129,25 @@ def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthThresholds
             "off-policy chosen answers (pairing.chosen_source: ground_truth) or a split where chosen and rejected differ "
             "in form, not correctness; DPO then learns a style shortcut. Pair on-policy samples "
             "(pairing.chosen_source: policy) and balance their lengths (pairing.max_length_ratio)"
+        )
+
+
+def _not_separating(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+    """rewards/accuracies near chance over the second half of the run: the policy cannot tell the chosen halves from
+    the rejected ones even on its training pairs, so they differ in something it cannot see (seen on the embedded
+    default's scene and describe: shapes and positions it only guesses) and only add noise to a mixture."""
+    points = _series(logged, "rewards/accuracies")
+    late = [accuracy for step, accuracy in points if step > points[-1][0] / 2] if points else []
+    if len(late) < 2:
+        return
+    mean = sum(late) / len(late)
+    health.metrics["late_reward_accuracy"] = mean
+    if mean < thresholds.min_reward_accuracy:
+        health.alarms.append(
+            f"rewards/accuracies averaged {mean:.2f} over the second half of the run (below "
+            f"{thresholds.min_reward_accuracy:g}): the policy does not learn to tell chosen from rejected, so the pairs "
+            "differ in what it cannot perceive or the judge's verdicts are noise; check the judge (judge_calibration) "
+            "and the pairs, and consider the category's mixture_weight: 0 so its pairs do not add noise to the policy"
         )
 
 
