@@ -1,8 +1,20 @@
-"""Small table builders shared by the tests."""
+"""Small table, pair and worker-process builders shared by the tests."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import polars as pl
+from PIL import Image, ImageDraw
 
 from vlm_rl_assets.core import schemas
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = ("red", "green", "blue", "yellow", "purple")
 
 S3_BUCKET = "pipeline"  # the bucket the `s3` fixture (conftest.py) creates on its moto server
 
@@ -46,3 +58,34 @@ def prompt_table(answers: dict[str, tuple[str, str]], category: str = "count") -
         for pid, (answer_type, answer) in answers.items()
     ]
     return pl.DataFrame(rows, schema=schemas.PROMPTS)
+
+
+def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None, **fields):
+    """n DPO pairs on one-circle images: chosen names the circle's colour, rejected (by default) the next colour;
+    `fields` (beta, reference log-probs) go to every PreferencePair."""
+    from vlm_rl_assets.core.training import PreferencePair  # imports TRL: only the tests that train pay for it
+
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        image = Image.new("RGB", (112, 112), "white")
+        x, y = rng.randint(22, 90), rng.randint(22, 90)
+        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
+        wrong = rejected(i) if rejected else f"Answer: {COLOURS[(i + 1) % 5]}"
+        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **fields))
+    return pairs
+
+
+def start_worker(module: str, args: list[str], out_dir: Path) -> subprocess.Popen:
+    """`python -m module args` from the repo, its output in files in `out_dir` (a full pipe would stall it)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "stdout.txt", "w") as out, open(out_dir / "stderr.txt", "w") as err:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=out, stderr=err)
+
+
+def finish_worker(process: subprocess.Popen, out_dir: Path) -> dict:
+    """Wait for a worker started by `start_worker`; its last stdout line, as JSON."""
+    process.wait(timeout=300)
+    assert process.returncode == 0, (out_dir / "stderr.txt").read_text()[-3000:]
+    return json.loads((out_dir / "stdout.txt").read_text().strip().splitlines()[-1])

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
@@ -16,21 +14,16 @@ from vlm_rl_assets.core.chat import preference_example
 from vlm_rl_assets.core.dpo_collator import EXAMPLE_FIELDS
 from vlm_rl_assets.core.tiny_model import load_model, load_processor
 from vlm_rl_assets.core.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
+from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs
 
-COLOURS = ("red", "green", "blue", "yellow", "purple")
+
+def _uneven_wrong(i: int) -> str:
+    return " ".join(["Answer:"] + [COLOURS[(i + 1) % 5]] * (1 + i % 3))  # uneven lengths: padding matters
 
 
 @pytest.fixture(scope="module")
 def pairs() -> list[PreferencePair]:
-    rng = random.Random(1)
-    out = []
-    for i in range(6):
-        image = Image.new("RGB", (112, 112), "white")
-        x, y = rng.randint(22, 90), rng.randint(22, 90)
-        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
-        wrong = " ".join(["Answer:"] + [COLOURS[(i + 1) % 5]] * (1 + i % 3))  # uneven lengths: padding matters
-        out.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong))
-    return out
+    return colour_pairs(6, seed=1, rejected=_uneven_wrong)
 
 
 def _loss(trainer, examples: list[dict]) -> torch.Tensor:

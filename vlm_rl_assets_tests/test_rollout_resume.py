@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,24 +12,12 @@ from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.core import schemas
 from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets_tests.helpers import finish_worker, start_worker
 from vlm_rl_assets_tests.rollout_worker import CATEGORY, N_PROMPTS, PARAMS, SHARDS
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _start(model_dir: Path, root: Path, pause: float) -> subprocess.Popen:
-    """The worker, its output in files beside the store (a full pipe would stall it)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "vlm_rl_assets_tests.rollout_worker", str(model_dir), str(root), str(pause)]
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-
-
-def _finish(process: subprocess.Popen, root: Path) -> dict:
-    process.wait(timeout=300)
-    assert process.returncode == 0, (root / "stderr.txt").read_text()[-3000:]
-    return json.loads((root / "stdout.txt").read_text().strip().splitlines()[-1])
+    return start_worker("vlm_rl_assets_tests.rollout_worker", [str(model_dir), str(root), str(pause)], root)
 
 
 def _shards(root: Path) -> dict[int, int]:
@@ -62,7 +48,7 @@ def test_killed_run_resumes_missing_shards_only_and_equals_an_uninterrupted_run(
     assert not LocalStore(killed).has_table("rollouts", CATEGORY)  # the table comes only after every shard
 
     resumed_run, fresh_run = _start(tiny_vlm_dir, killed, 0.0), _start(tiny_vlm_dir, fresh, 0.0)
-    resumed, uninterrupted = _finish(resumed_run, killed), _finish(fresh_run, fresh)
+    resumed, uninterrupted = finish_worker(resumed_run, killed), finish_worker(fresh_run, fresh)
 
     assert sorted(resumed["reused"]) == sorted(survivors)
     assert sorted(resumed["generated"]) == sorted(set(range(SHARDS)) - set(survivors))

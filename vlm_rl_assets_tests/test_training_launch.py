@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 from transformers import AutoModelForImageTextToText
 
 from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.core.launch import TrainingLaunchError, launch_job
 from vlm_rl_assets.core.tiny_model import load_model
-from vlm_rl_assets.core.training import DPOSettings, PreferencePair
-
-COLOURS = ("red", "green", "blue", "yellow", "purple")
+from vlm_rl_assets.core.training import DPOSettings
+from vlm_rl_assets_tests.helpers import colour_pairs
 
 
 def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp_path: Path) -> None:
-    rng = random.Random(3)
-    pairs = []
-    for i in range(8):
-        image = Image.new("RGB", (112, 112), "white")
-        x, y = rng.randint(22, 90), rng.randint(22, 90)
-        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
-        pairs.append(
-            PreferencePair(  # cached reference log-probs, as the assets train: no reference model in any process
-                "What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", "Answer: no", 0.1, -30.0, -31.0
-            )
-        )
+    # cached reference log-probs, as the assets train: no reference model in any process
+    pairs = colour_pairs(8, seed=3, rejected=lambda i: "Answer: no", beta=0.1, ref_chosen_logps=-30.0, ref_rejected_logps=-31.0)
     settings = DPOSettings(batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3)
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), settings, num_processes=2)
     job_dir = write_job(tmp_path / "work", job, pairs, "tiny")

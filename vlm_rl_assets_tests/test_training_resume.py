@@ -6,50 +6,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.core.resume import latest_checkpoint
 from vlm_rl_assets.core.tiny_model import load_model
 from vlm_rl_assets.core.training import DPOSettings, PreferencePair
+from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, start_worker
 
-REPO = Path(__file__).resolve().parents[1]
-COLOURS = ("red", "green", "blue", "yellow", "purple")
 SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
 
 
 @pytest.fixture(scope="module")
 def pairs() -> list[PreferencePair]:
-    rng = random.Random(2)
-    out = []
-    for i in range(8):
-        image = Image.new("RGB", (112, 112), "white")
-        x, y = rng.randint(22, 90), rng.randint(22, 90)
-        ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
-        out.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", f"Answer: {COLOURS[(i + 1) % 5]}"))
-    return out
+    return colour_pairs(8, seed=2)
 
 
 def _start(job_dir: Path, pause: float) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "vlm_rl_assets_tests.dpo_worker_slow", str(job_dir), str(pause)]
-    with open(job_dir / "stdout.txt", "w") as out, open(job_dir / "stderr.txt", "w") as err:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-
-
-def _finish(process: subprocess.Popen, job_dir: Path) -> dict:
-    process.wait(timeout=300)
-    assert process.returncode == 0, (job_dir / "stderr.txt").read_text()[-3000:]
-    return json.loads((job_dir / "stdout.txt").read_text().strip().splitlines()[-1])
+    return start_worker("vlm_rl_assets_tests.dpo_worker_slow", [str(job_dir), str(pause)], job_dir)
 
 
 def _saved_steps(job_dir: Path) -> list[int]:
@@ -86,7 +66,7 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrup
     assert process.returncode == -signal.SIGKILL and not killed_out.exists()
 
     resumed_run, fresh_run = _start(killed_dir, 0.0), _start(fresh_dir, 0.0)
-    resumed, uninterrupted = _finish(resumed_run, killed_dir), _finish(fresh_run, fresh_dir)
+    resumed, uninterrupted = finish_worker(resumed_run, killed_dir), finish_worker(fresh_run, fresh_dir)
 
     assert resumed["resumed_from"] >= SETTINGS.save_steps and resumed["resumed_from"] % SETTINGS.save_steps == 0
     assert f"resuming from step {resumed['resumed_from']} " in (killed_dir / "stdout.txt").read_text()
