@@ -3,8 +3,10 @@
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +91,18 @@ def finish_worker(process: subprocess.Popen, out_dir: Path) -> dict:
     process.wait(timeout=300)
     assert process.returncode == 0, (out_dir / "stderr.txt").read_text()[-3000:]
     return json.loads((out_dir / "stdout.txt").read_text().strip().splitlines()[-1])
+
+
+def kill_when(process: subprocess.Popen, out_dir: Path, ready: Callable[[], bool], what: str) -> None:
+    """SIGKILL a worker from `start_worker` as soon as `ready()` holds (polled), as a crash would: no cleanup runs."""
+    try:
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert process.poll() is None, f"the worker ended unkilled: {(out_dir / 'stderr.txt').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {what} in 240 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.core import schemas
 from vlm_rl_assets.core.storage import LocalStore
-from vlm_rl_assets_tests.helpers import finish_worker, start_worker
+from vlm_rl_assets_tests.helpers import finish_worker, kill_when, start_worker
 from vlm_rl_assets_tests.rollout_worker import CATEGORY, N_PROMPTS, PARAMS, SHARDS
 
 
@@ -26,18 +23,7 @@ def _shards(root: Path) -> dict[int, int]:
 
 
 def _kill_after_some_shards(model_dir: Path, root: Path) -> dict[int, int]:
-    process = _start(model_dir, root, pause=0.5)
-    try:
-        deadline = time.monotonic() + 240
-        while len(_shards(root)) < 2:
-            assert process.poll() is None, f"the worker ended unkilled: {(root / 'stderr.txt').read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "the worker wrote no shards in 240 s"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(_start(model_dir, root, pause=0.5), root, lambda: len(_shards(root)) >= 2, "two shards")
     return _shards(root)
 
 

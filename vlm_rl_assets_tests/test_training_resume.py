@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.core.resume import latest_checkpoint
 from vlm_rl_assets.core.tiny_model import load_model
 from vlm_rl_assets.core.training import DPOSettings, PreferencePair
-from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, start_worker
+from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, kill_when, start_worker
 
 SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
 
@@ -52,18 +49,8 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrup
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
     (killed_dir, killed_out), (fresh_dir, fresh_out) = (_job(tmp_path / n, tiny_vlm_dir, pairs) for n in ("killed", "fresh"))
-    process = _start(killed_dir, pause=0.5)
-    try:
-        deadline = time.monotonic() + 240
-        while not _saved_steps(killed_dir):
-            assert process.poll() is None, f"the worker ended unkilled: {(killed_dir / 'stderr.txt').read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint in 240 s"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL and not killed_out.exists()
+    kill_when(_start(killed_dir, pause=0.5), killed_dir, lambda: bool(_saved_steps(killed_dir)), "checkpoint")
+    assert not killed_out.exists()
 
     resumed_run, fresh_run = _start(killed_dir, 0.0), _start(fresh_dir, 0.0)
     resumed, uninterrupted = finish_worker(resumed_run, killed_dir), finish_worker(fresh_run, fresh_dir)
