@@ -112,4 +112,4 @@ def test_transient_errors_are_retried_and_others_fail_at_once(monkeypatch):
 
 def test_gpu_bound_assets_share_the_gpu_pool():
     pooled = {a.key.to_user_string() for a in ASSETS if a.op.pool == GPU_POOL}
-    assert pooled == {"base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report"}
+    assert pooled == {"base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report", "external_benchmarks"}
