@@ -68,19 +68,21 @@ def test_labels_of_unknown_prompts_are_refused():
         calibrate(labels([("zzz", "Answer: 1", True)]), PROMPTS, RuleJudge())
 
 
-def synthetic_prompts(category: str, n: int = 60) -> pl.DataFrame:
-    """A prompt table of one default category from its world task (image URIs are placeholders)."""
+def synthetic_prompts(category: str, n: int = 60, template: str | None = None) -> pl.DataFrame:
+    """A prompt table of one default category from its world task (image URIs are placeholders), in its
+    configured template or `template`."""
     cat = load_config().category(category)
+    template = template or cat.template
     rows = [
         {
             "prompt_id": f"{category}-{i}",
             "category": category,
             "split": "train",
             "question": item.question,
-            "prompt_text": apply_template(cat.template, item.question, item.answer_type),
+            "prompt_text": apply_template(template, item.question, item.answer_type),
             "answer": item.answer,
             "answer_type": item.answer_type,
-            "reference": reference_response(cat.template, item.answer, item.answer_type, item.rationale),
+            "reference": reference_response(template, item.answer, item.answer_type, item.rationale),
             "choices": list(item.choices),
             "images": [f"images/{category}-{i}.png"],
             "objects": [obj.name for obj in item.objects],
@@ -90,9 +92,10 @@ def synthetic_prompts(category: str, n: int = 60) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schemas.PROMPTS)
 
 
+@pytest.mark.parametrize("template", [None, "plain"])  # plain: the short-answer ablation's letters and numbers
 @pytest.mark.parametrize("category", list(load_config().categories))
-def test_the_default_judges_agree_with_the_references_sample(category):
-    prompts = synthetic_prompts(category)
+def test_the_default_judges_agree_with_the_references_sample(category, template):
+    prompts = synthetic_prompts(category, template=template)
     sample = reference_labels(prompts, seed=0)
     assert sample["label"].sum() == prompts.height and sample.height > 1.8 * prompts.height  # rights and wrongs
     judge = RuleJudge(name=load_config().category(category).judge)

@@ -26,6 +26,9 @@ def test_number(response, answer, correct):
         ("A triangle, so it is (B). Answer: (C)", True),  # the final answer counts
         ("A triangle", False),  # 'A' is an article, not option A
         ("Answer: (A)", False),
+        ("C", True),  # a short-answer template's whole response
+        (" C.", True),
+        ("A", False),
     ],
 )
 def test_choice(response, correct):

@@ -23,6 +23,7 @@ ANSWER_LINE = re.compile(r"answer\s*[:：]\s*(.+)", re.IGNORECASE)
 BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 LETTER = re.compile(r"\b([A-Z])\b")
 PARENTHESIZED_LETTER = re.compile(r"\(([A-Z])\)")
+LONE_LETTER = re.compile(r"[A-Z][).:]?")  # a whole answer of one letter ("B", "B.") is an option, not an article
 OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][).:]\s+")  # "(A) circle", "A. circle": the option text is "circle"
 OBJECT_MENTION = re.compile(rf"\b({'|'.join(COLOURS)})\s+({'|'.join(SHAPES)})s?\b", re.IGNORECASE)
 
@@ -202,11 +203,12 @@ def chosen_by_text(text: str, choices: Sequence[str]) -> str | None:
 
 def judge_choice(response: str, answer: str, choices: Sequence[str] = ()) -> Verdict:
     """The option chosen by '(B)', else by its text (when the choices are known), else by a lone
-    letter after 'Answer:' ('A' elsewhere is an article)."""
+    letter after 'Answer:' or as the whole response (a short-answer template's 'B'); 'A' in a sentence
+    is an article."""
     final = final_answer(response)
     letters = PARENTHESIZED_LETTER.findall(final)
     by_text = chosen_by_text(final, choices) if choices and not letters else None
-    if not letters and not by_text and has_final_answer(response):
+    if not letters and not by_text and (has_final_answer(response) or LONE_LETTER.fullmatch(final)):
         valid = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(choices)] if choices else None
         letters = [letter for letter in LETTER.findall(final) if valid is None or letter in valid]
     chosen = letters[-1] if letters else by_text
