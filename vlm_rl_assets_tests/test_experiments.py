@@ -152,3 +152,13 @@ def test_findings_say_plainly_when_a_direction_did_not_hold(tmp_path):
     )
     write_findings({"controls": flipped}, tmp_path / "findings.md")
     assert "**Direction did not hold**: a preference loss (DPO or DPO + SFT) beat SFT" in (tmp_path / "findings.md").read_text()
+
+
+def test_ground_truth_that_gains_less_without_saturating_is_not_called_the_recipes_direction(tmp_path):
+    never_saturates = fake_results(EXPERIMENTS["chosen_source"]).with_columns(
+        value=pl.when(pl.col("metric") == "saturation_step").then(None).otherwise("value")
+    )
+    write_findings({"chosen_source": never_saturates}, tmp_path / "findings.md")
+    page = (tmp_path / "findings.md").read_text()
+    assert "**Direction did not hold**: ground truth as chosen saturated" in page
+    assert "gained less in 3 of 3, saturated in 0 of 3" in page

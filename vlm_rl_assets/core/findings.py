@@ -111,16 +111,24 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
         .sort("category", "variant")
     )
     categories = list(dict.fromkeys(deltas["category"]))
-    held = 0
+    held = gained_less = saturated = separated_more = 0
     for category in categories:
         d = dict(deltas.filter(pl.col("category") == category).select("variant", "value").iter_rows())
         s = {v: (x if x is not None else 10**9) for v, x in saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows()}
-        held += d["ground_truth"] < d["own_best_sample"] and s["ground_truth"] <= s["own_best_sample"]
+        f = dict(final.filter(pl.col("category") == category).select("variant", "value").iter_rows())
+        less, sat = d["ground_truth"] < d["own_best_sample"], s["ground_truth"] < 10**9 and s["ground_truth"] <= s["own_best_sample"]
+        held += less and sat
+        gained_less, saturated, separated_more = gained_less + less, saturated + sat, separated_more + (f["ground_truth"] > f["own_best_sample"])
     panels = [
         (category, {v: list(zip(g["step"], g["value"])) for (v,), g in curves.filter(pl.col("category") == category).sort("step").group_by("variant", maintain_order=True)})
         for category in categories
     ]
-    markdown = _table(summary) + "\n" + _verdict(held, len(categories), "ground truth as chosen saturated no later and gained less, categories")
+    n = len(categories)
+    markdown = (
+        _table(summary) + "\n" + _verdict(held, n, f"ground truth as chosen saturated (rewards/accuracies >= {SATURATED}) first and gained less, categories")
+        + f"\nEach half apart: ground truth as chosen gained less in {gained_less} of {n}, saturated in {saturated} of {n}, "
+        f"and ended with higher rewards/accuracies than the model's own samples in {separated_more} of {n}.\n"
+    )  # fmt: skip
     return markdown, {"chosen_source_rewards_accuracies.png": line_panels_png(panels, y_range=(0.0, 1.0))}
 
 
@@ -181,7 +189,7 @@ def beta_section(results: pl.DataFrame) -> Section:
     markdown = (
         "Paired DPO - base delta per beta, points [95% CI]:\n\n" + _table(table)
         + "\nBest beta per category, shortest answers first:\n\n" + _table(best)
-        + "\n" + _verdict(int(long > short), 1, f"the longer-answer half's mean best beta ({long:.2f}) exceeded the shorter half's ({short:.2f}), comparisons")
+        + "\n" + _verdict(int(long > short), 1, f"the longer-answer half wanted a higher beta (mean best beta {long:.2f} vs. {short:.2f} for the shorter half), comparisons")
     )  # fmt: skip
     return markdown, {"beta_sweep.png": line_panels_png(panels, columns=1)}
 
