@@ -111,14 +111,15 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
         .sort("category", "variant")
     )
     categories = list(dict.fromkeys(deltas["category"]))
-    held = gained_less = saturated = separated_more = 0
+    checks = []  # per category: ground truth gained less, saturated first, ended better separated
     for category in categories:
         d = dict(deltas.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        s = {v: (x if x is not None else 10**9) for v, x in saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows()}
+        s = dict(saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows())  # None: never
         f = dict(final.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        less, sat = d["ground_truth"] < d["own_best_sample"], s["ground_truth"] < 10**9 and s["ground_truth"] <= s["own_best_sample"]
-        held += less and sat
-        gained_less, saturated, separated_more = gained_less + less, saturated + sat, separated_more + (f["ground_truth"] > f["own_best_sample"])
+        saturated_first = s["ground_truth"] is not None and (s["own_best_sample"] is None or s["ground_truth"] <= s["own_best_sample"])
+        checks.append((d["ground_truth"] < d["own_best_sample"], saturated_first, f["ground_truth"] > f["own_best_sample"]))
+    held = sum(less and first for less, first, _ in checks)
+    gained_less, saturated, separated_more = (sum(column) for column in zip(*checks))
     panels = [
         (category, {v: list(zip(g["step"], g["value"])) for (v,), g in curves.filter(pl.col("category") == category).sort("step").group_by("variant", maintain_order=True)})
         for category in categories
