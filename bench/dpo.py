@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.core.bootstrap import synthetic_split
-from vlm_rl_assets.core.training import PreferencePair
+from vlm_rl_assets.bootstrap.embedded import synthetic_split
+from vlm_rl_assets.dpo.training import PreferencePair
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rollouts import SIZES, build_model, machine  # noqa: E402  (the rollout bench's model builder)
@@ -79,9 +79,9 @@ def worker(args: argparse.Namespace) -> None:
     trainer and everything before the first step)."""
     from trl import DPOConfig, DPOTrainer
 
-    from vlm_rl_assets.core.chat import preference_example
-    from vlm_rl_assets.core.tiny_model import load_model, load_processor
-    from vlm_rl_assets.core.training import DPOSettings, _common_args, _lazy_dataset, dpo_trainer
+    from vlm_rl_assets.model.chat import preference_example
+    from vlm_rl_assets.model.tiny_model import load_model, load_processor
+    from vlm_rl_assets.dpo.training import DPOSettings, _common_args, _lazy_dataset, dpo_trainer
 
     torch.set_num_threads(args.threads)
     model_dir, out_dir = Path(args.model), Path(args.scratch) / args.worker
@@ -174,8 +174,8 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from vlm_rl_assets.core.tiny_model import load_model
-    from vlm_rl_assets.core.training import reference_logps
+    from vlm_rl_assets.model.tiny_model import load_model
+    from vlm_rl_assets.dpo.training import reference_logps
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

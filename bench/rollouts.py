@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.core.bootstrap import synthetic_split
-from vlm_rl_assets.core.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
-from vlm_rl_assets.core.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
+from vlm_rl_assets.bootstrap.embedded import synthetic_split
+from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
+from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
 
 EMBEDDED = Path("data/base_model/embedded")
 SIZES = {
@@ -120,7 +120,7 @@ def open_runners(names: Sequence[str], model_dir: Path, args: argparse.Namespace
         elif name == "hf":
             runners[name] = engine_runner(HFEngine(model_dir, device=args.device, batch_size=args.batch_size))
         elif name == "vllm":
-            from vlm_rl_assets.core.vllm_engine import VLLMEngine
+            from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
             engine = VLLMEngine(model_dir, batch_size=args.batch_size, gpu_memory_utilization=args.vllm_memory)
             runners[name] = engine_runner(engine)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlm_rl_assets.core import world
+from vlm_rl_assets.prompts import world
 
 OUT = Path(__file__).with_name("shapes_dataset")
 SHAPE_ROWS, COUNT_ROWS, COLOUR_ROWS, BENCH_FROM = 12, 4, 4, 8  # shape rows from BENCH_FROM on are bench

@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from vlm_rl_assets.core.datasets import is_dataset_source, resolve
-from vlm_rl_assets.core.judging import JudgeKind
-from vlm_rl_assets.core.training_health import HealthThresholds
-from vlm_rl_assets.core.world import TASKS
+from vlm_rl_assets.prompts.datasets import is_dataset_source, resolve
+from vlm_rl_assets.judging.contract import JudgeKind
+from vlm_rl_assets.dpo.health import HealthThresholds
+from vlm_rl_assets.prompts.world import TASKS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 CONFIG_ENV_VAR = "VLM_RL_CONFIG"
@@ -288,7 +288,7 @@ class CategoryConfig(Strict):
 
 
 class TrainingHealthConfig(Strict):
-    """When the WARN-only `training_health` check on a DPO checkpoint alarms (core/training_health.py)."""
+    """When the WARN-only `training_health` check on a DPO checkpoint alarms (dpo/health.py)."""
 
     max_chosen_logp_drop: float = Field(
         HealthThresholds.max_chosen_logp_drop, gt=0, description="nats logps/chosen may fall below its first logged value"
@@ -320,7 +320,7 @@ class TrainingHealthConfig(Strict):
 
 class ExternalEvalConfig(Strict):
     """Standard benchmarks by an external harness on base and policy: the `external_benchmarks` asset, for GPU
-    deployments with the harness installed (core/external_eval.py; README, "Standard benchmarks on GPU deployments")."""
+    deployments with the harness installed (evaluation/external_eval.py; README, "Standard benchmarks on GPU deployments")."""
 
     harness: Literal["none", "lmms_eval", "vlmevalkit"] = Field(
         "none",

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from vlm_rl_assets.config import PipelineConfig, load_config
-from vlm_rl_assets.core.storage import MissingUpstreamError, Store, open_store
+from vlm_rl_assets.store.base import MissingUpstreamError, Store, open_store
 
 EMBEDDED_BASE_MODEL_KEY = "embedded"
 

@@ -33,7 +33,7 @@ TINY_CORPUS = (
 @pytest.fixture(scope="session")
 def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny Qwen2-VL (default spec) with a tokenizer trained on `TINY_CORPUS`."""
-    from vlm_rl_assets.core.tiny_model import build_tiny_vlm
+    from vlm_rl_assets.model.tiny_model import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"), TINY_CORPUS, seed=0)
 
@@ -76,7 +76,7 @@ ENGINE_KINDS = (
 @pytest.fixture(scope="session", params=ENGINE_KINDS)
 def engine(request: pytest.FixtureRequest, tiny_vlm_dir: Path):
     """Each rollout engine on the tiny VLM, 4 sequences per generate call (so requests span several calls)."""
-    from vlm_rl_assets.core.engine import HFEngine
-    from vlm_rl_assets.core.vllm_engine import VLLMEngine
+    from vlm_rl_assets.rollouts.engine import HFEngine
+    from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
     return {"hf": HFEngine, "vllm": VLLMEngine}[request.param](tiny_vlm_dir, batch_size=4)

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from vlm_rl_assets.core.dpo_worker import run_job
+from vlm_rl_assets.dpo.worker import run_job
 
 
 def main(job_dir: str, pause: float) -> None:

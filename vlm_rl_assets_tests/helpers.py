@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 from PIL import Image, ImageDraw
 
-from vlm_rl_assets.core import schemas
+from vlm_rl_assets.store import schemas
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -65,7 +65,7 @@ def prompt_table(answers: dict[str, tuple[str, str]], category: str = "count") -
 def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None, **fields):
     """n DPO pairs on one-circle images: chosen names the circle's colour, rejected (by default) the next colour;
     `fields` (beta, reference log-probs) go to every PreferencePair."""
-    from vlm_rl_assets.core.training import PreferencePair  # imports TRL: only the tests that train pay for it
+    from vlm_rl_assets.dpo.training import PreferencePair  # imports TRL: only the tests that train pay for it
 
     rng = random.Random(seed)
     pairs = []

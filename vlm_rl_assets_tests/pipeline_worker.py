@@ -12,7 +12,7 @@ import sys
 
 import dagster as dg
 
-from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 
 

@@ -13,9 +13,9 @@ import time
 
 from PIL import Image
 
-from vlm_rl_assets.core.engine import SamplingParams
-from vlm_rl_assets.core.shards import sharded_rollouts
-from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets.rollouts.engine import SamplingParams
+from vlm_rl_assets.rollouts.shards import sharded_rollouts
+from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 CATEGORY = "color"
@@ -29,7 +29,7 @@ COLOURS = ("red", "green", "blue", "yellow")
 def main(model_dir: str, root: str, pause: float) -> None:
     import torch
 
-    from vlm_rl_assets.core.engine import HFEngine
+    from vlm_rl_assets.rollouts.engine import HFEngine
 
     torch.set_num_threads(1)  # the same arithmetic in every process, so runs compare exactly
     prompts = prompt_table({f"p{i:02d}": ("text", COLOURS[i % 4]) for i in range(N_PROMPTS)}, CATEGORY)

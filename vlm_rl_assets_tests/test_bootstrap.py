@@ -1,8 +1,8 @@
 """The embedded base model's SFT data."""
 
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.core.bootstrap import synthetic_split
-from vlm_rl_assets.core.prompts import COT_INSTRUCTIONS
+from vlm_rl_assets.bootstrap.embedded import synthetic_split
+from vlm_rl_assets.prompts.prompt_table import COT_INSTRUCTIONS
 
 
 def test_a_share_of_chain_of_thought_items_is_asked_plainly_with_the_short_answer():

@@ -8,7 +8,7 @@ import io
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.core.curves import PANEL_H, PANEL_W, curves_markdown, curves_png
+from vlm_rl_assets.assets.curves import PANEL_H, PANEL_W, curves_markdown, curves_png
 
 
 def test_curves_png_is_small_and_decodes() -> None:

@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 
 from vlm_rl_assets.config import ConfigError, load_config
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.datasets import DatasetError, load_dataset
-from vlm_rl_assets.core.storage import LocalStore
-from vlm_rl_assets.definitions import ALL_ASSETS
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.prompts.datasets import DatasetError, load_dataset
+from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets_tests.helpers import S3_BUCKET
 
@@ -184,7 +184,7 @@ def test_a_user_dataset_runs_through_every_stage_as_its_own_category(tmp_path):
 
 
 def test_the_embedded_model_needs_a_synthetic_category_to_bootstrap_on(tmp_path):
-    from vlm_rl_assets.core.bootstrap import bootstrap_embedded_model
+    from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
 
     config = tmp_path / "pipeline.yaml"
     config.write_text("categories:\n  mine: {source: data.jsonl}\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlm_rl_assets.core import diversity
-from vlm_rl_assets.core.diversity import distinct_n, group_diversity, mean_cosine_distance, unique_fraction
+from vlm_rl_assets.rollouts import diversity
+from vlm_rl_assets.rollouts.diversity import distinct_n, group_diversity, mean_cosine_distance, unique_fraction
 from vlm_rl_assets_tests.helpers import rollout_table
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_rl_assets.core.engine import Completion, Engine, GenerationRequest, HFEngine, SamplingParams
+from vlm_rl_assets.rollouts.engine import Completion, Engine, GenerationRequest, HFEngine, SamplingParams
 
 PROMPTS = ("What colour is the shape?", "How many shapes are there?", "Answer: (B)")
 
@@ -123,7 +123,7 @@ def test_hf_eos_stops_a_completion_and_counts_as_a_token(hf_engine: HFEngine) ->
 def test_vllm_kind_without_vllm_says_how_to_get_it(tiny_vlm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vlm_rl_assets.assets.runtime import open_engine
     from vlm_rl_assets.config import PipelineConfig
-    from vlm_rl_assets.core import vllm_engine
+    from vlm_rl_assets.rollouts import vllm_engine
 
     monkeypatch.setattr(vllm_engine, "find_spec", lambda name: None)  # as on a machine without the extra
     config = PipelineConfig.model_validate(

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.experiments import EXPERIMENTS, Experiment, Variant
-from vlm_rl_assets.core.findings import write_findings
-from vlm_rl_assets.core.variants import with_overrides
-from vlm_rl_assets.experiments import RESULTS, run_experiment, variant_resource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant
+from vlm_rl_assets.research.findings import write_findings
+from vlm_rl_assets.research.variants import with_overrides
+from vlm_rl_assets.research.runner import RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.resources import PipelineResource
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"

@@ -16,9 +16,10 @@ import yaml
 
 from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
 from vlm_rl_assets.config import ExternalEvalConfig
-from vlm_rl_assets.core import external_eval, schemas
-from vlm_rl_assets.core.external_eval import HarnessFailed, HarnessNotInstalled, evaluate
-from vlm_rl_assets.core.storage import open_store
+from vlm_rl_assets.evaluation import external_eval
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.evaluation.external_eval import HarnessFailed, HarnessNotInstalled, evaluate
+from vlm_rl_assets.store.base import open_store
 from vlm_rl_assets.resources import PipelineResource
 
 # lmms_eval/__main__.py's flags; the results file as lmms_eval/loggers/evaluation_tracker.py writes it:

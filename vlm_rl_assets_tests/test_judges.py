@@ -1,6 +1,6 @@
 import pytest
 
-from vlm_rl_assets.core.judges import JudgeFailure, RuleSettings, edit_similarity, judge
+from vlm_rl_assets.judging.rules import JudgeFailure, RuleSettings, edit_similarity, judge
 
 
 @pytest.mark.parametrize(

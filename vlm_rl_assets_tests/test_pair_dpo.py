@@ -10,10 +10,10 @@ import torch
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-from vlm_rl_assets.core.chat import preference_example
-from vlm_rl_assets.core.dpo_collator import EXAMPLE_FIELDS
-from vlm_rl_assets.core.tiny_model import load_model, load_processor
-from vlm_rl_assets.core.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
+from vlm_rl_assets.model.chat import preference_example
+from vlm_rl_assets.dpo.collator import EXAMPLE_FIELDS
+from vlm_rl_assets.model.tiny_model import load_model, load_processor
+from vlm_rl_assets.dpo.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
 from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs
 
 

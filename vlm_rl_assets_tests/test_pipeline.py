@@ -12,9 +12,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.storage import LocalStore
-from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"

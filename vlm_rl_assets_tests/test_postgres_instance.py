@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets_tests.services import postgres_url
 

@@ -11,8 +11,8 @@ import pytest
 import trl
 from PIL import Image
 
-from vlm_rl_assets.core.engine import Engine, GenerationRequest
-from vlm_rl_assets.core.preflight import PromptMismatchError, check_agreement
+from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest
+from vlm_rl_assets.rollouts.preflight import PromptMismatchError, check_agreement
 
 
 def _requests(n: int = 3) -> list[GenerationRequest]:

@@ -1,6 +1,6 @@
 import pytest
 
-from vlm_rl_assets.core.prompts import (
+from vlm_rl_assets.prompts.prompt_table import (
     AnswerKeyError,
     PromptSource,
     apply_template,

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.core import quarantine
-from vlm_rl_assets.core.storage import LocalStore, png_bytes
+from vlm_rl_assets.store import quarantine
+from vlm_rl_assets.store.base import LocalStore, png_bytes
 from vlm_rl_assets_tests.helpers import prompt_table
 
 

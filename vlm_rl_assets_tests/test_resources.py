@@ -1,6 +1,6 @@
 import pytest
 
-from vlm_rl_assets.core.storage import MissingUpstreamError
+from vlm_rl_assets.store.base import MissingUpstreamError
 from vlm_rl_assets.definitions import defs
 from vlm_rl_assets.resources import PipelineResource
 

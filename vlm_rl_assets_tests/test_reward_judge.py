@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vlm_rl_assets.core.judges import JudgeFailure, Verdict
-from vlm_rl_assets.core.judging import JudgeItem
-from vlm_rl_assets.core.reward_judge import RewardModelJudge, RewardModelSettings
+from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
+from vlm_rl_assets.judging.contract import JudgeItem
+from vlm_rl_assets.judging.reward_judge import RewardModelJudge, RewardModelSettings
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.config import EngineConfig
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.engine import Completion, GenerationRequest, SamplingParams
-from vlm_rl_assets.core.rollouts import sample_rollouts, split_samples
-from vlm_rl_assets.core.shards import sharded_rollouts
-from vlm_rl_assets.core.storage import LocalStore
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, SamplingParams
+from vlm_rl_assets.rollouts.sampling import sample_rollouts, split_samples
+from vlm_rl_assets.rollouts.shards import sharded_rollouts
+from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 WORDS = ("red", "green", "blue", "circle", "square", "Answer:")
@@ -168,7 +168,7 @@ def test_config_takes_a_sweep_and_a_shard_size() -> None:
 def test_model_fingerprint_follows_content_not_copies(tmp_path):
     import shutil
 
-    from vlm_rl_assets.core.rollouts import model_fingerprint
+    from vlm_rl_assets.rollouts.sampling import model_fingerprint
 
     original = tmp_path / "a"
     original.mkdir()

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.storage import MissingUpstreamError, open_store, png_bytes
-from vlm_rl_assets.definitions import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import MissingUpstreamError, open_store, png_bytes
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
 

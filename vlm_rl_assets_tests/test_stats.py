@@ -5,9 +5,9 @@ import math
 import polars as pl
 import pytest
 
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.evaluation import summarize
-from vlm_rl_assets.core.stats import (
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.evaluation.benchmarks import summarize
+from vlm_rl_assets.evaluation.stats import (
     OVERALL,
     bootstrap_ci,
     paired_delta,

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
-from vlm_rl_assets.core.chat import assistant_message, user_message
-from vlm_rl_assets.core.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tiny_vlm, load_model, load_processor
+from vlm_rl_assets.model.chat import assistant_message, user_message
+from vlm_rl_assets.model.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tiny_vlm, load_model, load_processor
 from vlm_rl_assets_tests.conftest import TINY_CORPUS
 
 QUESTION = "What colour is the shape?"

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from vlm_rl_assets.core.chat import user_message
-from vlm_rl_assets.core.tiny_model import load_model, load_processor
-from vlm_rl_assets.core.training import (
+from vlm_rl_assets.model.chat import user_message
+from vlm_rl_assets.model.tiny_model import load_model, load_processor
+from vlm_rl_assets.dpo.training import (
     METRICS_FILE,
     DPOSettings,
     LoRASettings,

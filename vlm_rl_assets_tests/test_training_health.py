@@ -11,7 +11,7 @@ from PIL import Image
 
 from vlm_rl_assets.assets.health import health_check, probe_lengths
 from vlm_rl_assets.config import TrainingHealthConfig, load_config
-from vlm_rl_assets.core.training_health import HealthThresholds, Lengths, training_health
+from vlm_rl_assets.dpo.health import HealthThresholds, Lengths, training_health
 
 HEALTHY_CHOSEN = [-40.0, -39.6, -40.3, -39.8, -40.1, -39.5, -40.0, -39.9, -40.2, -39.7]  # flat with noise
 HEALTHY_ACCURACY = [0.55, 0.62, 0.70, 0.74, 0.80, 0.83, 0.85, 0.88, 0.90, 0.91]  # learns gradually

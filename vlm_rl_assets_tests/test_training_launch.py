@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForImageTextToText
 
-from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
-from vlm_rl_assets.core.launch import TrainingLaunchError, launch_job
-from vlm_rl_assets.core.tiny_model import load_model
-from vlm_rl_assets.core.training import DPOSettings
+from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.dpo.launch import TrainingLaunchError, launch_job
+from vlm_rl_assets.model.tiny_model import load_model
+from vlm_rl_assets.dpo.training import DPOSettings
 from vlm_rl_assets_tests.helpers import colour_pairs
 
 

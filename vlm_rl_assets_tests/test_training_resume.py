@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlm_rl_assets.core.dpo_job import TRAINER_DIR, DPOJob, write_job
-from vlm_rl_assets.core.resume import latest_checkpoint
-from vlm_rl_assets.core.tiny_model import load_model
-from vlm_rl_assets.core.training import DPOSettings, PreferencePair
+from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.model.resume import latest_checkpoint
+from vlm_rl_assets.model.tiny_model import load_model
+from vlm_rl_assets.dpo.training import DPOSettings, PreferencePair
 from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, kill_when, start_worker
 
 SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)

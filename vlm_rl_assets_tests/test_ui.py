@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vlm_rl_assets.definitions import ASSETS
+from vlm_rl_assets.assets.graph import ASSETS
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets_tests.services import chromium
 

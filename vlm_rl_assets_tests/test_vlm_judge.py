@@ -8,9 +8,9 @@ import socket
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.core.judges import JudgeFailure, Verdict
-from vlm_rl_assets.core.judging import JudgeItem
-from vlm_rl_assets.core.vlm_judge import JudgeUnavailable, RetryableFailure, VLMJudge, VLMJudgeSettings, parse_scores
+from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
+from vlm_rl_assets.judging.contract import JudgeItem
+from vlm_rl_assets.judging.vlm_judge import JudgeUnavailable, RetryableFailure, VLMJudge, VLMJudgeSettings, parse_scores
 from vlm_rl_assets_tests.scripted_endpoint import EMPTY_BODY, GARBAGE, HTTP_500, Reply, ScriptedEndpoint, scores, too_slow
 
 TIMEOUT_S = 0.3

@@ -1,5 +1,5 @@
-from vlm_rl_assets.core import world
-from vlm_rl_assets.core.storage import png_bytes
+from vlm_rl_assets.prompts import world
+from vlm_rl_assets.store.base import png_bytes
 
 
 def test_generation_is_deterministic_by_seed():

@@ -24,7 +24,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
 
     import torch
 
-    from vlm_rl_assets.core.bootstrap import bootstrap_embedded_model
+    from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
 
     torch.set_num_threads(config.model.torch_threads)
     with store.staged_dir("base_model", EMBEDDED_BASE_MODEL_KEY) as out_dir:

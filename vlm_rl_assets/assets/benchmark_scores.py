@@ -9,8 +9,8 @@ import polars as pl
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.stats import paired_deltas
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.evaluation.stats import paired_deltas
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 

@@ -17,8 +17,8 @@ from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import DEFAULT_CACHE_DIR
 from vlm_rl_assets.resources import PipelineResource
 
 NOT_CONFIGURED = (
@@ -50,7 +50,7 @@ def external_benchmarks(
 @retry_transient
 def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     """The configured harness on base, then policy; the scores table and the delta table."""
-    from vlm_rl_assets.core.external_eval import evaluate
+    from vlm_rl_assets.evaluation.external_eval import evaluate
 
     config, store = pipeline.config(), pipeline.store()
     settings = config.external_eval

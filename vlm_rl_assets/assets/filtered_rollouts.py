@@ -7,9 +7,9 @@ import polars as pl
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.runtime import open_judge
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.core import quarantine, schemas
-from vlm_rl_assets.core.filtering import Scored, drop_counts, filter_rollouts, score_rollouts
-from vlm_rl_assets.core.storage import Store
+from vlm_rl_assets.store import quarantine, schemas
+from vlm_rl_assets.pairs.filtering import Scored, drop_counts, filter_rollouts, score_rollouts
+from vlm_rl_assets.store.base import Store
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 

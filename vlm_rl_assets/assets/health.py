@@ -14,7 +14,7 @@ from PIL import Image
 
 from vlm_rl_assets.assets.runtime import HEALTH_CHECK, open_engine
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.core.training_health import HealthThresholds, Lengths, training_health
+from vlm_rl_assets.dpo.health import HealthThresholds, Lengths, training_health
 
 
 def probe_lengths(
@@ -22,7 +22,7 @@ def probe_lengths(
 ) -> Lengths | None:
     """Mean words of the pairs' halves and mean greedy tokens of base vs. trained model on the first
     `training_health.length_sample` distinct prompts of `pairs` (by prompt_id); None when the sample is 0."""
-    from vlm_rl_assets.core.engine import GenerationRequest, SamplingParams
+    from vlm_rl_assets.rollouts.engine import GenerationRequest, SamplingParams
 
     size = config.training_health.length_sample
     if size == 0:

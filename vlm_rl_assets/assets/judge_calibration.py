@@ -12,8 +12,8 @@ import polars as pl
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.runtime import open_judge
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.calibration import REFERENCES, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.judging.calibration import REFERENCES, calibrate, read_labels, reference_labels, with_responses
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 

@@ -4,8 +4,8 @@ import dagster as dg
 
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import health_check_spec, train_pairs
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.mixture import balanced_mixture
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.dpo.mixture import balanced_mixture
 from vlm_rl_assets.resources import PipelineResource
 
 POLICY_KEY = "mixture"

@@ -10,9 +10,9 @@ from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.core import schemas
-from vlm_rl_assets.core.curves import pass_at_k_markdown
-from vlm_rl_assets.core.stats import OVERALL, paired_deltas, promotion_problems
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.assets.curves import pass_at_k_markdown
+from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas, promotion_problems
 from vlm_rl_assets.resources import PipelineResource
 
 

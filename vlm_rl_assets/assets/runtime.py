@@ -15,12 +15,12 @@ from PIL import Image
 
 from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.config import LossConfig, PipelineConfig
-from vlm_rl_assets.core import quarantine, schemas
-from vlm_rl_assets.core.storage import Store
+from vlm_rl_assets.store import quarantine, schemas
+from vlm_rl_assets.store.base import Store
 
 if TYPE_CHECKING:
-    from vlm_rl_assets.core.engine import Engine
-    from vlm_rl_assets.core.judging import RolloutJudge
+    from vlm_rl_assets.rollouts.engine import Engine
+    from vlm_rl_assets.judging.contract import RolloutJudge
 
 HEALTH_CHECK = "training_health"
 CURVE_COLUMNS = ("step", "loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
@@ -30,8 +30,8 @@ def open_engine(config: PipelineConfig, model_dir: Path) -> Engine:
     """The rollout engine `engine.kind` names, on `model_dir` (torch threads set first: heavy imports happen here)."""
     import torch
 
-    from vlm_rl_assets.core.engine import HFEngine
-    from vlm_rl_assets.core.vllm_engine import VLLMEngine
+    from vlm_rl_assets.rollouts.engine import HFEngine
+    from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
     torch.set_num_threads(config.model.torch_threads)
     engine = config.engine
@@ -52,12 +52,12 @@ def open_engine(config: PipelineConfig, model_dir: Path) -> Engine:
 def open_judge(config: PipelineConfig, category: str, store: Store) -> RolloutJudge:
     """The judge `categories.<c>.judge` names with its `judges:` settings; the VLM judge's API key only
     from the environment variable `judges.vlm.api_key_env` names, so it never lands in config or metadata."""
-    from vlm_rl_assets.core.judges import RuleSettings
-    from vlm_rl_assets.core.judging import RuleJudge
+    from vlm_rl_assets.judging.rules import RuleSettings
+    from vlm_rl_assets.judging.contract import RuleJudge
 
     kind, judges = config.category(category).judge, config.judges
     if kind == "vlm":
-        from vlm_rl_assets.core.vlm_judge import VLMJudge, VLMJudgeSettings
+        from vlm_rl_assets.judging.vlm_judge import VLMJudge, VLMJudgeSettings
 
         api_key = os.environ.get(judges.vlm.api_key_env, "")
         settings = VLMJudgeSettings(**judges.vlm.model_dump(exclude={"api_key_env"}), api_key=api_key)
@@ -65,7 +65,7 @@ def open_judge(config: PipelineConfig, category: str, store: Store) -> RolloutJu
     if kind == "reward_model":
         import torch
 
-        from vlm_rl_assets.core.reward_judge import RewardModelJudge, RewardModelSettings
+        from vlm_rl_assets.judging.reward_judge import RewardModelJudge, RewardModelSettings
 
         torch.set_num_threads(config.model.torch_threads)
         return RewardModelJudge(RewardModelSettings(**judges.reward_model.model_dump(), device=config.model.device))
@@ -80,8 +80,8 @@ def open_checked_engine(
     images: list[tuple[Image.Image, ...]],
 ) -> Engine:
     """`open_engine`, then the pre-flight check that it tokenizes `prompts` exactly as the DPO trainer will."""
-    from vlm_rl_assets.core.engine import GenerationRequest
-    from vlm_rl_assets.core.preflight import check_agreement
+    from vlm_rl_assets.rollouts.engine import GenerationRequest
+    from vlm_rl_assets.rollouts.preflight import check_agreement
 
     engine = open_engine(config, model_dir)
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
@@ -133,13 +133,13 @@ def train_pairs(
     import torch
 
     from vlm_rl_assets.assets.health import health_check, probe_lengths
-    from vlm_rl_assets.core.curves import curves_markdown
-    from vlm_rl_assets.core.dpo_job import DPOJob, write_job
-    from vlm_rl_assets.core.launch import launch_job
-    from vlm_rl_assets.core.reference_cache import with_reference_logps
-    from vlm_rl_assets.core.rollouts import model_fingerprint
-    from vlm_rl_assets.core.storage import DEFAULT_CACHE_DIR
-    from vlm_rl_assets.core.training import DPOSettings, LoRASettings, PreferencePair, reference_logps
+    from vlm_rl_assets.assets.curves import curves_markdown
+    from vlm_rl_assets.dpo.job import DPOJob, write_job
+    from vlm_rl_assets.dpo.launch import launch_job
+    from vlm_rl_assets.dpo.reference_cache import with_reference_logps
+    from vlm_rl_assets.rollouts.sampling import model_fingerprint
+    from vlm_rl_assets.store.base import DEFAULT_CACHE_DIR
+    from vlm_rl_assets.dpo.training import DPOSettings, LoRASettings, PreferencePair, reference_logps
 
     torch.set_num_threads(config.model.torch_threads)
     pairs, images, refused = load_images_checked(context, config, store, pairs, asset)
@@ -207,7 +207,7 @@ def health_check_spec(asset: str) -> dg.AssetCheckSpec:
         HEALTH_CHECK,
         asset=asset,
         description="no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of rewards/accuracies, "
-        "no drift of the mean generated length (core/training_health.py)",
+        "no drift of the mean generated length (dpo/health.py)",
     )
 
 
@@ -220,8 +220,8 @@ def bench_scores(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each named model on the bench split of `categories`: greedy plus `eval.samples_per_prompt` sampled responses
     per prompt. Returns the BENCHMARK_SCORES rows and the greedy verdicts (with `model`) for paired deltas."""
-    from vlm_rl_assets.core.engine import SamplingParams
-    from vlm_rl_assets.core.evaluation import greedy_verdicts, sampled_correct, summarize
+    from vlm_rl_assets.rollouts.engine import SamplingParams
+    from vlm_rl_assets.evaluation.benchmarks import greedy_verdicts, sampled_correct, summarize
 
     prompts = pl.concat(
         [store.read_table("prompt_mixture", c, schemas.PROMPTS).filter(pl.col("split") == "bench") for c in categories]

@@ -1,0 +1,21 @@
+"""The asset graph as lists: what the code location serves, what a category run selects, and what
+`dg.materialize` takes (checks run with the assets they check)."""
+
+from vlm_rl_assets.assets.base_model import base_model
+from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
+from vlm_rl_assets.assets.dpo_checkpoint import dpo_checkpoint
+from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
+from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
+from vlm_rl_assets.assets.judge_calibration import judge_calibration
+from vlm_rl_assets.assets.judged_pairs import judged_pairs
+from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
+from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
+from vlm_rl_assets.assets.release_report import promotion_gate, release_report
+from vlm_rl_assets.assets.rollouts import rollouts
+
+CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
+RELEASE_ASSETS = [policy_checkpoint, release_report]
+# judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate: release or not
+ASSET_CHECKS = [judge_calibration, promotion_gate]
+ASSETS = [base_model, *CATEGORY_ASSETS, *RELEASE_ASSETS, external_benchmarks]
+ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]

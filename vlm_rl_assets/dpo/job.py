@@ -1,0 +1,96 @@
+"""A DPO run as files in its own work folder: what the in-process path and every `accelerate launch` process read,
+and where a killed run's Trainer checkpoints wait for the rerun.
+
+The folder is `<root>/<run key>`; the key hashes everything that determines the trained weights (the base model's
+fingerprint, the pairs with their betas and reference log-probs, the settings, the process count), so a rerun of the
+same run finds its checkpoints and a changed run never resumes from a stale one. Images are PNG files named by
+content; every file is written atomically, so a kill never leaves half of one to be reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from vlm_rl_assets.store.base import png_bytes
+from vlm_rl_assets.dpo.training import DPOSettings, LoRASettings, PreferencePair
+
+JOB_FILE = "job.json"
+PAIRS_FILE = "pairs.jsonl"
+IMAGES_DIR = "images"
+TRAINER_DIR = "trainer"  # the Trainer's checkpoints
+UNKEYED_SETTINGS = ("log_every", "save_steps")  # settings that do not change the trained weights
+
+
+@dataclass(frozen=True)
+class DPOJob:
+    model_dir: str  # the base model (save_pretrained folder)
+    out_dir: str  # where the main process saves the trained model
+    settings: DPOSettings
+    torch_threads: int = 1  # intra-op threads of each process
+    num_processes: int = 1  # processes `accelerate launch` starts; 1 trains in the caller's process
+
+
+def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], model_fingerprint: str) -> Path:
+    """Write `job` and `pairs` into `<root>/<run key>` (reusing what a killed run left there); returns the folder."""
+    images: dict[str, bytes] = {}
+    rows = []
+    for pair in pairs:
+        names = []
+        for image in pair.images:
+            data = png_bytes(image)
+            name = f"{hashlib.sha256(data).hexdigest()}.png"
+            images[name] = data
+            names.append(name)
+        rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
+    keyed = {k: v for k, v in dataclasses.asdict(job.settings).items() if k not in UNKEYED_SETTINGS}
+    blob = json.dumps([model_fingerprint, rows, keyed, job.num_processes], sort_keys=True).encode()
+    folder = Path(root) / hashlib.sha256(blob).hexdigest()[:16]
+    (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    for name, data in images.items():
+        if not (folder / IMAGES_DIR / name).exists():
+            _write(folder / IMAGES_DIR / name, data)
+    _write(folder / PAIRS_FILE, "\n".join(json.dumps(row) for row in rows).encode())
+    _write(folder / JOB_FILE, json.dumps(dataclasses.asdict(job), indent=1).encode())
+    return folder
+
+
+def read_job(folder: str | Path) -> tuple[DPOJob, list[PreferencePair]]:
+    """The job and pairs `write_job` put in `folder`."""
+    folder = Path(folder)
+    raw = json.loads((folder / JOB_FILE).read_text())
+    settings = raw.pop("settings")
+    lora = settings.pop("lora")
+    job = DPOJob(
+        **raw,
+        settings=DPOSettings(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
+            lora=LoRASettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in lora.items()}) if lora else None,
+        ),
+    )
+    pairs = []
+    for line in (folder / PAIRS_FILE).read_text().splitlines():
+        row = json.loads(line)
+        images = tuple(_image(folder / IMAGES_DIR / name) for name in row.pop("images"))
+        pairs.append(PreferencePair(**row, images=images))
+    return job, pairs
+
+
+def _image(path: Path) -> Image.Image:
+    with Image.open(io.BytesIO(path.read_bytes())) as image:
+        return image.convert("RGB")
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

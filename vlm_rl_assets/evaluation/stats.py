@@ -1,0 +1,79 @@
+"""Uncertainty for benchmark numbers: bootstrap CIs, paired deltas, unbiased pass@k and the promotion gate.
+
+Bench splits are a few hundred prompts, so a point accuracy alone cannot tell a real gain from noise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from vlm_rl_assets.store import schemas
+
+OVERALL = "overall"
+
+
+def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap CI; the same seed gives the same interval, so reruns agree."""
+    return _stratified_ci([np.asarray(values, dtype=float)], n_resamples, seed)
+
+
+def paired_delta(
+    candidate: Sequence[float], base: Sequence[float], n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Candidate minus base with a 95% CI, resampling items (not models): both answered the same prompts, so
+    the per-item difference cancels prompt difficulty and the interval is much tighter than two separate ones."""
+    return bootstrap_ci(np.asarray(candidate, dtype=float) - np.asarray(base, dtype=float), n_resamples, seed)
+
+
+def _stratified_ci(groups: list[np.ndarray], n_resamples: int, seed: int) -> tuple[float, float, float]:
+    """Mean over groups of each group's mean, with a CI from resampling within each group."""
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([g.mean() for g in groups]))
+    draws = np.mean([g[rng.integers(0, len(g), (n_resamples, len(g)))].mean(axis=1) for g in groups], axis=0)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), as a product
+    so large n does not overflow the binomials."""
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def pass_at_k_curve(correct_counts: Sequence[int], n: int) -> list[float]:
+    """Mean pass@k over prompts for k = 1..n."""
+    return [float(np.mean([pass_at_k(n, c, k) for c in correct_counts])) for k in range(1, n + 1)]
+
+
+def paired_deltas(verdicts: pl.DataFrame, candidate: str, n_resamples: int = 1000, seed: int = 0) -> pl.DataFrame:
+    """Greedy-accuracy delta of `candidate` over base per category, and OVERALL (mean over categories, prompts
+    resampled within each category so every category weighs the same), each with a 95% paired CI."""
+    wide = verdicts.with_columns(pl.col("correct").cast(pl.Float64)).pivot(
+        on="model", index=["category", "prompt_id"], values="correct"
+    )
+    diffs = {
+        c: (g[candidate] - g["base"]).to_numpy()
+        for (c,), g in sorted(wide.group_by("category"), key=lambda item: item[0])
+    }
+    rows = [(c, *_stratified_ci([d], n_resamples, seed), len(d)) for c, d in diffs.items()]
+    rows.append((OVERALL, *_stratified_ci(list(diffs.values()), n_resamples, seed), sum(len(d) for d in diffs.values())))
+    return pl.DataFrame(rows, schema=schemas.BENCHMARK_DELTAS, orient="row")
+
+
+def promotion_problems(deltas: pl.DataFrame, max_category_loss: float) -> list[str]:
+    """Why the candidate must not be promoted (empty: promote): the overall delta's CI must lie above zero, and
+    no category may lose more than `max_category_loss` accuracy, so a mean gain cannot hide a regression."""
+    overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
+    problems = []
+    if overall["ci_low"] <= 0:
+        problems.append(
+            f"overall delta {overall['delta']:+.3f} has 95% CI [{overall['ci_low']:+.3f}, {overall['ci_high']:+.3f}], "
+            "which does not lie above zero"
+        )
+    for row in deltas.filter((pl.col("category") != OVERALL) & (pl.col("delta") < -max_category_loss)).iter_rows(named=True):
+        problems.append(f"category {row['category']!r} loses {-row['delta']:.3f} accuracy (max_category_loss={max_category_loss})")
+    return problems

@@ -1,0 +1,70 @@
+"""The judge contract every scoring path goes through: items in, one verdict or failure per item out.
+
+Kinds: `rule` and `reference` (the rule judges of `judges.py`, by answer type; `reference` names the
+CHAIR-style scene judge of `open` answers), `vlm` (`vlm_judge.py`, an OpenAI-compatible endpoint)
+and `reward_model` (`reward_judge.py`, a sequence-classification model). A judge returns a
+`JudgeFailure` for an item it could not score, so the caller quarantines it instead of scoring it 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from vlm_rl_assets.judging.rules import JudgeFailure, RuleSettings, Verdict, judge
+
+JudgeKind = Literal["rule", "reference", "vlm", "reward_model"]
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One rollout with its prompt's ground truth: everything any judge may look at."""
+
+    key: str  # "<prompt_id>/<sample_idx>", the quarantine key
+    group: str  # the prompt id: items of one group are ranked against each other
+    prompt_text: str
+    response: str
+    answer_type: str
+    answer: str
+    reference: str
+    choices: Sequence[str] = ()
+    objects: Sequence[str] = ()
+    images: Sequence[str] = ()  # store URIs
+
+
+@dataclass(frozen=True)
+class JudgeRun:
+    outcomes: list[Verdict | JudgeFailure]  # one per item, in order
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. the vlm judge's consistency
+
+    def failures(self, items: Sequence[JudgeItem]) -> list[tuple[str, str]]:
+        """(item key, reason) for every item the judge failed on: the quarantine rows."""
+        return [(item.key, o.reason) for item, o in zip(items, self.outcomes) if isinstance(o, JudgeFailure)]
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failures by code (timeout, malformed JSON, HTTP 500, ...)."""
+        return dict(sorted(Counter(o.code for o in self.outcomes if isinstance(o, JudgeFailure)).items()))
+
+
+class RolloutJudge(Protocol):
+    name: str
+
+    def judge(self, items: Sequence[JudgeItem]) -> JudgeRun: ...
+
+
+class RuleJudge:
+    """The rule judges by answer type: fast, local, run on every rollout of verifiable categories."""
+
+    def __init__(self, settings: RuleSettings = RuleSettings(), name: str = "rule") -> None:
+        self.settings, self.name = settings, name
+
+    def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
+        return JudgeRun([self._one(item) for item in items])
+
+    def _one(self, item: JudgeItem) -> Verdict | JudgeFailure:
+        try:
+            return judge(item.answer_type, item.response, item.answer, item.objects, item.choices, self.settings)
+        except JudgeFailure as failure:
+            return failure

@@ -1,0 +1,37 @@
+"""Where a category's prompts come from: `synthetic:<task>` generated here, or a user's Parquet /
+JSONL dataset (`prompts/datasets.py`); either way images go into the store."""
+
+from __future__ import annotations
+
+from vlm_rl_assets.prompts import world
+from vlm_rl_assets.prompts.datasets import is_dataset_source, load_dataset
+from vlm_rl_assets.prompts.prompt_table import PromptSource, SourceLoad
+from vlm_rl_assets.store.base import Store, png_bytes
+
+
+def load_sources(store: Store, source: str, sizes: dict[str, int], seed: int, bench_fraction: float) -> SourceLoad:
+    """`sizes` maps a split to its size (a dataset's at most); `seed` drives synthetic tasks, `bench_fraction`
+    splits dataset rows that name no split."""
+    if is_dataset_source(source):
+        return load_dataset(source, store, sizes, bench_fraction)
+    sources = synthetic_sources(store, source.removeprefix("synthetic:"), sizes, seed)
+    return SourceLoad(sources, [], sum(sizes.values()))
+
+
+def synthetic_sources(store: Store, task: str, splits: dict[str, int], seed: int) -> dict[str, list[PromptSource]]:
+    """`splits` maps a split name to its size; each split has its own seed stream."""
+    return {
+        split: [
+            PromptSource(
+                question=item.question,
+                answer=item.answer,
+                answer_type=item.answer_type,
+                images=(store.put_image(png_bytes(item.image)),),
+                choices=item.choices,
+                rationale=item.rationale,
+                objects=tuple(obj.name for obj in item.objects),
+            )
+            for item in world.generate(task, split, n, seed)
+        ]
+        for split, n in splits.items()
+    }

@@ -1,0 +1,160 @@
+"""Run the named experiments of research/experiments.py through the pipeline's own assets, and write docs/findings.md.
+
+    python -m vlm_rl_assets.experiments run seeds chosen_source   # or: all
+    python -m vlm_rl_assets.experiments report                    # docs/findings.md from the stored results
+
+Each is also a Dagster job (`seed_repeats`, `ablation_*`) so it runs from the UI. A variant is the pipeline config
+with its overrides, stored under <storage root>/experiments/<experiment>/<variant>/ and starting from the main
+store's base model; each category run is a recorded Dagster run tagged with the experiment and variant. A killed
+experiment resumes: finished categories (their benchmark verdicts exist) and releases are not run again.
+"""
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import yaml
+
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
+from vlm_rl_assets.config import load_config
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, category_done, release_done, variant_results
+from vlm_rl_assets.rollouts.shards import ASSET
+from vlm_rl_assets.store.base import DEFAULT_CACHE_DIR, LocalStore, MissingUpstreamError, Store
+from vlm_rl_assets.research.variants import with_overrides
+from vlm_rl_assets.resources import PipelineResource
+
+RESULTS = "experiments"  # table asset name in the main store: experiments/<experiment>.parquet
+
+
+def variant_resource(main: PipelineResource, experiment: Experiment, variant: Variant) -> PipelineResource:
+    """The variant's config written to a file (its overrides, its own storage folder, the main base model)."""
+    config = main.config()
+    missing = sorted(set(experiment.categories) - set(config.categories))
+    if missing:
+        raise ValueError(
+            f"experiment {experiment.name!r} runs categories {missing} that the config lacks; experiments are "
+            "defined on the embedded default's categories (vlm_rl_assets/default_config.yaml)"
+        )
+    main_root = main.storage_root or config.storage.root
+    remote = main_root.startswith("s3://")
+    root = f"{main_root if remote else Path(main_root).resolve()}/experiments/{experiment.name}/{variant.name}"
+    raw = with_overrides(
+        config.model_dump(mode="json"),
+        {**variant.overrides, "storage.root": root, "model.path": str(main.base_model_dir())},
+    )
+    folder = (Path(config.storage.cache_dir or DEFAULT_CACHE_DIR) if remote else Path(root)) / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{experiment.name}-{variant.name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    load_config(path)  # a bad override fails here, naming the key
+    return PipelineResource(config_path=str(path))
+
+
+def run_experiment(
+    experiment: Experiment, main: PipelineResource, instance: dg.DagsterInstance, log: Callable[[str], None] = print
+) -> pl.DataFrame:
+    """Materialize every variant's categories (and release) not yet done; store and return all variants' results."""
+    try:
+        main.base_model_dir()
+    except MissingUpstreamError:
+        log("no base model yet: materializing base_model first")
+        _materialize(ALL_ASSETS, ["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
+    parts, first = [], None
+    for variant in experiment.variants:
+        resource = variant_resource(main, experiment, variant)
+        store = resource.store()
+        first = first or store
+        share_rollout_shards(first, store)
+        tags = {"experiment": experiment.name, "variant": variant.name}
+        todo = [c for c in experiment.categories if not category_done(store, c)]
+        log(f"{experiment.name}/{variant.name}: {len(experiment.categories) - len(todo)} categories done, running {todo}")
+        for category in todo:
+            _materialize(ALL_ASSETS, CATEGORY_ASSETS, instance, resource, tags, category)
+        if experiment.release and not release_done(store):
+            _materialize(ALL_ASSETS, RELEASE_ASSETS, instance, resource, tags)
+        parts.append(variant_results(store, experiment.name, variant.name, experiment.categories, experiment.release))
+    results = pl.concat(parts)
+    main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
+    return results
+
+
+def share_rollout_shards(source: Store, target: Store) -> None:
+    """Copy the first variant's finished rollout shards into a local variant store: shards are keyed by the
+    fingerprint of everything that shapes them (prompts, policy, sampling), so a variant that changes only what
+    comes after the rollouts (beta, loss, pairing) resumes them all instead of sampling again, and any other
+    variant ignores them."""
+    if source is target or not (isinstance(source, LocalStore) and isinstance(target, LocalStore)):
+        return
+    for shards in (source.root / ASSET).glob("*/shards/*"):
+        copy = target.root / shards.relative_to(source.root)
+        if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half shard behind
+            staging = copy.with_name(f".{copy.name}.copying")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(shards, staging)
+            staging.rename(copy)
+
+
+def _materialize(assets, selection, instance, resource, tags, partition_key: str | None = None) -> None:
+    result = dg.materialize(
+        assets, selection=selection, partition_key=partition_key, instance=instance, resources={"pipeline": resource},
+        tags=tags, raise_on_error=False,
+    )  # fmt: skip
+    if not result.success:
+        where = f"[{partition_key}]" if partition_key else ""
+        raise RuntimeError(
+            f"experiment {tags['experiment']}/{tags['variant']}{where} failed; see that run in the Dagster UI "
+            "(tags experiment/variant). Rerunning the experiment resumes from the first unfinished category."
+        )
+
+
+def stored_results(main: PipelineResource) -> dict[str, pl.DataFrame]:
+    store = main.store()
+    return {
+        name: store.read_table(RESULTS, name, schemas.EXPERIMENT_RESULTS)
+        for name in EXPERIMENTS
+        if store.has_table(RESULTS, name)
+    }
+
+
+def experiment_job(experiment: Experiment) -> dg.JobDefinition:
+    """A one-op job: the op runs the variants as their own recorded runs (thin wrapper over run_experiment)."""
+
+    @dg.op(name=f"run_{experiment.name}", description=experiment.question)
+    def run(context: dg.OpExecutionContext, pipeline: PipelineResource) -> None:
+        results = run_experiment(experiment, pipeline, context.instance, context.log.info)
+        context.log.info(f"{experiment.name}: {results.height} result rows stored in {RESULTS}/{experiment.name}")
+
+    @dg.job(name=experiment.job, description=f"{experiment.question} Expected: {experiment.expected}", tags={"kind": "experiment"})
+    def job() -> None:
+        run()
+
+    return job
+
+
+EXPERIMENT_JOBS = [experiment_job(e) for e in EXPERIMENTS.values()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run experiments (resumes unfinished ones)")
+    run.add_argument("names", nargs="+", choices=[*EXPERIMENTS, "all"])
+    report = commands.add_parser("report", help="write docs/findings.md from the stored results")
+    report.add_argument("--out", default="docs/findings.md")
+    args = parser.parse_args()
+    main_resource = PipelineResource()
+    if args.command == "run":
+        names = list(EXPERIMENTS) if "all" in args.names else args.names
+        instance = dg.DagsterInstance.get()
+        for name in names:
+            run_experiment(EXPERIMENTS[name], main_resource, instance)
+        return
+    from vlm_rl_assets.research.findings import write_findings
+
+    written = write_findings(stored_results(main_resource), Path(args.out))
+    print(f"wrote {args.out} and {len(written)} plots", file=sys.stderr)

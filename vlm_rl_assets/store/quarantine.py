@@ -1,0 +1,52 @@
+"""Rows a stage refused, each with its reason, so nothing is dropped silently."""
+
+from __future__ import annotations
+
+import polars as pl
+from PIL import Image, UnidentifiedImageError
+
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import Store
+
+
+def rows(stage: str, category: str, refused: list[tuple[str, str]]) -> pl.DataFrame:
+    """A quarantine table from (key, reason) pairs."""
+    data = [{"stage": stage, "category": category, "key": key, "reason": reason} for key, reason in refused]
+    return pl.DataFrame(data, schema=schemas.QUARANTINE) if data else schemas.empty(schemas.QUARANTINE)
+
+
+def reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    return dict(sorted(quarantine.group_by("reason").len().iter_rows()))
+
+
+def code_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    """Counts by the reason's code (`image_missing` of `image_missing: <path>`): details differ per row."""
+    return reason_counts(quarantine.with_columns(reason=pl.col("reason").str.split(":").list.first()))
+
+
+def load_prompt_images(
+    store: Store, prompts: pl.DataFrame, *, stage: str, category: str, max_pixels: int | None = None
+) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:
+    """Decode every prompt's images; a prompt with an image that is missing, won't decode or has more
+    than `max_pixels` pixels (None: no limit; one huge image can exhaust a batch's memory) is quarantined.
+
+    Returns (prompts that loaded, their images in order, quarantine rows).
+    """
+    keep, images, refused = [], [], []
+    for pid, uris in zip(prompts["prompt_id"], prompts["images"]):
+        try:
+            loaded = tuple(store.load_image(uri) for uri in uris)
+        except FileNotFoundError as err:
+            refused.append((pid, f"image_missing: {err.filename}"))
+        except Image.DecompressionBombError as err:  # Pillow refuses to open it at all
+            refused.append((pid, f"image_oversize: {err}"))
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            refused.append((pid, f"image_undecodable: {err}"))
+        else:
+            oversize = [img for img in loaded if max_pixels is not None and img.width * img.height > max_pixels]
+            if oversize:
+                refused.append((pid, f"image_oversize: {oversize[0].width}x{oversize[0].height}"))
+            else:
+                images.append(loaded)
+                keep.append(pid)
+    return prompts.filter(pl.col("prompt_id").is_in(keep)), images, rows(stage, category, refused)

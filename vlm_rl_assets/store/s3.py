@@ -1,0 +1,138 @@
+"""The store on `s3://bucket/prefix` (AWS, MinIO, moto), through boto3's default credential chain.
+
+Credentials and the endpoint come from the environment only (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
+`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` for MinIO or moto, ...), so no secret lives in config.
+
+Tables and images are single PUTs, atomic per object. A checkpoint is uploaded under a fresh version
+folder, then `<asset>/<key>/_COMPLETE` (a JSON manifest naming that version and its files) is written
+LAST: readers follow the manifest only, so a checkpoint is either absent, the old one, or the new one;
+the superseded version is deleted after. Readers get a local copy, downloaded once per version into
+the cache folder (the writer's own staging folder becomes its cached copy).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from vlm_rl_assets.store.base import Store
+
+MANIFEST = "_COMPLETE"
+
+
+class S3Store(Store):
+    """`s3://bucket/prefix`; checkpoints are also kept under `cache_dir/bucket/prefix` for loading."""
+
+    def __init__(self, root: str, cache_dir: Path):
+        bucket, _, prefix = root.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"storage root {root!r} names no bucket; use s3://<bucket>/<prefix>")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.cache = cache_dir / bucket / self.prefix
+        self.client = boto3.client("s3")
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def _uri(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._key(rel)}"
+
+    def _exists(self, rel: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    def _get(self, rel: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(errno.ENOENT, "no such object", self._uri(rel)) from None
+
+    def _put(self, rel: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
+
+    def checkpoint_uri(self, asset: str, key: str) -> str:
+        return self._uri(f"{asset}/{key}/")
+
+    def has_checkpoint(self, asset: str, key: str) -> bool:
+        return self._exists(f"{asset}/{key}/{MANIFEST}")
+
+    def _manifest(self, asset: str, key: str) -> dict | None:
+        try:
+            return json.loads(self._get(f"{asset}/{key}/{MANIFEST}"))
+        except FileNotFoundError:
+            return None
+
+    def _local_checkpoint(self, asset: str, key: str) -> Path | None:
+        manifest = self._manifest(asset, key)
+        if manifest is None:
+            return None
+        folder = self.cache / asset / key / manifest["version"]
+        if folder.is_dir():
+            return folder
+        download = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            for name in manifest["files"]:
+                target = download / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.client.download_file(self.bucket, self._key(f"{asset}/{key}/{folder.name}/{name}"), str(target))
+        except BaseException:
+            shutil.rmtree(download, ignore_errors=True)
+            raise
+        _move_into_place(download, folder)
+        return folder
+
+    @contextmanager
+    def staged_dir(self, asset: str, key: str) -> Iterator[Path]:
+        """Train into a cache folder; on success upload it, write the manifest, and keep it as the cached copy."""
+        staging = self.cache / asset / key / f".staging.{uuid.uuid4().hex}.tmp"
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+            version = self._publish(staging, asset, key)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _move_into_place(staging, self.cache / asset / key / version)
+
+    def _publish(self, folder: Path, asset: str, key: str) -> str:
+        """Upload `folder` as a new version, then point the manifest at it; returns the version."""
+        previous = self._manifest(asset, key)
+        version = uuid.uuid4().hex
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        for name in files:
+            self.client.upload_file(str(folder / name), self.bucket, self._key(f"{asset}/{key}/{version}/{name}"))
+        self._put(f"{asset}/{key}/{MANIFEST}", json.dumps({"version": version, "files": files}).encode())
+        if previous is not None:
+            self._delete_version(asset, key, previous["version"])
+        return version
+
+    def _delete_version(self, asset: str, key: str, version: str) -> None:
+        """Drop a superseded version. Only the one the old manifest named: another run may be mid-upload."""
+        prefix = self._key(f"{asset}/{key}/{version}/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        stale = [{"Key": obj["Key"]} for page in pages for obj in page.get("Contents", [])]
+        for start in range(0, len(stale), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": stale[start : start + 1000], "Quiet": True})
+
+
+def _move_into_place(source: Path, target: Path) -> None:
+    """Rename a finished local copy to its final name; another process may have got there first."""
+    try:
+        source.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(source, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""Column contracts of the tables passed between stages, checked on write and on read."""
+
+from __future__ import annotations
+
+import polars as pl
+
+PROMPTS = {
+    "prompt_id": pl.String,
+    "category": pl.String,
+    "split": pl.String,  # train | bench
+    "question": pl.String,
+    "prompt_text": pl.String,  # after the category's template
+    "answer": pl.String,  # verifiable ground truth
+    "answer_type": pl.String,  # number | choice | text | structured | open | math | ocr
+    "reference": pl.String,  # a full response in the template's format (SFT target, GT style)
+    "choices": pl.List(pl.String),
+    "images": pl.List(pl.String),  # URIs into the image store
+    "objects": pl.List(pl.String),  # true objects ("red circle"), for scene scoring
+}
+
+ROLLOUTS = {
+    "prompt_id": pl.String,
+    "sample_idx": pl.Int32,
+    "response": pl.String,
+    "n_tokens": pl.Int32,
+    "finish_reason": pl.String,
+    "policy_id": pl.String,
+    "engine": pl.String,
+    "seed": pl.Int64,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+}
+
+ROLLOUT_MANIFEST = {  # one row, written after the rollout table: what it was made from
+    "category": pl.String,
+    "fingerprint": pl.String,  # hash of everything below except rows: names the shard set
+    "policy_id": pl.String,
+    "engine": pl.String,
+    "samples_per_prompt": pl.Int64,
+    "temperatures": pl.List(pl.Float64),  # one, or the sweep
+    "top_p": pl.Float64,
+    "max_new_tokens": pl.Int64,
+    "seed": pl.Int64,  # base seed; shard i samples with a seed derived from it and i
+    "shard_prompts": pl.Int64,
+    "shards": pl.List(pl.String),  # store keys, in order
+    "prompt_ids": pl.List(pl.String),  # in order
+    "rows": pl.Int64,
+}
+
+ROLLOUT_DIVERSITY = {  # one row per group (prompt)
+    "prompt_id": pl.String,
+    "samples": pl.Int64,
+    "distinct_1": pl.Float64,  # unique / total unigrams over the group's responses; null without any
+    "distinct_2": pl.Float64,  # same for bigrams
+    "unique_fraction": pl.Float64,  # distinct responses / responses
+    "embedding_distance": pl.Float64,  # mean pairwise cosine distance; null without the `diversity` extra
+}
+
+FILTERED_ROLLOUTS = {
+    **ROLLOUTS,
+    "score": pl.Float64,  # the judge's score in [0, 1]; rows it failed on are quarantined, not here
+    "correct": pl.Boolean,
+    "judge_reason": pl.String,  # why the judge gave that score
+    "kept": pl.Boolean,
+    "drop_reason": pl.String,  # null when kept
+}
+
+JUDGED_PAIRS = {
+    "pair_id": pl.String,
+    "prompt_id": pl.String,
+    "category": pl.String,
+    "prompt_text": pl.String,
+    "images": pl.List(pl.String),
+    "chosen": pl.String,
+    "rejected": pl.String,
+    "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64,
+    "margin": pl.Float64,
+    "beta": pl.Float64,
+    "judge": pl.String,
+    "on_policy": pl.Boolean,
+}
+
+REFERENCE_LOGPS = {  # beside judged_pairs: the reference model's log-probs of each pair, reused on retrain
+    "reference": pl.String,  # model_fingerprint of the reference (the base model) that produced them
+    "pair_hash": pl.String,  # content hash of the pair (prompt, images, chosen, rejected)
+    "pair_id": pl.String,
+    "ref_chosen_logps": pl.Float64,
+    "ref_rejected_logps": pl.Float64,
+}
+
+BENCHMARK_SCORES = {
+    "category": pl.String,
+    "model": pl.String,  # base | dpo | policy
+    "metric": pl.String,  # accuracy (greedy) | mean_score (greedy) | pass@1 .. pass@N (sampled, unbiased)
+    "value": pl.Float64,
+    "n": pl.Int64,  # bench prompts
+    "ci_low": pl.Float64,  # 95% bootstrap CI over prompts; null for pass@k
+    "ci_high": pl.Float64,
+}
+
+BENCHMARK_DELTAS = {  # candidate minus base greedy accuracy, paired on the same prompts
+    "category": pl.String,  # a category, or "overall" (mean over categories)
+    "delta": pl.Float64,
+    "ci_low": pl.Float64,  # 95% paired bootstrap CI
+    "ci_high": pl.Float64,
+    "n": pl.Int64,
+}
+
+BENCHMARK_VERDICTS = {  # one greedy response per model and bench prompt: what the accuracies are computed from
+    "category": pl.String,
+    "prompt_id": pl.String,
+    "response": pl.String,
+    "score": pl.Float64,
+    "correct": pl.Boolean,
+    "model": pl.String,  # base | dpo | policy
+}
+
+EXPERIMENT_RESULTS = {  # research/experiments.py: one variant's numbers, long format
+    "experiment": pl.String,
+    "variant": pl.String,
+    "category": pl.String,  # a category, or "overall"
+    "model": pl.String,  # base | dpo | policy
+    "metric": pl.String,  # accuracy | mean_score | pass@k | delta | response_words | rewards/accuracies | ...
+    "step": pl.Int64,  # training step of a curve point; null otherwise
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+}
+
+QUARANTINE = {
+    "stage": pl.String,
+    "category": pl.String,
+    "key": pl.String,  # the offending row's id
+    "reason": pl.String,
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def check(df: pl.DataFrame, schema: dict[str, pl.DataType], table: str) -> pl.DataFrame:
+    """Return df with exactly the schema's columns in order; raise naming what is missing or mistyped."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise SchemaError(f"table {table!r} lacks columns {missing}; it has {df.columns}")
+    wrong = {c: (str(df.schema[c]), str(t)) for c, t in schema.items() if df.schema[c] != t and df.height}
+    if wrong:
+        detail = ", ".join(f"{c}: {got} (expected {want})" for c, (got, want) in wrong.items())
+        raise SchemaError(f"table {table!r} has mistyped columns: {detail}")
+    return df.select(list(schema)).cast(schema)
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
