@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts, score_rollouts
+from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.prompts.world import COLOURS, NUMBER_WORDS, SHADES, SHAPE_CORNERS, SHAPES
+from vlm_rl_assets.store import schemas
 
 SAMPLES = 8
 FILTER = {"min_words": 2, "min_group_diversity": 0.25}

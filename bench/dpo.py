@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from vlm_rl_assets.config import load_config
 from vlm_rl_assets.bootstrap.embedded import synthetic_split
+from vlm_rl_assets.config import load_config
 from vlm_rl_assets.dpo.training import PreferencePair
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,10 +44,10 @@ def bench_pairs(n: int) -> list[PreferencePair]:
     config = load_config()
     share, extra = divmod(n, len(config.categories))
     sizes = {c: share + (i < extra) for i, c in enumerate(config.categories)}
-    table, images, references = synthetic_split(config, "dpo-bench", sizes)
+    table, images, references = synthetic_split(config.synthetic_categories(), "dpo-bench", sizes, config.bootstrap.seed)
     texts = list(table["prompt_text"])
     return [
-        PreferencePair(texts[i], imgs, references[i], references[(i + 1) % n] + " " + references[i])
+        PreferencePair(texts[i], imgs, references[i], references[(i + 1) % n] + " " + references[i], beta=0.1)
         for i, imgs in enumerate(images)
     ]
 
@@ -79,9 +79,11 @@ def worker(args: argparse.Namespace) -> None:
     trainer and everything before the first step)."""
     from trl import DPOConfig, DPOTrainer
 
+    from vlm_rl_assets.dpo.settings import DPOSettings
+    from vlm_rl_assets.dpo.training import dpo_trainer
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.tiny_model import load_model, load_processor
-    from vlm_rl_assets.dpo.training import DPOSettings, _common_args, _lazy_dataset, dpo_trainer
+    from vlm_rl_assets.model.trainer import common_args, lazy_dataset
 
     torch.set_num_threads(args.threads)
     model_dir, out_dir = Path(args.model), Path(args.scratch) / args.worker
@@ -96,11 +98,11 @@ def worker(args: argparse.Namespace) -> None:
         assert trainer.ref_model is None
     else:
         config = DPOConfig(
-            **_common_args(out_dir, settings.seed, settings.learning_rate, settings.batch_size, settings.log_every),
+            **common_args(out_dir, settings.seed, settings.learning_rate, settings.batch_size, settings.log_every),
             max_steps=settings.max_steps,
-            beta=settings.beta,
+            beta=pairs[0].beta,  # every bench pair has the same one
         )
-        dataset = _lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
+        dataset = lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
         trainer = DPOTrainer(
             model=load_model(model_dir), args=config, train_dataset=dataset, processing_class=load_processor(model_dir)
         )
@@ -174,8 +176,8 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from vlm_rl_assets.model.tiny_model import load_model
     from vlm_rl_assets.dpo.training import reference_logps
+    from vlm_rl_assets.model.tiny_model import load_model
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from vlm_rl_assets.config import load_config
 from vlm_rl_assets.bootstrap.embedded import synthetic_split
-from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
+from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
+from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
 
 EMBEDDED = Path("data/base_model/embedded")
 SIZES = {
@@ -58,14 +58,14 @@ def bench_requests(n: int) -> list[GenerationRequest]:
     config = load_config()
     share, extra = divmod(n, len(config.categories))
     sizes = {c: share + (i < extra) for i, c in enumerate(config.categories)}
-    table, images, _ = synthetic_split(config, "throughput", sizes)
+    table, images, _ = synthetic_split(config.synthetic_categories(), "throughput", sizes, config.bootstrap.seed)
     return [GenerationRequest(text, imgs) for text, imgs in zip(table["prompt_text"], images)]
 
 
 def build_model(out_dir: Path, size: str, bf16: bool) -> Path:
     """A random-init VLM whose tokenizer is trained on the tasks' prompts and reference answers."""
     config = load_config()
-    table, _, references = synthetic_split(config, "corpus", dict.fromkeys(config.categories, 200))
+    table, _, references = synthetic_split(config.synthetic_categories(), "corpus", dict.fromkeys(config.categories, 200), config.bootstrap.seed)
     build_tiny_vlm(out_dir, [*table["prompt_text"], *references], seed=0, spec=SIZES[size])
     if bf16:  # both engines then load bfloat16 (transformers and vLLM read the checkpoint's dtype)
         load_model(out_dir).to(torch.bfloat16).save_pretrained(out_dir)

@@ -14,11 +14,12 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.model.train_result import METRICS_FILE
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 WATCHED = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen")
 
@@ -45,8 +46,6 @@ def score_table(store, categories: list[str]) -> pl.DataFrame:
 
 def training_table(store, categories: list[str]) -> pl.DataFrame:
     """Final DPO training health per checkpoint: reward accuracy and margin on the last logged steps."""
-    from vlm_rl_assets.dpo.training import METRICS_FILE
-
     checkpoints = {c: store.local_checkpoint("dpo_checkpoint", c) for c in categories}
     checkpoints["mixture"] = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
     rows = []

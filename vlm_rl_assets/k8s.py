@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
-from vlm_rl_assets.assets.retries import GPU_POOL
 from vlm_rl_assets.assets.graph import ASSETS
+from vlm_rl_assets.assets.retries import GPU_POOL
 from vlm_rl_assets.definitions import defs as local_defs
 
 CPU_STEP: dict[str, Any] = {"container_config": {"resources": {"requests": {"cpu": "2", "memory": "8Gi"}}}}

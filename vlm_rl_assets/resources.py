@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from vlm_rl_assets.config import PipelineConfig, load_config
-from vlm_rl_assets.store.base import MissingUpstreamError, Store, open_store
-
-EMBEDDED_BASE_MODEL_KEY = "embedded"
+from vlm_rl_assets.model.settings import EMBEDDED
+from vlm_rl_assets.store.base import MissingUpstreamError, Store
+from vlm_rl_assets.store.open import open_store
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -23,12 +23,12 @@ class PipelineResource(dg.ConfigurableResource):
 
     def store(self) -> Store:
         storage = self.config().storage
-        return open_store(self.storage_root or storage.root, storage.cache_dir or None)
+        return open_store(self.storage_root or storage.root, storage.cache_path)
 
     def base_model_dir(self) -> Path:
         """The SFT model every rollout samples from: a configured folder or the embedded one built here."""
         path = self.config().model.path
-        if path != EMBEDDED_BASE_MODEL_KEY:
+        if path != EMBEDDED:
             folder = Path(path)
             if not (folder / "config.json").is_file():
                 raise MissingUpstreamError(
@@ -36,4 +36,4 @@ class PipelineResource(dg.ConfigurableResource):
                     "point it at your SFT model, or set it to 'embedded'"
                 )
             return folder
-        return self.store().local_checkpoint("base_model", EMBEDDED_BASE_MODEL_KEY, partitioned=False)
+        return self.store().local_checkpoint("base_model", EMBEDDED, partitioned=False)

@@ -64,7 +64,7 @@ def prompt_table(answers: dict[str, tuple[str, str]], category: str = "count") -
 
 def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None, **fields):
     """n DPO pairs on one-circle images: chosen names the circle's colour, rejected (by default) the next colour;
-    `fields` (beta, reference log-probs) go to every PreferencePair."""
+    `fields` (beta, default 0.1; reference log-probs) go to every PreferencePair."""
     from vlm_rl_assets.dpo.training import PreferencePair  # imports TRL: only the tests that train pay for it
 
     rng = random.Random(seed)
@@ -74,7 +74,7 @@ def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None
         x, y = rng.randint(22, 90), rng.randint(22, 90)
         ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
         wrong = rejected(i) if rejected else f"Answer: {COLOURS[(i + 1) % 5]}"
-        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **fields))
+        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **({"beta": 0.1} | fields)))
     return pairs
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.shards import sharded_rollouts
-from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 CATEGORY = "color"

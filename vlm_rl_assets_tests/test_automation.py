@@ -10,9 +10,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.automation import ALERT_WEBHOOK_ENV, alert_on_run_failure, nightly_categories, release_when_categories_scored
 from vlm_rl_assets.assets.graph import ASSETS
+from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
+from vlm_rl_assets.automation import (
+    ALERT_WEBHOOK_ENV,
+    alert_on_run_failure,
+    nightly_categories,
+    release_when_categories_scored,
+)
 from vlm_rl_assets.definitions import defs
 from vlm_rl_assets.partitions import category_partitions
 

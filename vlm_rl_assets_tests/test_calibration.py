@@ -9,15 +9,15 @@ import polars as pl
 import pytest
 import yaml
 
-from vlm_rl_assets.config import load_config
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.prompts import world
-from vlm_rl_assets.judging.calibration import Agreement, calibrate, read_labels, reference_labels, with_responses
-from vlm_rl_assets.judging.contract import RuleJudge
-from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
-from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets.assets.graph import ALL_ASSETS
+from vlm_rl_assets.config import load_config
+from vlm_rl_assets.judging.calibration import Agreement, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.prompts import world
+from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 
 PROMPTS = prompt_table({"a": ("number", "2"), "b": ("number", "1")})

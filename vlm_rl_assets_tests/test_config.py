@@ -55,8 +55,11 @@ def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tm
         "categories:\n  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n  d: {source: 'synthetic:color'}\n"
     )
     config = load_config(write(tmp_path, text))
-    assert config.training.loss_type == ["sigmoid", "bco_pair", "sft"] and config.training.loss_weights == [0.8, 0.2, 1.0]
-    assert config.category("c").loss.loss_type == ["ipo"] and config.category("d").loss is None
+    assert config.training.loss_type == ("sigmoid", "bco_pair", "sft") and config.training.loss_weights == (0.8, 0.2, 1.0)
+    assert config.category("c").loss.loss_type == ("ipo",) and config.category("d").loss is None
+    own, shared = config.dpo_settings("c"), config.dpo_settings("d")  # what dpo_checkpoint[c] trains with
+    assert (own.loss_type, own.loss_weights, own.learning_rate) == (("ipo",), None, config.training.learning_rate)
+    assert shared == config.training == config.dpo_settings()  # and the mixture: training's loss
     with pytest.raises(ConfigError, match="loss_weights has 1 entries for 2"):
         load_config(write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1]))
     with pytest.raises(ConfigError, match="training.loss_type"):
@@ -69,7 +72,7 @@ def test_training_scale_options(tmp_path):
     assert (default.lora, default.freeze_vision_tower, default.num_processes, default.save_steps) == (None, False, 1, 50)
     text = "training: {lora: {r: 8, target_modules: [q_proj, v_proj]}, freeze_vision_tower: true, num_processes: 2}\n"
     training = load_config(write(tmp_path, text + category)).training
-    assert training.lora.r == 8 and training.lora.alpha == 32 and training.lora.target_modules == ["q_proj", "v_proj"]
+    assert training.lora.r == 8 and training.lora.alpha == 32 and training.lora.target_modules == ("q_proj", "v_proj")
     assert training.freeze_vision_tower and training.num_processes == 2
     with pytest.raises(ConfigError, match="make batch_size a multiple of num_processes"):
         load_config(write(tmp_path, "training: {batch_size: 16, num_processes: 3}\n" + category))

@@ -13,12 +13,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.config import ConfigError, load_config
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.prompts.datasets import DatasetError, load_dataset
-from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets.assets.graph import ALL_ASSETS
+from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.prompts.datasets import DatasetError, load_dataset
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import S3_BUCKET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,9 @@ def test_a_user_dataset_runs_through_every_stage_as_its_own_category(tmp_path):
 def test_the_embedded_model_needs_a_synthetic_category_to_bootstrap_on(tmp_path):
     from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
 
-    config = tmp_path / "pipeline.yaml"
-    config.write_text("categories:\n  mine: {source: data.jsonl}\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("categories:\n  mine: {source: data.jsonl}\n")
+    config = load_config(path)
+    assert config.synthetic_categories() == {}
     with pytest.raises(ValueError, match=r"there is none; add one .* or set model.path to your SFT model"):
-        bootstrap_embedded_model(tmp_path / "out", load_config(config), print)
+        bootstrap_embedded_model(tmp_path / "out", config.bootstrap, config.synthetic_categories(), 8, 8, print)

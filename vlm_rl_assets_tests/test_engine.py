@@ -121,13 +121,11 @@ def test_hf_eos_stops_a_completion_and_counts_as_a_token(hf_engine: HFEngine) ->
 
 
 def test_vllm_kind_without_vllm_says_how_to_get_it(tiny_vlm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlm_rl_assets.assets.runtime import open_engine
-    from vlm_rl_assets.config import PipelineConfig
+    from vlm_rl_assets.model.settings import ModelSettings
     from vlm_rl_assets.rollouts import vllm_engine
+    from vlm_rl_assets.rollouts.open import open_engine
+    from vlm_rl_assets.rollouts.settings import EngineSettings
 
     monkeypatch.setattr(vllm_engine, "find_spec", lambda name: None)  # as on a machine without the extra
-    config = PipelineConfig.model_validate(
-        {"engine": {"kind": "vllm"}, "categories": {"color": {"source": "synthetic:color"}}}
-    )
     with pytest.raises(ImportError, match=r"pip install '\.\[vllm\]' on a GPU machine, or set engine.kind: hf"):
-        open_engine(config, tiny_vlm_dir)
+        open_engine(EngineSettings(kind="vllm"), ModelSettings(), tiny_vlm_dir)

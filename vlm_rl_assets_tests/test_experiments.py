@@ -10,12 +10,12 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant
 from vlm_rl_assets.research.findings import write_findings
-from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.research.runner import RESULTS, run_experiment, variant_resource
+from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 TINY = Experiment(

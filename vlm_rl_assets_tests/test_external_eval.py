@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
-from vlm_rl_assets.config import ExternalEvalConfig
 from vlm_rl_assets.evaluation import external_eval
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.evaluation.external_eval import HarnessFailed, HarnessNotInstalled, evaluate
-from vlm_rl_assets.store.base import open_store
+from vlm_rl_assets.evaluation.settings import ExternalEvalSettings
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.open import open_store
 
 # lmms_eval/__main__.py's flags; the results file as lmms_eval/loggers/evaluation_tracker.py writes it:
 # <output_path>/<sanitized model name>/<date>_results.json. The score is 0.5 for a folder named base, else 0.6.
@@ -87,8 +87,8 @@ for name, model in config["model"].items():
 '''
 
 
-def settings(**overrides) -> ExternalEvalConfig:
-    return ExternalEvalConfig(**{"harness": "lmms_eval", "tasks": ["mmstar", "ai2d"], **overrides})
+def settings(**overrides) -> ExternalEvalSettings:
+    return ExternalEvalSettings(**{"harness": "lmms_eval", "tasks": ["mmstar", "ai2d"], **overrides})
 
 
 def checkpoint(folder: Path, model_type: str = "qwen2_vl") -> Path:
@@ -272,8 +272,8 @@ def test_readme_examples_are_valid_config():
     block = readme.split("## Standard benchmarks on GPU deployments")[1].split("```yaml\n")[1].split("```")[0]
     lmms_eval, vlmevalkit = block.split("\n\n# or VLMEvalKit")
     vlmevalkit = "\n".join(line.removeprefix("# ") for line in vlmevalkit.splitlines()[1:])
-    assert ExternalEvalConfig(**yaml.safe_load(lmms_eval)["external_eval"]).model_type == "qwen2_5_vl"
-    kit = ExternalEvalConfig(**yaml.safe_load(vlmevalkit)["external_eval"])
+    assert ExternalEvalSettings(**yaml.safe_load(lmms_eval)["external_eval"]).model_type == "qwen2_5_vl"
+    kit = ExternalEvalSettings(**yaml.safe_load(vlmevalkit)["external_eval"])
     assert external_eval.vlmevalkit_datasets(kit) == {
         "MMStar": "ImageMCQDataset", "AI2D_TEST": "ImageMCQDataset", "POPE": "ImageYORNDataset"
     }  # fmt: skip

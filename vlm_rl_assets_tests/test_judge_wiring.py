@@ -11,12 +11,13 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.config import ConfigError, load_config
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.pairs.filtering import filter_rollouts, score_rollouts
-from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets.assets.graph import ALL_ASSETS
+from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.pairs.filtering import filter_rollouts
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 from vlm_rl_assets_tests.scripted_endpoint import GARBAGE, ScriptedEndpoint, scores
 

@@ -1,6 +1,8 @@
 import pytest
 
-from vlm_rl_assets.judging.rules import JudgeFailure, RuleSettings, edit_similarity, judge
+from vlm_rl_assets.judging.contract import JudgeFailure
+from vlm_rl_assets.judging.rules import edit_similarity, judge
+from vlm_rl_assets.judging.settings import RuleSettings
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,12 @@ import torch
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.dpo.collator import EXAMPLE_FIELDS
+from vlm_rl_assets.dpo.settings import DPOSettings
+from vlm_rl_assets.dpo.training import PreferencePair, dpo_trainer, reference_logps
+from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.tiny_model import load_model, load_processor
-from vlm_rl_assets.dpo.training import DPOSettings, PreferencePair, _lazy_dataset, dpo_trainer, reference_logps
+from vlm_rl_assets.model.trainer import lazy_dataset
 from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs
 
 
@@ -41,13 +43,13 @@ def _examples(trainer, n: int) -> list[dict]:
 def test_equal_betas_match_stock_trl(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
 ) -> None:
-    settings = DPOSettings(beta=0.3, loss_type=loss_type, batch_size=6)
+    settings = DPOSettings(loss_type=loss_type, batch_size=6)
     ours = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
     config = DPOConfig(
         output_dir=str(tmp_path), beta=0.3, loss_type=list(loss_type), bf16=False, report_to="none",
         remove_unused_columns=False, gradient_checkpointing=False,
     )
-    stock_data = _lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
+    stock_data = lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
     stock = DPOTrainer(
         model=load_model(tiny_vlm_dir), args=config, train_dataset=stock_data, processing_class=load_processor(tiny_vlm_dir)
     )
@@ -62,7 +64,7 @@ def test_equal_betas_match_stock_trl(
 def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
     """A batch with betas (0.5, 0.1) has the mean loss of pair 0 trained at beta 0.5 and pair 1 at beta 0.1."""
     mixed = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings())
-    at = {b: dpo_trainer(tiny_vlm_dir, tmp_path, pairs[:2], DPOSettings(beta=b)) for b in (0.5, 0.1)}
+    at = {b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], DPOSettings()) for b in (0.5, 0.1)}
     for trainer in (mixed, *at.values()):
         _perturb(trainer.model)
     expected = (_loss(at[0.5], [at[0.5].train_dataset[0]]) + _loss(at[0.1], [at[0.1].train_dataset[1]])) / 2

@@ -12,10 +12,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import LocalStore
 from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 CATEGORIES = ("color", "count")

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from vlm_rl_assets.store import quarantine
-from vlm_rl_assets.store.base import LocalStore, png_bytes
+from vlm_rl_assets.store.base import png_bytes
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 

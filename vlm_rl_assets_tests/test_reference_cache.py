@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.dpo.reference_cache import TABLE, with_reference_logps
-from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 
 
 def _pairs(n: int, category: str = "colour") -> pl.DataFrame:

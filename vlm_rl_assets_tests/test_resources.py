@@ -1,8 +1,8 @@
 import pytest
 
-from vlm_rl_assets.store.base import MissingUpstreamError
 from vlm_rl_assets.definitions import defs
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store.base import MissingUpstreamError
 
 
 def config_file(tmp_path, model_path: str):

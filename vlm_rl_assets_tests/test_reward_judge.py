@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
-from vlm_rl_assets.judging.contract import JudgeItem
-from vlm_rl_assets.judging.reward_judge import RewardModelJudge, RewardModelSettings
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, Verdict
+from vlm_rl_assets.judging.reward_judge import RewardModelJudge
+from vlm_rl_assets.judging.settings import RewardModelSettings
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def items() -> list[JudgeItem]:
 
 
 def test_scores_are_probabilities_deterministic_and_batch_independent(reward_model_dir):
-    batched = RewardModelJudge(RewardModelSettings(str(reward_model_dir), batch_size=4)).judge(items()).outcomes
-    single = RewardModelJudge(RewardModelSettings(str(reward_model_dir), batch_size=1)).judge(items()).outcomes
-    again = RewardModelJudge(RewardModelSettings(str(reward_model_dir), batch_size=4)).judge(items()).outcomes
+    batched = RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), batch_size=4)).judge(items()).outcomes
+    single = RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), batch_size=1)).judge(items()).outcomes
+    again = RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), batch_size=4)).judge(items()).outcomes
     assert all(isinstance(v, Verdict) and 0.0 <= v.score <= 1.0 for v in batched)
     assert [v.score for v in batched] == [v.score for v in again]
     assert [v.score for v in batched] == pytest.approx([v.score for v in single], abs=1e-5)
@@ -60,7 +60,7 @@ def test_scores_are_probabilities_deterministic_and_batch_independent(reward_mod
 
 def test_inputs_over_max_length_are_quarantined_not_truncated(reward_model_dir):
     long = JudgeItem("p/9", "p", "How many shapes are there?", "red circle " * 200, "open", "2", "Answer: 2")
-    outcomes = RewardModelJudge(RewardModelSettings(str(reward_model_dir), max_length=64)).judge([*items(), long]).outcomes
+    outcomes = RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), max_length=64)).judge([*items(), long]).outcomes
     assert all(isinstance(v, Verdict) for v in outcomes[:-1])
     assert isinstance(outcomes[-1], JudgeFailure) and outcomes[-1].code == "reward_input_too_long"
 
@@ -74,4 +74,4 @@ def test_a_classifier_with_several_labels_is_refused(tiny_vlm_dir, tmp_path):
     Qwen2ForSequenceClassification(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="num_labels=1"):
-        RewardModelJudge(RewardModelSettings(str(tmp_path))).judge(items())
+        RewardModelJudge(RewardModelSettings(path=str(tmp_path))).judge(items())

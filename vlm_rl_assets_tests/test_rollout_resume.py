@@ -8,7 +8,7 @@ from pathlib import Path
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import finish_worker, kill_when, start_worker
 from vlm_rl_assets_tests.rollout_worker import CATEGORY, N_PROMPTS, PARAMS, SHARDS
 

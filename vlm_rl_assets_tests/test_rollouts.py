@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from vlm_rl_assets.config import EngineConfig
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, SamplingParams
 from vlm_rl_assets.rollouts.sampling import sample_rollouts, split_samples
+from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.shards import sharded_rollouts
-from vlm_rl_assets.store.base import LocalStore
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 WORDS = ("red", "green", "blue", "circle", "square", "Answer:")
@@ -159,10 +159,10 @@ def test_sweep_rows_record_their_temperature_and_keep_sample_idx_unique() -> Non
 
 
 def test_config_takes_a_sweep_and_a_shard_size() -> None:
-    assert EngineConfig().temperatures == [] and EngineConfig().shard_prompts == 256
-    assert EngineConfig(temperatures=[0.7, 1.3], shard_prompts=8).temperatures == [0.7, 1.3]
+    assert EngineSettings().temperatures == [] and EngineSettings().shard_prompts == 256
+    assert EngineSettings(temperatures=[0.7, 1.3], shard_prompts=8).temperatures == [0.7, 1.3]
     with pytest.raises(ValueError, match="greater than 0"):
-        EngineConfig(temperatures=[0.0, 1.0])
+        EngineSettings(temperatures=[0.0, 1.0])
 
 
 def test_model_fingerprint_follows_content_not_copies(tmp_path):

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import MissingUpstreamError, open_store, png_bytes
 from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import MissingUpstreamError, png_bytes
+from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
 
 TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -48,6 +49,17 @@ def test_images_are_stored_once_under_root_relative_uris(s3, tmp_path):
     with pytest.raises(FileNotFoundError) as missing:
         store.load_image("images/gone.png")
     assert missing.value.filename == f"s3://{BUCKET}/images_test/images/gone.png"
+
+
+def test_a_variant_root_nests_under_the_prefix_and_nothing_is_copied_to_or_from_s3(s3, tmp_path):
+    store = open_store(f"s3://{BUCKET}/main/", tmp_path)
+    assert store.subroot("experiments/e/v") == f"s3://{BUCKET}/main/experiments/e/v"
+    assert store.local_path("experiments/e/v") is None
+    local = open_store(tmp_path / "local")
+    local.local_path("rollouts/color/shards/f1").mkdir(parents=True)
+    local.copy_folders(store, "rollouts", "*/shards/*")
+    store.copy_folders(local, "rollouts", "*/shards/*")
+    assert keys(s3, "main/") == []
 
 
 def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_path):

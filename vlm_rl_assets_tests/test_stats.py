@@ -5,7 +5,6 @@ import math
 import polars as pl
 import pytest
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.evaluation.benchmarks import summarize
 from vlm_rl_assets.evaluation.stats import (
     OVERALL,
@@ -16,6 +15,7 @@ from vlm_rl_assets.evaluation.stats import (
     pass_at_k_curve,
     promotion_problems,
 )
+from vlm_rl_assets.store import schemas
 
 
 def test_pass_at_k_matches_the_closed_form():

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from vlm_rl_assets.store import quarantine, schemas
-from vlm_rl_assets.store.base import LocalStore, MissingUpstreamError, png_bytes
+from vlm_rl_assets.store.base import MissingUpstreamError, png_bytes
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 
@@ -63,3 +64,16 @@ def test_has_and_missing_checkpoint_say_what_to_run(tmp_path):
     with store.staged_dir("policy_checkpoint", "mixture") as out:
         (out / "config.json").write_text("{}")
     assert store.has_checkpoint("policy_checkpoint", "mixture")
+
+
+def test_copy_folders_copies_what_the_target_lacks_whole_and_keeps_what_it_has(tmp_path):
+    source, target = LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
+    for fingerprint in ("f1", "f2"):
+        source.local_path(f"rollouts/color/shards/{fingerprint}").mkdir(parents=True)
+        source.local_path(f"rollouts/color/shards/{fingerprint}/00000.parquet").write_text(fingerprint)
+    target.local_path("rollouts/color/shards/f2").mkdir(parents=True)
+    source.copy_folders(target, "rollouts", "*/shards/*")
+    assert (tmp_path / "b/rollouts/color/shards/f1/00000.parquet").read_text() == "f1"
+    assert not (tmp_path / "b/rollouts/color/shards/f2/00000.parquet").exists()  # present already: left as it is
+    assert not list((tmp_path / "b/rollouts/color/shards").glob(".*"))
+    assert source.subroot("experiments/e/v") == str(tmp_path / "a/experiments/e/v")

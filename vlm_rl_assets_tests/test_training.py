@@ -13,20 +13,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from vlm_rl_assets.bootstrap.settings import SFTSettings
+from vlm_rl_assets.bootstrap.sft import TrainExample, sft_train
+from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
+from vlm_rl_assets.dpo.training import PreferencePair, dpo_train, dpo_trainer, vision_tower
 from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.tiny_model import load_model, load_processor
-from vlm_rl_assets.dpo.training import (
-    METRICS_FILE,
-    DPOSettings,
-    LoRASettings,
-    PreferencePair,
-    SFTSettings,
-    TrainExample,
-    dpo_train,
-    dpo_trainer,
-    sft_train,
-    vision_tower,
-)
+from vlm_rl_assets.model.train_result import METRICS_FILE
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 QUESTION = "What colour is the shape?"
@@ -93,7 +86,7 @@ def test_sft_stop_when_ends_training_at_first_check(
 
 def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
     pairs = [
-        PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)])
+        PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)], beta=0.1)
         for i, ex in enumerate(examples)
     ]
     lines: list[str] = []
@@ -119,7 +112,7 @@ def test_empty_inputs_raise(tmp_path: Path) -> None:
 
 def _pairs(examples: list[TrainExample]) -> list[PreferencePair]:
     return [
-        PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)])
+        PreferencePair(ex.prompt_text, ex.images, ex.answer, "Answer: " + COLOURS[(i + 1) % len(COLOURS)], beta=0.1)
         for i, ex in enumerate(examples)
     ]
 

@@ -9,9 +9,12 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.assets.health import health_check, probe_lengths
-from vlm_rl_assets.config import TrainingHealthConfig, load_config
-from vlm_rl_assets.dpo.health import HealthThresholds, Lengths, training_health
+from vlm_rl_assets.assets.training_run import health_check
+from vlm_rl_assets.config import load_config
+from vlm_rl_assets.dpo.health import Lengths, probe_lengths, training_health
+from vlm_rl_assets.dpo.settings import HealthSettings
+from vlm_rl_assets.rollouts.engine import SamplingParams
+from vlm_rl_assets.rollouts.open import open_engine
 
 HEALTHY_CHOSEN = [-40.0, -39.6, -40.3, -39.8, -40.1, -39.5, -40.0, -39.9, -40.2, -39.7]  # flat with noise
 HEALTHY_ACCURACY = [0.55, 0.62, 0.70, 0.74, 0.80, 0.83, 0.85, 0.88, 0.90, 0.91]  # learns gradually
@@ -69,7 +72,7 @@ def test_steady_fall_of_chosen_logps_below_the_big_drop() -> None:
 def test_a_slope_without_a_consistent_fall_is_not_a_trend() -> None:
     chosen = [-40.0, -40.5, -39.8, -41.5, -40.2, -42.0, -40.6, -42.5, -41.0, -43.0]  # slope < 0 but zig-zags
     health = training_health(_history(chosen=chosen))
-    assert health.metrics["chosen_logps_slope"] < HealthThresholds().chosen_logps_slope
+    assert health.metrics["chosen_logps_slope"] < HealthSettings().chosen_logps_slope
     assert health.alarms == []
 
 
@@ -102,14 +105,15 @@ def test_length_drift_either_way(policy_tokens: float, sign: str) -> None:
 
 
 def test_thresholds_come_from_config() -> None:
-    loose = HealthThresholds(max_length_drift=0.6)
+    loose = HealthSettings(max_length_drift=0.6)
     assert training_health(_history(), loose, Lengths(18.0, 9.0, 20.0, 30.0)).alarms == []
 
 
 def test_check_result_is_a_warning_with_the_numbers_in_metadata() -> None:
     context = dg.build_asset_context()
     lengths = Lengths(18.0, 9.0, 20.0, 30.0)
-    result = health_check(context, load_config(), _history(accuracy=[1.0] * 10), lengths, "dpo_checkpoint[color]")
+    health = training_health(_history(accuracy=[1.0] * 10), load_config().training_health, lengths)
+    result = health_check(context, health, "dpo_checkpoint[color]")
     assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
     assert len(result.metadata["alarms"].value) == 2
     assert result.metadata["saturation_step"].value == 5
@@ -127,7 +131,9 @@ def test_length_probe_measures_base_and_trained_model(tiny_vlm_dir: Path) -> Non
             "rejected": ["Answer: blue", "Answer: square", "Answer: square"],
         }
     )
-    config = load_config().model_copy(update={"training_health": TrainingHealthConfig(length_sample=2)})
-    lengths = probe_lengths(config, tiny_vlm_dir, tiny_vlm_dir, pairs, [(image,)] * 3)
+    config = load_config()
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=config.engine.max_new_tokens)
+    engine = lambda model: open_engine(config.engine, config.model, model)  # noqa: E731
+    lengths = probe_lengths(pairs, [(image,)] * 3, tiny_vlm_dir, tiny_vlm_dir, engine, 2, greedy)
     assert lengths.chosen_words == pytest.approx(8 / 3) and lengths.rejected_words == 2.0
     assert lengths.base_tokens == lengths.policy_tokens > 0 and lengths.drift == 0.0  # same model: greedy, no drift

@@ -3,7 +3,6 @@ incomplete checkpoints (a kill mid-save) are never resumed from."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -12,9 +11,10 @@ import pytest
 import torch
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.dpo.settings import DPOSettings
+from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.model.resume import latest_checkpoint
 from vlm_rl_assets.model.tiny_model import load_model
-from vlm_rl_assets.dpo.training import DPOSettings, PreferencePair
 from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, kill_when, start_worker
 
 SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
@@ -85,11 +85,11 @@ def test_the_run_key_follows_what_determines_the_weights(
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), SETTINGS)
     folder = write_job(tmp_path, job, pairs, "tiny")
     assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "elsewhere", SETTINGS, torch_threads=2), pairs, "tiny") == folder
-    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", dataclasses.replace(SETTINGS, log_every=3)), pairs, "tiny") == folder
+    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"log_every": 3})), pairs, "tiny") == folder
     changed = (
         write_job(tmp_path, job, pairs, "another base model"),
         write_job(tmp_path, job, pairs[:-1], "tiny"),
-        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", dataclasses.replace(SETTINGS, seed=1)), pairs, "tiny"),
-        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS, num_processes=2), pairs, "tiny"),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"seed": 1})), pairs, "tiny"),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"num_processes": 2})), pairs, "tiny"),
     )
     assert len({folder, *changed}) == 5

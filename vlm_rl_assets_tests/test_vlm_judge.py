@@ -8,10 +8,18 @@ import socket
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
-from vlm_rl_assets.judging.contract import JudgeItem
-from vlm_rl_assets.judging.vlm_judge import JudgeUnavailable, RetryableFailure, VLMJudge, VLMJudgeSettings, parse_scores
-from vlm_rl_assets_tests.scripted_endpoint import EMPTY_BODY, GARBAGE, HTTP_500, Reply, ScriptedEndpoint, scores, too_slow
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, Verdict
+from vlm_rl_assets.judging.settings import VLMJudgeSettings
+from vlm_rl_assets.judging.vlm_judge import JudgeUnavailable, RetryableFailure, VLMJudge, parse_scores
+from vlm_rl_assets_tests.scripted_endpoint import (
+    EMPTY_BODY,
+    GARBAGE,
+    HTTP_500,
+    Reply,
+    ScriptedEndpoint,
+    scores,
+    too_slow,
+)
 
 TIMEOUT_S = 0.3
 
@@ -29,11 +37,12 @@ def item(response: str = "A red circle on the left.", group: str = "p0", idx: in
     )
 
 
-def vlm_judge(endpoint: ScriptedEndpoint, **overrides) -> VLMJudge:
+def vlm_judge(endpoint: ScriptedEndpoint, api_key: str = "", **overrides) -> VLMJudge:
     settings = dict(
         base_url=endpoint.base_url, model="judge", timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.0, repeats=1, concurrency=1
     )
-    return VLMJudge(VLMJudgeSettings(**(settings | overrides)), load_image=lambda uri: Image.new("RGB", (8, 8), "red"))
+    load_image = lambda uri: Image.new("RGB", (8, 8), "red")  # noqa: E731
+    return VLMJudge(VLMJudgeSettings(**(settings | overrides)), load_image, api_key=api_key)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ def test_an_unreadable_image_fails_the_row_with_its_reason():
         raise FileNotFoundError(2, "No such file", uri)
 
     with ScriptedEndpoint([]) as endpoint:
-        judge = VLMJudge(VLMJudgeSettings(endpoint.base_url, "judge", timeout_s=TIMEOUT_S), load_image=missing)
+        judge = VLMJudge(VLMJudgeSettings(base_url=endpoint.base_url, model="judge", timeout_s=TIMEOUT_S), load_image=missing)
         (outcome,) = judge.judge([item()]).outcomes
     assert isinstance(outcome, JudgeFailure) and outcome.code == "image_unreadable" and not endpoint.requests
 
@@ -156,7 +165,7 @@ def test_unusable_endpoints_stop_the_stage_before_any_row_is_judged():
     with ScriptedEndpoint([]) as endpoint:
         with pytest.raises(JudgeUnavailable, match="does not serve model 'other'.*set judges.vlm.model"):
             vlm_judge(endpoint, model="other").judge([item()])
-    unreachable = VLMJudgeSettings(f"http://127.0.0.1:{free_port()}/v1", "judge", timeout_s=TIMEOUT_S)
+    unreachable = VLMJudgeSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="judge", timeout_s=TIMEOUT_S)
     with pytest.raises(JudgeUnavailable, match="no OpenAI-compatible server answers.*vllm serve judge"):
         VLMJudge(unreachable, load_image=lambda uri: Image.new("RGB", (8, 8))).judge([item()])
     with ScriptedEndpoint([Reply(status=401, body="bad key")]) as endpoint:

@@ -5,7 +5,9 @@ import polars as pl
 
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.resources import EMBEDDED_BASE_MODEL_KEY, PipelineResource
+from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
+from vlm_rl_assets.model.settings import EMBEDDED
+from vlm_rl_assets.resources import PipelineResource
 
 
 @dg.asset(
@@ -18,21 +20,25 @@ from vlm_rl_assets.resources import EMBEDDED_BASE_MODEL_KEY, PipelineResource
 @retry_transient
 def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
-    if config.model.path != EMBEDDED_BASE_MODEL_KEY:
+    if config.model.path != EMBEDDED:
         folder = pipeline.base_model_dir()  # validates the folder
         return dg.MaterializeResult(metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured"})
 
-    import torch
-
-    from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
+    import torch  # heavy (~3 s): only when the embedded model is built
 
     torch.set_num_threads(config.model.torch_threads)
-    with store.staged_dir("base_model", EMBEDDED_BASE_MODEL_KEY) as out_dir:
-        report = bootstrap_embedded_model(out_dir, config, context.log.info)
+    for category, cat in config.categories.items():
+        if not cat.synthetic:
+            context.log.info(f"bootstrap: category {category!r} is a dataset ({cat.source}); the embedded model is not trained on it")
+    with store.staged_dir("base_model", EMBEDDED) as out_dir:
+        report = bootstrap_embedded_model(
+            out_dir, config.bootstrap, config.synthetic_categories(), config.engine.batch_size, config.eval.max_new_tokens,
+            context.log.info,
+        )  # fmt: skip
     folder = pipeline.base_model_dir()
     return dg.MaterializeResult(
         metadata={
-            "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED_BASE_MODEL_KEY)),
+            "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED)),
             "source": "embedded",
             "sft_steps": report.steps,
             "sft_seconds": round(report.seconds, 1),

@@ -6,13 +6,14 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.benchmarking import benchmark
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.store import schemas
+from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.stats import paired_deltas
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 
 @dg.asset(
@@ -30,7 +31,7 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     config, store = pipeline.config(), pipeline.store()
     dpo_dir = store.local_checkpoint("dpo_checkpoint", category)
     start = time.monotonic()
-    scores, verdicts = bench_scores(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
+    scores, verdicts = benchmark(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
     store.write_table("benchmark_scores", category, scores, schemas.BENCHMARK_SCORES)
     store.write_table("benchmark_verdicts", category, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
     table = compare(scores, "dpo")

@@ -2,11 +2,15 @@
 
 import dagster as dg
 
+from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import health_check_spec, train_pairs
-from vlm_rl_assets.store import schemas
+from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
+from vlm_rl_assets.dpo.train_pairs import train_pairs
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+
+ASSET = "dpo_checkpoint"
 
 
 @dg.asset(
@@ -15,15 +19,19 @@ from vlm_rl_assets.resources import PipelineResource
     deps=["judged_pairs", "base_model"],
     group_name="training",
     kinds={"pytorch", "trl"},
-    check_specs=[health_check_spec("dpo_checkpoint")],
+    check_specs=[health_check_spec(ASSET)],
     description="TRL DPO on this category's pairs with its beta and loss; a save_pretrained folder with its processor.",
 )
 @retry_transient
 def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
-    pairs = store.read_table("judged_pairs", category, schemas.JUDGED_PAIRS)
-    loss = config.category(category).loss or config.training
-    base_dir = pipeline.base_model_dir()
-    metadata, health = train_pairs(context, config, store, pairs, base_dir, "dpo_checkpoint", category, loss)
-    return dg.MaterializeResult(metadata=metadata, check_results=[health])
+    pairs, images, refused = load_images(context, config, store, store.read_table("judged_pairs", category, schemas.JUDGED_PAIRS), ASSET)
+    trained = train_pairs(
+        store, pairs, images, pipeline.base_model_dir(), ASSET, category, config.dpo_settings(category),
+        model=config.model, engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path,
+        log=context.log.info,
+    )  # fmt: skip
+    return dg.MaterializeResult(
+        metadata=training_metadata(trained, refused), check_results=[health_check(context, trained.health, f"{ASSET}[{category}]")]
+    )

@@ -15,11 +15,11 @@ import polars as pl
 
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import DEFAULT_CACHE_DIR
+from vlm_rl_assets.evaluation.benchmarks import compare
+from vlm_rl_assets.evaluation.external_eval import evaluate
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 NOT_CONFIGURED = (
     "external_eval.harness is none. To run standard benchmarks on base and policy, set external_eval.harness to "
@@ -50,15 +50,13 @@ def external_benchmarks(
 @retry_transient
 def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     """The configured harness on base, then policy; the scores table and the delta table."""
-    from vlm_rl_assets.evaluation.external_eval import evaluate
-
     config, store = pipeline.config(), pipeline.store()
     settings = config.external_eval
     models = {
         "base": pipeline.base_model_dir(),
         "policy": store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False),
     }
-    work_root = Path(settings.work_dir or Path(config.storage.cache_dir or DEFAULT_CACHE_DIR) / "external_eval")
+    work_root = Path(settings.work_dir or config.storage.cache_path / "external_eval")
     start = time.monotonic()
     scores = pl.concat(
         [

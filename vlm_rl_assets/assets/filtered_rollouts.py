@@ -5,13 +5,12 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
-from vlm_rl_assets.assets.runtime import open_judge
-from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.store import quarantine, schemas
-from vlm_rl_assets.pairs.filtering import Scored, drop_counts, filter_rollouts, score_rollouts
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.judging.open import open_judge
+from vlm_rl_assets.judging.scoring import quarantine_failures, score_rollouts
+from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 
 @dg.asset(
@@ -28,9 +27,9 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
     config, store = pipeline.config(), pipeline.store()
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
     rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
-    judged = score_rollouts(rollouts, prompts, open_judge(config, category, store))
-    quarantine_failures(context, config, store, judged, rollouts.height)
     cat = config.category(category)
+    judged = score_rollouts(rollouts, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image))
+    quarantine_failures(store, category, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
     filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
     store.write_table("filtered_rollouts", category, filtered, schemas.FILTERED_ROLLOUTS)
     group_pass_rate = filtered.group_by("prompt_id").agg(pl.col("correct").mean())["correct"]
@@ -45,28 +44,10 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "mean_score": float(filtered["score"].mean()),
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
-            "judge": config.category(category).judge,
+            "judge": cat.judge,
             "judge_failures": len(judged.failures),
             "judge_failures_by_reason": judged.failure_counts,
             **{f"judge_{name}": value for name, value in judged.metrics.items()},  # vlm: consistency, rank_agreement
         }
     )
 
-
-def quarantine_failures(
-    context: dg.AssetExecutionContext, config: PipelineConfig, store: Store, judged: Scored, rows: int
-) -> None:
-    """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction`."""
-    category = context.partition_key
-    refused = quarantine.rows("filtered_rollouts", category, judged.failures)
-    store.write_table("quarantine", f"filtered_rollouts/{category}", refused, schemas.QUARANTINE)
-    if refused.height / max(rows, 1) > config.max_bad_fraction:
-        kind = config.category(category).judge
-        raise ValueError(
-            f"filtered_rollouts[{category}]: the {kind} judge failed on {refused.height} of {rows} rollouts "
-            f"({judged.failure_counts}), above max_bad_fraction={config.max_bad_fraction}. See "
-            f"{store.table_uri('quarantine', f'filtered_rollouts/{category}')}; check judges.{kind} (endpoint, "
-            "timeout_s, max_retries) or the ground truths named there, or raise max_bad_fraction"
-        )
-    if refused.height:
-        context.log.warning(f"filtered_rollouts[{category}]: quarantined {refused.height} rollouts: {judged.failure_counts}")

@@ -10,12 +10,12 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
-from vlm_rl_assets.assets.runtime import open_judge
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.judging.calibration import REFERENCES, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 
 @dg.asset_check(
@@ -44,7 +44,7 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         labels = read_labels(cat.calibration_labels)
         if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
             labels = with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
-    result = calibrate(labels, prompts, open_judge(config, category, store))
+    result = calibrate(labels, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image))
     agreement = result.agreement
     if agreement.n == 0:
         problem = f"no labelled response was judged ({labels.height} labels, judge failures {result.failure_counts})"

@@ -4,11 +4,11 @@ the judge fails its calibration check (judge_calibration)."""
 import dagster as dg
 
 from vlm_rl_assets.assets.retries import retry_transient
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 
 @dg.asset(

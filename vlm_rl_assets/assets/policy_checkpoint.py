@@ -2,12 +2,15 @@
 
 import dagster as dg
 
+from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import health_check_spec, train_pairs
-from vlm_rl_assets.store import schemas
+from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
 from vlm_rl_assets.dpo.mixture import balanced_mixture
+from vlm_rl_assets.dpo.train_pairs import train_pairs
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
+ASSET = "policy_checkpoint"
 POLICY_KEY = "mixture"
 
 
@@ -16,7 +19,7 @@ POLICY_KEY = "mixture"
     deps=["judged_pairs", "base_model"],
     group_name="training",
     kinds={"pytorch", "trl"},
-    check_specs=[health_check_spec("policy_checkpoint")],
+    check_specs=[health_check_spec(ASSET)],
     description="TRL DPO on the balanced mixture of all categories' pairs; the realised mixture in metadata.",
 )
 @retry_transient
@@ -25,11 +28,18 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
     pairs = {c: store.read_table("judged_pairs", c, schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
     mixture = balanced_mixture(pairs, weights, config.training.seed)
-    # each pair trains with its own category's beta; the loss is training's for all (one loss per run)
-    base_dir = pipeline.base_model_dir()
-    metadata, health = train_pairs(context, config, store, mixture, base_dir, "policy_checkpoint", POLICY_KEY, config.training)
-    realised = dict(mixture.group_by("category").len().sort("category").iter_rows())
-    available = {c: df.height for c, df in pairs.items()}
+    loaded, images, refused = load_images(context, config, store, mixture, ASSET)
+    # each pair trains with its own category's beta (its row's); the loss is training's for all (one loss per run)
+    trained = train_pairs(
+        store, loaded, images, pipeline.base_model_dir(), ASSET, POLICY_KEY, config.dpo_settings(),
+        model=config.model, engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path,
+        log=context.log.info,
+    )  # fmt: skip
     return dg.MaterializeResult(
-        metadata={**metadata, "pairs_per_category": realised, "available_pairs": available}, check_results=[health]
+        metadata={
+            **training_metadata(trained, refused),
+            "pairs_per_category": dict(mixture.group_by("category").len().sort("category").iter_rows()),
+            "available_pairs": {c: df.height for c, df in pairs.items()},
+        },
+        check_results=[health_check(context, trained.health, f"{ASSET}[{POLICY_KEY}]")],
     )

@@ -5,11 +5,11 @@ import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.store import quarantine, schemas
+from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.prompts.prompt_table import build_prompt_table, word_count
 from vlm_rl_assets.prompts.sources import load_sources
-from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import quarantine, schemas
 
 STAGE = "prompt_mixture"
 

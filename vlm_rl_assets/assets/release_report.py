@@ -6,14 +6,15 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.benchmarking import benchmark
+from vlm_rl_assets.assets.curves import pass_at_k_markdown
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import bench_scores, compare
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.assets.curves import pass_at_k_markdown
+from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas, promotion_problems
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
 
 
 @dg.asset(
@@ -29,7 +30,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     policy_dir = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
     models = {"base": pipeline.base_model_dir(), "policy": policy_dir}
     start = time.monotonic()
-    scores, verdicts = bench_scores(context, config, store, models, list(config.categories))
+    scores, verdicts = benchmark(context, config, store, models, list(config.categories))
     store.write_table("release_report", "scores", scores, schemas.BENCHMARK_SCORES)
     deltas = paired_deltas(verdicts, "policy", seed=config.engine.seed)
     store.write_table("release_report", "deltas", deltas, schemas.BENCHMARK_DELTAS)

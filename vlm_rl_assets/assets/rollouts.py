@@ -5,16 +5,17 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.runtime import load_images_checked, open_checked_engine
 from vlm_rl_assets.assets.ui import Progress, markdown_table
-from vlm_rl_assets.rollouts import diversity
-from vlm_rl_assets.store import quarantine, schemas
-from vlm_rl_assets.rollouts.engine import SamplingParams
-from vlm_rl_assets.rollouts.sampling import model_fingerprint
-from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rollouts import diversity
+from vlm_rl_assets.rollouts.engine import SamplingParams
+from vlm_rl_assets.rollouts.open import open_checked_engine
+from vlm_rl_assets.rollouts.sampling import model_fingerprint
+from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
+from vlm_rl_assets.store import quarantine, schemas
 
 
 @dg.asset(
@@ -32,7 +33,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     cat = config.category(category)
     model_dir = pipeline.base_model_dir()
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
-    prompts, images, refused = load_images_checked(context, config, store, prompts, "rollouts")
+    prompts, images, refused = load_images(context, config, store, prompts, "rollouts")
     params = SamplingParams(
         n=cat.samples_per_prompt,
         temperature=config.engine.temperature,
@@ -41,8 +42,9 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         seed=config.engine.seed,
     )
     progress = Progress(context, f"rollouts[{category}] shards")
+    engine = open_checked_engine(config.engine, config.model, model_dir, prompts["prompt_text"], images, context.log.info)
     run = sharded_rollouts(
-        open_checked_engine(context, config, model_dir, prompts, images),
+        engine,
         store,
         category,
         prompts,

@@ -8,22 +8,16 @@ Read from TRL's log history (NaN loss, a big or a steady fall of `logps/chosen`,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import polars as pl
+from PIL import Image
 
-@dataclass(frozen=True)
-class HealthThresholds:
-    """When each alarm fires; `config.TrainingHealthConfig` documents them for users."""
-
-    max_chosen_logp_drop: float = 5.0  # nats; beyond this the answer format collapsed in STACK.md's runs
-    saturation_accuracy: float = 0.98
-    saturation_window: float = 0.1  # share of the run's steps
-    chosen_logps_slope: float = -0.02  # nats per step, least-squares over the logged points
-    falling_share: float = 0.75  # share of consecutive logged differences that must be negative
-    min_trend_points: int = 4
-    max_length_drift: float = 0.25  # |policy / base mean generated length - 1|
-    min_reward_accuracy: float = 0.6  # mean rewards/accuracies over the second half of the run, at least
+from vlm_rl_assets.dpo.settings import HealthSettings
+from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -49,7 +43,7 @@ class Health:
 
 
 def training_health(
-    history: Sequence[dict[str, float]], thresholds: HealthThresholds = HealthThresholds(), lengths: Lengths | None = None
+    history: Sequence[dict[str, float]], thresholds: HealthSettings = HealthSettings(), lengths: Lengths | None = None
 ) -> Health:
     """Every alarm of a run from its TRL log history (entries with a `loss`), plus length drift when `lengths` is
     given; `alarms` is empty when healthy."""
@@ -71,7 +65,7 @@ def _series(logged: Sequence[dict[str, float]], key: str) -> list[tuple[float, f
     return [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(logged) if key in entry]
 
 
-def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     chosen = [value for _, value in _series(logged, "logps/chosen")]
     if not chosen:
         return
@@ -85,7 +79,7 @@ def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthThreshold
         )
 
 
-def _chosen_trend(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+def _chosen_trend(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     """A steady fall: the least-squares slope of logps/chosen over the logged steps is below the threshold and most
     consecutive logged differences are negative (one noisy drop does not make a trend, nor does a flat run)."""
     points = _series(logged, "logps/chosen")
@@ -112,7 +106,7 @@ def _slope(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
 
 
-def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     """rewards/accuracies at the threshold by the first `saturation_window` of the steps (at the latest by the first
     logged step, since a run logged every few steps shows nothing earlier)."""
     points = _series(logged, "rewards/accuracies")
@@ -132,7 +126,7 @@ def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthThresholds
         )
 
 
-def _not_separating(logged: Sequence[dict[str, float]], thresholds: HealthThresholds, health: Health) -> None:
+def _not_separating(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     """rewards/accuracies near chance over the second half of the run: the policy cannot tell the chosen halves from
     the rejected ones even on its training pairs, so they differ in something it cannot see (seen on the embedded
     default's scene and describe: shapes and positions it only guesses) and only add noise to a mixture."""
@@ -151,7 +145,7 @@ def _not_separating(logged: Sequence[dict[str, float]], thresholds: HealthThresh
         )
 
 
-def _length_drift(lengths: Lengths, thresholds: HealthThresholds, health: Health) -> None:
+def _length_drift(lengths: Lengths, thresholds: HealthSettings, health: Health) -> None:
     drift = lengths.drift
     health.metrics.update(
         length_drift=drift,
@@ -169,3 +163,32 @@ def _length_drift(lengths: Lengths, thresholds: HealthThresholds, health: Health
         "(pairing.max_length_ratio, e.g. 1.5), use a length-normalised loss (training.loss_type: sigmoid_norm), "
         "or raise the category's beta"
     )
+
+
+def probe_lengths(
+    pairs: pl.DataFrame,
+    images: Sequence[tuple[Image.Image, ...]],
+    base_dir: Path,
+    model_dir: Path,
+    open_engine: Callable[[Path], Engine],
+    sample: int,
+    greedy: SamplingParams,
+) -> Lengths | None:
+    """Mean words of the pairs' halves and mean greedy tokens of base vs. trained model on the first `sample`
+    distinct prompts of `pairs` (by prompt_id); None when `sample` is 0. Only training has both models at hand,
+    and the curves alone cannot show "longer wins"."""
+    if sample == 0:
+        return None
+    first: dict[str, int] = {}
+    for i, prompt_id in sorted(enumerate(pairs["prompt_id"]), key=lambda item: item[1]):
+        first.setdefault(prompt_id, i)
+    requests = [GenerationRequest(pairs["prompt_text"][i], images[i]) for i in list(first.values())[:sample]]
+
+    def mean_tokens(model: Path) -> float:
+        completions = open_engine(model).generate(requests, greedy)
+        return statistics.fmean(completion.n_tokens for (completion,) in completions)
+
+    def mean_words(column: str) -> float:
+        return statistics.fmean(len(text.split()) for text in pairs[column])
+
+    return Lengths(mean_words("chosen"), mean_words("rejected"), mean_tokens(base_dir), mean_tokens(model_dir))

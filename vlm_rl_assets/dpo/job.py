@@ -21,23 +21,23 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlm_rl_assets.dpo.settings import DPOSettings
+from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.store.base import png_bytes
-from vlm_rl_assets.dpo.training import DPOSettings, LoRASettings, PreferencePair
 
 JOB_FILE = "job.json"
 PAIRS_FILE = "pairs.jsonl"
 IMAGES_DIR = "images"
 TRAINER_DIR = "trainer"  # the Trainer's checkpoints
-UNKEYED_SETTINGS = ("log_every", "save_steps")  # settings that do not change the trained weights
+UNKEYED_SETTINGS = {"log_every", "save_steps", "work_dir"}  # settings that do not change the trained weights
 
 
 @dataclass(frozen=True)
 class DPOJob:
     model_dir: str  # the base model (save_pretrained folder)
     out_dir: str  # where the main process saves the trained model
-    settings: DPOSettings
+    settings: DPOSettings  # its num_processes: processes `accelerate launch` starts; 1 trains in the caller's process
     torch_threads: int = 1  # intra-op threads of each process
-    num_processes: int = 1  # processes `accelerate launch` starts; 1 trains in the caller's process
 
 
 def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], model_fingerprint: str) -> Path:
@@ -52,15 +52,16 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
             images[name] = data
             names.append(name)
         rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
-    keyed = {k: v for k, v in dataclasses.asdict(job.settings).items() if k not in UNKEYED_SETTINGS}
-    blob = json.dumps([model_fingerprint, rows, keyed, job.num_processes], sort_keys=True).encode()
+    keyed = job.settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
+    blob = json.dumps([model_fingerprint, rows, keyed], sort_keys=True).encode()
     folder = Path(root) / hashlib.sha256(blob).hexdigest()[:16]
     (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     for name, data in images.items():
         if not (folder / IMAGES_DIR / name).exists():
             _write(folder / IMAGES_DIR / name, data)
     _write(folder / PAIRS_FILE, "\n".join(json.dumps(row) for row in rows).encode())
-    _write(folder / JOB_FILE, json.dumps(dataclasses.asdict(job), indent=1).encode())
+    spec = {**dataclasses.asdict(job), "settings": job.settings.model_dump(mode="json")}
+    _write(folder / JOB_FILE, json.dumps(spec, indent=1).encode())
     return folder
 
 
@@ -68,15 +69,7 @@ def read_job(folder: str | Path) -> tuple[DPOJob, list[PreferencePair]]:
     """The job and pairs `write_job` put in `folder`."""
     folder = Path(folder)
     raw = json.loads((folder / JOB_FILE).read_text())
-    settings = raw.pop("settings")
-    lora = settings.pop("lora")
-    job = DPOJob(
-        **raw,
-        settings=DPOSettings(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
-            lora=LoRASettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in lora.items()}) if lora else None,
-        ),
-    )
+    job = DPOJob(**{**raw, "settings": DPOSettings.model_validate(raw["settings"])})
     pairs = []
     for line in (folder / PAIRS_FILE).read_text().splitlines():
         row = json.loads(line)

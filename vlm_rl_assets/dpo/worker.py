@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, read_job
-from vlm_rl_assets.dpo.training import TrainResult, dpo_train
+from vlm_rl_assets.dpo.training import dpo_train
+from vlm_rl_assets.model.train_result import TrainResult
 
 
 def run_job(job_dir: str | Path, log: Callable[[str], None] | None = None) -> TrainResult:

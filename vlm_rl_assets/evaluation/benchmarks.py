@@ -4,14 +4,19 @@ for pass@k, all judged by rule."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
-from vlm_rl_assets.judging.rules import judge
+from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, pass_at_k_curve
+from vlm_rl_assets.judging.rules import judge
+from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import Store
+
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 def greedy_verdicts(
@@ -19,7 +24,7 @@ def greedy_verdicts(
     prompts: pl.DataFrame,
     images: Sequence[tuple[Image.Image, ...]],
     max_new_tokens: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pl.DataFrame:
     """One greedy response per prompt with its score and correctness."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
@@ -44,7 +49,7 @@ def sampled_correct(
     prompts: pl.DataFrame,
     images: Sequence[tuple[Image.Image, ...]],
     params: SamplingParams,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pl.DataFrame:
     """How many of `params.n` sampled responses per prompt are fully correct: the input of unbiased pass@k."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
@@ -69,3 +74,52 @@ def summarize(verdicts: pl.DataFrame, sampled: pl.DataFrame, samples: int, model
         counts = sampled.filter(pl.col("category") == category)["n_correct"].to_list()
         rows += [(category, model, f"pass@{k}", p, n, None, None) for k, p in enumerate(pass_at_k_curve(counts, samples), 1)]
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_SCORES, orient="row")
+
+
+def bench_prompts(store: Store, categories: Sequence[str]) -> pl.DataFrame:
+    """The bench split of each category's prompt table: read only to report, never to choose settings."""
+    tables = [store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories]
+    return pl.concat(tables).filter(pl.col("split") == "bench")
+
+
+def bench_scores(
+    prompts: pl.DataFrame,
+    images: Sequence[tuple[Image.Image, ...]],
+    models: dict[str, Path],
+    open_engine: Callable[[Path], Engine],
+    settings: EvalSettings,
+    seed: int,
+    progress: Callable[[str], Progress],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each named model on the bench prompts: greedy plus `settings.samples_per_prompt` sampled responses per prompt,
+    `progress(stage)` reporting each pass. Returns the BENCHMARK_SCORES rows and the greedy verdicts (with `model`)
+    that paired deltas are computed from."""
+    sampling = SamplingParams(
+        n=settings.samples_per_prompt, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
+    )
+    summaries, all_verdicts = [], []
+    for name, model_dir in models.items():
+        engine = open_engine(model_dir)
+        verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, progress(f"bench {name}"))
+        sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"))
+        summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))
+        all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
+    return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)
+
+
+def compare(scores: pl.DataFrame, candidate: str) -> pl.DataFrame:
+    """Per category and metric: base and candidate (each with its CI) and the delta side by side."""
+    wide = scores.pivot(on="model", index=["category", "metric"], values=["value", "ci_low", "ci_high"])
+    return (
+        wide.select(
+            "category",
+            "metric",
+            *(
+                pl.col(f"{column}_{model}").alias(model + suffix)
+                for model in ("base", candidate)
+                for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+            ),
+        )
+        .with_columns(delta=pl.col(candidate) - pl.col("base"))
+        .sort("metric", "category")
+    )

@@ -31,17 +31,16 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
 import polars as pl
 
-from vlm_rl_assets.config import ExternalEvalConfig
+from vlm_rl_assets.evaluation.settings import ExternalEvalSettings
+from vlm_rl_assets.processes import run_streamed
 from vlm_rl_assets.store import schemas
 
 CATEGORY_PREFIX = "external/"
@@ -86,11 +85,11 @@ def vlmevalkit_run_script() -> Path:
     return run_py
 
 
-def model_type(settings: ExternalEvalConfig) -> str:
+def model_type(settings: ExternalEvalSettings) -> str:
     return settings.model_type or DEFAULT_MODEL_TYPE[settings.harness]
 
 
-def lmms_eval_command(settings: ExternalEvalConfig, model_dir: Path, output_dir: Path) -> list[str]:
+def lmms_eval_command(settings: ExternalEvalSettings, model_dir: Path, output_dir: Path) -> list[str]:
     """`python -m lmms_eval` on `model_dir`, results under `output_dir`."""
     model_args = ",".join(f"{key}={value}" for key, value in {"pretrained": model_dir, **settings.model_args}.items())
     return [
@@ -105,19 +104,19 @@ def lmms_eval_command(settings: ExternalEvalConfig, model_dir: Path, output_dir:
     ]  # fmt: skip
 
 
-def vlmevalkit_datasets(settings: ExternalEvalConfig) -> dict[str, str]:
+def vlmevalkit_datasets(settings: ExternalEvalSettings) -> dict[str, str]:
     """Dataset name -> its vlmeval.dataset class, from tasks written `<class>:<dataset>`."""
     return {dataset: cls for cls, dataset in (task.split(":") for task in settings.tasks)}
 
 
-def vlmevalkit_config(settings: ExternalEvalConfig, name: str, model_path: Path) -> dict:
+def vlmevalkit_config(settings: ExternalEvalSettings, name: str, model_path: Path) -> dict:
     """The `--config` JSON: one model entry called `name` and one entry per dataset."""
     model = {"class": model_type(settings), "model_path": str(model_path), **settings.model_args}
     data = {dataset: {"class": cls, "dataset": dataset} for dataset, cls in vlmevalkit_datasets(settings).items()}
     return {"model": {name: model}, "data": data}
 
 
-def vlmevalkit_command(run_py: Path, config_file: Path, work_dir: Path, settings: ExternalEvalConfig) -> list[str]:
+def vlmevalkit_command(run_py: Path, config_file: Path, work_dir: Path, settings: ExternalEvalSettings) -> list[str]:
     return [sys.executable, str(run_py), "--config", str(config_file), "--work-dir", str(work_dir), *settings.extra_args]
 
 
@@ -131,35 +130,16 @@ def architecture_link(model_dir: Path, name: str, folder: Path) -> Path:
     return link
 
 
-def run_streamed(command: list[str], log: Callable[[str], None], cwd: Path | None = None, env: dict | None = None) -> None:
+def run_harness(command: list[str], log: Callable[[str], None], cwd: Path | None = None, env: dict | None = None) -> None:
     """Run `command`, each output line to `log`; a stopped run kills the harness's process group."""
     log(f"running {shlex.join(command)}")
-    tail: deque[str] = deque(maxlen=LOG_TAIL)
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        cwd=cwd,
-        env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
-    try:
-        for line in process.stdout:
-            tail.append(line.rstrip())
-            log(tail[-1])
-        process.wait()
-    except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)
-        raise
-    if process.returncode != 0:
-        last = "\n".join(tail)
-        raise HarnessFailed(f"`{shlex.join(command)}` exited with {process.returncode}. Its last lines:\n{last}")
+    exited = run_streamed(command, log, keep_lines=LOG_TAIL, cwd=cwd, env=env)
+    if exited.returncode != 0:
+        raise HarnessFailed(f"{exited.summary()}. Its last lines:\n{exited.tail()}")
 
 
 def evaluate(
-    settings: ExternalEvalConfig, name: str, model_dir: Path, work_dir: Path, log: Callable[[str], None]
+    settings: ExternalEvalSettings, name: str, model_dir: Path, work_dir: Path, log: Callable[[str], None]
 ) -> pl.DataFrame:
     """Run the configured harness on the checkpoint `model_dir` in a cleared `work_dir`; its BENCHMARK_SCORES rows
     with model = `name`."""
@@ -167,13 +147,13 @@ def evaluate(
     work_dir.mkdir(parents=True)
     if settings.harness == "lmms_eval":
         require_installed("lmms_eval")
-        run_streamed(lmms_eval_command(settings, model_dir, work_dir), log)
+        run_harness(lmms_eval_command(settings, model_dir, work_dir), log)
         return lmms_eval_scores(work_dir, name)
     run_py = vlmevalkit_run_script()
     config_file = work_dir / "config.json"
     config_file.write_text(json.dumps(vlmevalkit_config(settings, name, architecture_link(model_dir, name, work_dir))))
     env = {k: v for k, v in os.environ.items() if k != "MMEVAL_ROOT"}  # it would override --work-dir
-    run_streamed(vlmevalkit_command(run_py, config_file, work_dir, settings), log, cwd=run_py.parent, env=env)
+    run_harness(vlmevalkit_command(run_py, config_file, work_dir, settings), log, cwd=run_py.parent, env=env)
     return vlmevalkit_scores(work_dir, name, list(vlmevalkit_datasets(settings)))
 
 

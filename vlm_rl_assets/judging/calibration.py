@@ -24,8 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from vlm_rl_assets.pairs.filtering import score_rollouts
 from vlm_rl_assets.judging.contract import RolloutJudge
+from vlm_rl_assets.judging.scoring import score_rollouts
 
 REFERENCES = "references"
 REFERENCE_PROMPTS = 100  # prompts in the `references` sample: up to 200 labelled rows

@@ -1,6 +1,6 @@
 """The judge contract every scoring path goes through: items in, one verdict or failure per item out.
 
-Kinds: `rule` and `reference` (the rule judges of `judges.py`, by answer type; `reference` names the
+Kinds: `rule` and `reference` (the rule judges of `rules.py`, by answer type; `reference` names the
 CHAIR-style scene judge of `open` answers), `vlm` (`vlm_judge.py`, an OpenAI-compatible endpoint)
 and `reward_model` (`reward_judge.py`, a sequence-classification model). A judge returns a
 `JudgeFailure` for an item it could not score, so the caller quarantines it instead of scoring it 0.
@@ -11,11 +11,27 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-from vlm_rl_assets.judging.rules import JudgeFailure, RuleSettings, Verdict, judge
 
-JudgeKind = Literal["rule", "reference", "vlm", "reward_model"]
+class JudgeFailure(Exception):
+    """A response the judge could not score (after any retries). Its row is quarantined with
+    `reason` ("code: detail"), never given a score, so a broken judge cannot pass for a wrong answer."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    correct: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -53,18 +69,3 @@ class RolloutJudge(Protocol):
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun: ...
 
-
-class RuleJudge:
-    """The rule judges by answer type: fast, local, run on every rollout of verifiable categories."""
-
-    def __init__(self, settings: RuleSettings = RuleSettings(), name: str = "rule") -> None:
-        self.settings, self.name = settings, name
-
-    def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
-        return JudgeRun([self._one(item) for item in items])
-
-    def _one(self, item: JudgeItem) -> Verdict | JudgeFailure:
-        try:
-            return judge(item.answer_type, item.response, item.answer, item.objects, item.choices, self.settings)
-        except JudgeFailure as failure:
-            return failure

@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
-from vlm_rl_assets.judging.contract import JudgeItem, JudgeRun
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
+from vlm_rl_assets.judging.settings import RewardModelSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-
-@dataclass(frozen=True)
-class RewardModelSettings:
-    path: str  # a save_pretrained folder (or hub id) of an AutoModelForSequenceClassification, num_labels=1
-    batch_size: int = 16
-    max_length: int = 4096  # longer (prompt, response) texts are quarantined, not silently truncated
-    correct_at: float = 0.5  # sigmoid score that counts as a right answer for the right/wrong split
-    device: str = "cpu"
 
 
 def reward_text(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> str:
@@ -38,8 +28,8 @@ def reward_text(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) 
 class RewardModelJudge:
     name = "reward_model"
 
-    def __init__(self, settings: RewardModelSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: RewardModelSettings, device: str = "cpu") -> None:
+        self.settings, self.device = settings, device
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
         import torch
@@ -47,7 +37,7 @@ class RewardModelJudge:
 
         s = self.settings
         tokenizer = AutoTokenizer.from_pretrained(s.path)
-        model = AutoModelForSequenceClassification.from_pretrained(s.path).to(s.device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(s.path).to(self.device).eval()
         if model.config.num_labels != 1:
             raise ValueError(
                 f"judges.reward_model.path {s.path!r} has {model.config.num_labels} labels; a reward model "
@@ -69,7 +59,7 @@ class RewardModelJudge:
         fits = [i for i in range(len(items)) if i not in outcomes]
         for start in range(0, len(fits), s.batch_size):
             batch = fits[start : start + s.batch_size]
-            padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(s.device)
+            padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 logits = model(**padded).logits[:, 0].float()
             for i, logit in zip(batch, logits.tolist()):

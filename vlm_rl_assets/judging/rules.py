@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
+from vlm_rl_assets.judging.settings import RuleSettings
+from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES
 from vlm_rl_assets.prompts.world import COLOURS, SHAPES
 
 ANSWER_LINE = re.compile(r"answer\s*[:：]\s*(.+)", re.IGNORECASE)
@@ -69,36 +72,6 @@ UNIT_ALIASES = {
 }
 SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9}  # "$5 million" is 5e6 dollars
 MATH_TIMEOUT_S = 5  # math-verify's own timeout; it uses SIGALRM, so it only applies on the main thread
-
-
-class JudgeFailure(Exception):
-    """A response the judge could not score (after any retries). Its row is quarantined with
-    `reason` ("code: detail"), never given a score, so a broken judge cannot pass for a wrong answer."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
-
-    @property
-    def reason(self) -> str:
-        return str(self)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    score: float
-    correct: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """Tolerances of the rule judges: numbers match when `math.isclose(got, want, rel_tol, abs_tol)`;
-    an OCR transcript is correct at normalized edit similarity >= `ocr_correct_at`."""
-
-    rel_tol: float = 0.0
-    abs_tol: float = 1e-6
-    ocr_correct_at: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -293,8 +266,6 @@ def judge_scene(response: str, objects: Sequence[str]) -> Verdict:
     return Verdict(score, score == 1.0, reason)
 
 
-ANSWER_TYPES = ("number", "choice", "text", "structured", "open", "math", "ocr")
-
 
 def judge(
     answer_type: str,
@@ -320,3 +291,19 @@ def judge(
     if answer_type == "ocr":
         return judge_ocr(response, answer, settings)
     raise ValueError(f"no rule judge for answer type {answer_type!r}; use one of {ANSWER_TYPES}")
+
+
+class RuleJudge:
+    """The rule judges by answer type: fast, local, run on every rollout of verifiable categories."""
+
+    def __init__(self, settings: RuleSettings = RuleSettings(), name: str = "rule") -> None:
+        self.settings, self.name = settings, name
+
+    def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
+        return JudgeRun([self._one(item) for item in items])
+
+    def _one(self, item: JudgeItem) -> Verdict | JudgeFailure:
+        try:
+            return judge(item.answer_type, item.response, item.answer, item.objects, item.choices, self.settings)
+        except JudgeFailure as failure:
+            return failure

@@ -21,14 +21,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import httpx
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlm_rl_assets.judging.rules import JudgeFailure, Verdict
-from vlm_rl_assets.judging.contract import JudgeItem, JudgeRun
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
+from vlm_rl_assets.judging.settings import VLMJudgeSettings
 
 RUBRIC = """You grade a vision-language model's response to a question about the attached image(s), \
 against the ground-truth response. Score three criteria from 0 (worst) to 10 (best):
@@ -64,23 +63,6 @@ class RubricScores(BaseModel):
     @property
     def score(self) -> float:
         return sum(weight * getattr(self, name) for name, weight in WEIGHTS.items()) / 10
-
-
-@dataclass(frozen=True)
-class VLMJudgeSettings:
-    base_url: str  # up to and including /v1, e.g. http://127.0.0.1:8000/v1
-    model: str  # the name the server serves (`vllm serve <model>`, or its --served-model-name)
-    api_key: str = ""  # sent as a Bearer token when set
-    timeout_s: float = 60.0
-    max_retries: int = 3  # after the first attempt
-    backoff_s: float = 1.0  # before retry i: backoff_s * 2**(i-1)
-    repeats: int = 2
-    agreement_tolerance: float = 0.1  # repeats whose scores span at most this agree
-    correct_at: float = 0.7  # score that counts as a right answer for the right/wrong split
-    temperature: float = 0.0
-    max_tokens: int = 256
-    concurrency: int = 8  # requests in flight: the server batches them
-    json_mode: bool = True  # send response_format json_object (vLLM, OpenAI); off for servers that reject it
 
 
 def parse_scores(content: str | None) -> RubricScores:
@@ -130,13 +112,13 @@ def agreement(items: Sequence[JudgeItem], grades: Sequence[Sequence[float]], tol
 class VLMJudge:
     name = "vlm"
 
-    def __init__(self, settings: VLMJudgeSettings, load_image: Callable[[str], Image.Image]) -> None:
-        self.settings = settings
+    def __init__(self, settings: VLMJudgeSettings, load_image: Callable[[str], Image.Image], api_key: str = "") -> None:
+        self.settings, self.api_key = settings, api_key  # the key: read from the environment by the caller, never stored in settings
         self._image_url = functools.lru_cache(maxsize=256)(lambda uri: data_url(load_image(uri)))
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
         s = self.settings
-        headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency)
         with httpx.Client(base_url=s.base_url, headers=headers, timeout=s.timeout_s, limits=limits) as client:
             self._check_endpoint(client)

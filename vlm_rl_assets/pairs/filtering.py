@@ -1,4 +1,4 @@
-"""Judge every rollout and keep the groups worth learning from, with a reason for every drop.
+"""Keep the groups of judged rollouts worth learning from, with a reason for every drop.
 
 A group (the N samples of one prompt) teaches DPO something only if it holds both right and wrong
 responses; short and duplicate responses are dropped first so they cannot fake that split, and a
@@ -8,13 +8,9 @@ dropped whole. Every step is a polars expression: a million rollouts filter in a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import polars as pl
 
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.judging.rules import Verdict
-from vlm_rl_assets.judging.contract import JudgeItem, RolloutJudge, RuleJudge
 
 DROP_REASONS = ("too_short", "duplicate", "low_diversity", "no_right_wrong_split")  # in the order they apply
 WORD = r"[^\s\x1c-\x1f]+"  # what str.split() splits on, as a regex (Python also splits on \x1c-\x1f)
@@ -23,53 +19,6 @@ WORD = r"[^\s\x1c-\x1f]+"  # what str.split() splits on, as a regex (Python also
 def words(column: str) -> pl.Expr:
     """Words in `column`, exactly `len(text.split())` (prompts.word_count), vectorized."""
     return pl.col(column).str.count_matches(WORD).cast(pl.Int64)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """The rollouts the judge scored, and those it could not: quarantine rows, never scored 0."""
-
-    scored: pl.DataFrame  # rollouts + score, correct, judge_reason
-    failures: list[tuple[str, str]]  # ("<prompt_id>/<sample_idx>", reason)
-    failure_counts: dict[str, int]  # by failure code
-    metrics: dict[str, float]  # the judge's own, e.g. the vlm judge's consistency
-
-
-def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge | None = None) -> Scored:
-    """Judge every rollout against its prompt's ground truth (by rule unless another judge is given)."""
-    judge = judge or RuleJudge()
-    truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
-    joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
-    orphans = joined.filter(pl.col("answer_type").is_null())
-    if orphans.height:
-        raise ValueError(
-            f"{orphans.height} rollouts reference prompt ids absent from the prompt table "
-            f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
-        )
-    items = [
-        JudgeItem(
-            key=f"{row['prompt_id']}/{row['sample_idx']}",
-            group=row["prompt_id"],
-            prompt_text=row["prompt_text"],
-            response=row["response"],
-            answer_type=row["answer_type"],
-            answer=row["answer"],
-            reference=row["reference"],
-            choices=row["choices"],
-            objects=row["objects"],
-            images=row["images"],
-        )
-        for row in joined.iter_rows(named=True)
-    ]
-    run = judge.judge(items)
-    judged = [isinstance(outcome, Verdict) for outcome in run.outcomes]
-    verdicts = [outcome for outcome in run.outcomes if isinstance(outcome, Verdict)]
-    scored = rollouts.filter(pl.Series(judged, dtype=pl.Boolean)).with_columns(
-        score=pl.Series([v.score for v in verdicts], dtype=pl.Float64),
-        correct=pl.Series([v.correct for v in verdicts], dtype=pl.Boolean),
-        judge_reason=pl.Series([v.reason for v in verdicts], dtype=pl.String),
-    )
-    return Scored(scored, run.failures(items), run.failure_counts(), run.metrics)
 
 
 def filter_rollouts(scored: pl.DataFrame, min_words: int, min_group_diversity: float = 0.0) -> pl.DataFrame:

@@ -15,8 +15,8 @@ from typing import Literal
 
 import polars as pl
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.pairs.filtering import words
+from vlm_rl_assets.store import schemas
 
 ChosenSource = Literal["policy", "ground_truth"]
 REFERENCE_IDX = -1  # chosen_idx of a pair whose chosen response is the prompt's reference

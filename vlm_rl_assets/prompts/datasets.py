@@ -10,21 +10,18 @@ refer to them by store URI.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
-import posixpath
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from PIL import Image, UnidentifiedImageError
 
-from vlm_rl_assets.judging.rules import ANSWER_TYPES
-from vlm_rl_assets.prompts.prompt_table import LETTERS, PromptSource, SourceLoad
+from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES, LETTERS, PromptSource, SourceLoad
 from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.store.open import UriReader, parent_uri, resolve_uri
 
 SUFFIXES = (".parquet", ".jsonl")
 REQUIRED = ("question", "answer", "answer_type", "images")
@@ -49,43 +46,6 @@ def is_dataset_source(source: str) -> bool:
     return source.lower().endswith(SUFFIXES)
 
 
-def resolve(ref: str, folder: str) -> str:
-    """A path as written in a config or a row: s3:// URIs and absolute paths as they are, others
-    relative to `folder` (a local folder or an s3:// prefix)."""
-    if ref.startswith("s3://"):
-        return ref
-    if folder.startswith("s3://"):
-        return "s3://" + posixpath.normpath(posixpath.join(folder.removeprefix("s3://"), ref))
-    return str((Path(folder) / Path(ref).expanduser()).resolve())  # an absolute ref replaces folder
-
-
-def parent(uri: str) -> str:
-    return posixpath.dirname(uri) if uri.startswith("s3://") else str(Path(uri).parent)
-
-
-class Reader:
-    """Bytes of local files and s3:// objects (one boto3 client, credentials and endpoint from the
-    AWS_* environment as for the store). A missing object is FileNotFoundError, any other failure OSError."""
-
-    def __init__(self) -> None:
-        self._client: Any = None
-
-    def read(self, uri: str) -> bytes:
-        if not uri.startswith("s3://"):
-            return Path(uri).read_bytes()
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        self._client = self._client or boto3.client("s3")
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        try:
-            return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as err:
-            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchBucket"):
-                raise FileNotFoundError(errno.ENOENT, "no such object", uri) from None
-            raise OSError(f"{uri}: {err}") from err
-        except BotoCoreError as err:
-            raise OSError(f"{uri}: {err}") from err
 
 
 def load_dataset(uri: str, store: Store, limits: dict[str, int], bench_fraction: float) -> SourceLoad:
@@ -94,7 +54,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], bench_fraction:
     A row without a `split` goes to bench when the hash of its question and images falls below
     `bench_fraction` (stable across runs and row order). Reading stops once every split is full.
     """
-    reader = Reader()
+    reader = UriReader()
     try:
         data = reader.read(uri)
     except FileNotFoundError:
@@ -103,7 +63,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], bench_fraction:
         ) from None
     except OSError as err:
         raise DatasetError(f"cannot read dataset {uri}: {err}; for s3:// check the AWS_* credentials and endpoint") from err
-    images = ImageImporter(store, reader, parent(uri))
+    images = ImageImporter(store, reader, parent_uri(uri))
     sources: dict[str, list[PromptSource]] = {split: [] for split in SPLITS}
     refused: list[tuple[str, str]] = []
     rows = 0
@@ -235,13 +195,13 @@ def _option_letter(answer: str, choices: tuple[str, ...]) -> str:
 class ImageImporter:
     """Puts each image a dataset names into the store once, and remembers what it was (URI or refusal)."""
 
-    def __init__(self, store: Store, reader: Reader, folder: str):
+    def __init__(self, store: Store, reader: UriReader, folder: str):
         self.store, self.reader, self.folder = store, reader, folder
         self.done: dict[str, str | RowError] = {}
 
     def put(self, ref: str) -> str:
         """The store URI of image `ref` (as written in a row); RowError when it cannot be used."""
-        uri = resolve(ref, self.folder)
+        uri = resolve_uri(ref, self.folder)
         if uri not in self.done:
             self.done[uri] = self._import(uri)
         result = self.done[uri]

@@ -26,6 +26,7 @@ COT_INSTRUCTIONS = {
     "math": "Think step by step, then finish with 'Answer: the final result'.",
 }
 TEMPLATES = ("plain", "cot")
+ANSWER_TYPES = ("number", "choice", "text", "structured", "open", "math", "ocr")  # each has a rule judge
 LETTERS = string.ascii_uppercase
 # The short-answer instructions common benchmarks (LLaVA, MMBench, ScienceQA, VQAv2 style) end questions with.
 SHORT_ANSWER_INSTRUCTION = re.compile(

@@ -14,8 +14,9 @@ from typing import Any
 
 import polars as pl
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
+from vlm_rl_assets.model.train_result import METRICS_FILE
+from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
 CATEGORIES = ("color", "shape_choice", "count", "describe", "scene")  # the embedded default's
@@ -188,8 +189,6 @@ def _words(verdicts: pl.DataFrame) -> pl.DataFrame:
 def _training(store: Store, category: str) -> pl.DataFrame:
     """The DPO checkpoint's reward-accuracy curve (metric rewards/accuracies, per logged step), its steps, and the
     first step where it saturated (null: never)."""
-    from vlm_rl_assets.dpo.training import METRICS_FILE
-
     metrics = json.loads((store.local_checkpoint("dpo_checkpoint", category) / METRICS_FILE).read_text())
     curve = [(e["step"], e["rewards/accuracies"]) for e in metrics["history"] if "rewards/accuracies" in e]
     saturated = next((step for step, value in curve if value >= SATURATED), None)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
+from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
 from vlm_rl_assets.research.experiments import EXPERIMENTS, SATURATED
-from vlm_rl_assets.evaluation.stats import OVERALL
 
 Section = tuple[str, dict[str, bytes]]  # markdown, plots by file name
 HEADER = """# Findings: the recipe's claims, measured on the embedded default

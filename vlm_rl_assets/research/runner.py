@@ -10,7 +10,7 @@ experiment resumes: finished categories (their benchmark verdicts exist) and rel
 """
 
 import argparse
-import shutil
+import posixpath
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +21,23 @@ import yaml
 
 from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.store import schemas
-from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, category_done, release_done, variant_results
-from vlm_rl_assets.rollouts.shards import ASSET
-from vlm_rl_assets.store.base import DEFAULT_CACHE_DIR, LocalStore, MissingUpstreamError, Store
+from vlm_rl_assets.research.experiments import (
+    EXPERIMENTS,
+    Experiment,
+    Variant,
+    category_done,
+    release_done,
+    variant_results,
+)
+from vlm_rl_assets.research.findings import write_findings
 from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rollouts.shards import ASSET, shard_key
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import MissingUpstreamError, Store
 
 RESULTS = "experiments"  # table asset name in the main store: experiments/<experiment>.parquet
+SHARD_FOLDERS = posixpath.dirname(shard_key("*", "*", 0))  # <category>/shards/<fingerprint>, under ASSET
 
 
 def variant_resource(main: PipelineResource, experiment: Experiment, variant: Variant) -> PipelineResource:
@@ -40,14 +49,14 @@ def variant_resource(main: PipelineResource, experiment: Experiment, variant: Va
             f"experiment {experiment.name!r} runs categories {missing} that the config lacks; experiments are "
             "defined on the embedded default's categories (vlm_rl_assets/default_config.yaml)"
         )
-    main_root = main.storage_root or config.storage.root
-    remote = main_root.startswith("s3://")
-    root = f"{main_root if remote else Path(main_root).resolve()}/experiments/{experiment.name}/{variant.name}"
+    main_store = main.store()
+    rel = f"experiments/{experiment.name}/{variant.name}"
     raw = with_overrides(
         config.model_dump(mode="json"),
-        {**variant.overrides, "storage.root": root, "model.path": str(main.base_model_dir())},
+        {**variant.overrides, "storage.root": main_store.subroot(rel), "model.path": str(main.base_model_dir())},
     )
-    folder = (Path(config.storage.cache_dir or DEFAULT_CACHE_DIR) if remote else Path(root)) / "config"
+    # beside the variant's data, or in the local cache when the data is not on this disk (an s3:// root)
+    folder = (main_store.local_path(rel) or config.storage.cache_path) / "config"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{experiment.name}-{variant.name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -88,15 +97,7 @@ def share_rollout_shards(source: Store, target: Store) -> None:
     fingerprint of everything that shapes them (prompts, policy, sampling), so a variant that changes only what
     comes after the rollouts (beta, loss, pairing) resumes them all instead of sampling again, and any other
     variant ignores them."""
-    if source is target or not (isinstance(source, LocalStore) and isinstance(target, LocalStore)):
-        return
-    for shards in (source.root / ASSET).glob("*/shards/*"):
-        copy = target.root / shards.relative_to(source.root)
-        if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half shard behind
-            staging = copy.with_name(f".{copy.name}.copying")
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(shards, staging)
-            staging.rename(copy)
+    source.copy_folders(target, ASSET, SHARD_FOLDERS)
 
 
 def _materialize(assets, selection, instance, resource, tags, partition_key: str | None = None) -> None:
@@ -154,7 +155,5 @@ def main() -> None:
         for name in names:
             run_experiment(EXPERIMENTS[name], main_resource, instance)
         return
-    from vlm_rl_assets.research.findings import write_findings
-
     written = write_findings(stored_results(main_resource), Path(args.out))
     print(f"wrote {args.out} and {len(written)} plots", file=sys.stderr)

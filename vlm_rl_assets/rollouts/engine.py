@@ -66,6 +66,28 @@ class Engine(Protocol):
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]: ...
 
 
+BatchGenerator = Callable[[Sequence[GenerationRequest], int, int], list[list[Completion]]]
+"""Completions for one batch of requests, given the batch, its index and its first request's index."""
+
+
+def generate_in_batches(
+    requests: Sequence[GenerationRequest],
+    prompts_per_batch: int,
+    generate_batch: BatchGenerator,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[Completion]]:
+    """The `generate` loop of every engine: `prompts_per_batch` requests per call, progress after each.
+
+    Written once so the engines batch alike; each seeds its samples from the indices it is given.
+    """
+    results: list[list[Completion]] = []
+    for batch_index, start in enumerate(range(0, len(requests), prompts_per_batch)):
+        results.extend(generate_batch(requests[start : start + prompts_per_batch], batch_index, start))
+        if progress is not None:
+            progress(len(results), len(requests))
+    return results
+
+
 def chat_prompt(processor: Any, request: GenerationRequest) -> str:
     """The request as the checkpoint's chat template renders it, one image placeholder per image."""
     return processor.apply_chat_template(
@@ -111,14 +133,12 @@ class HFEngine:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[list[Completion]]:
         """`params.n` completions for each request, in request order."""
-        prompts_per_batch = max(1, self.batch_size // params.n)
-        results: list[list[Completion]] = []
-        for batch_index, start in enumerate(range(0, len(requests), prompts_per_batch)):
-            batch = requests[start : start + prompts_per_batch]
-            results.extend(self._generate_batch(batch, params, seed=params.seed + batch_index))
-            if progress is not None:
-                progress(len(results), len(requests))
-        return results
+        return generate_in_batches(
+            requests,
+            max(1, self.batch_size // params.n),
+            lambda batch, batch_index, _start: self._generate_batch(batch, params, seed=params.seed + batch_index),
+            progress,
+        )
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """The token ids the model is fed for each request (image placeholders expanded), unpadded."""

@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
+from vlm_rl_assets.store import schemas
 
 
 def model_fingerprint(model_dir: str | Path) -> str:

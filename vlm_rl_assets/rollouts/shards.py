@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.store import schemas
 from vlm_rl_assets.rollouts.engine import Engine, SamplingParams
 from vlm_rl_assets.rollouts.sampling import derive_seed, sample_rollouts
+from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
 ASSET = "rollouts"

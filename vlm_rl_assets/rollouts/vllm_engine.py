@@ -13,7 +13,13 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, SamplingParams, chat_prompt
+from vlm_rl_assets.rollouts.engine import (
+    Completion,
+    GenerationRequest,
+    SamplingParams,
+    chat_prompt,
+    generate_in_batches,
+)
 
 VLLM_MISSING = (
     "engine.kind is vllm but vLLM is not installed: pip install '.[vllm]' on a GPU machine, or set engine.kind: hf"
@@ -66,19 +72,23 @@ class VLLMEngine:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[list[Completion]]:
         """`params.n` completions for each request, in request order."""
-        prompts_per_call = max(1, self.batch_size // params.n)
-        results: list[list[Completion]] = []
-        for start in range(0, len(requests), prompts_per_call):
-            batch = requests[start : start + prompts_per_call]
-            outputs = self.llm.generate(
-                [self._prompt(r) for r in batch],
-                [self._sampling(params, seed=params.seed + (start + i) * params.n) for i in range(len(batch))],
-                use_tqdm=False,
-            )
-            results.extend([self._completion(sample) for sample in out.outputs] for out in outputs)
-            if progress is not None:
-                progress(len(results), len(requests))
-        return results
+        return generate_in_batches(
+            requests,
+            max(1, self.batch_size // params.n),
+            lambda batch, _batch_index, start: self._generate_call(batch, params, start),
+            progress,
+        )
+
+    def _generate_call(
+        self, batch: Sequence[GenerationRequest], params: SamplingParams, start: int
+    ) -> list[list[Completion]]:
+        """One `LLM.generate` call; `start` is the index of the batch's first request among all requests."""
+        outputs = self.llm.generate(
+            [self._prompt(r) for r in batch],
+            [self._sampling(params, seed=params.seed + (start + i) * params.n) for i in range(len(batch))],
+            use_tqdm=False,
+        )
+        return [[self._completion(sample) for sample in out.outputs] for out in outputs]
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """The token ids vLLM feeds the model for each request, its image placeholders expanded by vLLM."""

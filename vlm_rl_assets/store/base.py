@@ -1,7 +1,7 @@
 """Where every table, image and checkpoint lives: `<root>/<asset>/<category>.parquet` and friends.
 
-The root is a local folder or `s3://bucket/prefix` (`open_store` picks the backend), so asset code
-never branches on where data lives. Every write is atomic: a reader sees the old object or the new
+The root is a local folder (`local.py`) or `s3://bucket/prefix` (`s3.py`); `open.py` picks the backend, so asset
+code never branches on where data lives. Every write is atomic: a reader sees the old object or the new
 one, never half of one. Images are stored once by content hash under root-relative URIs
 (`images/<sha256>.png`), so tables stay valid when a root is copied elsewhere.
 """
@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import polars as pl
 from PIL import Image
 
 from vlm_rl_assets.store import schemas
-
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm_rl_assets"
 
 
 class MissingUpstreamError(FileNotFoundError):
@@ -53,6 +48,10 @@ class Store(ABC):
     @abstractmethod
     def _put(self, rel: str, data: bytes) -> None:
         """Write all of `data` at once: readers never see a partial object."""
+
+    @abstractmethod
+    def local_path(self, rel: str) -> Path | None:
+        """Where a root-relative path lies on this machine's disk; None for a store that is not a local folder."""
 
     @abstractmethod
     def checkpoint_uri(self, asset: str, key: str) -> str: ...
@@ -114,68 +113,30 @@ class Store(ABC):
         with Image.open(io.BytesIO(self._get(uri))) as image:
             return image.convert("RGB")
 
+    def subroot(self, rel: str) -> str:
+        """The root of a store nested at `rel` under this one (an experiment variant's), as `storage.root` takes it."""
+        return self._uri(rel)
+
+    def copy_folders(self, target: Store, asset: str, pattern: str) -> None:
+        """Copy into `target` each folder of `asset` matching the glob `pattern` that it lacks, whole or not at all.
+
+        Only between stores on local disk: with an S3 store on either side nothing is copied (listing and copying
+        objects there is not written yet), and the target's own runs produce what it lacks.
+        """
+        source_root, target_root = self.local_path(""), target.local_path("")
+        if target is self or source_root is None or target_root is None:
+            return
+        for folder in (source_root / asset).glob(pattern):
+            copy = target_root / folder.relative_to(source_root)
+            if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half folder behind
+                staging = copy.with_name(f".{copy.name}.copying")
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(folder, staging)
+                staging.rename(copy)
+
 
 def _table_rel(asset: str, key: str) -> str:
     return f"{asset}/{key}.parquet"
-
-
-class LocalStore(Store):
-    """A folder; atomicity from writing a hidden sibling, then renaming it into place."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root).resolve()
-
-    def _uri(self, rel: str) -> str:
-        return str(self.root / rel)
-
-    def _exists(self, rel: str) -> bool:
-        return (self.root / rel).exists()
-
-    def _get(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
-
-    def _put(self, rel: str, data: bytes) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    def checkpoint_uri(self, asset: str, key: str) -> str:
-        return str(self.root / asset / key)
-
-    def has_checkpoint(self, asset: str, key: str) -> bool:
-        return (self.root / asset / key).is_dir()
-
-    def _local_checkpoint(self, asset: str, key: str) -> Path | None:
-        folder = self.root / asset / key
-        return folder if folder.is_dir() else None
-
-    @contextmanager
-    def staged_dir(self, asset: str, key: str) -> Iterator[Path]:
-        final = self.root / asset / key
-        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        staging.mkdir(parents=True)
-        try:
-            yield staging
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        # the old folder is renamed aside, not deleted in place: a kill here never leaves half a checkpoint
-        retired = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-        if final.exists():
-            os.replace(final, retired)
-        os.replace(staging, final)
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-def open_store(root: str | Path, cache_dir: str | Path | None = None) -> Store:
-    """The store for `root`: `s3://bucket/prefix` is S3 (checkpoints cached in `cache_dir`), else a folder."""
-    if str(root).startswith("s3://"):
-        from vlm_rl_assets.store.s3 import S3Store
-
-        return S3Store(str(root), Path(cache_dir or DEFAULT_CACHE_DIR))
-    return LocalStore(root)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 from PIL import Image, UnidentifiedImageError
 
@@ -50,3 +52,29 @@ def load_prompt_images(
                 images.append(loaded)
                 keep.append(pid)
     return prompts.filter(pl.col("prompt_id").is_in(keep)), images, rows(stage, category, refused)
+
+
+def load_images_or_fail(
+    store: Store,
+    prompts: pl.DataFrame,
+    *,
+    stage: str,
+    category: str,
+    max_pixels: int,
+    max_bad_fraction: float,
+    warn: Callable[[str], None],
+) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:
+    """`load_prompt_images`, its refusals written to `quarantine/<stage>/<category>`; the stage fails when more
+    than `max_bad_fraction` of the prompts were refused, and `warn`s about any it refused below that."""
+    loaded, images, refused = load_prompt_images(store, prompts, stage=stage, category=category, max_pixels=max_pixels)
+    store.write_table("quarantine", f"{stage}/{category}", refused, schemas.QUARANTINE)
+    if refused.height / max(prompts.height, 1) > max_bad_fraction:
+        raise ValueError(
+            f"{stage}[{category}]: {refused.height} of {prompts.height} prompts have unusable images "
+            f"({reason_counts(refused)}), above max_bad_fraction={max_bad_fraction}. "
+            f"See {store.table_uri('quarantine', f'{stage}/{category}')}; fix or remove those images, "
+            "or raise max_bad_fraction"
+        )
+    if refused.height:
+        warn(f"{stage}[{category}]: quarantined {refused.height} prompts: {reason_counts(refused)}")
+    return loaded, images, refused

@@ -1,0 +1,52 @@
+"""What both training assets show of a DPO run: its metadata (curves included) and its `training_health` check."""
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.curves import curves_markdown
+from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.dpo.health import Health
+from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
+
+HEALTH_CHECK = "training_health"
+
+
+def health_check_spec(asset: str) -> dg.AssetCheckSpec:
+    """The training-health check of a training asset (a warning: the checkpoint is kept)."""
+    return dg.AssetCheckSpec(
+        HEALTH_CHECK,
+        asset=asset,
+        description="no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of rewards/accuracies, "
+        "no drift of the mean generated length (dpo/health.py)",
+    )
+
+
+def health_check(context: dg.AssetExecutionContext, health: Health, label: str) -> dg.AssetCheckResult:
+    """Failed (WARN: the checkpoint stays) when any alarm fires, each also logged."""
+    for alarm in health.alarms:
+        context.log.warning(f"{label}: {alarm}")
+    return dg.AssetCheckResult(
+        check_name=HEALTH_CHECK,
+        passed=not health.alarms,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"alarms": health.alarms, **health.metrics},
+    )
+
+
+def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> dict:
+    result, pairs, curve = trained.result, trained.pairs, trained.curve()
+    last = result.history[-1]
+    return {
+        "uri": dg.MetadataValue.path(trained.uri),
+        "pairs": pairs.height,
+        "quarantined_pairs": quarantined.height,
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from,
+        **{key: last[key] for key in ("train_runtime", "train_steps_per_second") if key in last},
+        "beta_per_category": dict(pairs.group_by("category").agg(pl.col("beta").first()).sort("category").iter_rows()),
+        "loss_type": ", ".join(trained.settings.loss_type),
+        "reference_logps_computed": trained.reference_logps_computed,
+        **{f"final/{name}": float(value) for name, value in result.final.items()},
+        "curves": dg.MetadataValue.md(curves_markdown(curve)),
+        "curve": markdown_table(curve, 20),
+    }

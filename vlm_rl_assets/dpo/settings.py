@@ -1,0 +1,101 @@
+"""DPO training's settings: the loss, LoRA, the run itself, and when its health check alarms."""
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vlm_rl_assets.settings import Settings
+
+LossType = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]  # TRL 1.16's DPO loss types
+
+
+class LossSettings(Settings):
+    """TRL loss types summed with weights: [sigmoid] is DPO; [sigmoid, bco_pair, sft] with [0.8, 0.2, 1.0] is MPO."""
+
+    loss_type: tuple[LossType, ...] = Field(("sigmoid",), min_length=1)
+    loss_weights: tuple[float, ...] | None = Field(None, description="one per loss_type; unset weighs each 1.0")
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def one_name_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def one_weight_per_type(self) -> "LossSettings":
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"loss_weights has {len(self.loss_weights)} entries for {len(self.loss_type)} loss_type entries "
+                f"{list(self.loss_type)}: give one weight per type, or drop loss_weights"
+            )
+        return self
+
+
+class LoRASettings(Settings):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights before the checkpoint is saved."""
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: float = Field(32, gt=0, description="the adapter's update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: tuple[str, ...] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt (e.g. [q_proj, v_proj]), or all-linear: every linear but the LM head"
+    )
+
+
+class DPOSettings(LossSettings):
+    """One DPO run. Beta is not here: each pair carries its category's own (the `beta` column of judged_pairs)."""
+
+    learning_rate: float = Field(2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)")
+    batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes")
+    epochs: int = Field(2, ge=1, description="passes over the pairs, unless max_steps is set")
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    seed: int = Field(0, description="seeds the data order")
+    log_every: int = Field(5, ge=1, description="steps between log entries; the last step is always logged")
+    lora: LoRASettings | None = Field(None, description="train LoRA adapters instead of every weight; null: full fine-tuning")
+    freeze_vision_tower: bool = Field(
+        False, description="keep the vision encoder (and its projector) as the base model has it; train the rest"
+    )
+    save_steps: int = Field(50, ge=1, description="steps between resumable Trainer checkpoints: a killed run loses at most these")
+    work_dir: str = Field(
+        "",
+        description="local folder of unfinished runs (job spec, Trainer checkpoints), removed once the checkpoint is "
+        "published; empty: <storage cache>/training",
+    )
+    num_processes: int = Field(
+        1, ge=1, description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "
+        "(CPU: gloo; GPUs: NCCL, one process per GPU)"
+    )
+
+    @model_validator(mode="after")
+    def batch_splits_over_processes(self) -> "DPOSettings":
+        if self.batch_size % self.num_processes:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split over num_processes {self.num_processes}: "
+                "make batch_size a multiple of num_processes"
+            )
+        return self
+
+
+class HealthSettings(Settings):
+    """When the WARN-only `training_health` check on a DPO checkpoint alarms (dpo/health.py)."""
+
+    max_chosen_logp_drop: float = Field(
+        5.0, gt=0, description="nats logps/chosen may fall below its first logged value (beyond it the format collapsed)"
+    )
+    saturation_accuracy: float = Field(0.98, gt=0, le=1, description="rewards/accuracies that counts as saturated...")
+    saturation_window: float = Field(0.1, gt=0, le=1, description="...when reached within this share of the steps")
+    chosen_logps_slope: float = Field(-0.02, description="nats/step: a least-squares slope of logps/chosen below this...")
+    falling_share: float = Field(0.75, gt=0, le=1, description="...with this share of logged steps falling is a steady fall")
+    min_trend_points: int = Field(4, ge=3, description="logged points needed to judge a trend")
+    max_length_drift: float = Field(
+        0.25, gt=0, description="alarm when the mean greedy length changes by more (0.25: ±25%)"
+    )
+    min_reward_accuracy: float = Field(
+        0.6, ge=0, le=1,
+        description="alarm when rewards/accuracies averages less over the second half of the run (pairs not learned)",
+    )
+    length_sample: int = Field(
+        16, ge=0, description="training prompts generated greedily by base and trained model for the length drift; 0: off"
+    )

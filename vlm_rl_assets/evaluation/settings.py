@@ -1,0 +1,66 @@
+"""How models are benchmarked: the bench split's greedy and sampled responses, the promotion gate, and the
+standard benchmarks of an external harness."""
+
+import re
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vlm_rl_assets.settings import Settings
+
+
+class EvalSettings(Settings):
+    max_new_tokens: int = Field(48, ge=1)
+    samples_per_prompt: int = Field(8, ge=1, description="sampled responses per bench prompt, for pass@k, k = 1..this")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the pass@k responses")
+    max_category_loss: float = Field(0.01, ge=0, description="promotion gate: no category's accuracy may drop more")
+
+
+class ExternalEvalSettings(Settings):
+    """Standard benchmarks by an external harness on base and policy: the `external_benchmarks` asset, for GPU
+    deployments with the harness installed (evaluation/external_eval.py; README, "Standard benchmarks on GPU deployments")."""
+
+    harness: Literal["none", "lmms_eval", "vlmevalkit"] = Field(
+        "none",
+        description="none: external_benchmarks skips; lmms_eval: pip install lmms-eval; vlmevalkit: pip install -e a git "
+        "checkout of open-compass/VLMEvalKit (its run.py is used)",
+    )
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="lmms_eval: task names (e.g. mmstar, ai2d); vlmevalkit: <dataset class>:<dataset> (e.g. "
+        "ImageMCQDataset:MMStar, ImageYORNDataset:POPE): its --config JSON needs each dataset's class",
+    )
+    model_type: str = Field(
+        "", description="lmms_eval: its --model (qwen2_vl, qwen2_5_vl); vlmevalkit: a vlmeval.vlm class (Qwen2VLChat); "
+        "empty: qwen2_vl / Qwen2VLChat"
+    )
+    model_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="more model settings, the model class's constructor arguments: lmms_eval --model_args pairs after "
+        "pretrained=<folder> (e.g. max_pixels); vlmevalkit keys of the model entry beside model_path (e.g. max_new_tokens)",
+    )
+    batch_size: int = Field(1, ge=1, description="lmms_eval --batch_size (VLMEvalKit generates one sample at a time)")
+    log_samples: bool = Field(False, description="lmms_eval --log_samples: every response saved beside the results")
+    extra_args: list[str] = Field(
+        default_factory=list, description="appended to the harness's command line, e.g. [--limit, '8'] or [--judge, exact_matching]"
+    )
+    work_dir: str = Field(
+        "",
+        description="harness outputs, <work_dir>/<harness>/<base|policy>, each cleared before its run; empty: "
+        "<storage.cache_dir or ~/.cache/vlm_rl_assets>/external_eval",
+    )
+
+    @model_validator(mode="after")
+    def tasks_fit_harness(self) -> "ExternalEvalSettings":
+        if self.harness != "none" and not self.tasks:
+            raise ValueError(
+                f"harness is {self.harness} but tasks is empty: list its benchmarks, e.g. [mmstar] for lmms_eval, "
+                "[ImageMCQDataset:MMStar] for vlmevalkit"
+            )
+        malformed = [t for t in self.tasks if self.harness == "vlmevalkit" and not re.fullmatch(r"\w+:[^:]+", t)]
+        if malformed:
+            raise ValueError(
+                f"vlmevalkit tasks {malformed} must read <dataset class>:<dataset>, e.g. ImageMCQDataset:MMStar "
+                "(the class from vlmeval.dataset)"
+            )
+        return self

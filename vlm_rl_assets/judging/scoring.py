@@ -1,0 +1,78 @@
+"""Every rollout scored by a judge against its prompt's ground truth; what the judge could not score is returned
+for quarantine, never scored 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from vlm_rl_assets.judging.contract import JudgeItem, RolloutJudge, Verdict
+from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.store import quarantine, schemas
+from vlm_rl_assets.store.base import Store
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The rollouts the judge scored, and those it could not: quarantine rows, never scored 0."""
+
+    scored: pl.DataFrame  # rollouts + score, correct, judge_reason
+    failures: list[tuple[str, str]]  # ("<prompt_id>/<sample_idx>", reason)
+    failure_counts: dict[str, int]  # by failure code
+    metrics: dict[str, float]  # the judge's own, e.g. the vlm judge's consistency
+
+
+def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge | None = None) -> Scored:
+    """Judge every rollout against its prompt's ground truth (by rule unless another judge is given)."""
+    judge = judge or RuleJudge()
+    truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
+    joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
+    orphans = joined.filter(pl.col("answer_type").is_null())
+    if orphans.height:
+        raise ValueError(
+            f"{orphans.height} rollouts reference prompt ids absent from the prompt table "
+            f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
+        )
+    items = [
+        JudgeItem(
+            key=f"{row['prompt_id']}/{row['sample_idx']}",
+            group=row["prompt_id"],
+            prompt_text=row["prompt_text"],
+            response=row["response"],
+            answer_type=row["answer_type"],
+            answer=row["answer"],
+            reference=row["reference"],
+            choices=row["choices"],
+            objects=row["objects"],
+            images=row["images"],
+        )
+        for row in joined.iter_rows(named=True)
+    ]
+    run = judge.judge(items)
+    judged = [isinstance(outcome, Verdict) for outcome in run.outcomes]
+    verdicts = [outcome for outcome in run.outcomes if isinstance(outcome, Verdict)]
+    scored = rollouts.filter(pl.Series(judged, dtype=pl.Boolean)).with_columns(
+        score=pl.Series([v.score for v in verdicts], dtype=pl.Float64),
+        correct=pl.Series([v.correct for v in verdicts], dtype=pl.Boolean),
+        judge_reason=pl.Series([v.reason for v in verdicts], dtype=pl.String),
+    )
+    return Scored(scored, run.failures(items), run.failure_counts(), run.metrics)
+
+
+def quarantine_failures(
+    store: Store, category: str, judged: Scored, rows: int, judge: str, max_bad_fraction: float, warn: Callable[[str], None]
+) -> None:
+    """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction` of `rows`."""
+    refused = quarantine.rows("filtered_rollouts", category, judged.failures)
+    store.write_table("quarantine", f"filtered_rollouts/{category}", refused, schemas.QUARANTINE)
+    if refused.height / max(rows, 1) > max_bad_fraction:
+        raise ValueError(
+            f"filtered_rollouts[{category}]: the {judge} judge failed on {refused.height} of {rows} rollouts "
+            f"({judged.failure_counts}), above max_bad_fraction={max_bad_fraction}. See "
+            f"{store.table_uri('quarantine', f'filtered_rollouts/{category}')}; check judges.{judge} (endpoint, "
+            "timeout_s, max_retries) or the ground truths named there, or raise max_bad_fraction"
+        )
+    if refused.height:
+        warn(f"filtered_rollouts[{category}]: quarantined {refused.height} rollouts: {judged.failure_counts}")
