@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pytest
 from PIL import Image, ImageDraw
 
 from vlm_rl_assets.store import schemas
@@ -76,6 +78,28 @@ def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None
         wrong = rejected(i) if rejected else f"Answer: {COLOURS[(i + 1) % 5]}"
         pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **({"beta": 0.1} | fields)))
     return pairs
+
+
+def retemplate(model_dir: Path) -> None:
+    """Edit the chat template of the save_pretrained folder `model_dir`: every prompt gains an instruction, so the
+    same weights see other tokens."""
+    template = model_dir / "chat_template.jinja"
+    template.write_text(template.read_text() + "{{- 'Answer briefly.' }}")
+
+
+def retemplated_copy(model_dir: Path, dest: Path) -> Path:
+    """A copy of `model_dir` at `dest`, with `retemplate`'s edit."""
+    shutil.copytree(model_dir, dest)
+    retemplate(dest)
+    return dest
+
+
+def pretend_upgraded(monkeypatch: pytest.MonkeyPatch, library: str) -> None:
+    """Make `library` report another installed version to the keys that carry library versions."""
+    from vlm_rl_assets.dpo import libraries
+
+    installed = libraries.version
+    monkeypatch.setattr(libraries, "version", lambda name: installed(name) + (".post1" if name == library else ""))
 
 
 def start_worker(module: str, args: list[str], out_dir: Path) -> subprocess.Popen:

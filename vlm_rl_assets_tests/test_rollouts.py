@@ -10,13 +10,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, SamplingParams
 from vlm_rl_assets.rollouts.sampling import sample_rollouts, split_samples
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.shards import sharded_rollouts
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
-from vlm_rl_assets_tests.helpers import prompt_table
+from vlm_rl_assets_tests.helpers import prompt_table, retemplated_copy
 
 WORDS = ("red", "green", "blue", "circle", "square", "Answer:")
 
@@ -99,6 +100,14 @@ def test_changed_inputs_regenerate_every_shard(tmp_path: Path, change: dict) -> 
     assert rerun.reused == ()
 
 
+def test_an_edited_chat_template_regenerates_every_shard(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    edited = retemplated_copy(tiny_vlm_dir, tmp_path / "edited")  # same weights, other prompt tokens
+    _run(tmp_path / "store", _prompts(4), shard_prompts=2, policy=model_fingerprint(tiny_vlm_dir))
+    engine = FakeEngine()
+    rerun = _run(tmp_path / "store", _prompts(4), engine, shard_prompts=2, policy=model_fingerprint(edited))
+    assert (rerun.reused, engine.prompts_sampled) == ((), 4)
+
+
 def test_a_changed_prompt_text_with_the_same_ids_regenerates(tmp_path: Path) -> None:
     _run(tmp_path, _prompts(4), shard_prompts=2)
     retemplated = _prompts(4).with_columns(prompt_text=pl.col("prompt_text") + " Think step by step.")
@@ -163,19 +172,3 @@ def test_config_takes_a_sweep_and_a_shard_size() -> None:
     assert EngineSettings(temperatures=[0.7, 1.3], shard_prompts=8).temperatures == [0.7, 1.3]
     with pytest.raises(ValueError, match="greater than 0"):
         EngineSettings(temperatures=[0.0, 1.0])
-
-
-def test_model_fingerprint_follows_content_not_copies(tmp_path):
-    import shutil
-
-    from vlm_rl_assets.rollouts.sampling import model_fingerprint
-
-    original = tmp_path / "a"
-    original.mkdir()
-    (original / "config.json").write_text("{}")
-    (original / "model.safetensors").write_bytes(b"weights")
-    copy = tmp_path / "b"
-    shutil.copytree(original, copy)  # new mtimes, same content: same policy, shards reusable
-    assert model_fingerprint(original) == model_fingerprint(copy)
-    (copy / "model.safetensors").write_bytes(b"weightz")  # same size, other weights
-    assert model_fingerprint(original) != model_fingerprint(copy)

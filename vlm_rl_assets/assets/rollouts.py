@@ -8,12 +8,12 @@ import polars as pl
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import Progress, markdown_table
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts import diversity
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_checked_engine
-from vlm_rl_assets.rollouts.sampling import model_fingerprint
 from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
 from vlm_rl_assets.store import quarantine, schemas
 

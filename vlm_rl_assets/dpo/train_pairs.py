@@ -21,11 +21,11 @@ from PIL import Image
 from vlm_rl_assets.dpo.health import Health, probe_lengths, training_health
 from vlm_rl_assets.dpo.reference_cache import with_reference_logps
 from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_engine
-from vlm_rl_assets.rollouts.sampling import model_fingerprint
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.store.base import Store
 

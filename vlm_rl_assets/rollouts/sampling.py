@@ -5,24 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import polars as pl
 from PIL import Image
 
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
 from vlm_rl_assets.store import schemas
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Identifies a checkpoint by content (config and weights), so a copy downloaded on another machine keeps its
-    id and its finished rollout shards. Reads the weights once: seconds for a 7B model, next to hours of sampling."""
-    folder = Path(model_dir)
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")):
-        with weights.open("rb") as f:
-            digest.update(weights.name.encode() + hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()[:12]
 
 
 def derive_seed(base: int, *parts: int) -> int:
