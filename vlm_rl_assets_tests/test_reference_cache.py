@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from vlm_rl_assets.dpo.libraries import KEYED_LIBRARIES
 from vlm_rl_assets.dpo.reference_cache import TABLE, with_reference_logps
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.helpers import pretend_upgraded, retemplated_copy
 
 
 def _pairs(n: int, category: str = "colour") -> pl.DataFrame:
@@ -46,3 +50,24 @@ def test_computes_once_then_reads_back(tmp_path: Path) -> None:
     _, computed = with_reference_logps(store, "ref-b", pairs, compute)
     assert computed == 5  # another reference model: nothing reused
     assert store.read_table(TABLE, "colour", schemas.REFERENCE_LOGPS).height == 3 + 1 + 3
+
+
+def _constant(rows: list[int]) -> list[tuple[float, float]]:
+    return [(-1.0, -2.0)] * len(rows)
+
+
+def test_an_edited_chat_template_recomputes(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    with_reference_logps(store, model_fingerprint(tiny_vlm_dir), _pairs(3), _constant)
+    edited = retemplated_copy(tiny_vlm_dir, tmp_path / "edited")  # same weights, other prompt tokens
+    _, computed = with_reference_logps(store, model_fingerprint(edited), _pairs(3), _constant)
+    assert computed == 3
+
+
+@pytest.mark.parametrize("library", KEYED_LIBRARIES)
+def test_a_library_upgrade_recomputes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, library: str) -> None:
+    store = LocalStore(tmp_path)
+    with_reference_logps(store, "ref-a", _pairs(3), _constant)
+    pretend_upgraded(monkeypatch, library)
+    _, computed = with_reference_logps(store, "ref-a", _pairs(3), _constant)
+    assert computed == 3

@@ -11,11 +11,20 @@ import pytest
 import torch
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.dpo.libraries import KEYED_LIBRARIES
 from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.resume import latest_checkpoint
 from vlm_rl_assets.model.tiny_model import load_model
-from vlm_rl_assets_tests.helpers import colour_pairs, finish_worker, kill_when, start_worker
+from vlm_rl_assets_tests.helpers import (
+    colour_pairs,
+    finish_worker,
+    kill_when,
+    pretend_upgraded,
+    retemplated_copy,
+    start_worker,
+)
 
 SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
 
@@ -93,3 +102,16 @@ def test_the_run_key_follows_what_determines_the_weights(
         write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"num_processes": 2})), pairs, "tiny"),
     )
     assert len({folder, *changed}) == 5
+
+
+def test_the_run_key_follows_the_chat_template_and_the_libraries(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = DPOJob(str(tiny_vlm_dir), "", SETTINGS)
+    folder = write_job(tmp_path, job, pairs, model_fingerprint(tiny_vlm_dir))
+    edited = retemplated_copy(tiny_vlm_dir, tmp_path / "edited")  # same weights, other prompt tokens
+    keys = {folder, write_job(tmp_path, job, pairs, model_fingerprint(edited))}
+    for library in KEYED_LIBRARIES:  # each pass upgrades one more
+        pretend_upgraded(monkeypatch, library)
+        keys.add(write_job(tmp_path, job, pairs, model_fingerprint(tiny_vlm_dir)))
+    assert len(keys) == 2 + len(KEYED_LIBRARIES)

@@ -2,9 +2,10 @@
 and where a killed run's Trainer checkpoints wait for the rerun.
 
 The folder is `<root>/<run key>`; the key hashes everything that determines the trained weights (the base model's
-fingerprint, the pairs with their betas and reference log-probs, the settings, the process count), so a rerun of the
-same run finds its checkpoints and a changed run never resumes from a stale one. Images are PNG files named by
-content; every file is written atomically, so a kill never leaves half of one to be reused.
+fingerprint, the transformers and TRL versions, the pairs with their betas and reference log-probs, the settings, the
+process count), so a rerun of the same run finds its checkpoints and a changed run never resumes from a stale one.
+Images are PNG files named by content; every file is written atomically, so a kill never leaves half of one to be
+reused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlm_rl_assets.dpo.libraries import library_versions
 from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.store.base import png_bytes
@@ -53,7 +55,7 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
             names.append(name)
         rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
     keyed = job.settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
-    blob = json.dumps([model_fingerprint, rows, keyed], sort_keys=True).encode()
+    blob = json.dumps([model_fingerprint, library_versions(), rows, keyed], sort_keys=True).encode()
     folder = Path(root) / hashlib.sha256(blob).hexdigest()[:16]
     (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     for name, data in images.items():

@@ -1,4 +1,5 @@
-"""Reference log-probs of DPO pairs, stored beside the pairs and keyed by (reference fingerprint, pair hash).
+"""Reference log-probs of DPO pairs, stored beside the pairs and keyed by (reference key, pair hash): the reference
+key names the base model's fingerprint and the library versions that computed them.
 
 The reference forward is a third of a DPO step and TRL 1.16 redoes it every step of every run; the reference of a
 retrain is the same base model on mostly the same pairs, so its log-probs are computed once and read back.
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import polars as pl
 
+from vlm_rl_assets.dpo.libraries import library_versions
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
@@ -26,9 +28,19 @@ def pair_hash(row: dict) -> str:
     return hashlib.sha256(json.dumps([row[k] for k in PAIR_CONTENT]).encode()).hexdigest()[:16]
 
 
-def with_reference_logps(store: Store, reference: str, pairs: pl.DataFrame, compute: ComputeLogps) -> tuple[pl.DataFrame, int]:
-    """`pairs` plus ref_chosen_logps/ref_rejected_logps, computing only the pairs not yet cached for `reference`
-    (and storing them); returns the table and how many were computed."""
+def reference_key(model_fingerprint: str) -> str:
+    """What cached log-probs are stored under (their `reference`): the model and the libraries that computed them, as
+    `<fingerprint> transformers=<version> trl=<version>`, so an edited tokenizer or template, or an upgrade, recomputes."""
+    return " ".join([model_fingerprint, *(f"{name}={v}" for name, v in library_versions().items())])
+
+
+def with_reference_logps(
+    store: Store, model_fingerprint: str, pairs: pl.DataFrame, compute: ComputeLogps
+) -> tuple[pl.DataFrame, int]:
+    """`pairs` plus ref_chosen_logps/ref_rejected_logps, computing only the pairs not yet cached for the reference
+    model `model_fingerprint` under the installed libraries (and storing them); returns the table and how many were
+    computed."""
+    reference = reference_key(model_fingerprint)
     pairs = pairs.with_columns(pl.Series("pair_hash", [pair_hash(row) for row in pairs.iter_rows(named=True)]))
     stored = [_read(store, c) for c in pairs["category"].unique().sort()]
     cached = pl.concat([pl.DataFrame(schema=schemas.REFERENCE_LOGPS), *stored]).filter(pl.col("reference") == reference)
