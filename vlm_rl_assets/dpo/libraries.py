@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 # transformers: the processor and the model code; TRL: the collator, the reference forward and the DPOConfig defaults
-# the project leaves alone, such as max_length (1024 in TRL 1.16: longer pairs are truncated, their log-probs too)
+# the project leaves alone, such as max_length (TRL truncates longer pairs, and so their log-probs)
 KEYED_LIBRARIES = ("transformers", "trl")
 
 
