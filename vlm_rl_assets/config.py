@@ -14,7 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
-from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings, LossSettings
+from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, HealthSettings, LossSettings
 from vlm_rl_assets.evaluation.settings import EvalSettings, ExternalEvalSettings
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import ModelSettings
@@ -130,6 +130,17 @@ class PipelineConfig(Settings):
         if users["reward_model"] and not self.judges.reward_model.path:
             raise ValueError(
                 f"categories {users['reward_model']} use judge: reward_model; set judges.reward_model.path to its folder"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def one_beta_for_sorted_losses(self) -> PipelineConfig:
+        """The mixture trains every weighted category's pairs with training's loss (dpo/settings.py ONE_BETA_WHY)."""
+        betas = {name: cat.beta for name, cat in self.categories.items() if cat.mixture_weight > 0}
+        if SORTED_LOSS_TYPES & set(self.training.loss_type) and len(set(betas.values())) > 1:
+            raise ValueError(
+                f"training.{ONE_BETA_WHY}, and the policy's mixture has categories.<c>.beta {betas}. Give those "
+                "categories one beta, or move aot to their own categories.<c>.loss and give training another loss_type"
             )
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -9,9 +10,17 @@ import polars as pl
 import pytest
 import yaml
 
+from vlm_rl_assets.assets import judge_calibration
 from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.judging.calibration import Agreement, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.judging.calibration import (
+    Agreement,
+    calibrate,
+    read_labels,
+    reference_labels,
+    with_responses,
+)
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun
 from vlm_rl_assets.judging.rules import RuleJudge
 from vlm_rl_assets.prompts import world
 from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
@@ -31,10 +40,29 @@ def labels(rows: list[tuple[str, str, bool]]) -> pl.DataFrame:
 def test_agreement_counts_f1_and_agreement():
     sample = labels([("a", "Answer: 2", True), ("a", "Answer: 3", True), ("b", "Answer: 1", False), ("b", "Answer: 5", False)])
     result = calibrate(sample, PROMPTS, RuleJudge())
-    assert result.agreement == Agreement(true_pos=1, false_pos=1, false_neg=1, true_neg=1)
+    assert result.agreement == Agreement(true_pos=1, false_pos=1, false_neg=1, true_neg=1, failed=0)
     assert (result.agreement.f1, result.agreement.agreement, result.agreement.n) == (0.5, 0.5, 4)
-    assert Agreement(0, 0, 0, 3).f1 == 1.0  # nothing called right by either side: nothing to disagree on
+    assert Agreement(0, 0, 0, 3, 0).f1 == 1.0  # nothing called right by either side: nothing to disagree on
+    assert Agreement(0, 0, 0, 3, 1).f1 == 0.0  # ...unless the judge failed on a label
     assert result.judged.filter(pl.col("label") != pl.col("correct")).height == 2
+
+
+class MostlyFailingJudge:
+    """The rule judge's verdict on every 5th item; a failure (as a VLM endpoint timing out) on the rest."""
+
+    name = "rule"
+
+    def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
+        verdicts = RuleJudge().judge(items).outcomes
+        return JudgeRun([v if i % 5 == 0 else JudgeFailure("timeout", "no answer") for i, v in enumerate(verdicts)])
+
+
+def test_a_judge_failing_on_most_labels_fails_calibration():
+    sample = labels([("a", "Answer: 2", True), ("b", "Answer: 2", False)] * 5)
+    result = calibrate(sample, PROMPTS, MostlyFailingJudge())
+    assert result.agreement == Agreement(true_pos=1, false_pos=0, false_neg=0, true_neg=1, failed=8)
+    assert result.agreement.f1 == 0.2 and result.agreement.agreement == 0.2  # 1.0 on the two it scored
+    assert result.failure_counts == {"timeout": 8}
 
 
 def test_labels_by_sample_idx_take_the_rollouts_response(tmp_path):
@@ -156,6 +184,19 @@ def test_a_judge_that_disagrees_with_the_labels_blocks_judged_pairs(tmp_path):
     assert "F1 0.000 on 4 labelled responses" in check.description and "judged_pairs[count] does not run" in check.description
     assert check.metadata["f1"].value == 0.0 and check.metadata["false_neg"].value == 2
     assert not LocalStore(tmp_path / "store").has_table("judged_pairs", "count")
+
+
+def test_judge_failures_on_labels_fail_the_check_and_show_in_its_metadata(tmp_path, monkeypatch):
+    monkeypatch.setattr(judge_calibration, "open_judge", lambda *args: MostlyFailingJudge())
+    check, materialized = outcome(run_count_category(tmp_path, AGREEING))
+    assert not check.passed and materialized == {"filtered_rollouts"}
+    assert "F1 0.400 on 4 labelled responses (3 unscored: {'timeout': 3}, each a disagreement)" in check.description
+    assert {k: check.metadata[k].value for k in ("f1", "n", "true_pos", "judge_failures")} == {
+        "f1": 0.4,
+        "n": 4,
+        "true_pos": 1,
+        "judge_failures": 3,
+    }
 
 
 def test_the_references_sample_runs_through_the_check(tmp_path):

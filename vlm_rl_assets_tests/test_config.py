@@ -78,3 +78,12 @@ def test_training_scale_options(tmp_path):
         load_config(write(tmp_path, "training: {batch_size: 16, num_processes: 3}\n" + category))
     with pytest.raises(ConfigError, match="training.lora.target_modules"):
         load_config(write(tmp_path, "training: {lora: {target_modules: all}}\n" + category))
+
+
+def test_sorted_losses_need_one_beta_across_the_policys_mixture(tmp_path):
+    categories = "categories:\n  c: {source: 'synthetic:color', beta: 0.1}\n  d: {source: 'synthetic:count', beta: 0.5"
+    with pytest.raises(ConfigError, match=r"training.loss_type aot.*categories.<c>.beta \{'c': 0.1, 'd': 0.5\}"):
+        load_config(write(tmp_path, "training: {loss_type: aot}\n" + categories + "}\n"))
+    assert load_config(write(tmp_path, "training: {loss_type: aot}\n" + categories + ", mixture_weight: 0}\n"))
+    own = load_config(write(tmp_path, categories + ", loss: {loss_type: aot_unpaired}}\n"))  # d's own run: one beta
+    assert own.dpo_settings("d").loss_type == ("aot_unpaired",)

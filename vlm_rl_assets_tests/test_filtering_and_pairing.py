@@ -44,7 +44,7 @@ def test_pairs_are_the_models_own_best_and_worst_samples():
     assert pairs["prompt_id"].to_list() == ["a", "b"]
     first = pairs.row(0, named=True)
     assert first["chosen"] == "I count: two. Answer: 2" and first["chosen_score"] == 1.0
-    assert first["rejected"] == "I count: three. Answer: 3" and first["margin"] == 1.0
+    assert first["rejected"] == "I count: one. Answer: 1" and first["margin"] == 1.0  # the last of the tied worst
     responses = set(ROLLOUTS["response"])
     assert set(pairs["chosen"]) <= responses and set(pairs["rejected"]) <= responses
     assert "2" not in set(pairs["chosen"])  # never the bare ground truth
@@ -131,27 +131,61 @@ def pair(min_margin: float, max_pairs: int, **policy) -> tuple[list[tuple[str, i
     return sample_pairs(result.pairs), result.dropped
 
 
+def dropped(below_margin: int = 0, length_unbalanced: int = 0, same_text: int = 0) -> dict[str, int]:
+    return {"same_text": same_text, "below_margin": below_margin, "length_unbalanced": length_unbalanced}
+
+
 def test_best_vs_worst_pairs_with_margin_and_count_limits():
-    assert pair(0.5, 3) == ([("p", 0, 2), ("p", 1, 3), ("p", 4, 5), ("q", 0, 2)], {"below_margin": 0, "length_unbalanced": 0})
-    assert pair(0.6, 3) == ([("p", 0, 2), ("p", 1, 3), ("q", 0, 2)], {"below_margin": 1, "length_unbalanced": 0})
-    assert pair(0.5, 1)[0] == [("p", 0, 2), ("q", 0, 2)]
-    assert pair(0.0, 5)[0] == [("p", 0, 2), ("p", 1, 3), ("p", 4, 5), ("q", 0, 2)]  # never a sample against itself
+    # one order, best first (ties by sample_idx): 0, 1, 4, 2, 3, 5; the worst are taken from its end: 5, 3, 2
+    assert pair(0.5, 3) == ([("p", 0, 5), ("p", 1, 3), ("p", 4, 2), ("q", 0, 2)], dropped())
+    assert pair(0.6, 3) == ([("p", 0, 5), ("p", 1, 3), ("q", 0, 2)], dropped(below_margin=1))
+    assert pair(0.5, 1)[0] == [("p", 0, 5), ("q", 0, 2)]
+
+
+def kept_table(groups: dict[str, list[tuple[str, float]]]) -> pl.DataFrame:
+    """Every row kept, as given (no filtering: duplicates stay)."""
+    return scored_table(groups).with_columns(kept=pl.lit(True), drop_reason=pl.lit(None, dtype=pl.String))
+
+
+def test_a_sample_is_never_paired_with_itself_even_among_tied_scores():
+    tied = kept_table({"p": [("a", 1.0), ("b", 0.5), ("c", 0.5), ("d", 0.0)]})
+    prompts = prompt_table({"p": ("number", "1")})
+    with pytest.raises(ValueError, match="min_margin must be > 0"):  # at 0, the tied middle used to pair 'b' with 'b'
+        make_pairs(tied, prompts, min_margin=0.0, max_pairs_per_prompt=2, beta=0.1, judge_name="rule")
+    result = make_pairs(tied, prompts, min_margin=1e-9, max_pairs_per_prompt=2, beta=0.1, judge_name="rule")
+    assert result.pairs.select("chosen", "rejected").rows() == [("a", "d")]
+    assert result.dropped == dropped(below_margin=1)  # 'b' against 'c': two samples, tied
+
+
+def test_identical_texts_never_pair_whatever_their_scores():
+    same = kept_table({"p": [("Answer: 2", 1.0), ("Answer: 3", 0.5), ("Answer: 2", 0.0)]})
+    prompts = prompt_table({"p": ("number", "2")}).with_columns(reference=pl.lit("Answer: 3"))
+    policy = make_pairs(same, prompts, min_margin=0.5, max_pairs_per_prompt=1, beta=0.1, judge_name="rule")
+    assert policy.pairs.is_empty() and policy.dropped == dropped(same_text=1)
+    reference = make_pairs(
+        same, prompts, min_margin=0.5, max_pairs_per_prompt=3, beta=0.1, judge_name="rule", chosen_source="ground_truth"
+    )
+    assert reference.pairs.select("chosen", "rejected").rows() == [("Answer: 3", "Answer: 2")]
+    assert reference.dropped == dropped(same_text=1, below_margin=1)  # the reference against its copy scored 0.5
+
+
+def test_min_margin_must_be_positive_in_the_config():
+    categories = {"c": {"source": "synthetic:count"}}
+    with pytest.raises(ValueError, match=r"min_margin[\s\S]*score the same[\s\S]*set pairing.min_margin above 0"):
+        PipelineConfig.model_validate({"pairing": {"min_margin": 0}, "categories": categories})
 
 
 def test_length_balanced_pairs_bound_the_word_ratio():
-    # (0, 2) is 4 vs 8 words: ratio 2 > 1.5; (4, 5) is 3 vs 4 words: 1.33
-    assert pair(0.5, 3, max_length_ratio=1.5) == (
-        [("p", 1, 3), ("p", 4, 5), ("q", 0, 2)],
-        {"below_margin": 0, "length_unbalanced": 1},
-    )
-    assert pair(0.5, 3, max_length_ratio=2.0)[1]["length_unbalanced"] == 0  # the bound is inclusive
+    # (4, 2) is 3 vs 8 words: ratio 2.67 > 2; (0, 5) is 4 vs 4 words
+    assert pair(0.5, 3, max_length_ratio=2.0) == ([("p", 0, 5), ("p", 1, 3), ("q", 0, 2)], dropped(length_unbalanced=1))
+    assert pair(0.5, 3, max_length_ratio=8 / 3)[1]["length_unbalanced"] == 0  # the bound is inclusive
 
 
 def test_ground_truth_as_chosen_is_off_policy():
     result = paired(0.6, 4, chosen_source="ground_truth")
     pairs = result.pairs
-    assert sample_pairs(pairs) == [("p", -1, 2), ("p", -1, 3), ("p", -1, 5), ("q", -1, 2)]
-    assert result.dropped == {"below_margin": 3, "length_unbalanced": 0}  # p's 4th worst (0.5), q's 0.5 and 1.0
+    assert sample_pairs(pairs) == [("p", -1, 5), ("p", -1, 3), ("p", -1, 2), ("q", -1, 2)]
+    assert result.dropped == dropped(below_margin=3)  # p's 4th worst (0.5), q's 0.5 and 1.0
     assert (pairs["chosen"] == "the reference answer").all() and not pairs["on_policy"].any()
     assert (pairs["chosen_score"] == 1.0).all()
 

@@ -39,7 +39,7 @@ def _examples(trainer, n: int) -> list[dict]:
     return [trainer.train_dataset[i] for i in range(n)]
 
 
-@pytest.mark.parametrize("loss_type", [("sigmoid",), ("ipo",), ("sigmoid", "bco_pair", "sft")])
+@pytest.mark.parametrize("loss_type", [("sigmoid",), ("ipo",), ("sigmoid", "bco_pair", "sft"), ("aot",)])
 def test_equal_betas_match_stock_trl(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
 ) -> None:
@@ -70,6 +70,16 @@ def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[Prefere
     expected = (_loss(at[0.5], [at[0.5].train_dataset[0]]) + _loss(at[0.1], [at[0.1].train_dataset[1]])) / 2
     assert torch.allclose(_loss(mixed, _examples(mixed, 2)), expected, atol=1e-5, rtol=0)
     assert mixed.beta == 0.1  # the run's beta is restored after each batch
+
+
+@pytest.mark.parametrize("loss_type", [("aot",), ("sigmoid", "aot_unpaired")])
+def test_sorted_losses_refuse_pairs_with_different_betas(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
+) -> None:
+    """aot sorts the batch's log-ratios: a sorted position is no one pair's, so it cannot take a pair's beta."""
+    mixed = [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1, 0.5))]
+    with pytest.raises(ValueError, match=r"belongs to no one pair.*betas \[0.1, 0.5\]"):
+        dpo_trainer(tiny_vlm_dir, tmp_path, mixed, DPOSettings(loss_type=loss_type))
 
 
 def _perturb(model: torch.nn.Module) -> None:

@@ -22,8 +22,8 @@ from vlm_rl_assets.store import schemas
     asset=filtered_rollouts,
     blocking=True,
     partitions_def=category_partitions,
-    description="F1 and agreement of the category's judge with calibration_labels; below calibration_min_f1 "
-    "judged_pairs is blocked.",
+    description="F1 and agreement of the category's judge with calibration_labels, a label it cannot score "
+    "counted as a disagreement; below calibration_min_f1 judged_pairs is blocked.",
 )
 def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
     category = context.partition_key
@@ -47,10 +47,11 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
     result = calibrate(labels, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image))
     agreement = result.agreement
     if agreement.n == 0:
-        problem = f"no labelled response was judged ({labels.height} labels, judge failures {result.failure_counts})"
+        problem = "the labelled sample has no rows"
     elif agreement.f1 < cat.calibration_min_f1:
-        problem = f"the {cat.judge} judge's F1 {agreement.f1:.3f} on {agreement.n} labelled responses is below "
-        problem += f"calibration_min_f1={cat.calibration_min_f1}; the disagreements are in this check's metadata"
+        unscored = f" ({agreement.failed} unscored: {result.failure_counts}, each a disagreement)" if agreement.failed else ""
+        problem = f"the {cat.judge} judge's F1 {agreement.f1:.3f} on {agreement.n} labelled responses{unscored} is "
+        problem += f"below calibration_min_f1={cat.calibration_min_f1}; the disagreements are in this check's metadata"
     else:
         problem = None
     disagreements = result.judged.filter(pl.col("label") != pl.col("correct"))
@@ -62,15 +63,15 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         metadata={
             "labels": cat.calibration_labels,
             "judge": cat.judge,
-            "f1": agreement.f1,
-            "agreement": agreement.agreement,
+            "f1": round(agreement.f1, 3),
+            "agreement": round(agreement.agreement, 3),
             "min_f1": cat.calibration_min_f1,
             "n": agreement.n,
             "true_pos": agreement.true_pos,
             "false_pos": agreement.false_pos,
             "false_neg": agreement.false_neg,
             "true_neg": agreement.true_neg,
-            "judge_failures": sum(result.failure_counts.values()),
+            "judge_failures": agreement.failed,
             "judge_failures_by_reason": result.failure_counts,
             "disagreements": markdown_table(disagreements),
         },

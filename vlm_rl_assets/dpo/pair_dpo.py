@@ -92,7 +92,8 @@ class PairDPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model: PreTrainedModel, inputs: dict[str, Any], return_outputs: bool) -> Any:
         """TRL's loss with `self.beta` set to the batch's per-pair betas: every loss type multiplies by it
-        elementwise, so equal betas give exactly TRL's loss."""
+        elementwise, so equal betas give exactly TRL's loss (aot and aot_unpaired, which sort the batch, get only
+        equal betas: `training.dpo_trainer` refuses pairs with different ones)."""
         betas = inputs.pop("beta", None)
         if betas is not None:
             self.beta = betas.to(self.accelerator.device)

@@ -10,6 +10,11 @@ LossType = Literal[
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 ]  # TRL 1.16's DPO loss types
+SORTED_LOSS_TYPES = frozenset({"aot", "aot_unpaired"})
+ONE_BETA_WHY = (
+    "loss_type aot and aot_unpaired sort the batch's log-ratios before taking differences, so a sorted position "
+    "belongs to no one pair and cannot take a pair's own beta: they train only pairs that share one beta"
+)
 
 
 class LossSettings(Settings):

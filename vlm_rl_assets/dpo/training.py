@@ -21,7 +21,7 @@ from trl import DPOConfig
 
 from vlm_rl_assets.dpo.pair_dpo import PairDPOTrainer
 from vlm_rl_assets.dpo.pair_dpo import reference_logps as pair_reference_logps
-from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
+from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, LoRASettings
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
 from vlm_rl_assets.model.tiny_model import load_model, load_processor
@@ -104,6 +104,12 @@ def dpo_trainer(
 ) -> PairDPOTrainer:
     """The configured `PairDPOTrainer` on `pairs` (not yet trained); cached_reference defaults to whether every
     pair carries its reference log-probs; with `checkpoints`, it saves resumable checkpoints into out_dir."""
+    betas = sorted({p.beta for p in pairs})
+    if SORTED_LOSS_TYPES & set(settings.loss_type) and len(betas) > 1:
+        raise ValueError(
+            f"{ONE_BETA_WHY}; these pairs carry betas {betas}. Give the categories they come from one beta "
+            "(categories.<c>.beta, then rematerialize judged_pairs) or use another loss_type"
+        )
     cached = [p.ref_chosen_logps is not None and p.ref_rejected_logps is not None for p in pairs]
     if cached_reference is None:
         if any(cached) and not all(cached):

@@ -34,21 +34,24 @@ LABELS = {"prompt_id": pl.String, "sample_idx": pl.Int32, "response": pl.String,
 
 @dataclass(frozen=True)
 class Agreement:
-    """Judge verdicts against labels, "right" as the positive class."""
+    """Judge verdicts against labels, "right" as the positive class. A labelled row the judge failed on
+    counts as a disagreement (a false negative if labelled right, a false positive if wrong): a judge
+    that cannot score most labels must not pass on the few it scored."""
 
     true_pos: int  # both say right
     false_pos: int  # the judge says right, the label wrong
     false_neg: int  # the judge says wrong, the label right
     true_neg: int
+    failed: int  # labelled rows the judge could not score
 
     @property
     def n(self) -> int:
-        return self.true_pos + self.false_pos + self.false_neg + self.true_neg
+        return self.true_pos + self.false_pos + self.false_neg + self.true_neg + self.failed
 
     @property
     def f1(self) -> float:
-        """F1 of "right"; 1.0 when neither side calls anything right (nothing to disagree on)."""
-        errors = self.false_pos + self.false_neg
+        """F1 of "right"; 1.0 when neither side calls anything right and nothing failed (nothing to disagree on)."""
+        errors = self.false_pos + self.false_neg + self.failed
         return 2 * self.true_pos / (2 * self.true_pos + errors) if self.true_pos or errors else 1.0
 
     @property
@@ -114,7 +117,8 @@ def reference_labels(prompts: pl.DataFrame, seed: int, n_prompts: int = REFERENC
 
 
 def calibrate(labels: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge) -> Calibration:
-    """Run `judge` on every labelled (prompt, response) and count where it agrees with the label."""
+    """Run `judge` on every labelled (prompt, response) and count where it agrees with the label; a row it
+    could not score counts against it."""
     unknown = labels.join(prompts, on="prompt_id", how="anti")
     if unknown.height:
         raise ValueError(
@@ -131,5 +135,6 @@ def calibrate(labels: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge) 
         false_pos=count.get((False, True), 0),
         false_neg=count.get((True, False), 0),
         true_neg=count.get((False, False), 0),
+        failed=len(scored.failures),
     )
     return Calibration(agreement, judged, scored.failure_counts)

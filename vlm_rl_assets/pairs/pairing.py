@@ -20,7 +20,7 @@ from vlm_rl_assets.store import schemas
 
 ChosenSource = Literal["policy", "ground_truth"]
 REFERENCE_IDX = -1  # chosen_idx of a pair whose chosen response is the prompt's reference
-PAIR_DROP_REASONS = ("below_margin", "length_unbalanced")  # in the order they apply
+PAIR_DROP_REASONS = ("same_text", "below_margin", "length_unbalanced")  # in the order they apply
 
 
 @dataclass(frozen=True)
@@ -44,21 +44,26 @@ def make_pairs(
     max_length_ratio: float | None = None,
     chosen_source: ChosenSource = "policy",
 ) -> Paired:
-    """Candidate pairs per group; those with a margin below `min_margin`, then (with `max_length_ratio`)
-    those whose halves' word counts differ by more than that factor, are dropped and counted.
+    """Candidate pairs per group; those whose halves have the same text, then those with a margin below
+    `min_margin` (> 0, so chosen always scores higher), then (with `max_length_ratio`) those whose halves'
+    word counts differ by more than that factor, are dropped and counted.
 
-    policy: the i-th best kept sample against the i-th worst, i < min(kept // 2, max_pairs_per_prompt),
-    so chosen and rejected are always different samples. ground_truth (ablation): the reference
-    response (score 1.0) against the i-th worst, i < min(kept, max_pairs_per_prompt).
+    policy: the group's kept samples in one order (best score first, ties by sample_idx); the i-th from
+    the top against the i-th from the bottom, i < min(kept // 2, max_pairs_per_prompt), so the halves
+    never overlap and no sample is paired with itself, even among tied scores. ground_truth (ablation):
+    the reference response (score 1.0) against the i-th from the bottom, i < min(kept, max_pairs_per_prompt).
     """
+    if min_margin <= 0:
+        raise ValueError(f"min_margin must be > 0 so that chosen scores higher than rejected, got {min_margin}")
     kept = filtered.filter("kept")
     rank = pl.int_range(pl.len()).over("prompt_id").alias("rank")
-    worst = kept.sort(["prompt_id", "score", "sample_idx"]).select(
+    ranked = kept.sort(["prompt_id", "score", "sample_idx"], descending=[False, True, False])
+    worst = ranked.reverse().select(
         "prompt_id", rank, rejected=pl.col("response"), rejected_idx=pl.col("sample_idx"), rejected_score=pl.col("score")
     )
     if chosen_source == "policy":
         limit = pl.min_horizontal(pl.len().over("prompt_id") // 2, max_pairs_per_prompt)
-        best = kept.sort(["prompt_id", "score", "sample_idx"], descending=[False, True, False]).select(
+        best = ranked.select(
             "prompt_id", rank, chosen=pl.col("response"), chosen_idx=pl.col("sample_idx"), chosen_score=pl.col("score")
         )
         candidates = best.filter(pl.col("rank") < limit).join(worst, on=["prompt_id", "rank"])
@@ -75,8 +80,14 @@ def make_pairs(
     chosen_words, rejected_words = words("chosen"), words("rejected")
     length_ratio = pl.max_horizontal(chosen_words, rejected_words) / pl.min_horizontal(chosen_words, rejected_words).clip(1)
     unbalanced = length_ratio > max_length_ratio if max_length_ratio is not None else pl.lit(False)
+    same_text = pl.col("chosen") == pl.col("rejected")
     candidates = candidates.with_columns(
-        drop=pl.when(below_margin).then(pl.lit("below_margin")).when(unbalanced).then(pl.lit("length_unbalanced"))
+        drop=pl.when(same_text)
+        .then(pl.lit("same_text"))
+        .when(below_margin)
+        .then(pl.lit("below_margin"))
+        .when(unbalanced)
+        .then(pl.lit("length_unbalanced"))
     )
     counts = dict(candidates.group_by("drop").len().iter_rows())
     pairs = (
