@@ -19,9 +19,10 @@ T = TypeVar("T")
 
 ANSWER_MARKER = re.compile(r"\banswer\s*[:：]", re.IGNORECASE)
 BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-# "A or B", "either 3 or 4", "red/blue" (a slash between words, not 1/2): a hedge names several answers.
-HEDGE_WORD = re.compile(r"\b(?:or|either)\b", re.IGNORECASE)
-HEDGE = re.compile(rf"{HEDGE_WORD.pattern}|(?<=[^\W\d_])\s*/\s*(?=[^\W\d_])", re.IGNORECASE)
+# "3 or 4", "either 3 or 4": a hedge names several answers
+HEDGE = re.compile(r"\b(?:or|either)\b", re.IGNORECASE)
+# ... and so does a list ("red, blue", "red and blue", "red/blue": a slash between words, not 1/2)
+SEVERAL = re.compile(rf"{HEDGE.pattern}|[,;]|\band\b|(?<=[^\W\d_])\s*/\s*(?=[^\W\d_])", re.IGNORECASE)
 # a word that negates what follows it within a few words: "not a circle", "isn't (A)", "rather than 3"
 NEGATION = re.compile(
     r"(?:\bnot|n[’']t|\bno|\bnever|\bnor|\bneither|\bwithout|\brather\s+than|\binstead\s+of)"
@@ -32,15 +33,15 @@ FORMAT = Verdict(0.0, False, "format: no final answer after 'Answer:' or in \\bo
 
 
 def marked_answers(response: str) -> list[str]:
-    """The text of every `\\boxed{}` and of every `Answer:` marker (to the end of its line or the next marker;
-    a marker whose text holds a `\\boxed{}` counts once, as the box), in order."""
+    """The text of every `Answer:` marker (to the end of its line or the next marker, boxes taken out) and of
+    every `\\boxed{}`: "Answer: $\\boxed{3}$" is one final answer, "Answer: 3 \\boxed{4}" two."""
     boxed = [match.strip() for match in BOXED.findall(response)]
     markers = list(ANSWER_MARKER.finditer(response))
     lines = []
     for marker, following in zip(markers, markers[1:] + [None]):
         end = following.start() if following else len(response)
-        text = response[marker.end() : end].split("\n", 1)[0].strip()
-        if text and not BOXED.search(text):
+        text = BOXED.sub("", response[marker.end() : end].split("\n", 1)[0]).strip(" \t.")
+        if text.strip(" $"):
             lines.append(text)
     return lines + boxed
 
@@ -70,9 +71,10 @@ def negated(text: str, start: int) -> bool:
     return bool(NEGATION.search(text[max(0, start - 40) : start]))
 
 
-def hedged(text: str, ground_truth: str, hedge: re.Pattern[str] = HEDGE) -> bool:
-    """Whether `text` offers alternatives ("red or blue", "either 3 or 4") the ground truth itself does not."""
-    return bool(hedge.search(text)) and not hedge.search(ground_truth)
+def names_several(text: str, ground_truth: str, pattern: re.Pattern[str] = SEVERAL) -> bool:
+    """Whether `text` offers alternatives or a list ("red or blue", "either 3 or 4", "red, blue") where the
+    ground truth has none."""
+    return bool(pattern.search(text)) and not pattern.search(ground_truth)
 
 
 def distinct(items: Sequence[T], same: Callable[[T, T], bool]) -> list[T]:

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
-from vlm_rl_assets.judging.answers import FORMAT, HEDGE_WORD, ambiguous, answer_texts, distinct, hedged, marked_answers, negated
+from vlm_rl_assets.judging.answers import (
+    FORMAT,
+    HEDGE,
+    ambiguous,
+    answer_texts,
+    distinct,
+    marked_answers,
+    names_several,
+    negated,
+)
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
 from vlm_rl_assets.judging.scene import judge_scene
 from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
@@ -32,6 +41,7 @@ OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][).:]\s+")  # "(A) circle", "A. circle"
 # numbers listed side by side ("2, 3", "1 2 3") in a math answer, which math-verify would read as the last
 NUMBER_LIST = re.compile(r"(?<![\d.,])\d+(?:\.\d+)?(?![.,]?\d)(?:\s*[,;]\s*|\s+)(?:and\s+|or\s+)?[-+]?\d")
 LATEX = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[a-zA-Z]+")
+GROUPED = re.compile(r"\\?\{[^{}]*\\?\}|\([^()]*\)|\[[^\[\]]*\]")  # a set, a point, an interval: one result
 
 # A number with optional thousands groups ("1,000", "1 000"), decimals, exponent, a currency sign
 # before it and a unit word or % after it.
@@ -213,16 +223,16 @@ def normalize_ocr(text: str) -> str:
 def judge_similar(
     response: str, answer: str, clean: Callable[[str], str], correct_at: float, strict_format: bool
 ) -> Verdict:
-    """Normalized edit similarity of the final answer to the ground truth; final answers that disagree or
-    a hedge the ground truth lacks ("dark red or dark blue") are ambiguous."""
+    """Normalized edit similarity of the final answer to the ground truth; final answers that disagree, and
+    alternatives or a list the ground truth lacks ("dark red or dark blue", "red, blue, green"), are ambiguous."""
     texts = answer_texts(response, strict_format)
     if texts is None:
         return FORMAT
     finals = distinct([clean(text) for text in texts], str.__eq__)
     if len(finals) > 1:
         return ambiguous(f"{len(finals)} different final answers: {finals}")
-    if any(hedged(text, answer) for text in texts):
-        return ambiguous(f"hedges between answers: {texts[0]!r}")
+    if any(names_several(text, answer) for text in texts):
+        return ambiguous(f"names several answers: {texts[0]!r}")
     want = clean(answer)
     similarity = edit_similarity(finals[0], want)
     ok = similarity >= correct_at
@@ -257,7 +267,7 @@ def judge_math(response: str, answer: str, strict_format: bool = False) -> Verdi
         texts = answer_texts(response, strict_format)
         if texts is None:
             return FORMAT
-        listed = [text for text in texts if hedged(text, answer, HEDGE_WORD) or NUMBER_LIST.search(LATEX.sub(" ", text))]
+        listed = [text for text in texts if names_several(text, answer, HEDGE) or NUMBER_LIST.search(plain_math(text))]
         if listed:
             return ambiguous(f"names several results: {listed[0]!r}")
         parsed = [got for got in (parse_math(text, limit) for text in texts) if got]
@@ -276,6 +286,11 @@ def judge_math(response: str, answer: str, strict_format: bool = False) -> Verdi
     except TimeoutException as err:
         raise JudgeFailure("math_timeout", f"math-verify gave up after {limit}s: {err}") from err
     return Verdict(float(ok), ok, f"answered {got[-1]}, expected {answer}")
+
+
+def plain_math(text: str) -> str:
+    """`text` without its LaTeX and its bracketed groups: where listed numbers are several results."""
+    return GROUPED.sub(" ", LATEX.sub(" ", text))
 
 
 def parse_math(text: str, limit: int | None) -> list:
@@ -325,7 +340,7 @@ def judge_structured(response: str, answer: str) -> Verdict:
     stuffed = [
         key
         for key, values in got.items()
-        if len({normalize(v) for v in values}) > 1 or any(hedged(v, expected.get(key, "")) for v in values)
+        if len({normalize(v) for v in values}) > 1 or any(names_several(v, expected.get(key, "")) for v in values)
     ]
     if stuffed:
         return ambiguous(f"several values for fields {stuffed}")
