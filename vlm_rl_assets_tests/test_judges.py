@@ -57,10 +57,12 @@ SCENE_VOCABULARY = ["red circle", "blue square", "green cross"]  # the objects o
 
 
 def test_scene_penalises_misses_and_hallucinations():
-    truth = ["red circle", "blue square"]
-    assert judge("open", "The image shows a blue square and a red circle.", "", truth, vocabulary=SCENE_VOCABULARY).correct
-    missed = judge("open", "The image shows a red circle.", "", truth, vocabulary=SCENE_VOCABULARY)
-    hallucinated = judge("open", "A red circle, a blue square and a green cross.", "", truth, vocabulary=SCENE_VOCABULARY)
+    def scene(response: str):
+        return judge("open", response, "", ["red circle", "blue square"], vocabulary=SCENE_VOCABULARY)
+
+    assert scene("The image shows a blue square and a red circle.").correct
+    missed = scene("The image shows a red circle.")
+    hallucinated = scene("A red circle, a blue square and a green cross.")
     assert missed.score == 0.5 and hallucinated.score == pytest.approx(2 / 3)
     assert "green cross" in hallucinated.reason
 

@@ -29,7 +29,8 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
     rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
     cat = config.category(category)
-    judged = score_rollouts(rollouts, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format))
+    judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
+    judged = score_rollouts(rollouts, prompts, judge)
     quarantine_failures(store, category, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
     filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
     store.write_table("filtered_rollouts", category, filtered, schemas.FILTERED_ROLLOUTS)
@@ -47,6 +48,7 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
             "judge": cat.judge,
             "strict_format": cat.strict_format,
+            # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
             **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),
             "judge_failures": len(judged.failures),
             "judge_failures_by_reason": judged.failure_counts,

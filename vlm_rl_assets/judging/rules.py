@@ -144,7 +144,9 @@ def same_quantity(got: Quantity, want: Quantity, settings: RuleSettings) -> bool
     return want.unit == "%" and close(got.value, want.value / 100)
 
 
-def judge_number(response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False) -> Verdict:
+def judge_number(
+    response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False
+) -> Verdict:
     """The one number the final answer names ("Answer: 3 (two rows)"); free text naming several numbers
     ("I see 2 rows, so 3 shapes") and final answers that disagree are ambiguous."""
     expected = quantities(answer)
@@ -244,7 +246,9 @@ def judge_text(response: str, answer: str, strict_format: bool = False) -> Verdi
     return judge_similar(response, answer, normalize, 1.0, strict_format)
 
 
-def judge_ocr(response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False) -> Verdict:
+def judge_ocr(
+    response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False
+) -> Verdict:
     """Normalized edit similarity of the transcript to the ground truth, correct from `ocr_correct_at`."""
     return judge_similar(response, answer, normalize_ocr, settings.ocr_correct_at, strict_format)
 

@@ -34,7 +34,9 @@ def plural_forms(name: str) -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def mention_matcher(names: frozenset[str], synonyms: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[str, str]]:
+def mention_matcher(
+    names: frozenset[str], synonyms: tuple[tuple[str, str], ...]
+) -> tuple[re.Pattern[str], dict[str, str]]:
     """One pattern for every surface form of the vocabulary and the synonyms (longest first, so "red circle"
     wins over "circle"), and the object each form names."""
     forms: dict[str, str] = {}

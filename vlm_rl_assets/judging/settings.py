@@ -18,11 +18,12 @@ class RuleSettings(Settings):
 
 
 class ReferenceSettings(Settings):
-    """The open-ended (CHAIR-style) judge of `open` answers; its vocabulary is every object of the category's prompts."""
+    """The open-ended (CHAIR-style) judge of `open` answers; its vocabulary is the objects of the category's prompts."""
 
     synonyms: dict[str, str] = Field(
         default_factory=dict,
-        description="words read as a vocabulary object, e.g. {couch: sofa, puppy: dog}; plurals (dogs, boxes) match anyway",
+        description="words read as a vocabulary object, e.g. {couch: sofa, puppy: dog}; plurals (dogs, boxes) match "
+        "without one",
     )
 
 
