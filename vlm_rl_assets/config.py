@@ -52,6 +52,11 @@ class CategoryConfig(Settings):
     judge: JudgeKind = Field(
         "rule", description="rule | reference (CHAIR scene) | vlm | reward_model; settings under judges:"
     )
+    strict_format: bool = Field(
+        False,
+        description="credit only a final answer in the instructed form, after 'Answer:' or in \\boxed{} (template cot, "
+        "judge rule or reference); else a response without one is read as a whole",
+    )
     mixture_weight: float = Field(1.0, ge=0, description="share in the policy's balanced mixture")
     min_group_diversity: float = Field(
         0.0, ge=0, le=1, description="groups whose unique fraction (distinct responses / samples) is lower are dropped"
@@ -69,6 +74,15 @@ class CategoryConfig(Settings):
         if labels is not None and labels != "references" and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
             raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, or 'references'")
         return labels
+
+    @model_validator(mode="after")
+    def strict_format_has_a_form(self) -> CategoryConfig:
+        if self.strict_format and (self.template != "cot" or self.judge not in ("rule", "reference")):
+            raise ValueError(
+                f"strict_format needs template: cot (the template that instructs 'Answer:') and judge: rule or "
+                f"reference, got template: {self.template}, judge: {self.judge}; set strict_format: false"
+            )
+        return self
 
     @field_validator("source")
     @classmethod

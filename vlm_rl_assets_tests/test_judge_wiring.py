@@ -13,6 +13,8 @@ from PIL import Image
 
 from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.judging.contract import JudgeItem
+from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import score_rollouts
 from vlm_rl_assets.pairs.filtering import filter_rollouts
 from vlm_rl_assets.resources import PipelineResource
@@ -104,3 +106,46 @@ def test_judge_settings_are_validated_on_load(tmp_path, judges, message):
     path.write_text(f"categories:\n  scene: {{source: 'synthetic:scene', judge: vlm}}\n{judges}\n")
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_strict_format_scores_unmarked_answers_wrong_and_filtered_rollouts_reports_compliance(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.write_table("prompt_mixture", "count", prompt_table({"a": ("number", "2")}), schemas.PROMPTS)
+    responses = ["I count one, two. Answer: 2", "I count one, two. So 2.", "one, two: \\boxed{2}", "Answer: 3"]
+    store.write_table("rollouts", "count", rollout_table({"a": responses}), schemas.ROLLOUTS)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("categories:\n  count: {source: 'synthetic:count', template: cot, strict_format: true}\n")
+    resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
+    result = dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="count", resources=resources)
+    filtered = store.read_table("filtered_rollouts", "count", schemas.FILTERED_ROLLOUTS).sort("sample_idx")
+    assert filtered["correct"].to_list() == [True, False, True, False]
+    assert filtered["judge_reason"][1].startswith("format")
+    (event,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["strict_format"] is True and meta["format_compliance"] == 0.75
+
+
+@pytest.mark.parametrize(
+    "category",
+    [
+        "{source: 'synthetic:count', strict_format: true}",  # plain: no 'Answer:' is instructed
+        "{source: 'synthetic:count', template: cot, judge: vlm, strict_format: true}",  # not a rule judge
+    ],
+)
+def test_strict_format_needs_the_cot_template_and_a_rule_judge(tmp_path, category):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(f"categories:\n  count: {category}\njudges: {{vlm: {{model: m}}}}\n")
+    with pytest.raises(ConfigError, match="strict_format needs template: cot"):
+        load_config(path)
+
+
+def test_reference_synonyms_reach_the_open_judge(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "categories:\n  scene: {source: 'synthetic:scene', judge: reference}\n"
+        "judges: {reference: {synonyms: {couch: sofa}}}\n"
+    )
+    config = load_config(path)
+    judge = open_judge("reference", config.judges, config.model, load_image=lambda uri: Image.new("RGB", (1, 1)))
+    item = JudgeItem("p/0", "p", "Describe the image.", "A dog on a couch.", "open", "", "", objects=["dog", "sofa"])
+    assert judge.judge([item]).outcomes[0].correct

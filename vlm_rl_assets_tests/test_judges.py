@@ -1,8 +1,11 @@
+import polars as pl
 import pytest
 
-from vlm_rl_assets.judging.contract import JudgeFailure
-from vlm_rl_assets.judging.rules import edit_similarity, judge
-from vlm_rl_assets.judging.settings import RuleSettings
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem
+from vlm_rl_assets.judging.rules import RuleJudge, edit_similarity, judge
+from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
+from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 
 
 @pytest.mark.parametrize(
@@ -50,11 +53,16 @@ def test_structured_gives_field_credit():
     assert judge("structured", answer, answer, []).correct
 
 
+SCENE_VOCABULARY = ["red circle", "blue square", "green cross"]  # the objects of all the category's prompts
+
+
 def test_scene_penalises_misses_and_hallucinations():
-    truth = ["red circle", "blue square"]
-    assert judge("open", "The image shows a blue square and a red circle.", "", truth).correct
-    missed = judge("open", "The image shows a red circle.", "", truth)
-    hallucinated = judge("open", "A red circle, a blue square and a green cross.", "", truth)
+    def scene(response: str):
+        return judge("open", response, "", ["red circle", "blue square"], vocabulary=SCENE_VOCABULARY)
+
+    assert scene("The image shows a blue square and a red circle.").correct
+    missed = scene("The image shows a red circle.")
+    hallucinated = scene("A red circle, a blue square and a green cross.")
     assert missed.score == 0.5 and hallucinated.score == pytest.approx(2 / 3)
     assert "green cross" in hallucinated.reason
 
@@ -93,8 +101,8 @@ def test_unknown_answer_type_raises():
         ("Answer: 50 percent", "50%", True),
         ("Answer: \u22124", "-4", True),  # typographic minus
         ("Answer: 1.5e3", "1500", True),
-        ("Answer: 3 (two rows)", "3", True),  # after 'Answer:' the first number counts
-        ("I see 2 rows, so 3 shapes", "3", True),  # in free text the last one does
+        ("Answer: 3 (two rows)", "3", True),  # number words are no numbers
+        ("I see 3 shapes", "3", True),  # free text naming one number
         ("Thus \\boxed{42}.", "42", True),
         ("Answer: 3 apples", "3", True),  # an unknown unit word is no unit
     ],
@@ -128,7 +136,7 @@ OPTIONS = ["circle", "square", "triangle", "light blue square"]
         ("Answer: square", True),  # the option's text
         ("Answer: Square.", True),
         ("It has 4 equal sides, so it is a square.", True),  # no answer line: the last option mentioned
-        ("Not a circle: a square.", True),
+        ("Not a circle.", False),  # a negated option is not chosen
         ("Answer: A square", True),  # 'A' is an article; the text decides
         ("Answer: I think B", True),  # 'I' is no option letter
         ("Answer: (A) square", False),  # an explicit letter wins over text
@@ -184,3 +192,150 @@ def test_ocr_scores_normalized_edit_similarity(response, correct, low, high):
 
 def test_scene_ignores_plurals_and_case():
     assert judge("open", "Two Red Circles and a blue square.", "", ["red circle", "blue square"]).correct
+
+
+# Responses a policy could learn to game the rule judges with, for every answer type: each must NOT be
+# credited, beside honest controls that stay credited. (answer_type, ground truth, response, strict_format)
+SHAPE_OPTIONS = ["circle", "square", "triangle", "cross"]  # shape_choice's options: C is triangle
+DESCRIBE = "colour: red; size: large; position: top left"
+GAMING = {
+    # number
+    "number: hedge": ("number", "3", "Answer: 3 or 4", False, "ambiguous"),
+    "number: either": ("number", "3", "I count them. Answer: either 3 or 4", False, "ambiguous"),
+    "number: list": ("number", "3", "Answer: 1, 2, 3, 4", False, "ambiguous"),
+    "number: free-text list": ("number", "3", "1 2 3 4 5 6", False, "ambiguous"),
+    "number: free text, last number": ("number", "3", "I see 2 rows, so 3 shapes", False, "ambiguous"),
+    "number: disagreeing answer lines": ("number", "3", "Answer: 4\nAnswer: 3", False, "ambiguous"),
+    "number: answer line and box disagree": ("number", "3", "Answer: 3 \\boxed{4}", False, "ambiguous"),
+    "number: negated other": ("number", "3", "Answer: 3, not 4", False, "ambiguous"),
+    "number: rationale only (strict)": ("number", "3", "I count the shapes: one, two, three. So 3.", True, "format"),
+    # choice
+    "choice: echoed options": ("choice", "C", "(A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
+    "choice: echoed options as answer": ("choice", "D", "Answer: (A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
+    "choice: letter hedge": ("choice", "B", "Answer: (A) or (B)", False, "ambiguous"),
+    "choice: bare letters": ("choice", "C", "Answer: A B C D", False, "ambiguous"),
+    "choice: text hedge": ("choice", "C", "Answer: triangle or cross", False, "ambiguous"),
+    "choice: every option text": ("choice", "D", "It could be a circle, a square, a triangle or a cross.", False, "ambiguous"),
+    "choice: disagreeing answer lines": ("choice", "C", "Answer: (C)\nAnswer: (D)", False, "ambiguous"),
+    "choice: answer line and box disagree": ("choice", "C", "Answer: (C) \\boxed{D}", False, "ambiguous"),
+    "choice: letter and other text": ("choice", "A", "Answer: (A) square", False, "ambiguous"),
+    "choice: right and negated other": ("choice", "C", "Answer: a triangle, not a cross", False, "ambiguous"),
+    "choice: negation in free text": ("choice", "A", "It is a square, not a circle.", False, "ambiguous"),
+    "choice: only negated": ("choice", "A", "Answer: not a circle", False, "no option"),
+    "choice: rationale only (strict)": ("choice", "C", "The shape has 3 corners, so it is a triangle (C).", True, "format"),
+    # text (colour, and shape_choice's mcq_to_open variant)
+    "text: hedge": ("text", "dark red", "Answer: dark red or light red", False, "ambiguous"),
+    "text: slash": ("text", "dark red", "dark red/light red", False, "ambiguous"),
+    "text: list": ("text", "triangle", "circle, square, triangle, cross", False, "ambiguous"),
+    "text: disagreeing answer lines": ("text", "dark red", "Answer: dark red\nAnswer: light blue", False, "ambiguous"),
+    "text: rationale only (strict)": ("text", "triangle", "It has 3 corners, so it is a triangle.", True, "format"),
+    # ocr
+    "ocr: hedge": ("ocr", "the quick brown fox", "Answer: the quick brown fox or the quick brown box", False, "ambiguous"),
+    "ocr: disagreeing answer lines": ("ocr", "the quick brown fox", "Answer: the quick brown fox\nAnswer: the lazy dog", False, "ambiguous"),
+    "ocr: no answer line (strict)": ("ocr", "the quick brown fox", "It reads the quick brown fox.", True, "format"),
+    # math
+    "math: hedge": ("math", "4", "Answer: 3 or 4", False, "ambiguous"),
+    "math: list": ("math", "4", "Answer: 1, 2, 3, 4", False, "ambiguous"),
+    "math: free-text list": ("math", "4", "1 2 3 4", False, "ambiguous"),
+    "math: free text, last number": ("math", "4", "I think 2, no wait, 4", False, "ambiguous"),
+    "math: two boxes": ("math", "4", "\\boxed{3} \\boxed{4}", False, "ambiguous"),
+    "math: answer line and box disagree": ("math", "4", "Answer: 3\nSo \\boxed{4}", False, "ambiguous"),
+    "math: rationale only (strict)": ("math", "4", "2 + 2 = 4", True, "format"),
+    # structured (describe)
+    "structured: stuffed fields": (
+        "structured", DESCRIBE, "colour: red; colour: blue; size: large; size: small; position: top left; position: bottom right",
+        False, "ambiguous",
+    ),
+    "structured: hedged field": ("structured", DESCRIBE, "colour: red or blue; size: large; position: top left", False, "ambiguous"),
+    "structured: listed field": ("structured", DESCRIBE, "colour: red, blue, green; size: large; position: top left", False, "ambiguous"),
+    # open (scene): every object word of the vocabulary
+    "open: every object": (
+        "open", "", "A red circle, a blue square, a green cross, a yellow triangle and a purple circle.", False, "covered 1/1",
+    ),
+}
+HONEST = {
+    "number: cot": ("number", "3", "I count the shapes: one, two, three. Answer: 3", False),
+    "number: plain": ("number", "3", "3", False),
+    "number: agreeing answer lines": ("number", "3", "Answer: 3\nAnswer: 3", False),
+    "number: answer line and box agree": ("number", "3", "Answer: 3 \\boxed{3}", False),
+    "number: cot (strict)": ("number", "3", "I count the shapes: one, two, three. Answer: 3", True),
+    "number: boxed (strict)": ("number", "3", "one, two, three: \\boxed{3}", True),
+    "choice: cot": ("choice", "C", "The shape has 3 corners, so it is a triangle. Answer: (C)", False),
+    "choice: letter and its text": ("choice", "C", "Answer: (C) triangle", False),
+    "choice: plain letter": ("choice", "C", "C", False),
+    "choice: option text": ("choice", "C", "Answer: triangle", False),
+    "choice: free text": ("choice", "C", "It is a triangle.", False),
+    "choice: article": ("choice", "C", "Answer: A triangle", False),
+    "choice: cot (strict)": ("choice", "C", "The shape has 3 corners, so it is a triangle. Answer: (C)", True),
+    "text: plain": ("text", "dark red", "dark red", False),
+    "text: cot": ("text", "triangle", "The shape has 3 corners, so it is a triangle. Answer: triangle", True),
+    "ocr: answer line": ("ocr", "the quick brown fox", "Answer: The quick brown fox.", True),
+    "math: answer line": ("math", "4", "2 + 2 = 4. Answer: 4", True),
+    "math: box": ("math", "4", "So \\boxed{4}", False),
+    "math: free text naming only its result": ("math", "4", "The result is 4.", False),
+    "structured: reference": ("structured", DESCRIBE, DESCRIBE, False),
+    "structured: repeated same value": ("structured", DESCRIBE, f"{DESCRIBE}; colour: red", False),
+    "open: reference": ("open", "", "The image shows a red circle on a grey background.", False),
+}
+SCENE_OBJECTS = ["red circle"]
+ALL_SCENE_OBJECTS = [f"{colour} {shape}" for colour in ("red", "blue", "green", "yellow", "purple") for shape in SHAPE_OPTIONS]
+
+
+def rule_verdict(answer_type: str, answer: str, response: str, strict: bool):
+    objects = SCENE_OBJECTS if answer_type == "open" else []
+    choices = SHAPE_OPTIONS if answer_type == "choice" else []
+    return judge(
+        answer_type, response, answer, objects, choices, vocabulary=ALL_SCENE_OBJECTS, strict_format=strict
+    )
+
+
+@pytest.mark.parametrize("answer_type, answer, response, strict, reason", GAMING.values(), ids=GAMING.keys())
+def test_gaming_responses_are_not_credited(answer_type, answer, response, strict, reason):
+    verdict = rule_verdict(answer_type, answer, response, strict)
+    assert not verdict.correct and verdict.reason.startswith(reason), verdict
+    if reason in ("ambiguous", "format"):
+        assert verdict.score == 0.0
+
+
+@pytest.mark.parametrize("answer_type, answer, response, strict", HONEST.values(), ids=HONEST.keys())
+def test_honest_responses_stay_credited(answer_type, answer, response, strict):
+    verdict = rule_verdict(answer_type, answer, response, strict)
+    assert verdict.correct and verdict.score == 1.0, verdict
+
+
+def test_strict_format_reaches_the_rule_judge():
+    item = JudgeItem("p/0", "p", "How many? Think step by step, then finish with 'Answer: number'.", "So 3.", "number", "3", "")
+    assert RuleJudge().judge([item]).outcomes[0].correct
+    assert RuleJudge(strict_format=True).judge([item]).outcomes[0].reason.startswith("format")
+
+
+DOG_ROWS = {"p0": ["dog", "sofa"], "p1": ["cat", "table"], "p2": ["box"]}  # a real-world dataset's objects
+REAL_WORLD = [
+    ("p0", "A dog lies on a couch.", 1.0),  # couch: sofa
+    ("p0", "Two dogs sleep on the sofas.", 1.0),  # plurals
+    ("p0", "A dog on a sofa next to a lamp.", 1.0),  # lamp: in no row, so neither covered nor hallucinated
+    ("p0", "A dog.", 0.5),  # sofa missed
+    ("p0", "A cat on a sofa.", 1 / 3),  # cat is another row's object: hallucinated
+    ("p0", "A dog, a sofa, a cat, a table and a box.", 2 / 5),  # every object word
+    ("p0", "A hotdog on a catwalk.", 0.0),  # words inside other words are no mentions
+    ("p2", "Three boxes.", 1.0),
+    ("p1", "A cat under the tables.", 1.0),
+]
+
+
+@pytest.mark.parametrize("pid, response, score", REAL_WORLD)
+def test_open_answers_on_real_world_words(pid, response, score):
+    prompts = prompt_table({p: ("open", "") for p in DOG_ROWS}, category="photos").with_columns(
+        objects=pl.Series([DOG_ROWS[p] for p in DOG_ROWS], dtype=pl.List(pl.String))
+    )
+    judge_ = RuleJudge(name="reference", reference=ReferenceSettings(synonyms={"Couch": "sofa"}))
+    judged = score_rollouts(rollout_table({pid: [response]}), prompts, judge_)
+    assert judged.scored["score"][0] == pytest.approx(score), judged.scored["judge_reason"][0]
+    assert judged.scored["correct"][0] is (score == 1.0)
+
+
+def test_an_open_row_without_objects_is_refused_not_scored():
+    prompts = prompt_table({"p0": ("open", "A dog on a sofa.")}, category="photos")
+    judged = score_rollouts(rollout_table({"p0": ["A dog on a sofa."]}), prompts, RuleJudge(name="reference"))
+    assert judged.scored.is_empty()
+    assert judged.failure_counts == {"no_objects": 1} and "objects" in judged.failures[0][1]

@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
+from vlm_rl_assets.judging.answers import format_compliance
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import quarantine_failures, score_rollouts
 from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
@@ -28,7 +29,8 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
     rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
     cat = config.category(category)
-    judged = score_rollouts(rollouts, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image))
+    judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
+    judged = score_rollouts(rollouts, prompts, judge)
     quarantine_failures(store, category, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
     filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
     store.write_table("filtered_rollouts", category, filtered, schemas.FILTERED_ROLLOUTS)
@@ -45,6 +47,9 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
             "judge": cat.judge,
+            "strict_format": cat.strict_format,
+            # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
+            **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),
             "judge_failures": len(judged.failures),
             "judge_failures_by_reason": judged.failure_counts,
             **{f"judge_{name}": value for name, value in judged.metrics.items()},  # vlm: consistency, rank_agreement

@@ -44,7 +44,8 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         labels = read_labels(cat.calibration_labels)
         if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
             labels = with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
-    result = calibrate(labels, prompts, open_judge(cat.judge, config.judges, config.model, store.load_image))
+    judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
+    result = calibrate(labels, prompts, judge)
     agreement = result.agreement
     if agreement.n == 0:
         problem = "the labelled sample has no rows"

@@ -11,12 +11,27 @@ from PIL import Image
 
 from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, pass_at_k_curve
+from vlm_rl_assets.judging.contract import Verdict
 from vlm_rl_assets.judging.rules import judge
+from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+def vocabularies(prompts: pl.DataFrame) -> dict[str, frozenset[str]]:
+    """Each category's objects: the open judge's vocabulary."""
+    return {category: object_vocabulary(group["objects"]) for (category,), group in prompts.group_by("category")}
+
+
+def bench_verdict(prompt: dict, text: str, vocabulary: dict[str, frozenset[str]]) -> Verdict:
+    """A response judged by rule against its prompt row."""
+    return judge(
+        prompt["answer_type"], text, prompt["answer"], prompt["objects"], prompt["choices"],
+        vocabulary=vocabulary[prompt["category"]],
+    )
 
 
 def greedy_verdicts(
@@ -29,9 +44,9 @@ def greedy_verdicts(
     """One greedy response per prompt with its score and correctness."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
     completions = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens), progress)
-    rows = []
+    rows, vocabulary = [], vocabularies(prompts)
     for prompt, (completion,) in zip(prompts.iter_rows(named=True), completions):
-        verdict = judge(prompt["answer_type"], completion.text, prompt["answer"], prompt["objects"], prompt["choices"])
+        verdict = bench_verdict(prompt, completion.text, vocabulary)
         rows.append(
             {
                 "prompt_id": prompt["prompt_id"],
@@ -54,9 +69,9 @@ def sampled_correct(
     """How many of `params.n` sampled responses per prompt are fully correct: the input of unbiased pass@k."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
     completions = engine.generate(requests, params, progress)
-    rows = []
+    rows, vocabulary = [], vocabularies(prompts)
     for prompt, samples in zip(prompts.iter_rows(named=True), completions):
-        verdicts = [judge(prompt["answer_type"], s.text, prompt["answer"], prompt["objects"], prompt["choices"]) for s in samples]
+        verdicts = [bench_verdict(prompt, s.text, vocabulary) for s in samples]
         rows.append({"prompt_id": prompt["prompt_id"], "category": prompt["category"], "n_correct": sum(v.correct for v in verdicts)})
     return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "n_correct": pl.Int64})
 

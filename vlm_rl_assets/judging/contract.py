@@ -48,6 +48,7 @@ class JudgeItem:
     choices: Sequence[str] = ()
     objects: Sequence[str] = ()
     images: Sequence[str] = ()  # store URIs
+    vocabulary: frozenset[str] = frozenset()  # every object of the category's prompts: the open judge's words
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,15 @@ from vlm_rl_assets.model.settings import ModelSettings
 
 
 def open_judge(
-    kind: JudgeKind, judges: JudgesSettings, model: ModelSettings, load_image: Callable[[str], Image.Image]
+    kind: JudgeKind,
+    judges: JudgesSettings,
+    model: ModelSettings,
+    load_image: Callable[[str], Image.Image],
+    strict_format: bool = False,
 ) -> RolloutJudge:
-    """The judge of `kind`. The VLM judge's API key comes only from the environment variable
-    `judges.vlm.api_key_env` names, so it never lands in config or metadata."""
+    """The judge of `kind` (`strict_format`: the rule judges credit only a marked final answer). The VLM judge's
+    API key comes only from the environment variable `judges.vlm.api_key_env` names, so it never lands in config
+    or metadata."""
     if kind == "vlm":
         return VLMJudge(judges.vlm, load_image, api_key=os.environ.get(judges.vlm.api_key_env, ""))
     if kind == "reward_model":
@@ -27,4 +32,4 @@ def open_judge(
 
         torch.set_num_threads(model.torch_threads)
         return RewardModelJudge(judges.reward_model, device=model.device)
-    return RuleJudge(judges.rule, name=kind)
+    return RuleJudge(judges.rule, name=kind, reference=judges.reference, strict_format=strict_format)

@@ -1,9 +1,11 @@
 """Rule judges: a score in [0, 1], a correctness flag and a short reason for each response.
 
-Verifiable answers (number, choice, text, structured fields, math, OCR text) are checked by rules;
-open scene descriptions are scored CHAIR-style against the true object list (objects covered,
-objects hallucinated), which is what the `reference` judge means. A judge that cannot judge (a
-ground truth it cannot read, a timeout) raises `JudgeFailure`: the row is quarantined, never scored 0.
+Verifiable answers (number, choice, text, structured fields, math, OCR text) are checked by rules on the
+final answer (`answers.py`: the text after 'Answer:' or in \\boxed{}, else the whole response), and a final
+answer that names several options, numbers or texts is wrong ("ambiguous: ..."), whatever the ground truth;
+open scene descriptions are scored CHAIR-style against the true object list (`scene.py`), which is what the
+`reference` judge means. A judge that cannot judge (a ground truth it cannot read, a timeout) raises
+`JudgeFailure`: the row is quarantined, never scored 0.
 """
 
 from __future__ import annotations
@@ -12,23 +14,34 @@ import math
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
+from vlm_rl_assets.judging.answers import (
+    FORMAT,
+    HEDGE,
+    ambiguous,
+    answer_texts,
+    distinct,
+    marked_answers,
+    names_several,
+    negated,
+)
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
-from vlm_rl_assets.judging.settings import RuleSettings
-from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES
-from vlm_rl_assets.prompts.world import COLOURS, SHAPES
+from vlm_rl_assets.judging.scene import judge_scene
+from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
+from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES, LETTERS
 
-ANSWER_LINE = re.compile(r"answer\s*[:：]\s*(.+)", re.IGNORECASE)
-BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-LETTER = re.compile(r"\b([A-Z])\b")
-PARENTHESIZED_LETTER = re.compile(r"\(([A-Z])\)")
-LONE_LETTER = re.compile(r"[A-Z][).:]?")  # a whole answer of one letter ("B", "B.") is an option, not an article
+EXPLICIT_LETTER = re.compile(r"\(([A-Z])\)")
+BARE_LETTER = re.compile(r"(?<![\w'’(])([A-Z])(?:[).:](?!\w)|(?![\w'’]))")
+LONE_LETTER = re.compile(r"\(?[A-Z][).:]?")  # a whole response of one letter ("B", "B.") is an option
 OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][).:]\s+")  # "(A) circle", "A. circle": the option text is "circle"
-OBJECT_MENTION = re.compile(rf"\b({'|'.join(COLOURS)})\s+({'|'.join(SHAPES)})s?\b", re.IGNORECASE)
+# numbers listed side by side ("2, 3", "1 2 3") in a math answer, which math-verify would read as the last
+NUMBER_LIST = re.compile(r"(?<![\d.,])\d+(?:\.\d+)?(?![.,]?\d)(?:\s*[,;]\s*|\s+)(?:and\s+|or\s+)?[-+]?\d")
+LATEX = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[a-zA-Z]+")
+GROUPED = re.compile(r"\\?\{[^{}]*\\?\}|\([^()]*\)|\[[^\[\]]*\]")  # a set, a point, an interval: one result
 
 # A number with optional thousands groups ("1,000", "1 000"), decimals, exponent, a currency sign
 # before it and a unit word or % after it.
@@ -81,19 +94,6 @@ class Quantity:
     text: str
 
 
-def final_answer(response: str) -> str:
-    """The last `\\boxed{...}`, else the text after the last 'Answer:', else the whole response."""
-    boxed = BOXED.findall(response)
-    if boxed:
-        return boxed[-1].strip()
-    matches = ANSWER_LINE.findall(response)
-    return matches[-1].strip() if matches else response.strip()
-
-
-def has_final_answer(response: str) -> bool:
-    return bool(BOXED.search(response) or ANSWER_LINE.search(response))
-
-
 def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
@@ -144,57 +144,77 @@ def same_quantity(got: Quantity, want: Quantity, settings: RuleSettings) -> bool
     return want.unit == "%" and close(got.value, want.value / 100)
 
 
-def judge_number(response: str, answer: str, settings: RuleSettings = RuleSettings()) -> Verdict:
+def judge_number(
+    response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False
+) -> Verdict:
+    """The one number the final answer names ("Answer: 3 (two rows)"); free text naming several numbers
+    ("I see 2 rows, so 3 shapes") and final answers that disagree are ambiguous."""
     expected = quantities(answer)
     if len(expected) != 1:
         raise JudgeFailure("answer_not_a_number", f"ground truth {answer!r} holds {len(expected)} numbers, not one")
-    found = quantities(final_answer(response))
+    texts = answer_texts(response, strict_format)
+    if texts is None:
+        return FORMAT
+    found = distinct([q for text in texts for q in quantities(text)], lambda a, b: same_quantity(a, b, settings))
     if not found:
         return Verdict(0.0, False, "no number found")
-    # after 'Answer:' the first number is the answer ("Answer: 3 (in 2 rows)"); in free text, the last
-    got = found[0] if has_final_answer(response) else found[-1]
-    ok = same_quantity(got, expected[0], settings)
-    return Verdict(float(ok), ok, f"answered {got.text}, expected {answer}")
+    if len(found) > 1:
+        return ambiguous(f"names {len(found)} numbers: {', '.join(q.text for q in found)}")
+    ok = same_quantity(found[0], expected[0], settings)
+    return Verdict(float(ok), ok, f"answered {found[0].text}, expected {answer}")
 
 
 def option_texts(choices: Sequence[str]) -> list[str]:
     return [normalize(OPTION_PREFIX.sub("", choice)) for choice in choices]
 
 
-def chosen_by_text(text: str, choices: Sequence[str]) -> str | None:
-    """The letter of the option whose text is mentioned last (the longer one where two end together)."""
-    text = f" {normalize(text)} "
-    best: tuple[int, int, str] | None = None
-    for letter, option in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", option_texts(choices)):
-        if not option:
-            continue
-        for match in re.finditer(rf"(?<= ){re.escape(option)}(?= )", text):
-            candidate = (match.end(), len(option), letter)
-            best = max(best, candidate) if best else candidate
-    return best[2] if best else None
+def text_mentions(text: str, choices: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(letter, start, end) of each option whose text `text` names; a name inside a longer option's ("square"
+    in "light blue square") is that longer option's."""
+    spans = []
+    for letter, option in zip(LETTERS, option_texts(choices)):
+        if option:
+            words = r"\W+".join(map(re.escape, option.split()))
+            spans += [(letter, m.start(), m.end()) for m in re.finditer(rf"(?<!\w){words}(?!\w)", text, re.IGNORECASE)]
+    return [s for s in spans if not any(o != s and o[1] <= s[1] and s[2] <= o[2] for o in spans)]
 
 
-def judge_choice(response: str, answer: str, choices: Sequence[str] = ()) -> Verdict:
-    """The option chosen by '(B)', else by its text (when the choices are known), else by a lone
-    letter after 'Answer:' or as the whole response (a short-answer template's 'B'); 'A' in a sentence
-    is an article."""
-    final = final_answer(response)
-    letters = PARENTHESIZED_LETTER.findall(final)
-    by_text = chosen_by_text(final, choices) if choices and not letters else None
-    if not letters and not by_text and (has_final_answer(response) or LONE_LETTER.fullmatch(final)):
-        valid = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(choices)] if choices else None
-        letters = [letter for letter in LETTER.findall(final) if valid is None or letter in valid]
-    chosen = letters[-1] if letters else by_text
-    if chosen is None:
-        return Verdict(0.0, False, "no option found")
-    ok = chosen == answer.strip().strip("()").upper()
-    return Verdict(float(ok), ok, f"chose {chosen}, expected {answer}")
+def letter_mentions(text: str, final: bool) -> list[tuple[str, int]]:
+    """(letter, start) of each option letter: "(B)" anywhere; in a final answer also "B.", "B)" and a bare "B",
+    but not a bare "A" or "I" before a word (an article or a pronoun: "A square", "I think B")."""
+    mentions = [(m[1], m.start()) for m in EXPLICIT_LETTER.finditer(text)]
+    if final:
+        for m in BARE_LETTER.finditer(text):
+            bare = m[0] == m[1]
+            if not (bare and m[1] in "AI" and re.match(r"\s+[a-z]", text[m.end() :])):
+                mentions.append((m[1], m.start()))
+    return mentions
 
 
-def judge_text(response: str, answer: str) -> Verdict:
-    got, want = normalize(final_answer(response)), normalize(answer)
-    similarity = edit_similarity(got, want)
-    return Verdict(similarity, similarity == 1.0, f"edit similarity {similarity:.2f} to {want!r}")
+def judge_choice(response: str, answer: str, choices: Sequence[str] = (), strict_format: bool = False) -> Verdict:
+    """The one option the final answer names, by letter or by its text (VLMEvalKit's can_infer_option and
+    can_infer_text: exactly one). Bare letters count after 'Answer:' or as the whole response (a short-answer
+    template's 'B'); in free text only "(B)" and option texts do. Naming a second option, even negated ("a
+    square, not a circle"), is ambiguous; an option that is only negated is not chosen."""
+    texts = answer_texts(response, strict_format)
+    if texts is None:
+        return FORMAT
+    final = bool(marked_answers(response)) or bool(LONE_LETTER.fullmatch(response.strip()))
+    valid = LETTERS[: len(choices)] if choices else LETTERS
+    named: dict[str, bool] = {}  # letter -> named without a negation somewhere
+    for text in texts:
+        words = text_mentions(text, choices)
+        letters = [(letter, start) for letter, start in letter_mentions(text, final) if letter in valid]
+        letters = [(lt, start) for lt, start in letters if not any(w[1] <= start < w[2] for w in words)]
+        for letter, start in letters + [(letter, start) for letter, start, _ in words]:
+            named[letter] = named.get(letter, False) or not negated(text, start)
+    if len(named) > 1:
+        return ambiguous(f"names options {', '.join(sorted(named))}")
+    chosen = [letter for letter, affirmed in named.items() if affirmed]
+    if not chosen:
+        return Verdict(0.0, False, f"no option found{' (only a negated one)' if named else ''}")
+    ok = chosen[0] == answer.strip().strip("()").upper()
+    return Verdict(float(ok), ok, f"chose {chosen[0]}, expected {answer}")
 
 
 def normalize_ocr(text: str) -> str:
@@ -202,15 +222,41 @@ def normalize_ocr(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-def judge_ocr(response: str, answer: str, settings: RuleSettings = RuleSettings()) -> Verdict:
-    """Normalized edit similarity of the transcript (the text after 'Answer:' if any) to the ground truth."""
-    similarity = edit_similarity(normalize_ocr(final_answer(response)), normalize_ocr(answer))
-    ok = similarity >= settings.ocr_correct_at
-    return Verdict(similarity, ok, f"edit similarity {similarity:.2f} (correct at {settings.ocr_correct_at})")
+def judge_similar(
+    response: str, answer: str, clean: Callable[[str], str], correct_at: float, strict_format: bool
+) -> Verdict:
+    """Normalized edit similarity of the final answer to the ground truth; final answers that disagree, and
+    alternatives or a list the ground truth lacks ("dark red or dark blue", "red, blue, green"), are ambiguous."""
+    texts = answer_texts(response, strict_format)
+    if texts is None:
+        return FORMAT
+    finals = distinct([clean(text) for text in texts], str.__eq__)
+    if len(finals) > 1:
+        return ambiguous(f"{len(finals)} different final answers: {finals}")
+    if any(names_several(text, answer) for text in texts):
+        return ambiguous(f"names several answers: {texts[0]!r}")
+    want = clean(answer)
+    similarity = edit_similarity(finals[0], want)
+    ok = similarity >= correct_at
+    return Verdict(similarity, ok, f"edit similarity {similarity:.2f} to {want!r} (correct at {correct_at})")
 
 
-def judge_math(response: str, answer: str) -> Verdict:
-    """Symbolic equivalence by `math-verify` (2(x+1) = 2x+2, 1/2 = 0.5, \\{1,2\\} = \\{2,1\\})."""
+def judge_text(response: str, answer: str, strict_format: bool = False) -> Verdict:
+    """Correct only when equal after `normalize` (case, punctuation); partial credit by edit similarity."""
+    return judge_similar(response, answer, normalize, 1.0, strict_format)
+
+
+def judge_ocr(
+    response: str, answer: str, settings: RuleSettings = RuleSettings(), strict_format: bool = False
+) -> Verdict:
+    """Normalized edit similarity of the transcript to the ground truth, correct from `ocr_correct_at`."""
+    return judge_similar(response, answer, normalize_ocr, settings.ocr_correct_at, strict_format)
+
+
+def judge_math(response: str, answer: str, strict_format: bool = False) -> Verdict:
+    """Symbolic equivalence by `math-verify` (2(x+1) = 2x+2, 1/2 = 0.5, \\{1,2\\} = \\{2,1\\}) of the final
+    answer. math-verify reads the last expression of a text, so hedges ("2 or 3"), listed numbers ("2, 3"),
+    final answers that disagree, and free text naming other numbers than its result are ambiguous."""
     from math_verify import parse, verify
     from math_verify.errors import TimeoutException
 
@@ -222,49 +268,89 @@ def judge_math(response: str, answer: str) -> Verdict:
             raise JudgeFailure(
                 "math_answer_unparseable", f"math-verify cannot read the ground truth {answer!r}; write it as LaTeX"
             )
-        target = response if BOXED.search(response) else final_answer(response)
-        try:
-            got = parse(target, parsing_timeout=limit, raise_on_error=True)
-        except Exception:  # an unparseable response is a wrong answer, not a judge failure
-            got = []
-        if not got:
+        texts = answer_texts(response, strict_format)
+        if texts is None:
+            return FORMAT
+        listed = [text for text in texts if names_several(text, answer, HEDGE) or NUMBER_LIST.search(plain_math(text))]
+        if listed:
+            return ambiguous(f"names several results: {listed[0]!r}")
+        parsed = [got for got in (parse_math(text, limit) for text in texts) if got]
+        if not parsed:
             return Verdict(0.0, False, "no math expression found")
         try:
+            results = distinct(parsed, lambda a, b: verify(a, b, timeout_seconds=limit, raise_on_error=True))
+            if len(results) > 1:
+                return ambiguous(f"{len(results)} different final answers: {[got[-1] for got in results]}")
+            got = results[0]
+            if not marked_answers(response) and prose_names_other_numbers(response, got):
+                return ambiguous(f"free text names numbers besides its result {got[-1]}; give it after 'Answer:'")
             ok = verify(gold, got, timeout_seconds=limit, raise_on_error=True)
         except Exception as err:  # sympy cannot compare what the response wrote: not equivalent
-            return Verdict(0.0, False, f"answered {got[-1]}, not comparable to {answer}: {type(err).__name__}")
+            return Verdict(0.0, False, f"answered {parsed[-1][-1]}, not comparable to {answer}: {type(err).__name__}")
     except TimeoutException as err:
         raise JudgeFailure("math_timeout", f"math-verify gave up after {limit}s: {err}") from err
     return Verdict(float(ok), ok, f"answered {got[-1]}, expected {answer}")
 
 
-def parse_fields(text: str) -> dict[str, str]:
-    fields = {}
+def plain_math(text: str) -> str:
+    """`text` without its LaTeX and its bracketed groups: where listed numbers are several results."""
+    return GROUPED.sub(" ", LATEX.sub(" ", text))
+
+
+def parse_math(text: str, limit: int | None) -> list:
+    """math-verify's reading of a final answer, as written or as LaTeX (a box's content: "\\frac12");
+    [] when it reads nothing (an unparseable response is a wrong answer, not a judge failure)."""
+    from math_verify import parse
+
+    for candidate in (text, f"${text}$"):
+        try:
+            got = parse(candidate, parsing_timeout=limit, raise_on_error=True)
+        except Exception:
+            got = []
+        if got:
+            return got
+    return []
+
+
+def prose_names_other_numbers(response: str, got: list) -> bool:
+    """In free text (words, not one bare expression), a plain number outside LaTeX other than the result."""
+    plain = LATEX.sub(" ", response)
+    if not re.search(r"[A-Za-z]{2,}", plain):
+        return False
+    try:
+        result = float(got[0])  # a sympy number
+    except (TypeError, ValueError):
+        result = math.nan  # an expression or a set: no plain number is it
+    return any(not math.isclose(q.value, result) for q in quantities(plain))
+
+
+def parse_fields(text: str) -> dict[str, list[str]]:
+    """Each 'key: value' field of a '; '-separated text, with every value given for the key."""
+    fields: dict[str, list[str]] = {}
     for part in text.split(";"):
         key, sep, value = part.partition(":")
         if sep:
-            fields[normalize(key)] = normalize(value)
+            fields.setdefault(normalize(key), []).append(value)
     return fields
 
 
 def judge_structured(response: str, answer: str) -> Verdict:
-    expected, got = parse_fields(answer), parse_fields(response)
+    """Credit per right field; a field given several values ("colour: red; colour: blue", "colour: red or
+    blue") makes the whole answer ambiguous (answer stuffing)."""
+    expected = {key: normalize(values[-1]) for key, values in parse_fields(answer).items()}
     if not expected:
         raise JudgeFailure("answer_not_structured", f"ground truth {answer!r} has no 'key: value' fields")
-    wrong = [key for key, value in expected.items() if got.get(key) != value]
+    got = parse_fields(response)
+    stuffed = [
+        key
+        for key, values in got.items()
+        if len({normalize(v) for v in values}) > 1 or any(names_several(v, expected.get(key, "")) for v in values)
+    ]
+    if stuffed:
+        return ambiguous(f"several values for fields {stuffed}")
+    wrong = [key for key, value in expected.items() if normalize(got.get(key, [""])[0]) != value]
     score = 1.0 - len(wrong) / len(expected)
     return Verdict(score, not wrong, f"wrong fields: {wrong}" if wrong else "all fields right")
-
-
-def judge_scene(response: str, objects: Sequence[str]) -> Verdict:
-    """CHAIR-style: Jaccard overlap of mentioned and true objects (misses and hallucinations both cost)."""
-    mentioned = {f"{c.lower()} {s.lower()}" for c, s in OBJECT_MENTION.findall(response)}
-    truth = set(objects)
-    covered, hallucinated = mentioned & truth, mentioned - truth
-    score = len(covered) / len(mentioned | truth) if truth or mentioned else 1.0
-    reason = f"covered {len(covered)}/{len(truth)}, hallucinated {sorted(hallucinated)}"
-    return Verdict(score, score == 1.0, reason)
-
 
 
 def judge(
@@ -274,36 +360,58 @@ def judge(
     objects: Sequence[str],
     choices: Sequence[str] = (),
     settings: RuleSettings = RuleSettings(),
+    *,
+    vocabulary: Collection[str] = (),
+    synonyms: Mapping[str, str] | None = None,
+    strict_format: bool = False,
 ) -> Verdict:
-    """The rule verdict for one response; raises `JudgeFailure` when the ground truth cannot be judged."""
+    """The rule verdict for one response; raises `JudgeFailure` when the ground truth cannot be judged.
+    `vocabulary` (the category's objects) and `synonyms` are the open judge's; `strict_format` credits only a
+    final answer after 'Answer:' or in \\boxed{}."""
     if answer_type == "number":
-        return judge_number(response, answer, settings)
+        return judge_number(response, answer, settings, strict_format)
     if answer_type == "choice":
-        return judge_choice(response, answer, choices)
+        return judge_choice(response, answer, choices, strict_format)
     if answer_type == "text":
-        return judge_text(response, answer)
+        return judge_text(response, answer, strict_format)
     if answer_type == "structured":
         return judge_structured(response, answer)
     if answer_type == "open":
-        return judge_scene(response, objects)
+        return judge_scene(response, objects, vocabulary, synonyms)
     if answer_type == "math":
-        return judge_math(response, answer)
+        return judge_math(response, answer, strict_format)
     if answer_type == "ocr":
-        return judge_ocr(response, answer, settings)
+        return judge_ocr(response, answer, settings, strict_format)
     raise ValueError(f"no rule judge for answer type {answer_type!r}; use one of {ANSWER_TYPES}")
 
 
 class RuleJudge:
     """The rule judges by answer type: fast, local, run on every rollout of verifiable categories."""
 
-    def __init__(self, settings: RuleSettings = RuleSettings(), name: str = "rule") -> None:
-        self.settings, self.name = settings, name
+    def __init__(
+        self,
+        settings: RuleSettings = RuleSettings(),
+        name: str = "rule",
+        reference: ReferenceSettings = ReferenceSettings(),
+        strict_format: bool = False,
+    ) -> None:
+        self.settings, self.name, self.reference, self.strict_format = settings, name, reference, strict_format
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
         return JudgeRun([self._one(item) for item in items])
 
     def _one(self, item: JudgeItem) -> Verdict | JudgeFailure:
         try:
-            return judge(item.answer_type, item.response, item.answer, item.objects, item.choices, self.settings)
+            return judge(
+                item.answer_type,
+                item.response,
+                item.answer,
+                item.objects,
+                item.choices,
+                self.settings,
+                vocabulary=item.vocabulary,
+                synonyms=self.reference.synonyms,
+                strict_format=self.strict_format,
+            )
         except JudgeFailure as failure:
             return failure

@@ -10,6 +10,7 @@ import polars as pl
 
 from vlm_rl_assets.judging.contract import JudgeItem, RolloutJudge, Verdict
 from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
 
@@ -25,8 +26,10 @@ class Scored:
 
 
 def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge | None = None) -> Scored:
-    """Judge every rollout against its prompt's ground truth (by rule unless another judge is given)."""
+    """Judge every rollout against its prompt's ground truth (by rule unless another judge is given); `prompts` is
+    the category's whole prompt table, whose objects are the open judge's vocabulary."""
     judge = judge or RuleJudge()
+    vocabulary = object_vocabulary(prompts["objects"])
     truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
     joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
     orphans = joined.filter(pl.col("answer_type").is_null())
@@ -47,6 +50,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
             choices=row["choices"],
             objects=row["objects"],
             images=row["images"],
+            vocabulary=vocabulary,
         )
         for row in joined.iter_rows(named=True)
     ]

@@ -17,6 +17,16 @@ class RuleSettings(Settings):
     ocr_correct_at: float = Field(0.9, ge=0, le=1, description="ocr answers: normalized edit similarity that counts as right")
 
 
+class ReferenceSettings(Settings):
+    """The open-ended (CHAIR-style) judge of `open` answers; its vocabulary is the objects of the category's prompts."""
+
+    synonyms: dict[str, str] = Field(
+        default_factory=dict,
+        description="words read as a vocabulary object, e.g. {couch: sofa, puppy: dog}; plurals (dogs, boxes) match "
+        "without one",
+    )
+
+
 class VLMJudgeSettings(Settings):
     """A judge model behind an OpenAI-compatible endpoint, e.g. `vllm serve Qwen/Qwen2.5-VL-7B-Instruct`."""
 
@@ -52,5 +62,6 @@ class JudgesSettings(Settings):
     """Settings of the judges categories name with `judge:`."""
 
     rule: RuleSettings = RuleSettings()
+    reference: ReferenceSettings = ReferenceSettings()
     vlm: VLMJudgeSettings = VLMJudgeSettings()
     reward_model: RewardModelSettings = RewardModelSettings()
