@@ -46,7 +46,10 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     store.write_table(ASSET, "deltas", deltas, schemas.BENCHMARK_DELTAS)
     store.write_table(ASSET, "verdicts", verdicts, schemas.BENCHMARK_VERDICTS)
     # last: until a run's tables are all written, the candidate names the previous checkpoint and the gate refuses
-    candidate = {"policy_id": [model_fingerprint(policy_dir)], "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, POLICY_KEY)]}
+    candidate = {
+        "policy_id": [model_fingerprint(policy_dir)],
+        "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, POLICY_KEY)],
+    }
     store.write_table(ASSET, "candidate", pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
     table = compare(scores, CANDIDATE)
     accuracy = table.filter(pl.col("metric") == "accuracy")
@@ -97,21 +100,17 @@ def release_gate(config: PipelineConfig, store: Store) -> Gate:
 
 def gate_metadata(gate: Gate, max_category_loss: float) -> dict:
     """What the UI shows of a gate decision: every reason not to promote, and the deltas it judged."""
-    overall = gate.deltas.filter(pl.col("category") == OVERALL).rows(named=True)
-    categories = gate.deltas.filter(pl.col("category") != OVERALL)["delta"]
-    return {
+    metadata = {
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in gate.problems) or "none: promote"),
-        **(
-            {"overall_delta": round(overall[0]["delta"], 3),
-             "overall_ci_low": round(overall[0]["ci_low"], 3),
-             "overall_ci_high": round(overall[0]["ci_high"], 3)}
-            if overall
-            else {}
-        ),  # fmt: skip
-        **({"worst_category_delta": round(categories.min(), 3)} if categories.len() else {}),
         "max_category_loss": max_category_loss,
         "deltas": markdown_table(gate.deltas, 50),
     }
+    for row in gate.deltas.filter(pl.col("category") == OVERALL).iter_rows(named=True):
+        metadata |= {f"overall_{k}": round(row[k], 3) for k in ("delta", "ci_low", "ci_high")}
+    categories = gate.deltas.filter(pl.col("category") != OVERALL)["delta"]
+    if categories.len():
+        metadata["worst_category_delta"] = round(categories.min(), 3)
+    return metadata
 
 
 @dg.asset_check(

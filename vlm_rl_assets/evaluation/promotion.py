@@ -36,13 +36,14 @@ def promotion_problems(
     """Why the candidate must not be promoted (empty: promote). `evaluated_policy` is the fingerprint of the checkpoint
     the report benchmarked, `current_policy` that of the checkpoint that would be promoted: a report of another
     checkpoint is no evidence for this one."""
-    stale = (
-        [f"the release report benchmarked policy {evaluated_policy}, but the policy checkpoint is now {current_policy}: "
-         "rematerialize release_report"]
-        if evaluated_policy != current_policy
-        else []
-    )  # fmt: skip
-    return [*stale, *_verdict_gaps(verdicts, candidate, categories), *_delta_problems(deltas, categories, max_category_loss)]
+    problems = []
+    if evaluated_policy != current_policy:
+        problems.append(
+            f"the release report benchmarked policy {evaluated_policy}, but the policy checkpoint is now "
+            f"{current_policy}: rematerialize release_report"
+        )
+    problems += _verdict_gaps(verdicts, candidate, categories)
+    return problems + _delta_problems(deltas, categories, max_category_loss)
 
 
 def _verdict_gaps(verdicts: pl.DataFrame, candidate: str, categories: Sequence[str]) -> list[str]:
@@ -60,7 +61,8 @@ def _verdict_gaps(verdicts: pl.DataFrame, candidate: str, categories: Sequence[s
             if missing.len():
                 shown = ", ".join(missing.head(SHOWN_PROMPTS)) + (", ..." if missing.len() > SHOWN_PROMPTS else "")
                 problems.append(
-                    f"category {category!r}: {missing.len()} of {prompts.len()} bench prompts lack a {model} verdict ({shown})"
+                    f"category {category!r}: {missing.len()} of {prompts.len()} bench prompts lack a {model} verdict "
+                    f"({shown})"
                 )
     return problems
 
