@@ -1,5 +1,5 @@
-"""Nightly operation: every category at 02:00 UTC, the release once each category has fresh benchmark scores,
-and a report of every failed run (logged; posted to `$VLM_RL_ALERT_WEBHOOK_URL` when set)."""
+"""Nightly operation: every category at 02:00 UTC, the release (promoted only through the promotion gate) once each
+category has fresh benchmark scores, and a report of every failed run (logged; posted to `$VLM_RL_ALERT_WEBHOOK_URL` when set)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def nightly_categories(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequ
 
 @dg.sensor(job_name=RELEASE_JOB, minimum_interval_seconds=300)
 def release_when_categories_scored(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """The mixture policy and its report, once every category's benchmark_scores is newer than the last report."""
+    """The release job (mixture policy, its report, its promotion if it passes the gate), once every category's
+    benchmark_scores is newer than the last report. A release whose gate fails is not retried: the next one waits
+    for new scores."""
     scored = context.instance.get_latest_storage_id_by_partition(SCORES, dg.DagsterEventType.ASSET_MATERIALIZATION)
     reports = context.instance.fetch_materializations(REPORT, limit=1).records
     released_at = reports[0].storage_id if reports else -1

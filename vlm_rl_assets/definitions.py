@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from vlm_rl_assets.assets.graph import ASSET_CHECKS, ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
+from vlm_rl_assets.assets.graph import ASSET_CHECKS, ASSETS, CATEGORY_ASSETS, PROMOTION_ASSETS, RELEASE_ASSETS
 from vlm_rl_assets.automation import alert_on_run_failure, nightly_categories, release_when_categories_scored
 from vlm_rl_assets.research.runner import EXPERIMENT_JOBS
 from vlm_rl_assets.resources import PipelineResource
@@ -13,7 +13,10 @@ category_job = dg.define_asset_job(
     description="Prompts to benchmark scores for one category (pick the partition).",
 )
 release_job = dg.define_asset_job(
-    "release", selection=dg.AssetSelection.assets(*RELEASE_ASSETS), description="Mixture policy and its report."
+    "release",
+    selection=dg.AssetSelection.assets(*RELEASE_ASSETS, *PROMOTION_ASSETS),
+    description="Mixture policy, its report, and its promotion if it passes the promotion gate (else the run fails "
+    "saying why, and the last promoted policy stays).",
 )
 
 defs = dg.Definitions(

@@ -102,6 +102,21 @@ def pretend_upgraded(monkeypatch: pytest.MonkeyPatch, library: str) -> None:
     monkeypatch.setattr(libraries, "version", lambda name: installed(name) + (".post1" if name == library else ""))
 
 
+def verdicts(category: str, model: str, correct: list[bool | None]) -> pl.DataFrame:
+    """Benchmark verdicts of one model on prompts `<category>0`, `<category>1`, ... (None: a verdict without a result)."""
+    return pl.DataFrame(
+        {
+            "prompt_id": [f"{category}{i}" for i in range(len(correct))],
+            "category": category,
+            "response": "",
+            "score": [None if c is None else float(c) for c in correct],
+            "correct": correct,
+            "model": model,
+        },
+        schema_overrides={"score": pl.Float64, "correct": pl.Boolean},
+    )
+
+
 def start_worker(module: str, args: list[str], out_dir: Path) -> subprocess.Popen:
     """`python -m module args` from the repo, its output in files in `out_dir` (a full pipe would stall it)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -76,6 +76,48 @@ def test_compose_wires_services_launcher_and_workspace():
     assert "dagster-daemon" in services["daemon"]["entrypoint"] and "dagster-webserver" in services["webserver"]["entrypoint"]
 
 
+COMPOSE_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?::([-?])([^}]*))?\})")  # $$, ${X}, ${X:-default}, ${X:?error}
+SOCKET = "/var/run/docker.sock"
+
+
+def compose_config(env: dict[str, str]) -> dict:
+    """The compose file as `docker compose config` reads it under `env`: values interpolated after parsing, an unset
+    or empty `${X:?error}` refused with its error."""
+
+    def value(match: re.Match) -> str:
+        name, operator, argument = match.groups()
+        if name is None:
+            return "$"
+        if env.get(name) or operator is None:
+            return env.get(name, "")
+        if operator == "?":
+            raise ValueError(f"required variable {name} is missing a value: {argument}")
+        return argument
+
+    def interpolated(node):
+        if isinstance(node, dict):
+            return {k: interpolated(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [interpolated(v) for v in node]
+        return COMPOSE_VARIABLE.sub(value, node) if isinstance(node, str) else node
+
+    return interpolated(load("docker-compose.yml"))
+
+
+def test_compose_lets_no_one_in_by_default():
+    with pytest.raises(ValueError, match="set DAGSTER_POSTGRES_PASSWORD"):  # no default password
+        compose_config({})
+    services = compose_config({"DAGSTER_POSTGRES_PASSWORD": "s3cret"})["services"]
+    assert services["postgresql"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
+    assert services["daemon"]["environment"]["DAGSTER_POSTGRES_PASSWORD"] == "s3cret"
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]  # unauthenticated: loopback only
+    exposed = compose_config({"DAGSTER_POSTGRES_PASSWORD": "s3cret", "DAGSTER_WEBSERVER_BIND": "0.0.0.0"})
+    assert exposed["services"]["webserver"]["ports"] == ["0.0.0.0:3000:3000"]
+    mounts = {name: [v.split(":")[0] for v in service.get("volumes", [])] for name, service in services.items()}
+    assert [name for name, sources in mounts.items() if SOCKET in sources] == ["daemon"]  # it launches the runs
+    assert "ports" not in services["postgresql"]
+
+
 def test_images_pin_the_project_dagster_version():
     pyproject = (REPO / "pyproject.toml").read_text()
     core = re.search(r'"dagster==([\d.]+)"', pyproject).group(1)

@@ -32,4 +32,4 @@ def test_category_stages_share_the_configured_partitions():
     keys = {name: tuple(p.get_partition_keys()) for name, p in partitioned.items() if p is not None}
     assert set(keys) == {"prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "dpo_checkpoint", "benchmark_scores"}
     assert set(keys.values()) == {("color", "shape_choice", "count", "describe", "scene")}
-    assert {n for n, p in partitioned.items() if p is None} == {"base_model", "policy_checkpoint", "release_report", "external_benchmarks"}
+    assert {n for n, p in partitioned.items() if p is None} == {"base_model", "policy_checkpoint", "release_report", "promoted_policy", "external_benchmarks"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +16,7 @@ from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, png_bytes
 from vlm_rl_assets.store.open import open_store
+from vlm_rl_assets.store.s3 import UnsafeManifestError
 from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
 
 TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -94,6 +97,24 @@ def test_checkpoint_without_its_manifest_is_absent(s3, tmp_path):
     assert not store.has_checkpoint("dpo_checkpoint", "c")
     with pytest.raises(MissingUpstreamError):
         store.local_checkpoint("dpo_checkpoint", "c")
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [("files", "../../escape.txt"), ("files", "/tmp/escape.txt"), ("files", "sub/../../../escape.txt"),
+     ("files", "sub\\..\\escape.txt"), ("files", "./config.json"), ("files", ""), ("version", "../elsewhere")],
+)  # fmt: skip
+def test_a_manifest_naming_paths_outside_the_checkpoint_is_refused_before_any_download(s3, tmp_path, field, name):
+    writer = open_store(f"s3://{BUCKET}/forged", tmp_path / "writer_cache")
+    with writer.staged_dir("dpo_checkpoint", "c") as out:
+        (out / "config.json").write_text("{}")
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="forged/dpo_checkpoint/c/_COMPLETE")["Body"].read())
+    manifest[field] = [*manifest["files"], name] if field == "files" else name
+    s3.put_object(Bucket=BUCKET, Key="forged/dpo_checkpoint/c/_COMPLETE", Body=json.dumps(manifest).encode())
+    reader = open_store(f"s3://{BUCKET}/forged", tmp_path / "cache" / "reader")
+    with pytest.raises(UnsafeManifestError, match=f"names {field.removesuffix('s')} {re.escape(repr(name))}"):
+        reader.local_checkpoint("dpo_checkpoint", "c")
+    assert not (tmp_path / "cache").exists()  # refused before anything touched the disk
 
 
 def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):

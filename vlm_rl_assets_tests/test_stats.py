@@ -1,4 +1,4 @@
-"""Bootstrap CIs, paired deltas, unbiased pass@k, benchmark summaries and the promotion gate, on exact values."""
+"""Bootstrap CIs, paired deltas, unbiased pass@k and benchmark summaries, on exact values."""
 
 import math
 
@@ -13,9 +13,9 @@ from vlm_rl_assets.evaluation.stats import (
     paired_deltas,
     pass_at_k,
     pass_at_k_curve,
-    promotion_problems,
 )
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets_tests.helpers import verdicts
 
 
 def test_pass_at_k_matches_the_closed_form():
@@ -38,18 +38,6 @@ def test_bootstrap_ci_contains_the_mean_and_is_deterministic_by_seed():
 def test_paired_delta_of_identical_vectors_is_zero():
     assert paired_delta([1, 0, 1, 1], [1, 0, 1, 1]) == (0.0, 0.0, 0.0)
     assert paired_delta([1, 1, 1, 1], [0, 0, 0, 0]) == (1.0, 1.0, 1.0)
-
-
-def verdicts(category: str, model: str, correct: list[bool]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "prompt_id": [f"{category}{i}" for i in range(len(correct))],
-            "category": category,
-            "score": [float(c) for c in correct],
-            "correct": correct,
-            "model": model,
-        }
-    )
 
 
 def test_paired_deltas_per_category_and_overall_as_their_mean():
@@ -78,18 +66,3 @@ def test_summarize_gives_accuracy_with_ci_and_pass_at_k_rows():
     assert by_metric["pass@1"]["value"] == pytest.approx(7 / 16) and by_metric["pass@4"]["value"] == 0.75
     assert by_metric["pass@4"]["ci_low"] is None and (scores["n"] == 4).all()
 
-
-def deltas(overall: tuple[float, float, float], **categories: float) -> pl.DataFrame:
-    rows = [(c, d, d, d, 10) for c, d in categories.items()] + [(OVERALL, *overall, 10 * len(categories))]
-    return pl.DataFrame(rows, schema=schemas.BENCHMARK_DELTAS, orient="row")
-
-
-def test_promotion_gate_passes_a_clear_gain_without_category_losses():
-    assert promotion_problems(deltas((0.1, 0.05, 0.15), a=0.2, b=-0.005), max_category_loss=0.01) == []
-
-
-def test_promotion_gate_fails_an_uncertain_gain_or_a_category_loss():
-    [uncertain] = promotion_problems(deltas((0.1, -0.01, 0.2), a=0.1, b=0.1), max_category_loss=0.01)
-    assert "does not lie above zero" in uncertain
-    [loss] = promotion_problems(deltas((0.1, 0.05, 0.15), a=0.25, b=-0.05), max_category_loss=0.01)
-    assert "'b' loses 0.050" in loss

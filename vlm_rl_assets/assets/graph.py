@@ -9,13 +9,17 @@ from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.judge_calibration import judge_calibration
 from vlm_rl_assets.assets.judged_pairs import judged_pairs
 from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
+from vlm_rl_assets.assets.promoted_policy import promoted_policy
+from vlm_rl_assets.assets.promotion_gate import promotion_gate
 from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
-from vlm_rl_assets.assets.release_report import promotion_gate, release_report
+from vlm_rl_assets.assets.release_report import release_report
 from vlm_rl_assets.assets.rollouts import rollouts
 
 CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
-RELEASE_ASSETS = [policy_checkpoint, release_report]
-# judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate: release or not
+RELEASE_ASSETS = [policy_checkpoint, release_report]  # the candidate and its report (experiments stop here)
+PROMOTION_ASSETS = [promoted_policy]  # the release job's last step: promote only what passed the gate
+# judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate reports the rule
+# promoted_policy acts on (not blocking: an experiment's release_report stands whether or not it would be promoted)
 ASSET_CHECKS = [judge_calibration, promotion_gate]
-ASSETS = [base_model, *CATEGORY_ASSETS, *RELEASE_ASSETS, external_benchmarks]
+ASSETS = [base_model, *CATEGORY_ASSETS, *RELEASE_ASSETS, *PROMOTION_ASSETS, external_benchmarks]
 ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]

@@ -1,4 +1,5 @@
-"""Uncertainty for benchmark numbers: bootstrap CIs, paired deltas, unbiased pass@k and the promotion gate.
+"""Uncertainty for benchmark numbers: bootstrap CIs, paired deltas and unbiased pass@k (the promotion gate that reads
+them is `promotion.py`).
 
 Bench splits are a few hundred prompts, so a point accuracy alone cannot tell a real gain from noise."""
 
@@ -51,7 +52,9 @@ def pass_at_k_curve(correct_counts: Sequence[int], n: int) -> list[float]:
 
 def paired_deltas(verdicts: pl.DataFrame, candidate: str, n_resamples: int = 1000, seed: int = 0) -> pl.DataFrame:
     """Greedy-accuracy delta of `candidate` over base per category, and OVERALL (mean over categories, prompts
-    resampled within each category so every category weighs the same), each with a 95% paired CI."""
+    resampled within each category so every category weighs the same), each with a 95% paired CI. A prompt without
+    both verdicts makes its category's delta (and the overall one) NaN, never a delta over the rest: the promotion
+    gate refuses NaN."""
     wide = verdicts.with_columns(pl.col("correct").cast(pl.Float64)).pivot(
         on="model", index=["category", "prompt_id"], values="correct"
     )
@@ -63,17 +66,3 @@ def paired_deltas(verdicts: pl.DataFrame, candidate: str, n_resamples: int = 100
     rows.append((OVERALL, *_stratified_ci(list(diffs.values()), n_resamples, seed), sum(len(d) for d in diffs.values())))
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_DELTAS, orient="row")
 
-
-def promotion_problems(deltas: pl.DataFrame, max_category_loss: float) -> list[str]:
-    """Why the candidate must not be promoted (empty: promote): the overall delta's CI must lie above zero, and
-    no category may lose more than `max_category_loss` accuracy, so a mean gain cannot hide a regression."""
-    overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
-    problems = []
-    if overall["ci_low"] <= 0:
-        problems.append(
-            f"overall delta {overall['delta']:+.3f} has 95% CI [{overall['ci_low']:+.3f}, {overall['ci_high']:+.3f}], "
-            "which does not lie above zero"
-        )
-    for row in deltas.filter((pl.col("category") != OVERALL) & (pl.col("delta") < -max_category_loss)).iter_rows(named=True):
-        problems.append(f"category {row['category']!r} loses {-row['delta']:.3f} accuracy (max_category_loss={max_category_loss})")
-    return problems

@@ -19,7 +19,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,6 +28,10 @@ from vlm_rl_assets.store.base import Store
 
 MANIFEST = "_COMPLETE"
 SCHEME = "s3://"
+
+
+class UnsafeManifestError(ValueError):
+    """A checkpoint manifest names a path outside its checkpoint folder: it is corrupt or forged, never followed."""
 
 
 def is_s3_uri(uri: str | Path) -> bool:
@@ -105,6 +109,7 @@ class S3Store(Store):
         manifest = self._manifest(asset, key)
         if manifest is None:
             return None
+        _check_manifest(manifest, self._uri(f"{asset}/{key}/{MANIFEST}"))
         folder = self.cache / asset / key / manifest["version"]
         if folder.is_dir():
             return folder
@@ -175,6 +180,23 @@ class S3Reader:
             raise OSError(f"{uri}: {err}") from err
         except BotoCoreError as err:
             raise OSError(f"{uri}: {err}") from err
+
+
+def _check_manifest(manifest: dict, uri: str) -> None:
+    """Refuse a manifest whose version or file names would be joined onto the cache folder outside of it (an absolute
+    path, `..`, a backslash, an empty part), before anything touches the local disk."""
+    names = [("version", manifest.get("version"))] + [("file", name) for name in manifest.get("files", [])]
+    for kind, name in names:
+        parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+        # a name equal to its parts rejoined has no leading `/`, no empty or `.` part
+        canonical = bool(parts) and name == "/".join(parts) and ".." not in parts and "\\" not in name
+        safe = canonical and (kind == "file" or len(parts) == 1)
+        if not safe:
+            raise UnsafeManifestError(
+                f"checkpoint manifest {uri} names {kind} {name!r}, which is not a relative path inside the checkpoint "
+                "folder; nothing was downloaded. The manifest is corrupt or was not written by this pipeline: "
+                "rematerialize the checkpoint to republish it."
+            )
 
 
 def _move_into_place(source: Path, target: Path) -> None:

@@ -107,6 +107,11 @@ BENCHMARK_DELTAS = {  # candidate minus base greedy accuracy, paired on the same
     "n": pl.Int64,
 }
 
+RELEASE_CANDIDATE = {  # one row, written after the release report's other tables: the checkpoint they benchmarked
+    "policy_id": pl.String,  # model_fingerprint of the policy checkpoint
+    "checkpoint_uri": pl.String,
+}
+
 BENCHMARK_VERDICTS = {  # one greedy response per model and bench prompt: what the accuracies are computed from
     "category": pl.String,
     "prompt_id": pl.String,
