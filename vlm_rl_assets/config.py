@@ -41,8 +41,12 @@ class CategoryConfig(Settings):
     min_response_words: int = Field(1, ge=1, description="shorter references and responses are dropped")
     samples_per_prompt: int = Field(8, ge=2, description="rollouts per prompt (a group)")
     n_train: int = Field(1000, ge=1, description="prompts to roll out (a dataset: its first n_train train rows)")
-    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts (a dataset: its first n_bench bench rows)")
+    n_dev: int = Field(
+        200, ge=1, description="held-out prompts where sweeps and defaults are chosen (a dataset: its first n_dev dev rows)"
+    )
+    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts, read only to report (a dataset: its first n_bench)")
     bench_fraction: float = Field(0.2, gt=0, lt=1, description="share of a dataset's rows without a split hashed into bench")
+    dev_fraction: float = Field(0.1, gt=0, lt=1, description="share of a dataset's rows without a split hashed into dev")
     beta: float = Field(
         0.1, gt=0, description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training"
     )
@@ -74,6 +78,24 @@ class CategoryConfig(Settings):
         if labels is not None and labels != "references" and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
             raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, or 'references'")
         return labels
+
+    @model_validator(mode="after")
+    def train_rows_left(self) -> CategoryConfig:
+        if self.bench_fraction + self.dev_fraction >= 1:
+            raise ValueError(
+                f"bench_fraction {self.bench_fraction} + dev_fraction {self.dev_fraction} leave no rows for train; "
+                "keep their sum below 1 (e.g. 0.2 and 0.1)"
+            )
+        return self
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "dev": self.n_dev, "bench": self.n_bench}
+
+    @property
+    def held_out_fractions(self) -> dict[str, float]:
+        """Where a dataset row without a `split` goes (prompts/datasets.py `hashed_split`)."""
+        return {"bench": self.bench_fraction, "dev": self.dev_fraction}
 
     @model_validator(mode="after")
     def strict_format_has_a_form(self) -> CategoryConfig:

@@ -30,6 +30,8 @@ def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
         ("engine: {batch_size: 0}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.batch_size"),
         ("engine: {kind: sglang}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.kind"),
         ("max_image_pixels: 0\ncategories:\n  c: {source: 'synthetic:color'}\n", "max_image_pixels"),
+        ("categories:\n  c: {source: d.jsonl, bench_fraction: 0.6, dev_fraction: 0.4}\n", "leave no rows for train"),
+        ("eval: {split: test}\ncategories:\n  c: {source: 'synthetic:color'}\n", "eval.split"),
         ("- a list\n", "must hold a mapping"),
         ("categories: [unclosed\n", "not valid YAML"),
     ],

@@ -24,7 +24,8 @@ from vlm_rl_assets_tests.helpers import S3_BUCKET
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "shapes_dataset"
 E2E_CONFIG = Path(__file__).parent / "data" / "user_dataset.yaml"
-ALL = {"train": 100, "bench": 100}
+ALL = {"train": 100, "dev": 100, "bench": 100}
+FRACTIONS = {"bench": 0.25, "dev": 0.1}
 
 
 def example_rows() -> list[dict]:
@@ -45,32 +46,32 @@ def copy_example(folder: Path, rows: list[dict] | None = None, name: str = "data
 
 def test_the_example_loads_with_splits_and_images_imported_once(tmp_path):
     store = LocalStore(tmp_path / "store")
-    loaded = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, bench_fraction=0.25)
+    loaded = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, fractions=FRACTIONS)
     assert (loaded.rows, loaded.refused) == (20, [])
-    assert (len(loaded.sources["train"]), len(loaded.sources["bench"])) == (13, 7)
+    assert {split: len(rows) for split, rows in loaded.sources.items()} == {"train": 11, "dev": 2, "bench": 7}
     # 16 image files, the colour rows reuse four of them: each stored once, rows refer to store URIs
     assert len(list((tmp_path / "store" / "images").iterdir())) == 16
     uris = {uri for split in loaded.sources.values() for s in split for uri in s.images}
     assert len(uris) == 16 and all(uri.startswith("images/") and uri.endswith(".png") for uri in uris)
     choice = loaded.sources["train"][0]
     assert (choice.answer, choice.answer_type, choice.choices[:2]) == ("B", "choice", ("circle", "square"))
-    again = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, bench_fraction=0.25)
+    again = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, fractions=FRACTIONS)
     assert again.sources == loaded.sources  # the hashed split is stable
 
 
 def test_parquet_and_s3_give_the_same_prompts_as_local_jsonl(tmp_path, s3):
     store = LocalStore(tmp_path / "store")
-    local = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, bench_fraction=0.25)
+    local = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, fractions=FRACTIONS)
     parquet = copy_example(tmp_path / "pq", name="data.parquet")
-    assert load_dataset(str(parquet), store, ALL, bench_fraction=0.25).sources == local.sources
+    assert load_dataset(str(parquet), store, ALL, fractions=FRACTIONS).sources == local.sources
     for path in [EXAMPLE / "data.jsonl", *(EXAMPLE / "images").iterdir()]:
         s3.put_object(Bucket=S3_BUCKET, Key=f"datasets/shapes/{path.relative_to(EXAMPLE)}", Body=path.read_bytes())
-    remote = load_dataset(f"s3://{S3_BUCKET}/datasets/shapes/data.jsonl", store, ALL, bench_fraction=0.25)
+    remote = load_dataset(f"s3://{S3_BUCKET}/datasets/shapes/data.jsonl", store, ALL, fractions=FRACTIONS)
     assert remote.sources == local.sources
 
 
 def test_sizes_cap_each_split_in_file_order(tmp_path):
-    loaded = load_dataset(str(EXAMPLE / "data.jsonl"), LocalStore(tmp_path), {"train": 2, "bench": 1}, bench_fraction=0.25)
+    loaded = load_dataset(str(EXAMPLE / "data.jsonl"), LocalStore(tmp_path), {"train": 2, "bench": 1}, fractions=FRACTIONS)
     assert [len(loaded.sources[s]) for s in ("train", "bench")] == [2, 1]
     assert loaded.rows == 9  # rows 1-8 are train, row 9 the first bench: reading stops there
 
@@ -81,12 +82,12 @@ def test_a_missing_column_names_the_file_the_column_and_the_fix(tmp_path, name):
     path = copy_example(tmp_path, rows, name)
     missing = rf"{path}.*lacks the required column\(s\) \['answer_type'\].*add them to every row"
     with pytest.raises(DatasetError, match=missing):
-        load_dataset(str(path), LocalStore(tmp_path / "store"), ALL, bench_fraction=0.25)
+        load_dataset(str(path), LocalStore(tmp_path / "store"), ALL, fractions=FRACTIONS)
 
 
 def test_a_missing_file_says_where_relative_paths_start(tmp_path):
     with pytest.raises(DatasetError, match="relative to the config file's folder"):
-        load_dataset(str(tmp_path / "nope.jsonl"), LocalStore(tmp_path), ALL, bench_fraction=0.25)
+        load_dataset(str(tmp_path / "nope.jsonl"), LocalStore(tmp_path), ALL, fractions=FRACTIONS)
 
 
 def bad_dataset(folder: Path) -> Path:
@@ -108,7 +109,7 @@ def bad_dataset(folder: Path) -> Path:
 
 def test_bad_rows_are_refused_with_file_row_and_reason(tmp_path):
     path = bad_dataset(tmp_path)
-    loaded = load_dataset(str(path), LocalStore(tmp_path / "store"), ALL, bench_fraction=0.25)
+    loaded = load_dataset(str(path), LocalStore(tmp_path / "store"), ALL, fractions=FRACTIONS)
     reasons = {key: reason.split(":")[0] for key, reason in loaded.refused}
     assert reasons == {
         f"{path}:1": "image_undecodable",
@@ -192,3 +193,13 @@ def test_the_embedded_model_needs_a_synthetic_category_to_bootstrap_on(tmp_path)
     assert config.synthetic_categories() == {}
     with pytest.raises(ValueError, match=r"there is none; add one .* or set model.path to your SFT model"):
         bootstrap_embedded_model(tmp_path / "out", config.bootstrap, config.synthetic_categories(), 8, 8, print)
+
+
+def test_a_dev_share_takes_rows_from_train_never_from_bench(tmp_path):
+    """Adding dev moves no bench row: bench keeps what it reported on, dev and train stay disjoint from it."""
+    store = LocalStore(tmp_path / "store")
+    without_dev = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, fractions={"bench": 0.25})
+    with_dev = load_dataset(str(EXAMPLE / "data.jsonl"), store, ALL, fractions={"bench": 0.25, "dev": 0.25})
+    assert with_dev.sources["bench"] == without_dev.sources["bench"] and not without_dev.sources["dev"]
+    assert with_dev.sources["dev"] and set(with_dev.sources["dev"]) <= set(without_dev.sources["train"])
+    assert len(with_dev.sources["dev"]) + len(with_dev.sources["train"]) == len(without_dev.sources["train"])

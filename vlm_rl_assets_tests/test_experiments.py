@@ -46,6 +46,8 @@ def test_every_experiment_variant_is_a_valid_config(tmp_path):
             config = variant_resource(main, experiment, variant).config()  # validates
             assert config.storage.root.endswith(f"experiments/{experiment.name}/{variant.name}")
             assert config.model.path == str(tmp_path / "base_model" / "embedded")
+            # sweeps choose on dev; only the report of the chosen defaults reads bench
+            assert config.eval.split == ("bench" if experiment.name == "seeds" else "dev")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,10 @@ def test_variants_run_into_their_own_stores_from_one_base_model(tiny_run):
                 (variant, "base", "response_words")} <= got  # fmt: skip
     base = results.filter((pl.col("model") == "base") & (pl.col("metric") == "accuracy"))
     assert base["value"].n_unique() == 1  # both variants benchmark the same base on the same prompts
+    prompts = pl.read_parquet(root / "experiments" / "tiny" / "low" / "prompt_mixture" / "count.parquet")
+    verdicts = pl.read_parquet(root / "experiments" / "tiny" / "low" / "benchmark_verdicts" / "count.parquet")
+    measured = prompts.join(verdicts.select("prompt_id").unique(), on="prompt_id")
+    assert measured["split"].unique().to_list() == ["dev"]  # a sweep never reads bench
 
 
 def test_a_variant_that_changes_only_training_reuses_the_first_variants_rollouts(tiny_run):
@@ -140,6 +146,8 @@ def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path
     page = (tmp_path / "findings.md").read_text()
     assert page.count("**Direction held**") == len(results)
     assert "Not run yet: `python -m vlm_rl_assets.experiments run answer_format`" in page
+    assert page.count("Measured on the `dev` split") == len(EXPERIMENTS) - 1  # the seed repeats report bench
+    assert page.count("Measured on the `bench` split") == 1
     assert {p.name for p in plots} == {
         "chosen_source_rewards_accuracies.png", "pass_at_k.png", "beta_sweep.png", "controls_deltas.png"
     }  # fmt: skip

@@ -81,3 +81,19 @@ def test_prompt_ids_are_stable_and_distinct():
     b = build_prompt_table("c", "plain", 1, {"train": [CHOICE]}).prompts
     other = build_prompt_table("d", "plain", 1, {"train": [CHOICE]}).prompts
     assert a["prompt_id"].to_list() == b["prompt_id"].to_list() != other["prompt_id"].to_list()
+
+
+def test_held_out_splits_own_overlaps_bench_before_dev_before_train():
+    other = PromptSource("What colour?", "red", "text", ("images/2.png",))
+    table = build_prompt_table("c", "plain", 1, {"train": [CHOICE, other], "dev": [CHOICE, other], "bench": [CHOICE]})
+    assert dict(table.prompts.select("question", "split").iter_rows()) == {CHOICE.question: "bench", "What colour?": "dev"}
+    assert sorted(table.dropped["reason"]) == ["in_bench_split", "in_bench_split", "in_dev_split"]
+
+
+def test_the_reference_judge_needs_objects_so_rows_without_them_are_dropped_with_the_reason():
+    scene = PromptSource("Describe the picture.", "a dog on a sofa", "open", ("images/5.png",), objects=("dog", "sofa"))
+    bare = PromptSource("Describe this one.", "a cat", "open", ("images/6.png",))
+    table = build_prompt_table("c", "plain", 1, {"train": [scene, bare]}, require_objects=True)
+    assert table.prompts["objects"].to_list() == [["dog", "sofa"]]
+    assert table.dropped["reason"].str.starts_with("no_objects").to_list() == [True]
+    assert build_prompt_table("c", "plain", 1, {"train": [scene, bare]}).prompts.height == 2

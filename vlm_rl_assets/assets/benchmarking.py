@@ -1,4 +1,4 @@
-"""Both benchmark assets' one step: models on the bench split of some categories, progress in the run's log."""
+"""Both benchmark assets' one step: models on the held-out split (eval.split) of some categories, progress in the run's log."""
 
 from pathlib import Path
 
@@ -17,7 +17,7 @@ def benchmark(
     context: dg.AssetExecutionContext, config: PipelineConfig, store: Store, models: dict[str, Path], categories: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The BENCHMARK_SCORES rows and greedy verdicts of each named model (see `bench_scores`)."""
-    prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories), "benchmark")
+    prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories, config.eval.split), "benchmark")
     return bench_scores(
         prompts,
         images,

@@ -19,17 +19,20 @@ STAGE = "prompt_mixture"
     group_name="data",
     kinds={"polars", "parquet"},
     description="Prompts per category from a synthetic task or a Parquet/JSONL dataset (bad rows quarantined), "
-    "rewritten (chain of thought, multiple choice to open) and templated; short references dropped and counted.",
+    "rewritten (chain of thought, multiple choice to open) and templated into disjoint train, dev and bench splits; "
+    "short references dropped and counted.",
 )
 @retry_transient
 def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
-    sizes = {"train": cat.n_train, "bench": cat.n_bench}
-    loaded = load_sources(store, cat.source, sizes, config.seed, cat.bench_fraction)
+    loaded = load_sources(store, cat.source, cat.split_sizes, config.seed, cat.held_out_fractions)
     refused = quarantine.rows(STAGE, category, loaded.refused)
-    table = build_prompt_table(category, cat.template, cat.min_response_words, loaded.sources, mcq_to_open=cat.mcq_to_open)
+    table = build_prompt_table(
+        category, cat.template, cat.min_response_words, loaded.sources,
+        mcq_to_open=cat.mcq_to_open, require_objects=cat.judge == "reference",
+    )  # fmt: skip
     store.write_table("quarantine", f"{STAGE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE)
     where = store.table_uri("quarantine", f"{STAGE}/{category}")
     if refused.height > config.max_bad_fraction * loaded.rows:
@@ -52,6 +55,7 @@ def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource
         metadata={
             "source": cat.source,
             "train_prompts": split_counts.get("train", 0),
+            "dev_prompts": split_counts.get("dev", 0),
             "bench_prompts": split_counts.get("bench", 0),
             "input_rows": loaded.rows,
             "refused_rows": refused.height,

@@ -1,8 +1,9 @@
 """The embedded default's base model: a tiny Qwen2-VL built here and SFT-trained to an imperfect level.
 
 DPO needs headroom: the base must answer in the right format and be right only part of the time.
-SFT stops at the first held-out check where every category is right often enough for its rollout
-groups to hold right and wrong answers, or where the mean accuracy reaches a ceiling.
+SFT stops at the first check on the dev split (the same seed stream as prompt_mixture's dev prompts; bench is
+never read here) where every category is right often enough for its rollout groups to hold right and wrong
+answers, or where the mean accuracy reaches a ceiling.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ class BootstrapSettings(SFTSettings):
     examples_override: dict[str, int] = Field(
         default_factory=dict, description="per-category SFT example counts: fewer leave a category weaker"
     )
-    dev_per_category: int = Field(50, ge=1, description="held-out items for the early-stop check")
+    dev_per_category: int = Field(
+        50, ge=1, description="items for the early-stop check: the first of each category's dev split, never bench"
+    )
     min_category_accuracy: float = Field(
         0.25, ge=0, le=1, description="stop once every category's greedy dev accuracy reaches this"
     )

@@ -91,10 +91,11 @@ def summarize(verdicts: pl.DataFrame, sampled: pl.DataFrame, samples: int, model
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_SCORES, orient="row")
 
 
-def bench_prompts(store: Store, categories: Sequence[str]) -> pl.DataFrame:
-    """The bench split of each category's prompt table: read only to report, never to choose settings."""
+def bench_prompts(store: Store, categories: Sequence[str], split: str) -> pl.DataFrame:
+    """A held-out split of each category's prompt table: `bench`, read only to report, or `dev`, where settings
+    are chosen."""
     tables = [store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories]
-    return pl.concat(tables).filter(pl.col("split") == "bench")
+    return pl.concat(tables).filter(pl.col("split") == split)
 
 
 def bench_scores(

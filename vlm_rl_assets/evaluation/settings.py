@@ -10,6 +10,11 @@ from vlm_rl_assets.settings import Settings
 
 
 class EvalSettings(Settings):
+    split: Literal["bench", "dev"] = Field(
+        "bench",
+        description="the held-out split benchmark_scores and release_report measure: bench reports; dev is where the "
+        "experiments' sweeps choose settings, so the bench numbers stay unbiased by the choice",
+    )
     max_new_tokens: int = Field(48, ge=1)
     samples_per_prompt: int = Field(8, ge=1, description="sampled responses per bench prompt, for pass@k, k = 1..this")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the pass@k responses")

@@ -25,11 +25,12 @@ from vlm_rl_assets.store.open import UriReader, parent_uri, resolve_uri
 
 SUFFIXES = (".parquet", ".jsonl")
 REQUIRED = ("question", "answer", "answer_type", "images")
-SPLITS = ("train", "bench")
+SPLITS = ("train", "dev", "bench")  # dev: where settings are chosen; bench: read only to report
+HELD_OUT = ("bench", "dev")  # hashed in this order, so adding a dev share never moves a bench row
 COLUMNS_HELP = (
     "question (text), answer (text), answer_type (one of " + " | ".join(ANSWER_TYPES) + "), "
     "images (list of paths relative to the dataset file, or s3:// URIs / absolute paths); optional: "
-    "choices (list of option texts), rationale, objects (list), split (train | bench)"
+    "choices (list of option texts), rationale, objects (list), split (train | dev | bench)"
 )
 FORMATS = {"JPEG": "jpg", "TIFF": "tif"}  # Pillow format -> stored file extension, where it is not format.lower()
 
@@ -48,11 +49,11 @@ def is_dataset_source(source: str) -> bool:
 
 
 
-def load_dataset(uri: str, store: Store, limits: dict[str, int], bench_fraction: float) -> SourceLoad:
+def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict[str, float]) -> SourceLoad:
     """The first `limits[split]` usable rows of each split, in file order, with their images imported.
 
-    A row without a `split` goes to bench when the hash of its question and images falls below
-    `bench_fraction` (stable across runs and row order). Reading stops once every split is full.
+    A row without a `split` is placed by the hash of its question and images (`hashed_split`, stable across
+    runs and row order). Reading stops once every split is full.
     """
     reader = UriReader()
     try:
@@ -76,7 +77,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], bench_fraction:
             if isinstance(raw, RowError):
                 raise raw
             columns |= {k for k, v in raw.items() if v is not None}
-            split, source = _parse(raw, bench_fraction)
+            split, source = _parse(raw, fractions)
             if len(sources[split]) < limits.get(split, 0):
                 sources[split].append(PromptSource(**{**source, "images": tuple(map(images.put, source["images"]))}))
         except RowError as err:
@@ -126,7 +127,19 @@ def _jsonl_rows(data: bytes) -> Iterator[tuple[int, dict | RowError]]:
         yield number, row if isinstance(row, dict) else RowError("bad_json: a row must be a JSON object")
 
 
-def _parse(raw: dict, bench_fraction: float) -> tuple[str, dict[str, Any]]:
+def hashed_split(question: str, images: list[str], fractions: dict[str, float]) -> str:
+    """A held-out split (`HELD_OUT` order) while the hash's position in [0, 1) is below the running sum of their
+    `fractions` (bench_fraction, dev_fraction), else train."""
+    digest = hashlib.sha256("\x1f".join((question, *images)).encode()).digest()
+    position, edge = int.from_bytes(digest[:8]) / 2**64, 0.0
+    for split in HELD_OUT:
+        edge += fractions.get(split, 0.0)
+        if position < edge:
+            return split
+    return "train"
+
+
+def _parse(raw: dict, fractions: dict[str, float]) -> tuple[str, dict[str, Any]]:
     """(split, PromptSource fields with images as written) of a valid row; RowError otherwise."""
     question = _text(raw, "question")
     if not question.strip():
@@ -146,10 +159,9 @@ def _parse(raw: dict, bench_fraction: float) -> tuple[str, dict[str, Any]]:
         raise RowError("no_images: list at least one image path or URI in images")
     split = raw.get("split")
     if split is None:
-        digest = hashlib.sha256("\x1f".join((question, *images)).encode()).digest()
-        split = "bench" if int.from_bytes(digest[:8]) / 2**64 < bench_fraction else "train"
+        split = hashed_split(question, images, fractions)
     elif split not in SPLITS:
-        raise RowError(f"bad_split: {split!r}; use train or bench, or leave it out for a hashed split")
+        raise RowError(f"bad_split: {split!r}; use train, dev or bench, or leave it out for a hashed split")
     fields = {
         "question": question,
         "answer": answer.strip(),

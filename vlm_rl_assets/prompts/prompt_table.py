@@ -135,6 +135,9 @@ def prepare(source: PromptSource, template: str, mcq_to_open: bool) -> tuple[Pro
     return source, apply_template(template, source.question, source.answer_type), tuple(applied)
 
 
+HELD_OUT_FIRST = ("bench", "dev", "train")  # a prompt in several splits stays in the first: held-out splits own overlaps
+
+
 def build_prompt_table(
     category: str,
     template: str,
@@ -142,14 +145,16 @@ def build_prompt_table(
     sources: dict[str, list[PromptSource]],
     *,
     mcq_to_open: bool = False,
+    require_objects: bool = False,
 ) -> PromptTable:
     """Rewrite and template every source of every split; count the rewrites and every dropped prompt.
 
-    A prompt that appears in the bench split is never kept in train (the splits stay disjoint).
+    The splits stay disjoint: a prompt already in bench is dropped from dev and train, one in dev from train.
+    `require_objects` (the open `reference` judge scores against them) drops sources that list no objects.
     """
-    rows, dropped, seen, bench_ids = [], [], set(), set()
+    rows, dropped, owner = [], [], {}
     rewrites = dict.fromkeys(REWRITES, 0)
-    for split, items in sorted(sources.items(), key=lambda kv: kv[0] != "bench"):  # bench first: it owns overlaps
+    for split, items in sorted(sources.items(), key=lambda kv: HELD_OUT_FIRST.index(kv[0])):
         for original in items:
             try:
                 source, prompt_text, applied = prepare(original, template, mcq_to_open)
@@ -160,18 +165,16 @@ def build_prompt_table(
             pid = prompt_id(category, source.question, source.images)
             reference = reference_response(template, source.answer, source.answer_type, source.rationale)
             reason = None
-            if split == "bench":
-                bench_ids.add(pid)
-            if split != "bench" and pid in bench_ids:
-                reason = "in_bench_split"
-            elif pid in seen:
-                reason = "duplicate_prompt"
+            if pid in owner:
+                reason = "duplicate_prompt" if owner[pid] == split else f"in_{owner[pid]}_split"
+            elif require_objects and not source.objects:
+                reason = "no_objects: the reference judge scores a description against the image's objects; list them"
             elif word_count(reference) < min_words:
                 reason = f"reference_shorter_than_{min_words}_words"
             if reason:
                 dropped.append({"stage": "prompt_mixture", "category": category, "key": pid, "reason": reason})
                 continue
-            seen.add(pid)
+            owner[pid] = split
             for name in applied:
                 rewrites[name] += 1
             rows.append(

@@ -9,11 +9,13 @@ from vlm_rl_assets.prompts.prompt_table import PromptSource, SourceLoad
 from vlm_rl_assets.store.base import Store, png_bytes
 
 
-def load_sources(store: Store, source: str, sizes: dict[str, int], seed: int, bench_fraction: float) -> SourceLoad:
-    """`sizes` maps a split to its size (a dataset's at most); `seed` drives synthetic tasks, `bench_fraction`
-    splits dataset rows that name no split."""
+def load_sources(
+    store: Store, source: str, sizes: dict[str, int], seed: int, fractions: dict[str, float]
+) -> SourceLoad:
+    """`sizes` maps a split to its size (a dataset's at most); `seed` drives synthetic tasks (each split its own
+    seed stream), `fractions` (per held-out split) place dataset rows that name no split."""
     if is_dataset_source(source):
-        return load_dataset(source, store, sizes, bench_fraction)
+        return load_dataset(source, store, sizes, fractions)
     sources = synthetic_sources(store, source.removeprefix("synthetic:"), sizes, seed)
     return SourceLoad(sources, [], sum(sizes.values()))
 

@@ -1,7 +1,8 @@
 """The recipe's findings as named experiments on the embedded default, and how their results are read back.
 
 An experiment is a few config variants run through the same pipeline assets, each into its own storage folder,
-all from the same base model; its results are one long table (EXPERIMENT_RESULTS) that `findings.py` turns into
+all from the same base model, measured on one held-out split: the sweeps that choose settings on `dev`, and only
+the report of the chosen defaults (`seeds`) on `bench`; its results are one long table (EXPERIMENT_RESULTS) that `findings.py` turns into
 docs/findings.md. Nothing here runs a model: `vlm_rl_assets/experiments.py` materializes the variants.
 """
 
@@ -40,6 +41,8 @@ class Experiment:
     categories: tuple[str, ...]
     variants: tuple[Variant, ...]
     release: bool = False  # also train and score the mixture policy per variant
+    # where it measures: dev for the sweeps that choose settings, bench only for reporting the chosen defaults
+    split: str = "dev"
 
 
 def _every_category(key: str, value: Any) -> dict[str, Any]:
@@ -60,6 +63,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             CATEGORIES,
             tuple(Variant(f"seed{s}", {"engine.seed": s, "training.seed": s}) for s in SEEDS),
             release=True,
+            split="bench",
         ),
         Experiment(
             "chosen_source",

@@ -53,7 +53,12 @@ def variant_resource(main: PipelineResource, experiment: Experiment, variant: Va
     rel = f"experiments/{experiment.name}/{variant.name}"
     raw = with_overrides(
         config.model_dump(mode="json"),
-        {**variant.overrides, "storage.root": main_store.subroot(rel), "model.path": str(main.base_model_dir())},
+        {
+            **variant.overrides,
+            "eval.split": experiment.split,
+            "storage.root": main_store.subroot(rel),
+            "model.path": str(main.base_model_dir()),
+        },
     )
     # beside the variant's data, or in the local cache when the data is not on this disk (an s3:// root)
     folder = (main_store.local_path(rel) or config.storage.cache_path) / "config"

@@ -7,7 +7,7 @@ import polars as pl
 PROMPTS = {
     "prompt_id": pl.String,
     "category": pl.String,
-    "split": pl.String,  # train | bench
+    "split": pl.String,  # train | dev | bench
     "question": pl.String,
     "prompt_text": pl.String,  # after the category's template
     "answer": pl.String,  # verifiable ground truth
