@@ -82,9 +82,23 @@ def test_a_report_of_another_checkpoint_fails():
     assert "benchmarked policy p1, but the policy checkpoint is now p2" in stale
 
 
+def test_a_report_on_the_dev_split_fails():
+    categories = ["a"]
+    [dev] = promotion_problems(
+        complete_verdicts(*categories), deltas(GAIN, a=(0.2, 0.1, 0.3)), candidate="policy", categories=categories,
+        max_category_loss=0.01, evaluated_policy="p1", current_policy="p1", evaluated_split="dev",
+    )  # fmt: skip
+    assert "measured the 'dev' split" in dev and "set eval.split: bench" in dev
+
+
 def test_the_release_job_ends_with_the_promotion():
     keys = defs.resolve_job_def("release").asset_layer.executable_asset_keys
     assert dg.AssetKey("promoted_policy") in keys
+
+
+def candidate_of(policy: Path) -> pl.DataFrame:
+    """The release report's candidate row naming `policy`, measured on bench."""
+    return pl.DataFrame({"policy_id": [model_fingerprint(policy)], "checkpoint_uri": [str(policy)], "split": ["bench"]})
 
 
 @pytest.fixture
@@ -95,8 +109,7 @@ def release(tmp_path):
     policy.mkdir(parents=True)
     (policy / "config.json").write_text('{"model_type": "qwen2_vl"}')
     (policy / "model.safetensors").write_bytes(b"weights of night 1")
-    candidate = pl.DataFrame({"policy_id": [model_fingerprint(policy)], "checkpoint_uri": [str(policy)]})
-    store.write_table("release_report", "candidate", candidate, schemas.RELEASE_CANDIDATE)
+    store.write_table("release_report", "candidate", candidate_of(policy), schemas.RELEASE_CANDIDATE)
     store.write_table("release_report", "verdicts", complete_verdicts("color", "count"), schemas.BENCHMARK_VERDICTS)
     passing = deltas(GAIN, color=(0.1, 0.05, 0.15), count=(0.1, 0.05, 0.15))
     store.write_table("release_report", "deltas", passing, schemas.BENCHMARK_DELTAS)
@@ -124,8 +137,7 @@ def test_a_passing_policy_is_promoted_and_a_failing_one_never_replaces_it(releas
     assert event.materialization.metadata["policy_id"].value == model_fingerprint(policy)
 
     (policy / "model.safetensors").write_bytes(b"weights of night 2")  # retrained; its report loses a category
-    candidate = pl.DataFrame({"policy_id": [model_fingerprint(policy)], "checkpoint_uri": [str(policy)]})
-    store.write_table("release_report", "candidate", candidate, schemas.RELEASE_CANDIDATE)
+    store.write_table("release_report", "candidate", candidate_of(policy), schemas.RELEASE_CANDIDATE)
     losing = deltas(GAIN, color=(0.3, 0.2, 0.4), count=(-0.1, -0.15, -0.05))
     store.write_table("release_report", "deltas", losing, schemas.BENCHMARK_DELTAS)
     second = promote(resources)

@@ -1,4 +1,4 @@
-"""release_report: base vs. the mixture policy on every category's benchmark split, the overall paired delta with
+"""release_report: base vs. the mixture policy on every category's held-out split (eval.split: bench to promote), the overall paired delta with
 its CI, pass@k curves, and the promotion gate on them (`evaluation/promotion.py`'s rule, shared with promoted_policy,
 which acts on it)."""
 
@@ -46,6 +46,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     candidate = {
         "policy_id": [model_fingerprint(policy_dir)],
         "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, POLICY_KEY)],
+        "split": [config.eval.split],
     }
     store.write_table(ASSET, "candidate", pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
     table = compare(scores, CANDIDATE)
@@ -60,6 +61,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
             "mean_base_accuracy": float(accuracy["base"].mean()),
             "mean_policy_accuracy": float(accuracy["policy"].mean()),
             "policy_id": candidate["policy_id"][0],
+            "split": config.eval.split,
             "mean_delta_accuracy": overall["delta"],  # paired, mean over categories
             "mean_delta_accuracy_ci": [overall["ci_low"], overall["ci_high"]],
             "worst_category_delta": float(deltas.filter(pl.col("category") != OVERALL)["delta"].min()),

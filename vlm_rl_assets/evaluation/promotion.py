@@ -24,6 +24,7 @@ from vlm_rl_assets.store.base import MissingUpstreamError, Store
 
 BASE = "base"
 CANDIDATE = "policy"  # the release report's name for the mixture policy
+REPORTED_SPLIT = "bench"  # a report on dev, where settings were chosen, is optimistic: no evidence for promotion
 SHOWN_PROMPTS = 5  # prompt ids quoted in a message about missing verdicts
 
 
@@ -36,11 +37,17 @@ def promotion_problems(
     max_category_loss: float,
     evaluated_policy: str,
     current_policy: str,
+    evaluated_split: str = REPORTED_SPLIT,
 ) -> list[str]:
     """Why the candidate must not be promoted (empty: promote). `evaluated_policy` is the fingerprint of the checkpoint
     the report benchmarked, `current_policy` that of the checkpoint that would be promoted: a report of another
-    checkpoint is no evidence for this one."""
+    checkpoint is no evidence for this one. `evaluated_split` is the split the report measured."""
     problems = []
+    if evaluated_split != REPORTED_SPLIT:
+        problems.append(
+            f"the release report measured the {evaluated_split!r} split (eval.split), where settings are chosen; "
+            f"promotion needs a report on {REPORTED_SPLIT!r}: set eval.split: {REPORTED_SPLIT} and rematerialize it"
+        )
     if evaluated_policy != current_policy:
         problems.append(
             f"the release report benchmarked policy {evaluated_policy}, but the policy checkpoint is now "
@@ -117,12 +124,13 @@ def release_gate(
     try:
         deltas = store.read_table(report, "deltas", schemas.BENCHMARK_DELTAS)
         verdicts = store.read_table(report, "verdicts", schemas.BENCHMARK_VERDICTS)
-        [evaluated] = store.read_table(report, "candidate", schemas.RELEASE_CANDIDATE)["policy_id"]
+        candidate = store.read_table(report, "candidate", schemas.RELEASE_CANDIDATE)
+        [(evaluated, split)] = candidate.select("policy_id", "split").rows()
         current = model_fingerprint(store.local_checkpoint(*policy, partitioned=False))
     except MissingUpstreamError as missing:
         return Gate([str(missing)], schemas.empty(schemas.BENCHMARK_DELTAS), None)
     problems = promotion_problems(
         verdicts, deltas, candidate=CANDIDATE, categories=categories, max_category_loss=max_category_loss,
-        evaluated_policy=evaluated, current_policy=current,
+        evaluated_policy=evaluated, current_policy=current, evaluated_split=split,
     )  # fmt: skip
     return Gate(problems, deltas, evaluated)

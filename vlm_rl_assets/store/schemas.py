@@ -82,7 +82,7 @@ JUDGED_PAIRS = {
 }
 
 REFERENCE_LOGPS = {  # beside judged_pairs: the reference model's log-probs of each pair, reused on retrain
-    "reference": pl.String,  # model_fingerprint of the reference (the base model) that produced them
+    "reference": pl.String,  # reference_key: the reference model's fingerprint, TRL/transformers versions, max_length
     "pair_hash": pl.String,  # content hash of the pair (prompt, images, chosen, rejected)
     "pair_id": pl.String,
     "ref_chosen_logps": pl.Float64,
@@ -110,6 +110,7 @@ BENCHMARK_DELTAS = {  # candidate minus base greedy accuracy, paired on the same
 RELEASE_CANDIDATE = {  # one row, written after the release report's other tables: the checkpoint they benchmarked
     "policy_id": pl.String,  # model_fingerprint of the policy checkpoint
     "checkpoint_uri": pl.String,
+    "split": pl.String,  # the held-out split the report measured (eval.split): only bench can promote
 }
 
 BENCHMARK_VERDICTS = {  # one greedy response per model and bench prompt: what the accuracies are computed from
