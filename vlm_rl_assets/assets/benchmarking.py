@@ -8,9 +8,15 @@ import polars as pl
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.evaluation.benchmarks import bench_prompts, bench_scores
+from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
+
+
+def bench_judging(config: PipelineConfig) -> BenchJudging:
+    """The judge settings the categories' training verdicts used."""
+    strict = frozenset(name for name, category in config.categories.items() if category.strict_format)
+    return BenchJudging(config.judges.rule, config.judges.reference, strict)
 
 
 def benchmark(
@@ -24,6 +30,8 @@ def benchmark(
         models,
         lambda model_dir: open_engine(config.engine, config.model, model_dir),
         config.eval,
+        bench_judging(config),
         config.engine.seed,
         lambda stage: Progress(context, stage),
     )
+
