@@ -16,6 +16,7 @@ from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import ConfigError, load_config
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_verdict
 from vlm_rl_assets.judging.contract import JudgeItem
+from vlm_rl_assets.judging.gaming import PATTERNS
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import score_rollouts
 from vlm_rl_assets.pairs.filtering import filter_rollouts
@@ -125,6 +126,7 @@ def test_strict_format_scores_unmarked_answers_wrong_and_filtered_rollouts_repor
     (event,) = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["strict_format"] is True and meta["format_compliance"] == 0.75
+    assert meta["gaming"] == dict.fromkeys([*PATTERNS, "any"], 0.0)  # the hack monitor's baseline: none hedges
 
 
 @pytest.mark.parametrize(
