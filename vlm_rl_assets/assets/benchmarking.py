@@ -1,4 +1,5 @@
-"""Both benchmark assets' one step: models on the bench split of some categories, progress in the run's log."""
+"""Both benchmark assets' one step: models on the bench split of some categories, progress in the run's log, and
+the hack monitor's view of their responses."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
+from vlm_rl_assets.evaluation.hack_monitor import bench_gaming
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
 
@@ -35,3 +37,7 @@ def benchmark(
         lambda stage: Progress(context, stage),
     )
 
+
+def flagged_bench(config: PipelineConfig, store: Store, verdicts: pl.DataFrame, categories: list[str]) -> pl.DataFrame:
+    """The greedy bench responses with the gaming patterns each shows (`evaluation/hack_monitor.py`)."""
+    return bench_gaming(verdicts, bench_prompts(store, categories), config.eval.length_outlier_factor)
