@@ -11,9 +11,12 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from vlm_rl_assets.assets.benchmarking import bench_judging
 from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_verdict
 from vlm_rl_assets.judging.contract import JudgeItem
+from vlm_rl_assets.judging.gaming import PATTERNS
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import score_rollouts
 from vlm_rl_assets.pairs.filtering import filter_rollouts
@@ -123,6 +126,7 @@ def test_strict_format_scores_unmarked_answers_wrong_and_filtered_rollouts_repor
     (event,) = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["strict_format"] is True and meta["format_compliance"] == 0.75
+    assert meta["gaming"] == dict.fromkeys([*PATTERNS, "any"], 0.0)  # the hack monitor's baseline: none hedges
 
 
 @pytest.mark.parametrize(
@@ -149,3 +153,30 @@ def test_reference_synonyms_reach_the_open_judge(tmp_path):
     judge = open_judge("reference", config.judges, config.model, load_image=lambda uri: Image.new("RGB", (1, 1)))
     item = JudgeItem("p/0", "p", "Describe the image.", "A dog on a couch.", "open", "", "", objects=["dog", "sofa"])
     assert judge.judge([item]).outcomes[0].correct
+
+
+def bench_prompt(category: str, answer_type: str, answer: str, objects: list[str]) -> dict:
+    return {"category": category, "answer_type": answer_type, "answer": answer, "choices": [], "objects": objects}
+
+
+def test_bench_verdicts_are_judged_with_the_training_settings(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "categories:\n"
+        "  count: {source: 'synthetic:count', template: cot, strict_format: true}\n"
+        "  loose: {source: 'synthetic:count', template: cot}\n"
+        "  scene: {source: 'synthetic:scene', judge: reference}\n"
+        "judges: {reference: {synonyms: {couch: sofa}}, rule: {rel_tol: 0.1}}\n"
+    )
+    judging = bench_judging(load_config(path))
+    vocabulary = {"count": frozenset(), "loose": frozenset(), "scene": frozenset({"dog", "sofa", "cat"})}
+
+    def verdict(category, answer_type, answer, response, objects=(), settings=judging):
+        return bench_verdict(bench_prompt(category, answer_type, answer, list(objects)), response, vocabulary, settings)
+
+    assert verdict("count", "number", "3", "There are 3 shapes.").reason.startswith("format")  # strict: unmarked
+    assert verdict("count", "number", "3", "There are 3 shapes. Answer: 3").correct
+    assert verdict("loose", "number", "3", "There are 3 shapes.").correct  # the same answer where not strict
+    assert verdict("scene", "open", "", "A dog on a couch.", ["dog", "sofa"]).correct  # couch is a sofa
+    assert not verdict("scene", "open", "", "A dog on a couch.", ["dog", "sofa"], BenchJudging()).correct
+    assert verdict("loose", "number", "100", "Answer: 95").correct  # within judges.rule.rel_tol

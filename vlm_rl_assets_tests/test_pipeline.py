@@ -97,6 +97,10 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     assert report["pass_at_k_curves"].startswith("![pass@k curves](data:image/png;base64,")
     [gate] = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
     assert isinstance(gate.passed, bool) and "overall_ci_low" in gate.metadata
+    assert "gaming" in filtered and "gaming" in metadata(results[1:2], "benchmark_scores") and "gaming" in report
+    monitors = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "gaming_monitor"]
+    assert sorted(e.asset_key.to_user_string() for e in monitors) == ["benchmark_scores"] * 2 + ["release_report"]
+    assert all({"base_share", "trained_share", "rise", "base_rollouts_share"} <= set(e.metadata) for e in monitors)
 
 
 def test_missing_upstream_partition_says_what_to_materialize(pipeline_run, tmp_path):

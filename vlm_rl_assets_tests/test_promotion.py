@@ -162,8 +162,7 @@ def test_the_promotion_gate_check_fails_on_nan_deltas(release):
     store, _, resources = release
     nan = deltas(GAIN, color=(0.1, 0.05, 0.15), count=(float("nan"),) * 3)
     store.write_table("release_report", "deltas", nan, schemas.BENCHMARK_DELTAS)
-    result = dg.materialize(
-        ALL_ASSETS, selection=dg.AssetSelection.checks_for_assets("release_report"), resources=resources
-    )
+    gate_check = dg.AssetCheckKey(dg.AssetKey("release_report"), "promotion_gate")
+    result = dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.checks(gate_check), resources=resources)
     [gate] = result.get_asset_check_evaluations()
     assert not gate.passed and "category 'count' is NaN" in gate.description

@@ -1,15 +1,16 @@
 """benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and dpo_checkpoint[c] on c's benchmark split,
-and the paired delta."""
+the paired delta, and the share of each model's responses with gaming patterns."""
 
 import time
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.benchmarking import benchmark
+from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
+from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.stats import paired_deltas
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
@@ -49,6 +50,8 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
             "n": int(scores["n"][0]),
             "pass_at_k": markdown_table(pass_at_k, 64),
             "scores": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@"))),
+            # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
+            "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, [category]))),
             "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
         }
     )

@@ -1,4 +1,5 @@
-"""Both benchmark assets' one step: models on the held-out split (eval.split) of some categories, progress in the run's log."""
+"""Both benchmark assets' one step: models on the held-out split (eval.split) of some categories, progress in the
+run's log, and the hack monitor's view of their responses."""
 
 from pathlib import Path
 
@@ -8,9 +9,16 @@ import polars as pl
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.evaluation.benchmarks import bench_prompts, bench_scores
+from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
+from vlm_rl_assets.evaluation.hack_monitor import bench_gaming
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
+
+
+def bench_judging(config: PipelineConfig) -> BenchJudging:
+    """The judge settings the categories' training verdicts used."""
+    strict = frozenset(name for name, category in config.categories.items() if category.strict_format)
+    return BenchJudging(config.judges.rule, config.judges.reference, strict)
 
 
 def benchmark(
@@ -24,6 +32,12 @@ def benchmark(
         models,
         lambda model_dir: open_engine(config.engine, config.model, model_dir),
         config.eval,
+        bench_judging(config),
         config.engine.seed,
         lambda stage: Progress(context, stage),
     )
+
+
+def flagged_bench(config: PipelineConfig, store: Store, verdicts: pl.DataFrame, categories: list[str]) -> pl.DataFrame:
+    """The greedy bench responses with the gaming patterns each shows (`evaluation/hack_monitor.py`)."""
+    return bench_gaming(verdicts, bench_prompts(store, categories, config.eval.split), config.eval.length_outlier_factor)

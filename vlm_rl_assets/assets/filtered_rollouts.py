@@ -6,6 +6,7 @@ import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.judging.answers import format_compliance
+from vlm_rl_assets.judging.gaming import rollout_gaming
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import quarantine_failures, score_rollouts
 from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
@@ -50,6 +51,8 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "strict_format": cat.strict_format,
             # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
             **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),
+            # share of rollouts per gaming pattern: the hack monitor's baseline before DPO
+            "gaming": rollout_gaming(rollouts, prompts, config.eval.length_outlier_factor),
             "judge_failures": len(judged.failures),
             "judge_failures_by_reason": judged.failure_counts,
             **{f"judge_{name}": value for name, value in judged.metrics.items()},  # vlm: consistency, rank_agreement

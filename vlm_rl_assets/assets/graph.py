@@ -6,6 +6,7 @@ from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
 from vlm_rl_assets.assets.dpo_checkpoint import dpo_checkpoint
 from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
+from vlm_rl_assets.assets.gaming_monitor import category_gaming_monitor, release_gaming_monitor
 from vlm_rl_assets.assets.judge_calibration import judge_calibration
 from vlm_rl_assets.assets.judged_pairs import judged_pairs
 from vlm_rl_assets.assets.policy_checkpoint import policy_checkpoint
@@ -19,7 +20,8 @@ CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dp
 RELEASE_ASSETS = [policy_checkpoint, release_report]  # the candidate and its report (experiments stop here)
 PROMOTION_ASSETS = [promoted_policy]  # the release job's last step: promote only what passed the gate
 # judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate reports the rule
-# promoted_policy acts on (not blocking: an experiment's release_report stands whether or not it would be promoted)
-ASSET_CHECKS = [judge_calibration, promotion_gate]
+# promoted_policy acts on (not blocking: an experiment's release_report stands whether or not it would be promoted);
+# gaming_monitor warns when the trained model's responses game the judge more than the base model's
+ASSET_CHECKS = [judge_calibration, promotion_gate, category_gaming_monitor, release_gaming_monitor]
 ASSETS = [base_model, *CATEGORY_ASSETS, *RELEASE_ASSETS, *PROMOTION_ASSETS, external_benchmarks]
 ALL_ASSETS = [*ASSETS, *ASSET_CHECKS]

@@ -7,13 +7,14 @@ import time
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.benchmarking import benchmark
+from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
 from vlm_rl_assets.assets.curves import pass_at_k_markdown
 from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
+from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
@@ -70,6 +71,8 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
                 pass_at_k_markdown({"base": curves["base"].to_list(), "policy": curves["policy"].to_list()})
             ),
             "report": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@")), 50),
+            # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
+            "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, list(config.categories))), 50),
             "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
         }
     )

@@ -1,9 +1,10 @@
 """Benchmark a model on a category's held-out prompts: greedy responses for the headline accuracy, sampled ones
-for pass@k, all judged by rule."""
+for pass@k, all judged by rule with the settings the training verdicts use (`BenchJudging`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ from vlm_rl_assets.evaluation.stats import bootstrap_ci, pass_at_k_curve
 from vlm_rl_assets.judging.contract import Verdict
 from vlm_rl_assets.judging.rules import judge
 from vlm_rl_assets.judging.scene import object_vocabulary
+from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
@@ -21,16 +23,27 @@ from vlm_rl_assets.store.base import Store
 Progress = Callable[[int, int], None]  # (done, total)
 
 
+@dataclass(frozen=True)
+class BenchJudging:
+    """How bench responses are judged: like the rollouts that trained the model (the rule tolerances, the open
+    judge's synonyms, the categories with `strict_format`), so the bench does not credit what training refused."""
+
+    rule: RuleSettings = RuleSettings()
+    reference: ReferenceSettings = ReferenceSettings()
+    strict_format: frozenset[str] = frozenset()  # categories crediting only a marked final answer
+
+
 def vocabularies(prompts: pl.DataFrame) -> dict[str, frozenset[str]]:
     """Each category's objects: the open judge's vocabulary."""
     return {category: object_vocabulary(group["objects"]) for (category,), group in prompts.group_by("category")}
 
 
-def bench_verdict(prompt: dict, text: str, vocabulary: dict[str, frozenset[str]]) -> Verdict:
+def bench_verdict(prompt: dict, text: str, vocabulary: dict[str, frozenset[str]], judging: BenchJudging) -> Verdict:
     """A response judged by rule against its prompt row."""
     return judge(
-        prompt["answer_type"], text, prompt["answer"], prompt["objects"], prompt["choices"],
-        vocabulary=vocabulary[prompt["category"]],
+        prompt["answer_type"], text, prompt["answer"], prompt["objects"], prompt["choices"], judging.rule,
+        vocabulary=vocabulary[prompt["category"]], synonyms=judging.reference.synonyms,
+        strict_format=prompt["category"] in judging.strict_format,
     )
 
 
@@ -40,13 +53,14 @@ def greedy_verdicts(
     images: Sequence[tuple[Image.Image, ...]],
     max_new_tokens: int,
     progress: Progress | None = None,
+    judging: BenchJudging = BenchJudging(),
 ) -> pl.DataFrame:
     """One greedy response per prompt with its score and correctness."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
     completions = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens), progress)
     rows, vocabulary = [], vocabularies(prompts)
     for prompt, (completion,) in zip(prompts.iter_rows(named=True), completions):
-        verdict = bench_verdict(prompt, completion.text, vocabulary)
+        verdict = bench_verdict(prompt, completion.text, vocabulary, judging)
         rows.append(
             {
                 "prompt_id": prompt["prompt_id"],
@@ -65,13 +79,14 @@ def sampled_correct(
     images: Sequence[tuple[Image.Image, ...]],
     params: SamplingParams,
     progress: Progress | None = None,
+    judging: BenchJudging = BenchJudging(),
 ) -> pl.DataFrame:
     """How many of `params.n` sampled responses per prompt are fully correct: the input of unbiased pass@k."""
     requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
     completions = engine.generate(requests, params, progress)
     rows, vocabulary = [], vocabularies(prompts)
     for prompt, samples in zip(prompts.iter_rows(named=True), completions):
-        verdicts = [bench_verdict(prompt, s.text, vocabulary) for s in samples]
+        verdicts = [bench_verdict(prompt, s.text, vocabulary, judging) for s in samples]
         rows.append({"prompt_id": prompt["prompt_id"], "category": prompt["category"], "n_correct": sum(v.correct for v in verdicts)})
     return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "n_correct": pl.Int64})
 
@@ -104,6 +119,7 @@ def bench_scores(
     models: dict[str, Path],
     open_engine: Callable[[Path], Engine],
     settings: EvalSettings,
+    judging: BenchJudging,
     seed: int,
     progress: Callable[[str], Progress],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -116,8 +132,8 @@ def bench_scores(
     summaries, all_verdicts = [], []
     for name, model_dir in models.items():
         engine = open_engine(model_dir)
-        verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, progress(f"bench {name}"))
-        sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"))
+        verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, progress(f"bench {name}"), judging)
+        sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"), judging)
         summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))
         all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
     return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)

@@ -191,6 +191,25 @@ def letter_mentions(text: str, final: bool) -> list[tuple[str, int]]:
     return mentions
 
 
+def reads_as_final(response: str) -> bool:
+    """Whether bare letters count as options: after 'Answer:', or as the whole response (a short answer's 'B')."""
+    return bool(marked_answers(response)) or bool(LONE_LETTER.fullmatch(response.strip()))
+
+
+def named_options(texts: Sequence[str], choices: Sequence[str], final: bool) -> dict[str, bool]:
+    """Each option the texts name, by letter or by its text, mapped to whether it is named without a negation
+    somewhere; bare letters count only when `final`."""
+    valid = LETTERS[: len(choices)] if choices else LETTERS
+    named: dict[str, bool] = {}
+    for text in texts:
+        words = text_mentions(text, choices)
+        letters = [(letter, start) for letter, start in letter_mentions(text, final) if letter in valid]
+        letters = [(lt, start) for lt, start in letters if not any(w[1] <= start < w[2] for w in words)]
+        for letter, start in letters + [(letter, start) for letter, start, _ in words]:
+            named[letter] = named.get(letter, False) or not negated(text, start)
+    return named
+
+
 def judge_choice(response: str, answer: str, choices: Sequence[str] = (), strict_format: bool = False) -> Verdict:
     """The one option the final answer names, by letter or by its text (VLMEvalKit's can_infer_option and
     can_infer_text: exactly one). Bare letters count after 'Answer:' or as the whole response (a short-answer
@@ -199,15 +218,7 @@ def judge_choice(response: str, answer: str, choices: Sequence[str] = (), strict
     texts = answer_texts(response, strict_format)
     if texts is None:
         return FORMAT
-    final = bool(marked_answers(response)) or bool(LONE_LETTER.fullmatch(response.strip()))
-    valid = LETTERS[: len(choices)] if choices else LETTERS
-    named: dict[str, bool] = {}  # letter -> named without a negation somewhere
-    for text in texts:
-        words = text_mentions(text, choices)
-        letters = [(letter, start) for letter, start in letter_mentions(text, final) if letter in valid]
-        letters = [(lt, start) for lt, start in letters if not any(w[1] <= start < w[2] for w in words)]
-        for letter, start in letters + [(letter, start) for letter, start, _ in words]:
-            named[letter] = named.get(letter, False) or not negated(text, start)
+    named = named_options(texts, choices, reads_as_final(response))
     if len(named) > 1:
         return ambiguous(f"names options {', '.join(sorted(named))}")
     chosen = [letter for letter, affirmed in named.items() if affirmed]
@@ -334,6 +345,15 @@ def parse_fields(text: str) -> dict[str, list[str]]:
     return fields
 
 
+def stuffed_fields(got: Mapping[str, list[str]], expected: Mapping[str, str]) -> list[str]:
+    """The fields given several values, or a value listing several where the expected one does not."""
+    return [
+        key
+        for key, values in got.items()
+        if len({normalize(v) for v in values}) > 1 or any(names_several(v, expected.get(key, "")) for v in values)
+    ]
+
+
 def judge_structured(response: str, answer: str) -> Verdict:
     """Credit per right field; a field given several values ("colour: red; colour: blue", "colour: red or
     blue") makes the whole answer ambiguous (answer stuffing)."""
@@ -341,11 +361,7 @@ def judge_structured(response: str, answer: str) -> Verdict:
     if not expected:
         raise JudgeFailure("answer_not_structured", f"ground truth {answer!r} has no 'key: value' fields")
     got = parse_fields(response)
-    stuffed = [
-        key
-        for key, values in got.items()
-        if len({normalize(v) for v in values}) > 1 or any(names_several(v, expected.get(key, "")) for v in values)
-    ]
+    stuffed = stuffed_fields(got, expected)
     if stuffed:
         return ambiguous(f"several values for fields {stuffed}")
     wrong = [key for key, value in expected.items() if normalize(got.get(key, [""])[0]) != value]
