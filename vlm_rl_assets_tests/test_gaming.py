@@ -26,6 +26,7 @@ GAMING = [
     ("(A) circle (B) square (C) triangle (D) cross", "choice", SHAPES, "echoed_options"),
     ("A. circle, B. square, C. triangle: it is one of these (A) (B) (C)", "choice", SHAPES, "echoed_options"),
     ("Answer: (B) or (C)", "choice", SHAPES, "several_named"),
+    ("Answer: A or B", "choice", SHAPES, "several_named"),
     ("Answer: 3 or 4", "number", [], "several_named"),
     ("Answer: either 3 or 4", "number", [], "several_named"),
     ("Answer: 2, 3", "math", [], "several_named"),

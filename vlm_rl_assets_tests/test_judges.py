@@ -213,6 +213,8 @@ GAMING = {
     "choice: echoed options": ("choice", "C", "(A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
     "choice: echoed options as answer": ("choice", "D", "Answer: (A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
     "choice: letter hedge": ("choice", "B", "Answer: (A) or (B)", False, "ambiguous"),
+    "choice: bare letter hedge": ("choice", "B", "Answer: A or B", False, "ambiguous"),
+    "choice: bare letter list": ("choice", "A", "Answer: A and C", False, "ambiguous"),
     "choice: bare letters": ("choice", "C", "Answer: A B C D", False, "ambiguous"),
     "choice: text hedge": ("choice", "C", "Answer: triangle or cross", False, "ambiguous"),
     "choice: every option text": ("choice", "D", "It could be a circle, a square, a triangle or a cross.", False, "ambiguous"),

@@ -36,6 +36,7 @@ from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES, LETTERS
 
 EXPLICIT_LETTER = re.compile(r"\(([A-Z])\)")
 BARE_LETTER = re.compile(r"(?<![\w'’(])([A-Z])(?:[).:](?!\w)|(?![\w'’]))")
+ARTICLE_BEFORE = re.compile(r"\s+(?!(?:or|and|nor|then|vs)\b)[a-z]")  # "A square": an article; "A or B": a letter
 LONE_LETTER = re.compile(r"\(?[A-Z][).:]?")  # a whole response of one letter ("B", "B.") is an option
 OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][).:]\s+")  # "(A) circle", "A. circle": the option text is "circle"
 # numbers listed side by side ("2, 3", "1 2 3") in a math answer, which math-verify would read as the last
@@ -181,12 +182,13 @@ def text_mentions(text: str, choices: Sequence[str]) -> list[tuple[str, int, int
 
 def letter_mentions(text: str, final: bool) -> list[tuple[str, int]]:
     """(letter, start) of each option letter: "(B)" anywhere; in a final answer also "B.", "B)" and a bare "B",
-    but not a bare "A" or "I" before a word (an article or a pronoun: "A square", "I think B")."""
+    but not a bare "A" or "I" before a word (an article or a pronoun: "A square", "I think B"), unless that word
+    joins it to another option ("A or B", "A and C": a hedge, never an article)."""
     mentions = [(m[1], m.start()) for m in EXPLICIT_LETTER.finditer(text)]
     if final:
         for m in BARE_LETTER.finditer(text):
             bare = m[0] == m[1]
-            if not (bare and m[1] in "AI" and re.match(r"\s+[a-z]", text[m.end() :])):
+            if not (bare and m[1] in "AI" and ARTICLE_BEFORE.match(text[m.end() :])):
                 mentions.append((m[1], m.start()))
     return mentions
 
