@@ -3,9 +3,11 @@ bad input, the labelling server's routes, and `calibration_labels: human` in the
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import dagster as dg
 import polars as pl
@@ -20,7 +22,7 @@ from vlm_rl_assets.pairs.filtering import filter_rollouts
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.reviewing.labels import LabelsFileError, current_labels, read_human_labels, save_label
-from vlm_rl_assets.reviewing.pages import Labelling, ReviewTables, latest_tables, page_path, review_page, write_page
+from vlm_rl_assets.reviewing.pages import latest_tables, page_path, review_page, write_page
 from vlm_rl_assets.reviewing.sample import PAIRED, stratified_sample
 from vlm_rl_assets.reviewing.server import review_app
 from vlm_rl_assets.store import quarantine, schemas
@@ -136,3 +138,117 @@ def test_labels_of_regenerated_rollouts_are_stale(store):
     )
     fresh, stale = current_labels(read_human_labels(store, "count"), regenerated)
     assert fresh.rows() == [("a", 0, "Answer: 2", True)] and stale["prompt_id"].to_list() == ["c"]
+
+
+@pytest.fixture
+def client(store):
+    with TestClient(review_app(store, ["count", "color"], who="ann")) as client:
+        yield client
+
+
+def test_the_server_saves_labels_given_on_its_page(client, store):
+    page = client.get("/review/count")
+    assert page.status_code == 200 and 'data-endpoint="/labels/count"' in page.text and 'value="ann"' in page.text
+    saved = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": 1, "label": True, "who": "bob"})
+    assert saved.json() == {"label": True, "replaced": 0, "labels": 1}
+    again = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": 1, "label": False, "who": ""})
+    assert again.json() == {"label": False, "replaced": 1, "labels": 1}  # a double submit replaces
+    assert read_human_labels(store, "count").select("label", "who", "verdict").rows() == [(False, "ann", False)]
+    assert "<td>human labels</td><td>1</td>" in client.get("/review/count").text
+    assert 'class="human-label wrong">wrong</span>' in client.get("/review/count").text
+    assert client.get("/").status_code == 200 and 'href="/review/count"' in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/review/nope",
+        "/review/..",
+        "/review/%2e%2e",
+        "/review/..%2F..%2Fetc%2Fpasswd",
+        "/review/%2Fetc%2Fpasswd",
+        "/review//etc/passwd",
+        "/review/count%2F..%2F..%2Flabels",
+        "/review/%252e%252e%252fetc",
+    ],
+)
+def test_the_server_refuses_unknown_categories_and_paths(store, tmp_path, path):
+    app = review_app(store, ["count", "color"], who="ann")
+    assert raw_request(app, "GET", path) == 404
+    assert raw_request(app, "POST", path.replace("/review/", "/labels/")) == 404
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"] and not store.has_table("labels", "count")
+
+
+def raw_request(app, method: str, path: str) -> int:
+    """The status of `path` sent as it is (an HTTP client would resolve `..` first), decoded as uvicorn decodes it."""
+    scope = {
+        "type": "http", "http_version": "1.1", "method": method, "scheme": "http", "root_path": "",
+        "path": unquote(path), "raw_path": path.encode(), "query_string": b"",
+        "headers": [(b"content-type", b"application/json")], "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+    }  # fmt: skip
+    body = b'{"prompt_id": "a", "sample_idx": 0, "label": true, "who": "x"}'
+    sent = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_the_server_refuses_bad_labels_and_keeps_an_unreadable_file(client, store, tmp_path):
+    assert client.post("/review/count").status_code == 405
+    assert "the body must be JSON" in client.post("/labels/count", content=b"{not json").json()["error"]
+    bad = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": "0", "label": "yes", "who": "x"})
+    assert bad.status_code == 400 and "['sample_idx', 'label']" in bad.json()["error"]
+    gone = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": 7, "label": True, "who": "x"})
+    assert gone.status_code == 404 and "no rollout a #7" in gone.json()["error"]
+    assert client.get("/review/color").status_code == 404  # configured, but nothing materialized: says what to run
+    assert "Materialize it first" in client.get("/review/color").text
+    path = Path(store.table_uri("labels", "count"))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage")
+    refused = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": 0, "label": True, "who": "x"})
+    assert refused.status_code == 500 and str(path) in refused.json()["error"] and path.read_bytes() == b"garbage"
+    assert client.get("/review/count").status_code == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing written beside the store
+
+
+def run_human_calibration(store: LocalStore, tmp_path: Path) -> tuple[dg.AssetCheckEvaluation, set[str]]:
+    """filtered_rollouts, its judge_calibration check and judged_pairs of `count`, labels: human (3 needed)."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["categories"]["count"] |= {"calibration_labels": "human", "calibration_min_labels": 3, "min_response_words": 1}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    resources = {"pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(store.root))}
+    selection = ["filtered_rollouts", "judged_pairs"]
+    result = dg.materialize(ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False)
+    (check,) = result.get_asset_check_evaluations()
+    return check, {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def test_human_labels_gate_judged_pairs(store, tmp_path):
+    check, materialized = run_human_calibration(store, tmp_path)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and materialized == {"filtered_rollouts"}
+    assert "0 human labels of current rollouts" in check.description and "Label 3 more" in check.description
+    assert check.metadata["labels_needed"].value == 3
+
+    save_label(store, "count", item(store, "a", 0), True, "ann")  # the judge says right too
+    save_label(store, "count", item(store, "a", 1), True, "ann")  # relabelled below
+    save_label(store, "count", item(store, "a", 1), False, "ann")
+    save_label(store, "count", item(store, "c", 0), True, "ann")  # the judge says wrong
+    save_label(store, "count", {**item(store, "b", 0), "response": "an older rollout"}, True, "ann")  # stale
+    check, materialized = run_human_calibration(store, tmp_path)
+    assert not check.passed and materialized == {"filtered_rollouts"}
+    values = {k: v.value for k, v in check.metadata.items()}
+    assert {k: values[k] for k in ("n", "f1", "true_pos", "true_neg", "false_neg")} == {
+        "n": 3, "f1": 0.667, "true_pos": 1, "true_neg": 1, "false_neg": 1,
+    }  # fmt: skip
+    assert (values["human_labels"], values["labels_stale"], values["labels_replaced"]) == (3, 1, 1)
+    assert "an older rollout" in values["stale_labels"]
+
+    save_label(store, "count", item(store, "c", 0), False, "ann")  # a second look: the last label wins
+    check, materialized = run_human_calibration(store, tmp_path)
+    assert check.passed and check.metadata["f1"].value == 1.0 and materialized == {"filtered_rollouts", "judged_pairs"}
