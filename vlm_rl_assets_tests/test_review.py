@@ -22,7 +22,7 @@ from vlm_rl_assets.pairs.filtering import filter_rollouts
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.reviewing.labels import LabelsFileError, current_labels, read_human_labels, save_label
-from vlm_rl_assets.reviewing.pages import latest_tables, page_path, review_page, write_page
+from vlm_rl_assets.reviewing.pages import latest_tables, page_path, read_tables, review_page, write_page
 from vlm_rl_assets.reviewing.sample import PAIRED, stratified_sample
 from vlm_rl_assets.reviewing.server import review_app
 from vlm_rl_assets.store import quarantine, schemas
@@ -45,7 +45,9 @@ def store(tmp_path) -> LocalStore:
     missing from the store) and two quarantined rows."""
     store = LocalStore(tmp_path / "store")
     prompts = prompt_table(ANSWERS)
-    uris = [store.put_image(png_bytes(Image.new("RGB", (8, 8), colour))) for colour in ("red", "green", "blue", "white")]
+    uris = [
+        store.put_image(png_bytes(Image.new("RGB", (8, 8), colour))) for colour in ("red", "green", "blue", "white")
+    ]
     uris[2] = "images/gone.png"
     prompts = prompts.with_columns(images=pl.Series([[u] for u in uris], dtype=pl.List(pl.String)))
     store.write_table("prompt_mixture", "count", prompts, schemas.PROMPTS)
@@ -99,8 +101,6 @@ def test_the_page_is_self_contained_and_shows_every_part(store):
 
 
 def test_a_page_before_judging_shows_rollouts_without_verdicts(store):
-    from vlm_rl_assets.reviewing.pages import read_tables
-
     page = review_page(read_tables(store, "count", "rollouts"), store.read_bytes)
     assert "not judged yet: 3 of 3 prompts" in page and "timeout: no answer" not in page  # judge failures come later
     assert "image_undecodable" in page and "<td>pairs</td>" not in page
@@ -123,7 +123,10 @@ def test_a_garbage_labels_file_is_named_and_never_written_over(store):
     with pytest.raises(LabelsFileError, match=rf"{re.escape(str(path))} cannot be read.*nothing has been written over"):
         save_label(store, "count", item(store, "a", 1), True, "ann")
     assert path.read_bytes() == b"prompt_id,label\na,yes\n"
-    blanked = {**save_label(store.__class__(store.root / "other"), "count", item(store, "a", 0), True, "ann"), "label": None}
+    blanked = {
+        **save_label(store.__class__(store.root / "other"), "count", item(store, "a", 0), True, "ann"),
+        "label": None,
+    }
     pl.DataFrame([blanked], schema=schemas.HUMAN_LABELS).write_parquet(path)  # a hand edit that blanked a label
     with pytest.raises(LabelsFileError, match=r"rows without \['label'\]"):
         save_label(store, "count", item(store, "a", 1), True, "ann")
@@ -222,9 +225,13 @@ def run_human_calibration(store: LocalStore, tmp_path: Path) -> tuple[dg.AssetCh
     raw = yaml.safe_load(CONFIG.read_text())
     raw["categories"]["count"] |= {"calibration_labels": "human", "calibration_min_labels": 3, "min_response_words": 1}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
-    resources = {"pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(store.root))}
+    resources = {
+        "pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(store.root))
+    }
     selection = ["filtered_rollouts", "judged_pairs"]
-    result = dg.materialize(ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False)
+    result = dg.materialize(
+        ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False
+    )
     (check,) = result.get_asset_check_evaluations()
     return check, {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
