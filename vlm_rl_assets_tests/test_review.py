@@ -4,6 +4,7 @@ bad input, the labelling server's routes, and `calibration_labels: human` in the
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,3 +260,22 @@ def test_human_labels_gate_judged_pairs(store, tmp_path):
     save_label(store, "count", item(store, "c", 0), False, "ann")  # a second look: the last label wins
     check, materialized = run_human_calibration(store, tmp_path)
     assert check.passed and check.metadata["f1"].value == 1.0 and materialized == {"filtered_rollouts", "judged_pairs"}
+
+
+def test_the_cli_writes_pages_and_exports_label_studio_tasks(store, tmp_path, capsys):
+    from vlm_rl_assets.review import main
+
+    out = tmp_path / "tasks.json"
+    main(["--config", str(CONFIG), "--root", str(store.root), "export-labelstudio", "count", str(out)])
+    tasks = json.loads(out.read_text())
+    assert [(t["data"]["prompt_id"], t["data"]["sample_idx"]) for t in tasks] == [
+        ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("c", 0), ("c", 1),
+    ]  # fmt: skip
+    first = tasks[0]["data"]
+    assert first["image"].startswith("data:image/png;base64,") and tasks[-1]["data"]["image"] == ""  # c's is gone
+    assert (first["ground_truth"], first["response"], first["verdict"], first["stratum"]) == ("2", "Answer: 2", "right", PAIRED)
+    assert '<Choices name="label" toName="response"' in capsys.readouterr().out
+    main(["--config", str(CONFIG), "--root", str(store.root), "write", "count"])
+    assert (store.root / page_path("count")).read_text().count("data:image/png") == 2
+    with pytest.raises(KeyError, match="unknown category 'nope'"):
+        main(["--config", str(CONFIG), "--root", str(store.root), "write", "nope"])

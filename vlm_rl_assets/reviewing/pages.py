@@ -83,22 +83,34 @@ def review_page(
     per_stratum: int = PER_STRATUM,
 ) -> str:
     """The page's HTML; with `labelling`, every judged rollout gets right/wrong buttons (the server's page)."""
-    labels = labelling.labels if labelling else schemas.empty(schemas.HUMAN_LABELS)
-    label_of = {(r["prompt_id"], r["sample_idx"]): r for r in labels.iter_rows(named=True)}
-    prompts = {row["prompt_id"]: row for row in tables.prompts.iter_rows(named=True)}
-    strata = []
-    for stratum in stratified_sample(tables.rollouts, tables.pairs, per_stratum, seed=f"review/{tables.category}"):
-        cards = [_card(prompts.get(pid), pid, tables, read_image, label_of) for pid in stratum.prompt_ids]
-        strata.append({"name": stratum.name, "total": stratum.total, "cards": cards})
+    labels = labelling.labels if labelling else None
     quarantine = tables.quarantine.sort("stage", "key")
     return _ENV.get_template("review.html.j2").render(
         category=tables.category,
-        headline=headline(tables, labels if labelling else None),
-        strata=strata,
+        headline=headline(tables, labels),
+        strata=sampled_strata(tables, read_image, per_stratum, labels),
         quarantine=quarantine.head(QUARANTINE_ROWS).to_dicts(),
         quarantine_more=max(quarantine.height - QUARANTINE_ROWS, 0),
         labelling=labelling,
     )
+
+
+def sampled_strata(
+    tables: ReviewTables, read_image: Callable[[str], bytes], per_stratum: int, labels: pl.DataFrame | None = None
+) -> list[dict]:
+    """The stratified sample as the page shows it: per stratum its name, size and a card per sampled prompt (prompt
+    row, inline images, rollouts with verdicts and any human label, pairs)."""
+    labels = schemas.empty(schemas.HUMAN_LABELS) if labels is None else labels
+    label_of = {(r["prompt_id"], r["sample_idx"]): r for r in labels.iter_rows(named=True)}
+    prompts = {row["prompt_id"]: row for row in tables.prompts.iter_rows(named=True)}
+    return [
+        {
+            "name": stratum.name,
+            "total": stratum.total,
+            "cards": [_card(prompts.get(pid), pid, tables, read_image, label_of) for pid in stratum.prompt_ids],
+        }
+        for stratum in stratified_sample(tables.rollouts, tables.pairs, per_stratum, seed=f"review/{tables.category}")
+    ]
 
 
 def headline(tables: ReviewTables, labels: pl.DataFrame | None) -> dict[str, object]:
