@@ -279,3 +279,10 @@ def test_the_cli_writes_pages_and_exports_label_studio_tasks(store, tmp_path, ca
     assert (store.root / page_path("count")).read_text().count("data:image/png") == 2
     with pytest.raises(KeyError, match="unknown category 'nope'"):
         main(["--config", str(CONFIG), "--root", str(store.root), "write", "nope"])
+
+
+def test_metadata_tables_cut_long_cells():
+    from vlm_rl_assets.assets.ui import markdown_table
+
+    table = markdown_table(pl.DataFrame({"chosen": ["a|b\n" + "x" * 100], "score": [1.0]}), max_chars=10).value
+    assert table.splitlines()[2] == "| a\\|b xxxxx… | 1.0 |"

@@ -26,7 +26,9 @@ STAGES = ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs")  # 
 PER_STRATUM = 4  # prompts sampled from each stratum
 QUARANTINE_ROWS = 200  # shown on the page; the rest counted
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("vlm_rl_assets.reviewing", "templates"), autoescape=True)
+TEMPLATES = jinja2.Environment(  # the page and the server's index; autoescape on: data is text, never markup
+    loader=jinja2.PackageLoader("vlm_rl_assets.reviewing", "templates"), autoescape=True
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def review_page(
     """The page's HTML; with `labelling`, every judged rollout gets right/wrong buttons (the server's page)."""
     labels = labelling.labels if labelling else None
     quarantine = tables.quarantine.sort("stage", "key")
-    return _ENV.get_template("review.html.j2").render(
+    return TEMPLATES.get_template("review.html.j2").render(
         category=tables.category,
         headline=headline(tables, labels),
         strata=sampled_strata(tables, read_image, per_stratum, labels),

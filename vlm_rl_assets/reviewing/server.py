@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-import jinja2
 import polars as pl
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -18,11 +17,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from vlm_rl_assets.reviewing.labels import LabelsFileError, read_human_labels, save_label
-from vlm_rl_assets.reviewing.pages import Labelling, latest_tables, review_page
+from vlm_rl_assets.reviewing.pages import TEMPLATES, Labelling, latest_tables, review_page
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
-
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("vlm_rl_assets.reviewing", "templates"), autoescape=True)
 
 
 def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
@@ -36,7 +33,7 @@ def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
         return category
 
     def index(request: Request) -> Response:
-        html = _ENV.get_template("index.html.j2").render(root=store.subroot(""), categories=sorted(categories))
+        html = TEMPLATES.get_template("index.html.j2").render(root=store.subroot(""), categories=sorted(categories))
         return HTMLResponse(html)
 
     def page(request: Request) -> Response:
