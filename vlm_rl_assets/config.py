@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
 from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, HealthSettings, LossSettings
 from vlm_rl_assets.evaluation.settings import EvalSettings, ExternalEvalSettings
+from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
@@ -68,15 +69,19 @@ class CategoryConfig(Settings):
     calibration_labels: str | None = Field(
         None,
         description="labelled sample the judge must agree with before pairs are made: a .parquet/.jsonl path "
-        "(prompt_id, label, and response or sample_idx), or 'references' (built-in sanity sample); see docs",
+        "(prompt_id, label, and response or sample_idx), 'human' (the labels given on the review pages, "
+        "python -m vlm_rl_assets.review serve) or 'references' (built-in sanity sample); see docs",
     )
     calibration_min_f1: float = Field(0.9, ge=0, le=1, description="below this F1 against the labels, judged_pairs is blocked")
+    calibration_min_labels: int = Field(
+        30, ge=1, description="calibration_labels: human: fewer current labels than this block judged_pairs (too few to trust)"
+    )
 
     @field_validator("calibration_labels")
     @classmethod
-    def labels_file_or_references(cls, labels: str | None) -> str | None:
-        if labels is not None and labels != "references" and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
-            raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, or 'references'")
+    def labels_file_or_named_sample(cls, labels: str | None) -> str | None:
+        if labels not in (None, HUMAN, REFERENCES) and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
+            raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, {HUMAN!r} or {REFERENCES!r}")
         return labels
 
     @model_validator(mode="after")

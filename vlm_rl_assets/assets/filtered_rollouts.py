@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
+from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.judging.answers import format_compliance
 from vlm_rl_assets.judging.gaming import rollout_gaming
 from vlm_rl_assets.judging.open import open_judge
@@ -48,6 +49,7 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
             "judge": cat.judge,
+            "review_page": review_page(store, category, "filtered_rollouts"),
             "strict_format": cat.strict_format,
             # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
             **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),

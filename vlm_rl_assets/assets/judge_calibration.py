@@ -2,6 +2,10 @@
 filtered_rollouts: below `calibration_min_f1` it fails with ERROR severity and judged_pairs does not
 run, so a judge that disagrees with its labels never produces DPO pairs.
 
+With `calibration_labels: human` the labels are those people gave on the review page (reviewing/labels.py): fewer
+current ones than `calibration_min_labels` fail with ERROR too, saying how many more are needed; labels of rollouts
+regenerated since are left out and counted.
+
 Without `categories.<c>.calibration_labels` the check fails with WARN severity (not blocking): the
 judge is uncalibrated, which the UI should show, but a pipeline without labels still runs.
 """
@@ -11,11 +15,20 @@ import polars as pl
 
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.judging.calibration import REFERENCES, calibrate, read_labels, reference_labels, with_responses
+from vlm_rl_assets.judging.calibration import (
+    HUMAN,
+    REFERENCES,
+    calibrate,
+    read_labels,
+    reference_labels,
+    with_responses,
+)
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.reviewing.labels import LABELS_ASSET, current_labels, read_human_labels
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import Store
 
 
 @dg.asset_check(
@@ -34,12 +47,26 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             description=f"judge not calibrated: set categories.{category}.calibration_labels to a labelled "
-            "sample (.parquet/.jsonl) or 'references'",
+            "sample (.parquet/.jsonl), 'human' (labels given on the review page) or 'references'",
             metadata={"labels": "none"},
         )
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
+    human = {}  # calibration_labels: human: how many labels there are, are needed, and were left out as stale
     if cat.calibration_labels == REFERENCES:
         labels = reference_labels(prompts, config.seed)
+    elif cat.calibration_labels == HUMAN:
+        labels, human = _human_labels(store, category, cat.calibration_min_labels)
+        if human["labels_needed"]:
+            stale = f", {human['labels_stale']} stale ones left out" if human["labels_stale"] else ""
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"{labels.height} human labels of current rollouts{stale}; "
+                f"categories.{category}.calibration_min_labels is {cat.calibration_min_labels}. Label "
+                f"{human['labels_needed']} more on the review page (`python -m vlm_rl_assets.review serve`), then "
+                f"rerun this check; judged_pairs[{category}] does not run after this failure",
+                metadata={"labels": HUMAN, "judge": cat.judge, **human},
+            )
     else:
         labels = read_labels(cat.calibration_labels)
         if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
@@ -64,6 +91,7 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         metadata={
             "labels": cat.calibration_labels,
             "judge": cat.judge,
+            **human,
             "f1": round(agreement.f1, 3),
             "agreement": round(agreement.agreement, 3),
             "min_f1": cat.calibration_min_f1,
@@ -77,3 +105,19 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
             "disagreements": markdown_table(disagreements),
         },
     )
+
+
+def _human_labels(store: Store, category: str, min_labels: int) -> tuple[pl.DataFrame, dict]:
+    """The labels people gave of current rollouts, and what the check shows of them: how many, how many more are
+    needed, the stale ones left out (their rollout is gone or says something else now) and the relabels."""
+    saved = read_human_labels(store, category)
+    labels, stale = current_labels(saved, store.read_table("rollouts", category, schemas.ROLLOUTS))
+    return labels, {
+        "human_labels": labels.height,
+        "labels_needed": max(min_labels - labels.height, 0),
+        "min_labels": min_labels,
+        "labels_stale": stale.height,
+        **({"stale_labels": markdown_table(stale, max_chars=60)} if stale.height else {}),
+        "labels_replaced": int(saved["replaced"].sum()),  # an item labelled again: the last label counts
+        "labels_file": store.table_uri(LABELS_ASSET, category),
+    }

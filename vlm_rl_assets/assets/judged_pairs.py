@@ -2,13 +2,18 @@
 the judge fails its calibration check (judge_calibration)."""
 
 import dagster as dg
+import polars as pl
 
 from vlm_rl_assets.assets.retries import retry_transient
+from vlm_rl_assets.assets.review_page import review_page
+from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
+
+SAMPLE_PAIRS, SAMPLE_PAIR_CHARS = 5, 80  # pairs shown in the metadata, each half cut to this many characters
 
 
 @dg.asset(
@@ -60,5 +65,14 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "candidates_dropped": paired.dropped,
             "beta": cat.beta,
             "judge": cat.judge,
+            "sample_pairs": markdown_table(sample_pairs(pairs), max_chars=SAMPLE_PAIR_CHARS),
+            "review_page": review_page(store, category, "judged_pairs"),
         }
     )
+
+
+def sample_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """A few pairs spread over the table (seeded), chosen beside rejected, for the UI to show data, not only counts."""
+    shown = pairs.sample(min(SAMPLE_PAIRS, pairs.height), seed=0).sort("prompt_id")
+    scores = {f"{half}_score": pl.col(f"{half}_score").round(3) for half in ("chosen", "rejected")}
+    return shown.select("prompt_id", "chosen", "rejected", **scores)

@@ -7,6 +7,7 @@ import polars as pl
 
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
+from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.partitions import category_partitions
@@ -76,6 +77,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
         "diversity_histogram": markdown_table(diversity.histogram(groups)),
         "policy_id": run.manifest["policy_id"][0],
+        "review_page": review_page(store, category, "rollouts"),
         **progress.metadata("shards"),  # this run's sampled shards: done, seconds, per_second
     }
     if run.generated:

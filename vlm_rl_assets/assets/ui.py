@@ -8,14 +8,22 @@ import dagster as dg
 import polars as pl
 
 
-def markdown_table(df: pl.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
+def markdown_table(df: pl.DataFrame, max_rows: int = 10, max_chars: int | None = None) -> dg.MetadataValue:
+    """The first `max_rows` rows, each cell on one line and cut to `max_chars` characters (with …) when given."""
     shown = df.head(max_rows)
-    cells = [[str(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in shown.iter_rows()]
+    cells = [[_cell(v, max_chars) for v in row] for row in shown.iter_rows()]
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     if df.height > max_rows:
         lines.append(f"\n… {df.height - max_rows} more rows")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _cell(value: object, max_chars: int | None) -> str:
+    text = str(value).replace("\n", " ")
+    if max_chars is not None and len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return text.replace("|", "\\|")
 
 
 class Progress:

@@ -8,6 +8,9 @@ A labelled sample is a Parquet or JSONL file, one row per labelled response:
 Prompts are named by id, not by question text, because one question ("What colour is the shape?")
 is asked of many images.
 
+`human` takes the labels people gave on the category's review page (`python -m vlm_rl_assets.review serve`), kept
+in the store at `labels/<category>`; labels of rollouts regenerated since are left out and counted.
+
 `references` builds a sanity sample from the prompt table alone: each sampled prompt's reference
 response labelled right, and the reference of another prompt with a different answer (and different
 objects, where prompts list them: two scenes of the same objects may be described in another order)
@@ -28,6 +31,7 @@ from vlm_rl_assets.judging.contract import RolloutJudge
 from vlm_rl_assets.judging.scoring import score_rollouts
 
 REFERENCES = "references"
+HUMAN = "human"  # the labels people gave on the category's review page (reviewing/labels.py)
 REFERENCE_PROMPTS = 100  # prompts in the `references` sample: up to 200 labelled rows
 LABELS = {"prompt_id": pl.String, "sample_idx": pl.Int32, "response": pl.String, "label": pl.Boolean}
 

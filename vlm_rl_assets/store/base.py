@@ -101,6 +101,15 @@ class Store(ABC):
             ) from None
         return schemas.check(pl.read_parquet(io.BytesIO(data)), schema, f"{asset}/{key}")
 
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Write an object that is not a table (a review page) at a root-relative path, atomically; returns its URI."""
+        self._put(rel, data)
+        return self._uri(rel)
+
+    def read_bytes(self, rel: str) -> bytes:
+        """An object's bytes (an image for a page); FileNotFoundError when absent."""
+        return self._get(rel)
+
     def put_image(self, data: bytes, ext: str = "png") -> str:
         """Store image bytes once under their sha256; return the URI relative to the root."""
         uri = f"images/{hashlib.sha256(data).hexdigest()}.{ext}"

@@ -134,6 +134,17 @@ EXPERIMENT_RESULTS = {  # research/experiments.py: one variant's numbers, long f
     "ci_high": pl.Float64,
 }
 
+HUMAN_LABELS = {  # labels/<category>: a person's verdict on a sampled rollout (reviewing/labels.py), one row per item
+    "prompt_id": pl.String,  # the item: (prompt_id, sample_idx) of rollouts[c]
+    "sample_idx": pl.Int32,
+    "response": pl.String,  # the text labelled: a label whose rollout now says something else is stale
+    "verdict": pl.Boolean,  # the judge's `correct` the person was shown
+    "label": pl.Boolean,  # the person's: is the response right?
+    "who": pl.String,
+    "labelled_at": pl.Datetime("us", "UTC"),
+    "replaced": pl.Int64,  # earlier labels of this item this one replaced (the last label wins)
+}
+
 QUARANTINE = {
     "stage": pl.String,
     "category": pl.String,

@@ -1,0 +1,101 @@
+"""The labelling server: a category's review page with right/wrong buttons and keys, and the endpoint that saves
+each label into the store (labels.py). Only configured categories are routes; any other name, `..` or an absolute
+path among them, encoded or not, is a 404, so no request names a file. Bind it to 127.0.0.1 (the CLI's default):
+it has no authentication."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import polars as pl
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from vlm_rl_assets.reviewing.labels import LabelsFileError, read_human_labels, save_label
+from vlm_rl_assets.reviewing.pages import TEMPLATES, Labelling, latest_tables, review_page
+from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import MissingUpstreamError, Store
+
+
+def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
+    """The app serving `store`'s pages of `categories`; `who` is the default labeller shown in the page's form."""
+    saving = threading.Lock()  # a save reads, updates and rewrites the labels file: one at a time
+
+    def category_of(request: Request) -> str:
+        category = request.path_params["category"]
+        if category not in categories:
+            raise HTTPException(404, f"unknown category {category!r}; this store's categories are {sorted(categories)}")
+        return category
+
+    def index(request: Request) -> Response:
+        html = TEMPLATES.get_template("index.html.j2").render(root=store.subroot(""), categories=sorted(categories))
+        return HTMLResponse(html)
+
+    def page(request: Request) -> Response:
+        category = category_of(request)
+        try:
+            tables = latest_tables(store, category)
+            labels = read_human_labels(store, category)
+        except MissingUpstreamError as err:
+            return Response(str(err), 404)
+        except LabelsFileError as err:
+            return Response(str(err), 500)
+        labelling = Labelling(endpoint=f"/labels/{category}", who=who, labels=labels)
+        return HTMLResponse(review_page(tables, store.read_bytes, labelling))
+
+    async def post_label(request: Request) -> Response:
+        category = category_of(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON: prompt_id, sample_idx, label (true/false), who"}, 400)
+        problem = _invalid(body)
+        if problem:
+            return JSONResponse({"error": problem}, 400)
+        return await run_in_threadpool(_save, category, body)
+
+    def _save(category: str, body: dict) -> Response:
+        with saving:
+            try:
+                rows = store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
+            except MissingUpstreamError as err:
+                return JSONResponse({"error": str(err)}, 404)
+            item = rows.filter(
+                (pl.col("prompt_id") == body["prompt_id"]) & (pl.col("sample_idx") == body["sample_idx"])
+            )
+            if not item.height:
+                error = f"no rollout {body['prompt_id']} #{body['sample_idx']} in filtered_rollouts[{category}]; reload the page"
+                return JSONResponse({"error": error}, 404)
+            try:
+                saved = save_label(store, category, item.row(0, named=True), body["label"], body["who"].strip() or who)
+                count = read_human_labels(store, category).height
+            except LabelsFileError as err:
+                return JSONResponse({"error": str(err)}, 500)
+        return JSONResponse({"label": saved["label"], "replaced": saved["replaced"], "labels": count})
+
+    routes = [
+        Route("/", index),
+        Route("/review/{category}", page),
+        Route("/labels/{category}", post_label, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _invalid(body: object) -> str | None:
+    """Why a label request's body cannot be saved, or None."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    types = {"prompt_id": str, "sample_idx": int, "label": bool, "who": str}
+    wrong = [
+        k for k, t in types.items() if not isinstance(body.get(k), t) or (t is int and isinstance(body.get(k), bool))
+    ]
+    return (
+        f"{wrong} missing or of the wrong type; send prompt_id (text), sample_idx (integer), label (true/false), who"
+        if wrong
+        else None
+    )
