@@ -205,7 +205,11 @@ def raw_request(app, method: str, path: str) -> int:
 
 def test_the_server_refuses_bad_labels_and_keeps_an_unreadable_file(client, store, tmp_path):
     assert client.post("/review/count").status_code == 405
-    assert "the body must be JSON" in client.post("/labels/count", content=b"{not json").json()["error"]
+    json_header = {"content-type": "application/json"}
+    assert "the body must be JSON" in client.post("/labels/count", content=b"{not json", headers=json_header).json()["error"]
+    label = b'{"prompt_id": "a", "sample_idx": 1, "label": true, "who": "x"}'
+    cross_site = client.post("/labels/count", content=label, headers={"content-type": "text/plain"})
+    assert cross_site.status_code == 415  # a form or simple fetch from another site cannot label
     bad = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": "0", "label": "yes", "who": "x"})
     assert bad.status_code == 400 and "['sample_idx', 'label']" in bad.json()["error"]
     gone = client.post("/labels/count", json={"prompt_id": "a", "sample_idx": 7, "label": True, "who": "x"})

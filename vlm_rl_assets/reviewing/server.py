@@ -50,6 +50,10 @@ def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
 
     async def post_label(request: Request) -> Response:
         category = category_of(request)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # a page on another site may post text/plain without asking; application/json needs a CORS preflight,
+            # which this server never grants, so only its own pages can label
+            return JSONResponse({"error": "send the label as application/json"}, 415)
         try:
             body = await request.json()
         except ValueError:
