@@ -185,6 +185,16 @@ class PipelineConfig(Settings):
             )
         return self
 
+    @model_validator(mode="after")
+    def category_losses_are_dpos(self) -> PipelineConfig:
+        with_loss = sorted(name for name, cat in self.categories.items() if cat.loss is not None)
+        if self.training.algorithm == "grpo" and with_loss:
+            raise ValueError(
+                f"categories {with_loss} set loss, a DPO loss that training.algorithm: grpo does not read (GRPO's is "
+                "training.grpo.loss_type, one for every category); drop their loss"
+            )
+        return self
+
     def category(self, name: str) -> CategoryConfig:
         if name not in self.categories:
             raise KeyError(f"unknown category {name!r}; configured categories: {sorted(self.categories)}")

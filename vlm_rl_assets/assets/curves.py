@@ -5,25 +5,34 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 
 import polars as pl
 from PIL import Image, ImageDraw
 
-PANELS = (  # title, columns drawn in it (each its own colour)
+Panel = tuple[str, tuple[str, ...]]  # title, columns drawn in it (each its own colour)
+PANELS = (  # DPO's
     ("loss", ("loss",)),
     ("rewards/accuracies", ("rewards/accuracies",)),
     ("rewards/margins", ("rewards/margins",)),
     ("logps: chosen (blue), rejected (red)", ("logps/chosen", "logps/rejected")),
 )
+GRPO_PANELS = (
+    ("loss", ("loss",)),
+    ("reward (blue), reward std (red)", ("reward", "reward_std")),
+    ("kl", ("kl",)),
+    ("completion length (tokens)", ("completions/mean_length",)),
+)
 COLOURS = ((31, 119, 180), (214, 39, 40))
 PANEL_W, PANEL_H, PAD = 240, 130, 18
 
 
-def curves_png(curve: pl.DataFrame) -> bytes:
-    """A 2x2 grid of line plots of the logged metrics against `step`; panels whose columns are missing stay blank."""
+def curves_png(curve: pl.DataFrame, panels: Sequence[Panel] = PANELS) -> bytes:
+    """A 2x2 grid of line plots of the logged metrics against `step` (DPO's panels unless given); panels whose columns
+    are missing stay blank."""
     image = Image.new("RGB", (2 * PANEL_W, 2 * PANEL_H), "white")
     draw = ImageDraw.Draw(image)
-    for i, (title, columns) in enumerate(PANELS):
+    for i, (title, columns) in enumerate(panels):
         left, top = (i % 2) * PANEL_W, (i // 2) * PANEL_H
         box = (left + PAD + 24, top + PAD, left + PANEL_W - 8, top + PANEL_H - 8)
         draw.rectangle(box, outline=(160, 160, 160))
@@ -43,9 +52,9 @@ def curves_png(curve: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def curves_markdown(curve: pl.DataFrame) -> str:
+def curves_markdown(curve: pl.DataFrame, panels: Sequence[Panel] = PANELS) -> str:
     """The PNG inline as a data URI: metadata travels with the run, no file to host."""
-    return f"![training curves](data:image/png;base64,{base64.b64encode(curves_png(curve)).decode()})"
+    return f"![training curves](data:image/png;base64,{base64.b64encode(curves_png(curve, panels)).decode()})"
 
 
 def _scaled(points: pl.DataFrame, box: tuple[int, int, int, int], low: float, high: float) -> list[tuple[float, float]]:

@@ -1,7 +1,9 @@
-"""dpo_checkpoint[c]: DPO of the base model on category c's pairs with c's beta and loss (the per-category experiment)."""
+"""dpo_checkpoint[c]: DPO of the base model on category c's pairs with c's beta and loss (the per-category experiment);
+with `training.algorithm: grpo`, GRPO on c's train prompts rewarded by c's judge instead."""
 
 import dagster as dg
 
+from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
@@ -16,16 +18,19 @@ ASSET = "dpo_checkpoint"
 @dg.asset(
     pool=GPU_POOL,
     partitions_def=category_partitions,
-    deps=["judged_pairs", "base_model"],
+    deps=["judged_pairs", "prompt_mixture", "base_model"],  # prompt_mixture: GRPO samples its train prompts
     group_name="training",
     kinds={"pytorch", "trl"},
     check_specs=[health_check_spec(ASSET)],
-    description="TRL DPO on this category's pairs with its beta and loss; a save_pretrained folder with its processor.",
+    description="TRL DPO on this category's pairs with its beta and loss (training.algorithm: grpo: TRL GRPO on its "
+    "train prompts, rewarded by its judge); a save_pretrained folder with its processor.",
 )
 @retry_transient
 def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()
+    if config.training.algorithm == "grpo":
+        return grpo_checkpoint(context, pipeline, ASSET, category, [category])
     pairs, images, refused = load_images(context, config, store, store.read_table("judged_pairs", category, schemas.JUDGED_PAIRS), ASSET)
     trained = train_pairs(
         store, pairs, images, pipeline.base_model_dir(), ASSET, category, config.dpo_settings(category),

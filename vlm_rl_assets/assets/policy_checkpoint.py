@@ -1,7 +1,9 @@
-"""policy_checkpoint: DPO on the balanced mixture of every category's pairs (the release candidate)."""
+"""policy_checkpoint: DPO on the balanced mixture of every category's pairs (the release candidate); with
+`training.algorithm: grpo`, GRPO on the balanced mixture of their train prompts, each rewarded by its category's judge."""
 
 import dagster as dg
 
+from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
@@ -16,15 +18,18 @@ POLICY_KEY = "mixture"
 
 @dg.asset(
     pool=GPU_POOL,
-    deps=["judged_pairs", "base_model"],
+    deps=["judged_pairs", "prompt_mixture", "base_model"],  # prompt_mixture: GRPO samples its train prompts
     group_name="training",
     kinds={"pytorch", "trl"},
     check_specs=[health_check_spec(ASSET)],
-    description="TRL DPO on the balanced mixture of all categories' pairs; the realised mixture in metadata.",
+    description="TRL DPO on the balanced mixture of all categories' pairs (training.algorithm: grpo: TRL GRPO on the "
+    "mixture of their train prompts); the realised mixture in metadata.",
 )
 @retry_transient
 def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
+    if config.training.algorithm == "grpo":
+        return grpo_checkpoint(context, pipeline, ASSET, POLICY_KEY, list(config.categories))
     pairs = {c: store.read_table("judged_pairs", c, schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
     mixture = balanced_mixture(pairs, weights, config.training.seed)

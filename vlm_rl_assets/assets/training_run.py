@@ -1,12 +1,14 @@
-"""What both training assets show of a DPO run: its metadata (curves included) and its `training_health` check."""
+"""What both training assets show of a run, DPO or GRPO: its metadata (curves included) and its `training_health`
+check."""
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.curves import curves_markdown
+from vlm_rl_assets.assets.curves import GRPO_PANELS, curves_markdown
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
+from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
 
 HEALTH_CHECK = "training_health"
 
@@ -16,8 +18,10 @@ def health_check_spec(asset: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         HEALTH_CHECK,
         asset=asset,
-        description="no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of rewards/accuracies, "
-        "no drift of the mean generated length (dpo/health.py)",
+        description="DPO: no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of "
+        "rewards/accuracies, no drift of the mean generated length (dpo/health.py). GRPO: no NaN loss, groups with "
+        "reward spread, bounded KL, completion length neither collapsing nor growing, completions not cut off "
+        "(grpo/health.py)",
     )
 
 
@@ -38,6 +42,7 @@ def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> 
     last = result.history[-1]
     return {
         "uri": dg.MetadataValue.path(trained.uri),
+        "algorithm": "dpo",
         "pairs": pairs.height,
         "quarantined_pairs": quarantined.height,
         "steps": result.steps,
@@ -48,5 +53,28 @@ def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> 
         "reference_logps_computed": trained.reference_logps_computed,
         **{f"final/{name}": float(value) for name, value in result.final.items()},
         "curves": dg.MetadataValue.md(curves_markdown(curve)),
+        "curve": markdown_table(curve, 20),
+    }
+
+
+def grpo_training_metadata(trained: TrainedPolicy, quarantined: pl.DataFrame) -> dict:
+    result, curve, grpo = trained.result, trained.curve(), trained.settings.grpo
+    last = result.history[-1]
+    return {
+        "uri": dg.MetadataValue.path(trained.uri),
+        "algorithm": "grpo",
+        "prompts": trained.prompts.height,
+        "prompts_per_category": dict(trained.prompts.group_by("category").len().sort("category").iter_rows()),
+        "quarantined_prompts": quarantined.height,
+        "steps": result.steps,
+        **{key: last[key] for key in ("train_runtime", "train_steps_per_second") if key in last},
+        "num_generations": grpo.num_generations,
+        "loss_type": grpo.loss_type,
+        "kl_beta": grpo.beta,
+        "completions_judged": trained.judged,
+        "judge_failures": trained.failures.height,  # left out of their groups (reward None), never scored 0
+        "judge_failures_by_reason": trained.failure_counts,
+        **{f"final/{name}": float(value) for name, value in result.final.items() if value is not None},
+        "curves": dg.MetadataValue.md(curves_markdown(curve, GRPO_PANELS)),
         "curve": markdown_table(curve, 20),
     }

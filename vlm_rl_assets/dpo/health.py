@@ -49,8 +49,7 @@ def training_health(
     given; `alarms` is empty when healthy."""
     logged = [entry for entry in history if "loss" in entry]
     health = Health()
-    if any(not math.isfinite(entry["loss"]) for entry in logged):
-        health.alarms.append("the loss became non-finite: lower training.learning_rate")
+    finite_loss(logged, health)
     _chosen_drop(logged, thresholds, health)
     _chosen_trend(logged, thresholds, health)
     _saturation(logged, thresholds, health)
@@ -60,13 +59,19 @@ def training_health(
     return health
 
 
-def _series(logged: Sequence[dict[str, float]], key: str) -> list[tuple[float, float]]:
-    """(step, value) of `key` over the logged entries, steps counted from 1 when the history lacks them."""
-    return [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(logged) if key in entry]
+def finite_loss(logged: Sequence[dict[str, float]], health: Health) -> None:
+    if any(not math.isfinite(entry["loss"]) for entry in logged):
+        health.alarms.append("the loss became non-finite: lower training.learning_rate")
+
+
+def series(logged: Sequence[dict[str, float]], key: str) -> list[tuple[float, float]]:
+    """(step, value) of `key` over the logged entries that have a value (TRL logs None for a metric with none, e.g. a
+    reward no completion got), steps counted from 1 when the history lacks them."""
+    return [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(logged) if entry.get(key) is not None]
 
 
 def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
-    chosen = [value for _, value in _series(logged, "logps/chosen")]
+    chosen = [value for _, value in series(logged, "logps/chosen")]
     if not chosen:
         return
     drop = chosen[0] - min(chosen)
@@ -82,7 +87,7 @@ def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthSettings,
 def _chosen_trend(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     """A steady fall: the least-squares slope of logps/chosen over the logged steps is below the threshold and most
     consecutive logged differences are negative (one noisy drop does not make a trend, nor does a flat run)."""
-    points = _series(logged, "logps/chosen")
+    points = series(logged, "logps/chosen")
     if len(points) < thresholds.min_trend_points:
         return
     slope = _slope(points)
@@ -109,7 +114,7 @@ def _slope(points: Sequence[tuple[float, float]]) -> float:
 def _saturation(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:
     """rewards/accuracies at the threshold by the first `saturation_window` of the steps (at the latest by the first
     logged step, since a run logged every few steps shows nothing earlier)."""
-    points = _series(logged, "rewards/accuracies")
+    points = series(logged, "rewards/accuracies")
     if not points:
         return
     saturated = [step for step, accuracy in points if accuracy >= thresholds.saturation_accuracy]
@@ -130,7 +135,7 @@ def _not_separating(logged: Sequence[dict[str, float]], thresholds: HealthSettin
     """rewards/accuracies near chance over the second half of the run: the policy cannot tell the chosen halves from
     the rejected ones even on its training pairs, so they differ in something it cannot see (seen on the embedded
     default's scene and describe: shapes and positions it only guesses) and only add noise to a mixture."""
-    points = _series(logged, "rewards/accuracies")
+    points = series(logged, "rewards/accuracies")
     late = [accuracy for step, accuracy in points if step > points[-1][0] / 2] if points else []
     if len(late) < 2:
         return

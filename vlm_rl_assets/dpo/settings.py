@@ -1,4 +1,5 @@
-"""DPO training's settings: the loss, LoRA, the run itself, and when its health check alarms."""
+"""Training's settings (`training:`): DPO on judged pairs by default, or online GRPO (`algorithm: grpo`, the `grpo:`
+block, trained by the grpo package); the loss, LoRA, the run itself, and when its health check alarms."""
 
 from typing import Literal
 
@@ -11,6 +12,9 @@ LossType = Literal[
     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 ]  # TRL 1.16's DPO loss types
 SORTED_LOSS_TYPES = frozenset({"aot", "aot_unpaired"})
+Algorithm = Literal["dpo", "grpo"]
+GRPOLossType = Literal["dapo", "grpo", "dr_grpo", "bnpo"]  # TRL 1.16's GRPO losses that log clip_ratio and need no more
+DPO_ONLY = ("loss_type", "loss_weights", "batch_size", "num_processes", "save_steps", "work_dir")  # read by DPO alone
 ONE_BETA_WHY = (
     "loss_type aot and aot_unpaired sort the batch's log-ratios before taking differences, so a sorted position "
     "belongs to no one pair and cannot take a pair's own beta: they train only pairs that share one beta"
@@ -49,12 +53,38 @@ class LoRASettings(Settings):
     )
 
 
+class GRPOSettings(Settings):
+    """Online GRPO (TRL's GRPOTrainer): each step samples a group of completions per train prompt from the policy
+    being trained, scores them with the category's judge and moves towards the better ones of each group."""
+
+    num_generations: int = Field(8, ge=2, description="completions sampled per prompt and step: the group compared")
+    prompts_per_step: int = Field(
+        4, ge=1, description="prompts per optimizer step; a step trains on prompts_per_step * num_generations completions"
+    )
+    max_completion_length: int = Field(256, ge=1, description="tokens per completion; longer ones are cut (truncated_share)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
+    beta: float = Field(
+        0.04, ge=0, description="KL penalty towards the base model; 0 loads no reference copy and logs no kl"
+    )
+    loss_type: GRPOLossType = Field("dapo", description="TRL's token aggregation: dapo (its default), grpo, dr_grpo, bnpo")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the group's reward std, the batch's, or not at all (Dr. GRPO)"
+    )
+    epsilon: float = Field(0.2, gt=0, lt=1, description="the policy ratio is clipped to [1 - epsilon, 1 + epsilon]")
+
+
 class DPOSettings(LossSettings):
-    """One DPO run. Beta is not here: each pair carries its category's own (the `beta` column of judged_pairs)."""
+    """One training run. Beta is not here: each pair carries its category's own (the `beta` column of judged_pairs);
+    GRPO's KL beta is `grpo.beta`."""
+
+    algorithm: Algorithm = Field(
+        "dpo", description="dpo: offline, on judged_pairs; grpo: online, sampling and judging during training (grpo:)"
+    )
+    grpo: GRPOSettings = Field(GRPOSettings(), description="read only with algorithm: grpo")
 
     learning_rate: float = Field(2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)")
     batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes")
-    epochs: int = Field(2, ge=1, description="passes over the pairs, unless max_steps is set")
+    epochs: int = Field(2, ge=1, description="passes over the pairs (grpo: the train prompts), unless max_steps is set")
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     seed: int = Field(0, description="seeds the data order")
     log_every: int = Field(5, ge=1, description="steps between log entries; the last step is always logged")
@@ -74,6 +104,20 @@ class DPOSettings(LossSettings):
     )
 
     @model_validator(mode="after")
+    def settings_of_the_algorithm(self) -> "DPOSettings":
+        """Settings the chosen algorithm never reads are refused, so none is silently ignored."""
+        if self.algorithm == "dpo" and "grpo" in self.model_fields_set:
+            raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
+        ignored = [name for name in DPO_ONLY if name in self.model_fields_set]
+        if self.algorithm == "grpo" and ignored:
+            raise ValueError(
+                f"{ignored} are DPO's and algorithm: grpo does not read them: its loss is grpo.loss_type, its batch "
+                "grpo.prompts_per_step prompts times grpo.num_generations completions, and it trains in the asset's "
+                "process without resumable checkpoints; drop them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def batch_splits_over_processes(self) -> "DPOSettings":
         if self.batch_size % self.num_processes:
             raise ValueError(
@@ -84,7 +128,7 @@ class DPOSettings(LossSettings):
 
 
 class HealthSettings(Settings):
-    """When the WARN-only `training_health` check on a DPO checkpoint alarms (dpo/health.py)."""
+    """When the WARN-only `training_health` check on a training asset alarms (dpo/health.py; grpo/health.py)."""
 
     max_chosen_logp_drop: float = Field(
         5.0, gt=0, description="nats logps/chosen may fall below its first logged value (beyond it the format collapsed)"
@@ -95,7 +139,8 @@ class HealthSettings(Settings):
     falling_share: float = Field(0.75, gt=0, le=1, description="...with this share of logged steps falling is a steady fall")
     min_trend_points: int = Field(4, ge=3, description="logged points needed to judge a trend")
     max_length_drift: float = Field(
-        0.25, gt=0, description="alarm when the mean greedy length changes by more (0.25: ±25%)"
+        0.25, gt=0, description="alarm when the mean generated length changes by more (0.25: ±25%; DPO: greedy, base "
+        "vs. trained; GRPO: sampled, first vs. last logged step)"
     )
     min_reward_accuracy: float = Field(
         0.6, ge=0, le=1,
@@ -103,4 +148,13 @@ class HealthSettings(Settings):
     )
     length_sample: int = Field(
         16, ge=0, description="training prompts generated greedily by base and trained model for the length drift; 0: off"
+    )
+    max_zero_std_share: float = Field(
+        0.8, gt=0, le=1, description="GRPO: alarm when on average more groups than this got one reward for every "
+        "completion (frac_reward_zero_std): no advantage, nothing to learn"
+    )
+    max_kl: float = Field(0.5, gt=0, description="GRPO: alarm when the per-token KL to the base model exceeds this")
+    max_truncated_share: float = Field(
+        0.5, gt=0, le=1, description="GRPO: alarm when more completions than this hit max_completion_length over the "
+        "second half of the run"
     )

@@ -148,7 +148,7 @@ def dpo_trainer(
         processing_class=processor,
         cached_reference=cached_reference,
         callbacks=[FlowCallback(processor, log)],
-        peft_config=_peft_config(settings.lora) if settings.lora is not None else None,
+        peft_config=peft_config(settings.lora) if settings.lora is not None else None,
     )
     if settings.freeze_vision_tower:
         vision_tower(trainer.model).requires_grad_(False)  # after the adapters are added: theirs freeze too
@@ -170,7 +170,7 @@ class _ResumablePairDPOTrainer(PairDPOTrainer):
         (model or self.model).load_state_dict(load_model(resume_from_checkpoint).state_dict())
 
 
-def _peft_config(lora: LoRASettings) -> Any:
+def peft_config(lora: LoRASettings) -> Any:
     from peft import LoraConfig  # imported here: only LoRA runs pay for it
 
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)

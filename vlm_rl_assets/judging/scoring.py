@@ -3,8 +3,9 @@ for quarantine, never scored 0."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -39,19 +40,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
             f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
         )
     items = [
-        JudgeItem(
-            key=f"{row['prompt_id']}/{row['sample_idx']}",
-            group=row["prompt_id"],
-            prompt_text=row["prompt_text"],
-            response=row["response"],
-            answer_type=row["answer_type"],
-            answer=row["answer"],
-            reference=row["reference"],
-            choices=row["choices"],
-            objects=row["objects"],
-            images=row["images"],
-            vocabulary=vocabulary,
-        )
+        judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary)
         for row in joined.iter_rows(named=True)
     ]
     run = judge.judge(items)
@@ -63,6 +52,23 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
         judge_reason=pl.Series([v.reason for v in verdicts], dtype=pl.String),
     )
     return Scored(scored, run.failures(items), run.failure_counts(), run.metrics)
+
+
+def judge_item(prompt: Mapping[str, Any], key: str, response: str, vocabulary: frozenset[str]) -> JudgeItem:
+    """A response to `prompt` (a prompt-table row) as every judge sees it; `vocabulary` is its category's objects."""
+    return JudgeItem(
+        key=key,
+        group=prompt["prompt_id"],
+        prompt_text=prompt["prompt_text"],
+        response=response,
+        answer_type=prompt["answer_type"],
+        answer=prompt["answer"],
+        reference=prompt["reference"],
+        choices=prompt["choices"],
+        objects=prompt["objects"],
+        images=prompt["images"],
+        vocabulary=vocabulary,
+    )
 
 
 def quarantine_failures(

@@ -1,0 +1,41 @@
+"""Both training assets under `training.algorithm: grpo`: GRPO on the categories' train prompts (for the policy,
+their balanced mixture), each completion rewarded by its category's judge, into the same checkpoint as DPO's."""
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.images import load_images
+from vlm_rl_assets.assets.training_run import grpo_training_metadata, health_check
+from vlm_rl_assets.dpo.mixture import balanced_mixture
+from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.grpo.train_prompts import train_prompts
+from vlm_rl_assets.judging.open import open_judge
+from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store import schemas
+
+
+def grpo_checkpoint(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, asset: str, key: str, categories: list[str]
+) -> dg.MaterializeResult:
+    """GRPO of the base model on `categories`' train prompts into `<asset>/<key>`: one category's, or with several the
+    balanced mixture (`mixture_weight`) of theirs."""
+    config, store = pipeline.config(), pipeline.store()
+    tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
+    train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
+    weights = {c: config.category(c).mixture_weight for c in categories}
+    prompts = train[categories[0]] if len(categories) == 1 else balanced_mixture(train, weights, config.training.seed)
+    loaded, images, refused = load_images(context, config, store, prompts, asset)
+    judged = {c: config.category(c) for c in loaded["category"].unique(maintain_order=True)}  # weight 0: left out
+    rewards = [
+        JudgeReward(c, open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format), tables[c])
+        for c, cat in judged.items()
+    ]
+    trained = train_prompts(
+        store, loaded, images, rewards, pipeline.base_model_dir(), asset, key, config.training,
+        model=config.model, health=config.training_health, max_bad_fraction=config.max_bad_fraction,
+        log=context.log.info,
+    )  # fmt: skip
+    return dg.MaterializeResult(
+        metadata=grpo_training_metadata(trained, refused),
+        check_results=[health_check(context, trained.health, f"{asset}[{key}]")],
+    )

@@ -1,0 +1,78 @@
+"""A category's judge as a TRL reward function: completions in, through the judge contract, a score or None out.
+
+GRPOTrainer calls a reward function with the batch's `prompts`, `completions` and every dataset column (here
+`prompt_id`), one entry per completion, and turns a None into NaN: a completion no reward function scored is left out
+of its group's mean and std and gets advantage 0 (TRL 1.16, `_generate_and_score_completions`). So a `JudgeFailure`
+becomes None, never 0: a broken judge cannot pass for a wrong answer, as in filtered_rollouts. Each failure is kept
+with its reason for the quarantine. In a mixture each category has its own reward function, which leaves the other
+categories' completions to theirs (None), so TRL logs `rewards/<category>/mean` and `/std` for each.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import polars as pl
+
+from vlm_rl_assets.judging.contract import JudgeFailure, RolloutJudge
+from vlm_rl_assets.judging.scene import object_vocabulary
+from vlm_rl_assets.judging.scoring import judge_item
+
+
+class JudgeReward:
+    """Scores the completions of one category's prompts with its judge; `failures` holds (key, reason) of every
+    completion the judge could not score, keyed `<prompt_id>/<call>/<index in the batch>`."""
+
+    def __init__(self, category: str, judge: RolloutJudge, prompts: pl.DataFrame) -> None:
+        self.__name__ = category  # TRL logs rewards/<__name__>/mean and /std
+        self.judge = judge
+        self.truth = {row["prompt_id"]: row for row in prompts.iter_rows(named=True)}
+        self.vocabulary = object_vocabulary(prompts["objects"])  # as filtered_rollouts judges: the whole table's
+        self.failures: list[tuple[str, str]] = []
+        self.judged = 0  # completions given to the judge
+        self.calls = 0
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        prompt_id: Sequence[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        **columns: Any,
+    ) -> list[float | None]:
+        mine = [i for i, pid in enumerate(prompt_id) if pid in self.truth]
+        items = [
+            judge_item(self.truth[prompt_id[i]], f"{prompt_id[i]}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary)
+            for i in mine
+        ]
+        outcomes = self.judge.judge(items).outcomes if items else []
+        rewards: list[float | None] = [None] * len(completions)
+        failed = 0
+        for i, item, outcome in zip(mine, items, outcomes):
+            if isinstance(outcome, JudgeFailure):
+                self.failures.append((item.key, outcome.reason))
+                failed += 1
+            else:
+                rewards[i] = outcome.score
+        self.calls += 1
+        self.judged += len(items)
+        if log_metric is not None and items:
+            log_metric(f"judge_failures/{self.__name__}", failed / len(items))  # in the log history, per step
+        return rewards
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failures by code (timeout, malformed JSON, ...)."""
+        return dict(sorted(Counter(reason.split(":")[0] for _, reason in self.failures).items()))
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or (conversational prompts) one assistant message whose content is a
+    string or a list of parts."""
+    if isinstance(completion, str):
+        return completion
+    content = completion[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")

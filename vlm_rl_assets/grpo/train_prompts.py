@@ -1,0 +1,94 @@
+"""GRPO of the base model on train prompts into the store's checkpoint, rewarded by the categories' judges: the path
+of both training assets under `training.algorithm: grpo`, publishing the same `save_pretrained` folder as DPO's
+`train_pairs`, so benchmark_scores and release_report score it unchanged.
+
+Completions the judge fails on are never scored (see `reward.py`); they are written to
+`quarantine/<asset>_rewards/<key>` with their reasons, and the run fails, publishing nothing, when they exceed
+`max_bad_fraction` of the judged completions (as filtered_rollouts does).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+
+from vlm_rl_assets.dpo.health import Health
+from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.grpo.health import grpo_health
+from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.model.settings import ModelSettings
+from vlm_rl_assets.model.train_result import TrainResult
+from vlm_rl_assets.store import quarantine, schemas
+from vlm_rl_assets.store.base import Store
+
+CURVE_COLUMNS = ("step", "loss", "reward", "reward_std", "kl", "completions/mean_length", "frac_reward_zero_std")
+
+
+@dataclass
+class TrainedPolicy:
+    uri: str  # the published checkpoint
+    settings: DPOSettings  # what it trained with (GRPO's own under settings.grpo)
+    prompts: pl.DataFrame  # the train prompts it sampled from
+    judged: int  # completions given to the judges
+    failures: pl.DataFrame  # quarantine rows: completions a judge could not score (left out of their group)
+    failure_counts: dict[str, int]  # by failure code
+    result: TrainResult
+    health: Health
+
+    def curve(self) -> pl.DataFrame:
+        """The logged training metrics by step."""
+        logged = [{k: entry.get(k) for k in CURVE_COLUMNS} for entry in self.result.history if "loss" in entry]
+        return pl.DataFrame(logged, schema={k: pl.Float64 for k in CURVE_COLUMNS}).select(
+            c for c in CURVE_COLUMNS if any(row[c] is not None for row in logged)
+        )
+
+
+def train_prompts(
+    store: Store,
+    prompts: pl.DataFrame,
+    images: Sequence[tuple[Image.Image, ...]],
+    rewards: Sequence[JudgeReward],
+    base_dir: Path,
+    asset: str,
+    key: str,
+    settings: DPOSettings,
+    *,
+    model: ModelSettings,
+    health: HealthSettings,
+    max_bad_fraction: float,
+    log: Callable[[str], None],
+) -> TrainedPolicy:
+    """GRPO of `base_dir` on `prompts` (prompt-table rows with their decoded `images`), each completion rewarded by
+    the `rewards` of its category, into the store's checkpoint `<asset>/<key>`."""
+    # heavy (torch, TRL: ~11 s): imported when training runs, not when the code location loads
+    import torch
+
+    from vlm_rl_assets.grpo.training import RLPrompt, grpo_train
+
+    torch.set_num_threads(model.torch_threads)
+    examples = [
+        RLPrompt(row["prompt_id"], row["prompt_text"], imgs) for row, imgs in zip(prompts.iter_rows(named=True), images)
+    ]
+    grpo = settings.grpo
+    log(f"GRPO on {len(examples)} prompts, {grpo.num_generations} completions each per step, judged by {[r.__name__ for r in rewards]}")
+    stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
+    with store.staged_dir(asset, key) as out_dir:
+        result = grpo_train(base_dir, out_dir, examples, rewards, settings, log)
+        judged = sum(reward.judged for reward in rewards)
+        failures = pl.concat([quarantine.rows(stage, r.__name__, r.failures) for r in rewards])
+        store.write_table("quarantine", f"{stage}/{key}", failures, schemas.QUARANTINE)
+        counts = dict(sorted(sum((Counter(r.failure_counts()) for r in rewards), Counter()).items()))
+        if failures.height / max(judged, 1) > max_bad_fraction:
+            raise ValueError(  # raised inside staged_dir: nothing is published
+                f"{asset}[{key}]: the judges failed on {failures.height} of {judged} GRPO completions ({counts}), above "
+                f"max_bad_fraction={max_bad_fraction}; nothing was published. See "
+                f"{store.table_uri('quarantine', f'{stage}/{key}')}; check judges.<kind> (endpoint, timeout_s, "
+                "max_retries) or the ground truths of the prompts named there, or raise max_bad_fraction"
+            )
+    checked = grpo_health(result.history, health)
+    return TrainedPolicy(store.checkpoint_uri(asset, key), settings, prompts, judged, failures, counts, result, checked)

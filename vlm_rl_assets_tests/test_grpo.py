@@ -1,0 +1,199 @@
+"""training.algorithm: grpo: the judge as TRL's reward (failures left out of their group, never scored 0), GRPO's
+health alarms, its settings, and a GRPO checkpoint from the pipeline scored by benchmark_scores."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.grpo.health import grpo_health
+from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
+from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets_tests.helpers import colour_pairs, prompt_table
+
+CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
+
+
+class EveryThirdFails:
+    """A judge that times out on every third completion of a batch and otherwise scores by the response's length, so
+    groups have reward spread."""
+
+    name = "flaky"
+
+    def judge(self, items: list[JudgeItem]) -> JudgeRun:
+        return JudgeRun([
+            JudgeFailure("timeout", "no reply in 60 s") if int(item.key.rsplit("/", 1)[1]) % 3 == 0
+            else Verdict(score=len(item.response) % 5 / 4, correct=False, reason="length")
+            for item in items
+        ])  # fmt: skip
+
+
+def said(*texts: str) -> list[list[dict]]:
+    """Conversational completions, as GRPOTrainer passes them."""
+    return [[{"role": "assistant", "content": text}] for text in texts]
+
+
+def test_the_rule_judge_scores_completions_and_leaves_other_categories_to_theirs():
+    reward = JudgeReward("count", RuleJudge(), prompt_table({"a": ("number", "3"), "b": ("number", "4")}))
+    scores = reward(prompts=[None] * 4, completions=said("Answer: 3", "Answer: 5", "Answer: 4", "Answer: 4"),
+                    prompt_id=["a", "a", "b", "elsewhere"])  # fmt: skip
+    assert scores == [1.0, 0.0, 1.0, None]  # "elsewhere" is another category's prompt: not this reward's to score
+    assert reward.judged == 3 and reward.failures == [] and reward.__name__ == "count"
+
+
+def test_judge_failures_become_none_never_zero_and_are_kept_with_their_reason():
+    reward = JudgeReward("count", EveryThirdFails(), prompt_table({"a": ("number", "3")}))
+    logged = {}
+    scores = reward(prompts=[None] * 4, completions=said("x", "xy", "xyz", "wxyz"), prompt_id=["a"] * 4,
+                    log_metric=logged.__setitem__)  # fmt: skip
+    assert scores == [None, 0.5, 0.75, None]
+    assert reward.failures == [("a/0/0", "timeout: no reply in 60 s"), ("a/0/3", "timeout: no reply in 60 s")]
+    assert reward.failure_counts() == {"timeout": 2} and logged == {"judge_failures/count": 0.5}
+
+
+def test_trl_leaves_unscored_completions_out_of_the_group_baseline(tiny_vlm_dir):
+    """One GRPO step on the tiny VLM: the completions the judge failed on reach TRL as NaN rewards with advantage 0,
+    and the others' advantages are centred on the mean of the scored ones only (a 0 would have pulled it down)."""
+    from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
+
+    reward = JudgeReward("color", EveryThirdFails(), prompt_table({f"p{i}": ("text", "red") for i in range(2)}, "color"))
+    returned = []
+
+    def recorded(**kwargs):
+        returned.append(reward(**kwargs))
+        return returned[-1]
+
+    recorded.__name__ = "color"
+    prompts = [RLPrompt(f"p{i}", pair.prompt_text, pair.images) for i, pair in enumerate(colour_pairs(2, seed=0))]
+    settings = DPOSettings(algorithm="grpo", max_steps=1, grpo={"num_generations": 4, "prompts_per_step": 2,
+                                                                "max_completion_length": 6})  # fmt: skip
+    trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_out", prompts, [recorded], settings)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    [scores] = returned
+    assert [s is None for s in scores] == [i % 3 == 0 for i in range(8)]
+    rewards, advantages = list(trainer._logs["rewards"]["color"]), list(trainer._logs["advantages"])
+    assert [math.isnan(r) for r in rewards] == [s is None for s in scores]
+    for group in (range(0, 4), range(4, 8)):  # a prompt's num_generations completions
+        scored = [i for i in group if scores[i] is not None]
+        assert all(advantages[i] == 0.0 for i in group if scores[i] is None)
+        assert sum(advantages[i] for i in scored) == pytest.approx(0.0, abs=1e-5)
+    assert any(advantages) and any(not p.equal(before[name]) for name, p in trainer.model.named_parameters())
+
+
+def _grpo_history(zero_std=0.2, kl=0.01, length=(20.0, 21.0), truncated=0.1, steps=4) -> list[dict]:
+    first, last = length
+    return [
+        {
+            "step": s, "loss": 0.01, "reward": 0.4 + 0.05 * s, "reward_std": 0.3, "rewards/color/mean": 0.4,
+            "frac_reward_zero_std": zero_std, "kl": kl * s / steps,
+            "completions/mean_length": first + (last - first) * (s - 1) / (steps - 1),
+            "completions/clipped_ratio": truncated, "clip_ratio/region_mean": 0.0,
+        }
+        for s in range(1, steps + 1)
+    ] + [{"train_runtime": 1.0}]  # fmt: skip
+
+
+def test_a_healthy_grpo_run_has_no_alarms_and_reports_its_numbers():
+    health = grpo_health(_grpo_history())
+    assert health.alarms == []
+    assert health.metrics["reward_first"] == pytest.approx(0.45) and health.metrics["reward_last"] == pytest.approx(0.6)
+    assert health.metrics["reward_last/color"] == 0.4 and health.metrics["zero_std_share"] == pytest.approx(0.2)
+    assert health.metrics["kl_max"] == pytest.approx(0.01) and health.metrics["length_drift"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "history, alarm",
+    [
+        (_grpo_history(zero_std=0.95), "95% of the groups got one reward"),
+        (_grpo_history(kl=2.0), "KL to the base model reached 2"),
+        (_grpo_history(length=(40.0, 4.0)), "went -90% .* completions are collapsing"),
+        (_grpo_history(length=(10.0, 30.0)), "went \\+200% .* completions are growing"),
+        (_grpo_history(truncated=0.9), "90% of the completions .* hit max_completion_length"),
+    ],
+)
+def test_each_grpo_failure_mode_alarms_with_its_fix(history, alarm):
+    health = grpo_health(history, HealthSettings())
+    assert len(health.alarms) == 1
+    assert re.search(alarm, health.alarms[0]), health.alarms[0]
+
+
+def test_metrics_trl_logged_as_none_are_skipped():
+    history = [{**entry, "kl": None} for entry in _grpo_history()[:-1]]  # TRL logs None for a metric with no value
+    assert "kl_max" not in grpo_health(history).metrics
+
+
+def write(tmp_path: Path, training: str, categories: str = "  c: {source: 'synthetic:color'}\n") -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(f"training: {training}\ncategories:\n{categories}")
+    return path
+
+
+def test_grpo_settings_are_validated_and_explained(tmp_path):
+    config = load_config(write(tmp_path, "{algorithm: grpo, learning_rate: 1.0e-6, grpo: {num_generations: 4}}"))
+    assert config.training.algorithm == "grpo" and config.training.grpo.num_generations == 4
+    assert load_config(write(tmp_path, "{}")).training.algorithm == "dpo"  # the default keeps DPO
+    refusals = {
+        "{algorithm: ppo}": r"training.algorithm: Input should be 'dpo' or 'grpo'",
+        "{algorithm: grpo, grpo: {num_generations: 1}}": r"training.grpo.num_generations",
+        "{grpo: {num_generations: 4}}": r"grpo settings are read only with algorithm: grpo",
+        "{algorithm: grpo, batch_size: 8}": r"\['batch_size'\] are DPO's .* grpo.prompts_per_step",
+        "{algorithm: grpo, loss_type: ipo, num_processes: 2}": r"\['loss_type', 'num_processes'\] are DPO's",
+    }
+    for training, message in refusals.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, training))
+    own_loss = "  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n"
+    with pytest.raises(ConfigError, match=r"categories \['c'\] set loss, a DPO loss .* drop their loss"):
+        load_config(write(tmp_path, "{algorithm: grpo}", own_loss))
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tiny_vlm_dir, tmp_path_factory):
+    """prompt_mixture, dpo_checkpoint (GRPO, rule judge) and benchmark_scores of 'color' on the tiny VLM."""
+    from vlm_rl_assets.assets.graph import ALL_ASSETS
+    from vlm_rl_assets.resources import PipelineResource
+
+    folder = tmp_path_factory.mktemp("grpo_pipeline")
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["model"]["path"] = str(tiny_vlm_dir)
+    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2,
+                       "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8}}  # fmt: skip
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    resources = {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
+    selection = ["prompt_mixture", "dpo_checkpoint", "benchmark_scores"]
+    result = dg.materialize(ALL_ASSETS, selection=selection, partition_key="color", resources=resources)
+    return folder / "store", result
+
+
+def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, tiny_vlm_dir):
+    from vlm_rl_assets.model.train_result import read_result
+    from vlm_rl_assets.store import schemas
+    from vlm_rl_assets.store.local import LocalStore
+
+    root, result = grpo_run
+    assert result.success
+    store = LocalStore(root)
+    checkpoint = store.local_checkpoint("dpo_checkpoint", "color")
+    assert read_result(checkpoint).steps == 2 and (checkpoint / "config.json").is_file()
+    assert (checkpoint / "model.safetensors").read_bytes() != (tiny_vlm_dir / "model.safetensors").read_bytes()
+    scores = store.read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
+    assert set(scores["model"]) == {"base", "dpo"} and (scores["n"] == 8).all()
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "dpo_checkpoint"]
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["algorithm"] == "grpo" and meta["steps"] == 2 and meta["num_generations"] == 2
+    assert meta["completions_judged"] == 2 * 2 * 2 and meta["judge_failures"] == 0  # steps x prompts x generations
+    assert meta["prompts"] == 12 and meta["prompts_per_category"] == {"color": 12}
+    assert {"final/reward", "final/reward_std", "final/completions/mean_length"} <= set(meta)
+    assert meta["curves"].startswith("![training curves](data:image/png;base64,")
+    assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "training_health"]
+    assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(check.metadata)
