@@ -197,3 +197,20 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "training_health"]
     assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(check.metadata)
+
+
+def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_judge(grpo_run):
+    from vlm_rl_assets.assets.graph import ALL_ASSETS
+    from vlm_rl_assets.resources import PipelineResource
+    from vlm_rl_assets.store.local import LocalStore
+
+    root, _ = grpo_run
+    resources = {"pipeline": PipelineResource(config_path=str(root.parent / "pipeline.yaml"), storage_root=str(root))}
+    assert dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="count", resources=resources).success
+    result = dg.materialize(ALL_ASSETS, selection=["policy_checkpoint"], resources=resources)
+    [event] = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["algorithm"] == "grpo" and meta["prompts_per_category"] == {"color": 12, "count": 12}
+    assert (LocalStore(root).local_checkpoint("policy_checkpoint", "mixture") / "config.json").is_file()
+    [check] = result.get_asset_check_evaluations()
+    assert {"reward_last/color", "reward_last/count"} <= set(check.metadata)  # TRL's rewards/<category>/mean
