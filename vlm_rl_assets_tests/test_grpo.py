@@ -214,3 +214,16 @@ def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_
     assert (LocalStore(root).local_checkpoint("policy_checkpoint", "mixture") / "config.json").is_file()
     [check] = result.get_asset_check_evaluations()
     assert {"reward_last/color", "reward_last/count"} <= set(check.metadata)  # TRL's rewards/<category>/mean
+
+
+def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
+    from vlm_rl_assets.dpo.training import vision_tower
+    from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
+
+    prompts = [RLPrompt("p0", pair.prompt_text, pair.images) for pair in colour_pairs(1, seed=0)]
+    settings = DPOSettings(algorithm="grpo", lora={"r": 4}, freeze_vision_tower=True, grpo={"num_generations": 2})
+    trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_lora", prompts, [lambda **_: [0.0, 1.0]], settings)
+    trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
+    assert not any(p.requires_grad for p in vision_tower(trainer.model).parameters())
+    assert trainer.ref_model is None  # the KL reference is the model with its adapters off: no copy held
