@@ -156,19 +156,25 @@ def test_grpo_settings_are_validated_and_explained(tmp_path):
         load_config(write(tmp_path, "{algorithm: grpo}", own_loss))
 
 
+def grpo_config(folder: Path, model_dir: Path) -> dict:
+    """PipelineResource on two_categories.yaml with GRPO on the tiny VLM, 2 steps of 2 prompts x 2 completions."""
+    from vlm_rl_assets.resources import PipelineResource
+
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["model"]["path"] = str(model_dir)
+    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2,
+                       "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8}}  # fmt: skip
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    return {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
+
+
 @pytest.fixture(scope="module")
 def grpo_run(tiny_vlm_dir, tmp_path_factory):
     """prompt_mixture, dpo_checkpoint (GRPO, rule judge) and benchmark_scores of 'color' on the tiny VLM."""
     from vlm_rl_assets.assets.graph import ALL_ASSETS
-    from vlm_rl_assets.resources import PipelineResource
 
     folder = tmp_path_factory.mktemp("grpo_pipeline")
-    raw = yaml.safe_load(CONFIG.read_text())
-    raw["model"]["path"] = str(tiny_vlm_dir)
-    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2,
-                       "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8}}  # fmt: skip
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
-    resources = {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
+    resources = grpo_config(folder, tiny_vlm_dir)
     selection = ["prompt_mixture", "dpo_checkpoint", "benchmark_scores"]
     result = dg.materialize(ALL_ASSETS, selection=selection, partition_key="color", resources=resources)
     return folder / "store", result
@@ -227,3 +233,24 @@ def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
     assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
     assert not any(p.requires_grad for p in vision_tower(trainer.model).parameters())
     assert trainer.ref_model is None  # the KL reference is the model with its adapters off: no copy held
+
+
+def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_nothing(tiny_vlm_dir, tmp_path, monkeypatch):
+    from vlm_rl_assets.assets import grpo_run
+    from vlm_rl_assets.assets.graph import ALL_ASSETS
+    from vlm_rl_assets.store import schemas
+    from vlm_rl_assets.store.local import LocalStore
+
+    monkeypatch.setattr(grpo_run, "open_judge", lambda *args: EveryThirdFails())  # 1/3 > max_bad_fraction 0.1
+    resources = grpo_config(tmp_path, tiny_vlm_dir)
+    result = dg.materialize(ALL_ASSETS, selection=["prompt_mixture", "dpo_checkpoint"], partition_key="color",
+                            resources=resources, raise_on_error=False)  # fmt: skip
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "the judges failed on 4 of 8 GRPO completions ({'timeout': 4}), above max_bad_fraction=0.1" in str(
+        failure.event_specific_data.error
+    )
+    store = LocalStore(tmp_path / "store")
+    assert not store.has_checkpoint("dpo_checkpoint", "color")
+    quarantined = store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE)
+    assert quarantined.height == 4 and set(quarantined["reason"]) == {"timeout: no reply in 60 s"}

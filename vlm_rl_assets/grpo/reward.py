@@ -42,23 +42,22 @@ class JudgeReward:
         log_metric: Callable[[str, float], None] | None = None,
         **columns: Any,
     ) -> list[float | None]:
-        mine = [i for i, pid in enumerate(prompt_id) if pid in self.truth]
+        mine = [(i, pid) for i, pid in enumerate(prompt_id) if pid in self.truth]  # the rest: other categories'
         items = [
-            judge_item(self.truth[prompt_id[i]], f"{prompt_id[i]}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary)
-            for i in mine
+            judge_item(self.truth[pid], f"{pid}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary)
+            for i, pid in mine
         ]
         outcomes = self.judge.judge(items).outcomes if items else []
         rewards: list[float | None] = [None] * len(completions)
-        failed = 0
-        for i, item, outcome in zip(mine, items, outcomes):
+        for (i, _), item, outcome in zip(mine, items, outcomes):
             if isinstance(outcome, JudgeFailure):
                 self.failures.append((item.key, outcome.reason))
-                failed += 1
             else:
                 rewards[i] = outcome.score
         self.calls += 1
         self.judged += len(items)
         if log_metric is not None and items:
+            failed = sum(isinstance(outcome, JudgeFailure) for outcome in outcomes)
             log_metric(f"judge_failures/{self.__name__}", failed / len(items))  # in the log history, per step
         return rewards
 

@@ -74,8 +74,8 @@ def train_prompts(
     examples = [
         RLPrompt(row["prompt_id"], row["prompt_text"], imgs) for row, imgs in zip(prompts.iter_rows(named=True), images)
     ]
-    grpo = settings.grpo
-    log(f"GRPO on {len(examples)} prompts, {grpo.num_generations} completions each per step, judged by {[r.__name__ for r in rewards]}")
+    judges = [reward.__name__ for reward in rewards]
+    log(f"GRPO on {len(examples)} prompts, {settings.grpo.num_generations} completions each per step, judged by {judges}")
     stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
     with store.staged_dir(asset, key) as out_dir:
         result = grpo_train(base_dir, out_dir, examples, rewards, settings, log)
@@ -85,8 +85,8 @@ def train_prompts(
         counts = dict(sorted(sum((Counter(r.failure_counts()) for r in rewards), Counter()).items()))
         if failures.height / max(judged, 1) > max_bad_fraction:
             raise ValueError(  # raised inside staged_dir: nothing is published
-                f"{asset}[{key}]: the judges failed on {failures.height} of {judged} GRPO completions ({counts}), above "
-                f"max_bad_fraction={max_bad_fraction}; nothing was published. See "
+                f"{asset}[{key}]: the judges failed on {failures.height} of {judged} GRPO completions ({counts}), "
+                f"above max_bad_fraction={max_bad_fraction}; nothing was published. See "
                 f"{store.table_uri('quarantine', f'{stage}/{key}')}; check judges.<kind> (endpoint, timeout_s, "
                 "max_retries) or the ground truths of the prompts named there, or raise max_bad_fraction"
             )
