@@ -52,7 +52,8 @@ class CategoryConfig(Settings):
         0.1, gt=0, description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training"
     )
     loss: LossSettings | None = Field(
-        None, description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's)"
+        None, description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's); "
+        "not read by GRPO"
     )
     judge: JudgeKind = Field(
         "rule", description="rule | reference (CHAIR scene) | vlm | reward_model; settings under judges:"
@@ -182,16 +183,6 @@ class PipelineConfig(Settings):
             raise ValueError(
                 f"training.{ONE_BETA_WHY}, and the policy's mixture has categories.<c>.beta {betas}. Give those "
                 "categories one beta, or move aot to their own categories.<c>.loss and give training another loss_type"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def category_losses_are_dpos(self) -> PipelineConfig:
-        with_loss = sorted(name for name, cat in self.categories.items() if cat.loss is not None)
-        if self.training.algorithm == "grpo" and with_loss:
-            raise ValueError(
-                f"categories {with_loss} set loss, a DPO loss that training.algorithm: grpo does not read (GRPO's is "
-                "training.grpo.loss_type, one for every category); drop their loss"
             )
         return self
 

@@ -145,15 +145,14 @@ def test_grpo_settings_are_validated_and_explained(tmp_path):
         "{algorithm: ppo}": r"training.algorithm: Input should be 'dpo' or 'grpo'",
         "{algorithm: grpo, grpo: {num_generations: 1}}": r"training.grpo.num_generations",
         "{grpo: {num_generations: 4}}": r"grpo settings are read only with algorithm: grpo",
-        "{algorithm: grpo, batch_size: 8}": r"\['batch_size'\] are DPO's .* grpo.prompts_per_step",
-        "{algorithm: grpo, loss_type: ipo, num_processes: 2}": r"\['loss_type', 'num_processes'\] are DPO's",
+        "{algorithm: grpo, num_processes: 2, batch_size: 16}": r"trains in the asset's process .* set num_processes: 1",
     }
     for training, message in refusals.items():
         with pytest.raises(ConfigError, match=message):
             load_config(write(tmp_path, training))
-    own_loss = "  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n"
-    with pytest.raises(ConfigError, match=r"categories \['c'\] set loss, a DPO loss .* drop their loss"):
-        load_config(write(tmp_path, "{algorithm: grpo}", own_loss))
+    # DPO's settings may stay, unread, so one file serves both algorithms (the bundled default sets loss_type)
+    both = load_config(write(tmp_path, "{algorithm: grpo, loss_type: [sigmoid, sft], batch_size: 16}"))
+    assert both.training.algorithm == "grpo" and both.training.grpo == DPOSettings().grpo
 
 
 def grpo_config(folder: Path, model_dir: Path) -> dict:

@@ -14,7 +14,6 @@ LossType = Literal[
 SORTED_LOSS_TYPES = frozenset({"aot", "aot_unpaired"})
 Algorithm = Literal["dpo", "grpo"]
 GRPOLossType = Literal["dapo", "grpo", "dr_grpo", "bnpo"]  # TRL 1.16's GRPO losses that log clip_ratio and need no more
-DPO_ONLY = ("loss_type", "loss_weights", "batch_size", "num_processes", "save_steps", "work_dir")  # read by DPO alone
 ONE_BETA_WHY = (
     "loss_type aot and aot_unpaired sort the batch's log-ratios before taking differences, so a sorted position "
     "belongs to no one pair and cannot take a pair's own beta: they train only pairs that share one beta"
@@ -83,7 +82,7 @@ class DPOSettings(LossSettings):
     grpo: GRPOSettings = Field(GRPOSettings(), description="read only with algorithm: grpo")
 
     learning_rate: float = Field(2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)")
-    batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes")
+    batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes (DPO; GRPO's is grpo.prompts_per_step)")
     epochs: int = Field(2, ge=1, description="passes over the pairs (grpo: the train prompts), unless max_steps is set")
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     seed: int = Field(0, description="seeds the data order")
@@ -92,7 +91,10 @@ class DPOSettings(LossSettings):
     freeze_vision_tower: bool = Field(
         False, description="keep the vision encoder (and its projector) as the base model has it; train the rest"
     )
-    save_steps: int = Field(50, ge=1, description="steps between resumable Trainer checkpoints: a killed run loses at most these")
+    save_steps: int = Field(
+        50, ge=1, description="steps between resumable Trainer checkpoints: a killed run loses at most these (DPO; GRPO "
+        "does not resume)"
+    )
     work_dir: str = Field(
         "",
         description="local folder of unfinished runs (job spec, Trainer checkpoints), removed once the checkpoint is "
@@ -105,15 +107,15 @@ class DPOSettings(LossSettings):
 
     @model_validator(mode="after")
     def settings_of_the_algorithm(self) -> "DPOSettings":
-        """Settings the chosen algorithm never reads are refused, so none is silently ignored."""
+        """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one process. DPO's own
+        settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one file serves
+        both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
         if self.algorithm == "dpo" and "grpo" in self.model_fields_set:
             raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
-        ignored = [name for name in DPO_ONLY if name in self.model_fields_set]
-        if self.algorithm == "grpo" and ignored:
+        if self.algorithm == "grpo" and self.num_processes > 1:
             raise ValueError(
-                f"{ignored} are DPO's and algorithm: grpo does not read them: its loss is grpo.loss_type, its batch "
-                "grpo.prompts_per_step prompts times grpo.num_generations completions, and it trains in the asset's "
-                "process without resumable checkpoints; drop them"
+                f"algorithm: grpo trains in the asset's process (its sampling and judging are not spread over "
+                f"processes here), so num_processes {self.num_processes} cannot be honoured; set num_processes: 1"
             )
         return self
 
