@@ -23,7 +23,7 @@ from vlm_rl_assets.store.costs import latest_costs, record_cost
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
-BURN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.4: pass\nprint(time.process_time())"
+BURN = "import time\nwhile time.process_time() < 0.4: pass\nprint(time.process_time())"  # a child's CPU seconds
 
 
 def usage(**spent: float) -> Usage:
@@ -101,17 +101,17 @@ def test_each_materialization_appends_a_row_and_the_latest_per_category_wins(tmp
 
 def costs_rows() -> pl.DataFrame:
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    rows = [
-        ("base_model", "all", 0, usage(wall_seconds=600, cpu_seconds=1100, peak_memory_mib=900, trained_tokens=2_000_000)),
-        ("rollouts", "color", 1, usage(wall_seconds=300, cpu_seconds=550, generated_tokens=400_000, peak_memory_mib=700)),
-        ("rollouts", "count", 2, usage(wall_seconds=360, cpu_seconds=700, generated_tokens=600_000, peak_memory_mib=800)),
-        ("dpo_checkpoint", "color", 3, usage(wall_seconds=900, cpu_seconds=1700, trained_tokens=500_000, train_examples=40)),
+    rows = [  # (asset, category, minutes after the start, wall and CPU seconds, what else it spent)
+        ("base_model", "all", 0, 600, 1100, {"peak_memory_mib": 900, "trained_tokens": 2_000_000}),
+        ("rollouts", "color", 1, 300, 550, {"generated_tokens": 400_000, "peak_memory_mib": 700}),
+        ("rollouts", "count", 2, 360, 700, {"generated_tokens": 600_000, "peak_memory_mib": 800}),
+        ("dpo_checkpoint", "color", 3, 900, 1700, {"trained_tokens": 500_000, "train_examples": 40}),
     ]
     return pl.DataFrame(
         [
             {"asset": a, "category": c, "round": 1, "run_id": "r", "recorded_at": start + timedelta(minutes=m)}
-            | dataclasses.asdict(u)
-            for a, c, m, u in rows
+            | dataclasses.asdict(usage(wall_seconds=wall, cpu_seconds=cpu, **spent))
+            for a, c, m, wall, cpu, spent in rows
         ],
         schema=schemas.COSTS,
     )
@@ -125,9 +125,9 @@ def test_the_cost_table_totals_add_up_its_rows_and_take_the_peaks_maxima():
         assert total[name] == rows[name].sum()
     assert (total["generated_tokens"], total["peak_memory_mib"]) == (1_000_000, 900)
     shown = for_people(table).row(-1, named=True)
-    assert (shown["wall_h"], shown["cpu_h"], shown["generated_m_tokens"], shown["trained_m_tokens"]) == (
-        0.6, 1.13, 1.0, 2.5
-    )
+    assert (shown["wall"], shown["cpu"]) == ("36 min", "1.12 h")
+    assert (shown["generated_tokens"], shown["trained_tokens"]) == ("1 M", "2.5 M")
+    assert (shown["peak_memory"], shown["store_written"], shown["round"]) == ("900 MiB", "0 B", "")
 
 
 def test_the_gain_per_unit_of_cost_says_which_hours():
@@ -136,7 +136,9 @@ def test_the_gain_per_unit_of_cost_says_which_hours():
     assert gain.hour == "CPU-hour" and gain.points == pytest.approx(5.4)
     assert gain.per_million_generated_tokens == pytest.approx(5.4)
     assert gain.per_hour == pytest.approx(5.4 / (4050 / 3600))
-    assert gain.summary() == "+5.4 points for 1 M generated tokens and 1.1 CPU-hours: +5.4 per M tokens, +4.8 per CPU-hour"
+    assert gain.summary() == (
+        "+5.4 points for 1 M generated tokens and 1.1 CPU-hours: +5.4 per M tokens, +4.8 per CPU-hour"
+    )
     on_gpu = gain_per_cost(-0.02, total | {"accelerator_seconds": 7200.0})
     assert on_gpu.hour == "accelerator-hour" and on_gpu.per_hour == pytest.approx(-1.0)
     assert gain_per_cost(0.01, total | {"generated_tokens": 0}).per_million_generated_tokens is None

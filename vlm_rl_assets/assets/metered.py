@@ -43,7 +43,7 @@ def metered(
             result = fn(context, pipeline, *args, **kwargs)
         category = context.partition_key if context.has_partition_key else ALL
         asset = context.asset_key.to_user_string()
-        record_cost(pipeline.store(), asset, category, meter.usage, context.run_id)
+        record_cost(pipeline.store(), asset, category, meter.usage, context.run.run_id)
         return result._replace(metadata={**(result.metadata or {}), **cost_metadata(meter.usage)})
 
     return body

@@ -16,18 +16,39 @@ from vlm_rl_assets.metering import USAGE_FIELDS
 
 TOTAL = "total"
 MAXIMA = ("accelerators", "peak_memory_mib", "peak_accelerator_memory_mib")
-SIGNIFICANT_DIGITS = 3
-PEOPLE_UNITS = {  # column: (shown as, divided by)
-    "wall_seconds": ("wall_h", 3600),
-    "cpu_seconds": ("cpu_h", 3600),
-    "accelerator_seconds": ("accelerator_h", 3600),
-    "accelerators": ("accelerators", 1),
-    "peak_memory_mib": ("peak_memory_gib", 1024),
-    "peak_accelerator_memory_mib": ("peak_accelerator_memory_gib", 1024),
-    "generated_tokens": ("generated_m_tokens", 1e6),
-    "trained_tokens": ("trained_m_tokens", 1e6),
-    "train_examples": ("train_examples", 1),
-    "store_bytes_written": ("store_mb_written", 1e6),
+
+
+def seconds(value: float) -> str:
+    """`42.5 s`, `12.3 min`, `3.42 h`."""
+    if value < 60:
+        return f"{value:.3g} s"
+    return f"{value / 60:.3g} min" if value < 3600 else f"{value / 3600:.3g} h"
+
+
+def quantity(value: float, unit: str = "") -> str:
+    """`980`, `4.03 k`, `1.23 M`; with a unit `980 B`, `3.68 MB`."""
+    for divisor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= divisor:
+            return f"{value / divisor:.3g} {prefix}{unit}"
+    return f"{value:.0f} {unit}".rstrip()
+
+
+def mebibytes(value: float) -> str:
+    """`820 MiB`, `1.23 GiB`."""
+    return f"{value / 1024:.3g} GiB" if value >= 1024 else f"{value:.3g} MiB"
+
+
+PEOPLE_UNITS = {  # column: (its name for people, how they read it)
+    "wall_seconds": ("wall", seconds),
+    "cpu_seconds": ("cpu", seconds),
+    "accelerator_seconds": ("accelerator", seconds),
+    "accelerators": ("accelerators", quantity),
+    "peak_memory_mib": ("peak_memory", mebibytes),
+    "peak_accelerator_memory_mib": ("peak_accelerator_memory", mebibytes),
+    "generated_tokens": ("generated_tokens", quantity),
+    "trained_tokens": ("trained_tokens", quantity),
+    "train_examples": ("train_examples", quantity),
+    "store_bytes_written": ("store_written", lambda value: quantity(value, "B")),
 }
 
 
@@ -49,12 +70,11 @@ def cost_table(costs: pl.DataFrame) -> pl.DataFrame:
 
 
 def for_people(table: pl.DataFrame) -> pl.DataFrame:
-    """The cost table in hours, GiB, millions of tokens and MB, to three significant digits."""
+    """The cost table as people read it: `3.4 h`, `1.23 M` tokens, `820 MiB`, `3.68 MB` written."""
     shown = {
-        name: (pl.col(name) / divisor).round_sig_figs(SIGNIFICANT_DIGITS) if divisor != 1 else pl.col(name)
-        for name, (_, divisor) in PEOPLE_UNITS.items()
+        label: pl.col(name).map_elements(show, return_dtype=pl.String) for name, (label, show) in PEOPLE_UNITS.items()
     }
-    return table.with_columns(**shown).rename({name: label for name, (label, _) in PEOPLE_UNITS.items()})
+    return table.select("stage", "category", pl.col("round").cast(pl.String).fill_null(""), **shown)
 
 
 @dataclass(frozen=True)

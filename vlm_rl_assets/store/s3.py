@@ -92,7 +92,8 @@ class S3Store(Store):
         self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
 
     def _list(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(f"{prefix}/"))
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(f"{prefix}/"))
         start = len(self._key(""))
         return sorted(obj["Key"][start:] for page in pages for obj in page.get("Contents", []))
 
