@@ -6,6 +6,7 @@ import dataclasses
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -69,6 +70,23 @@ def test_the_meter_reads_the_counts_added_inside_it_on_cpu():
     assert (spent.accelerators, spent.accelerator_seconds, spent.peak_accelerator_memory_mib) == (0, 0.0, 0.0)
     with pytest.raises(KeyError, match="generated_tokens"):
         metering.count("tokens", 1)
+
+
+def test_on_cuda_a_step_holds_the_devices_it_sees_and_reports_the_busiest_ones_peak(monkeypatch):
+    reset: list[int] = []
+    cuda = SimpleNamespace(
+        is_available=lambda: True,
+        is_initialized=lambda: True,
+        device_count=lambda: 2,
+        reset_peak_memory_stats=reset.append,
+        max_memory_allocated=lambda device: (300 + 200 * device) * 2**20,
+    )
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))  # no GPU here: torch's CUDA calls stand in
+    with Meter(on_accelerator=True) as meter:
+        pass
+    spent = meter.usage
+    assert reset == [0, 1] and spent.accelerators == 2
+    assert spent.accelerator_seconds == 2 * spent.wall_seconds > 0 and spent.peak_accelerator_memory_mib == 500
 
 
 def test_the_engines_batching_loop_counts_the_completion_tokens():
