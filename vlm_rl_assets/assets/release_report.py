@@ -34,7 +34,8 @@ NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
     deps=["policy_checkpoint", "prompt_mixture"],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
-    description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), and pass@k curves.",
+    description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), pass@k curves, "
+    "and what the gain cost: each stage's cost per category and the points per M generated tokens and per hour.",
 )
 @retry_transient
 @metered
