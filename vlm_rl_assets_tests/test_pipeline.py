@@ -13,8 +13,12 @@ import polars as pl
 import pytest
 
 from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.assets.release_report import NOT_COSTED
+from vlm_rl_assets.evaluation.cost_report import cost_table, gain_per_cost
+from vlm_rl_assets.metering import USAGE_FIELDS
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.costs import ALL, latest_costs
 from vlm_rl_assets.store.local import LocalStore
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -101,6 +105,38 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     monitors = [e for r in results for e in r.get_asset_check_evaluations() if e.check_name == "gaming_monitor"]
     assert sorted(e.asset_key.to_user_string() for e in monitors) == ["benchmark_scores"] * 2 + ["release_report"]
     assert all({"base_share", "trained_share", "rise", "base_rollouts_share"} <= set(e.metadata) for e in monitors)
+
+
+def test_every_materialization_records_its_cost_and_the_report_adds_them_up(pipeline_run):
+    root, results, _ = pipeline_run
+    events = [e for r in results for e in r.get_asset_materialization_events()]
+    costs = {(e.asset_key.to_user_string(), e.partition or ALL): e.materialization.metadata for e in events}
+    assert len(costs) == len(events) == 2 * len(CATEGORY_ASSETS) + 3  # base_model, the policy and its report
+    assert all({f"cost/{name}" for name in USAGE_FIELDS} <= set(meta) for meta in costs.values())
+    spent = {key: {name: meta[f"cost/{name}"].value for name in USAGE_FIELDS} for key, meta in costs.items()}
+    for key, cost in spent.items():
+        assert cost["wall_seconds"] > 0 and cost["cpu_seconds"] > 0 and cost["store_bytes_written"] > 0, key
+        assert cost["accelerator_seconds"] == 0.0 and cost["accelerators"] == 0, key  # on CPU: the same keys, zero
+    for category in CATEGORIES:
+        assert spent["rollouts", category]["generated_tokens"] > 0
+        dpo = spent["dpo_checkpoint", category]
+        assert dpo["trained_tokens"] > 0 and dpo["train_examples"] > 0
+        assert spent["benchmark_scores", category]["generated_tokens"] > 0  # greedy and sampled, base and dpo
+    assert spent["rollouts", "color"]["generated_tokens"] == metadata(results[1:2], "rollouts")["generated_tokens"]
+    dpo_pairs = metadata(results[1:2], "dpo_checkpoint")["pairs"]
+    assert spent["dpo_checkpoint", "color"]["train_examples"] == dpo_pairs  # one epoch
+    assert spent["base_model", ALL]["trained_tokens"] > 0 and spent["policy_checkpoint", ALL]["trained_tokens"] > 0
+    # the store holds the same numbers, and the report's gain is over their sum
+    latest = latest_costs(LocalStore(root))
+    assert set(zip(latest["asset"], latest["category"])) == set(costs)
+    total = cost_table(latest.filter(~pl.col("asset").is_in(NOT_COSTED))).row(-1, named=True)
+    costed = [s for (asset, _), s in spent.items() if asset not in NOT_COSTED]
+    assert total["generated_tokens"] == sum(s["generated_tokens"] for s in costed)
+    assert total["trained_tokens"] == sum(s["trained_tokens"] for s in costed)
+    report = metadata(results, "release_report")
+    assert report["gain"] == gain_per_cost(report["mean_delta_accuracy"], total).summary()
+    assert report["gain/hour"] == "CPU-hour" and "gain/points_per_million_generated_tokens" in report
+    assert report["costs"].count("\n| ") == len(costed) + 1  # a row per stage and category, then the total
 
 
 def test_missing_upstream_partition_says_what_to_materialize(pipeline_run, tmp_path):

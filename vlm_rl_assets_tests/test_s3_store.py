@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import yaml
 from PIL import Image
@@ -15,6 +16,7 @@ from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, png_bytes
+from vlm_rl_assets.store.costs import latest_costs
 from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets.store.s3 import UnsafeManifestError
 from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
@@ -35,6 +37,8 @@ def test_tables_round_trip_schema_checked_and_missing_says_what_to_run(s3, tmp_p
     assert store.has_table("prompt_mixture", "count") and not store.has_table("rollouts", "count")
     assert store.read_table("prompt_mixture", "count", schemas.PROMPTS).equals(table)
     assert keys(s3, "tables/") == ["tables/prompt_mixture/count.parquet"]
+    store.write_table("prompt_mixture", "count/more", table, schemas.PROMPTS)
+    assert store.table_keys("prompt_mixture") == ["count", "count/more"] and store.table_keys("rollouts") == []
     with pytest.raises(schemas.SchemaError, match=r"lacks columns \['answer'\]"):
         store.write_table("prompt_mixture", "c", table.drop("answer"), schemas.PROMPTS)
     missing = r"s3://pipeline/tables/rollouts/count.parquet.*--select rollouts --partition count"
@@ -136,5 +140,10 @@ def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):
         assert f"run/{checkpoint}/_COMPLETE" in stored
         assert any(key.startswith(f"run/{checkpoint}/") and key.endswith("/config.json") for key in stored)
     assert any(key.startswith("run/images/") for key in stored)
-    scores = open_store(root, tmp_path / "cache").read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
+    store = open_store(root, tmp_path / "cache")
+    scores = store.read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
     assert set(scores["model"]) == {"base", "dpo"}
+    costs = latest_costs(store)  # each asset's cost row, listed and read back from S3
+    assert set(costs["asset"]) == {"base_model", *(asset.key.to_user_string() for asset in CATEGORY_ASSETS)}
+    dpo = costs.filter(pl.col("asset") == "dpo_checkpoint").row(0, named=True)
+    assert dpo["trained_tokens"] > 0 and dpo["store_bytes_written"] > 2**20  # the checkpoint's upload (MBs) counted

@@ -25,6 +25,7 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
     result = launch_job(job_dir, job, "cpu", lines.append)
 
     assert result.steps == 2 and result.resumed_from == 0
+    assert result.examples == 8 and result.input_tokens > 0  # both processes' share (2 steps of 4 pairs), its cost
     assert [line.split(" (")[0] for line in lines if line.startswith("step ")] == ["step 1/2", "step 2/2", "step 2/2"]
     checkpoint = job_dir / TRAINER_DIR / "checkpoint-2"
     assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]  # 2 ranks

@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
@@ -18,6 +19,7 @@ from vlm_rl_assets.resources import PipelineResource
     "and SFT-bootstrapped here to an imperfect level so DPO has headroom.",
 )
 @retry_transient
+@metered
 def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     if config.model.path != EMBEDDED:

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
@@ -27,6 +28,7 @@ from vlm_rl_assets.store import schemas
     "on held-out prompts.",
 )
 @retry_transient
+@metered
 def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

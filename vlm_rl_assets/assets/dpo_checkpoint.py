@@ -5,6 +5,7 @@ import dagster as dg
 
 from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
 from vlm_rl_assets.assets.images import load_images
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
 from vlm_rl_assets.dpo.train_pairs import train_pairs
@@ -26,6 +27,7 @@ ASSET = "dpo_checkpoint"
     "train prompts, rewarded by its judge); a save_pretrained folder with its processor.",
 )
 @retry_transient
+@metered
 def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
@@ -48,6 +49,7 @@ def external_benchmarks(
 
 
 @retry_transient
+@metered
 def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     """The configured harness on base, then policy; the scores table and the delta table."""
     config, store = pipeline.config(), pipeline.store()

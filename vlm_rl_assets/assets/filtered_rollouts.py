@@ -4,6 +4,7 @@ rollouts the judge failed on are quarantined with the failure's reason (never sc
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.judging.answers import format_compliance
@@ -25,6 +26,7 @@ from vlm_rl_assets.store import schemas
     "groups dropped with reasons; rollouts the judge failed on quarantined.",
 )
 @retry_transient
+@metered
 def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

@@ -4,6 +4,7 @@ the judge fails its calibration check (judge_calibration)."""
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import markdown_table
@@ -25,6 +26,7 @@ SAMPLE_PAIRS, SAMPLE_PAIR_CHARS = 5, 80  # pairs shown in the metadata, each hal
     "optionally length-balanced (pairing.max_length_ratio).",
 )
 @retry_transient
+@metered
 def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

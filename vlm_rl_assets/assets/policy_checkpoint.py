@@ -5,6 +5,7 @@ import dagster as dg
 
 from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
 from vlm_rl_assets.assets.images import load_images
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.training_run import health_check, health_check_spec, training_metadata
 from vlm_rl_assets.dpo.mixture import balanced_mixture
@@ -26,6 +27,7 @@ POLICY_KEY = "mixture"
     "mixture of their train prompts); the realised mixture in metadata.",
 )
 @retry_transient
+@metered
 def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     if config.training.algorithm == "grpo":

@@ -5,6 +5,7 @@ promoted checkpoint stays."""
 
 import dagster as dg
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.promotion_gate import gate, gate_metadata
@@ -23,6 +24,7 @@ ASSET = "promoted_policy"
     "the gate fails, with the reasons in the run's failure.",
 )
 @retry_transient
+@metered
 def promoted_policy(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     decision = gate(config, store)

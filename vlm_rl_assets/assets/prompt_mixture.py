@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.partitions import category_partitions
@@ -23,6 +24,7 @@ STAGE = "prompt_mixture"
     "short references dropped and counted.",
 )
 @retry_transient
+@metered
 def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

@@ -9,20 +9,24 @@ import polars as pl
 
 from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
 from vlm_rl_assets.assets.curves import pass_at_k_markdown
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
+from vlm_rl_assets.evaluation.cost_report import Gain, cost_table, for_people, gain_per_cost
 from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.costs import latest_costs
 
 ASSET = "release_report"
-
+# not part of what the gain cost: this report itself and what comes after it (their rows are a previous release's)
+NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
 
 
 @dg.asset(
@@ -30,9 +34,11 @@ ASSET = "release_report"
     deps=["policy_checkpoint", "prompt_mixture"],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
-    description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), and pass@k curves.",
+    description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), pass@k curves, "
+    "and what the gain cost: each stage's cost per category and the points per M generated tokens and per hour.",
 )
 @retry_transient
+@metered
 def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     policy_dir = store.local_checkpoint(POLICY_ASSET, POLICY_KEY, partitioned=False)
@@ -57,6 +63,8 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
         k=pl.col("metric").str.strip_prefix("pass@").cast(pl.Int64)
     )
     curves = pass_at_k.group_by("k").agg(pl.col("base", "policy").mean()).sort("k")  # mean over categories
+    costs = cost_table(latest_costs(store).filter(~pl.col("asset").is_in(NOT_COSTED)))
+    gain = gain_per_cost(overall["delta"], costs.row(-1, named=True))
     return dg.MaterializeResult(
         metadata={
             "mean_base_accuracy": float(accuracy["base"].mean()),
@@ -74,5 +82,16 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
             # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
             "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, list(config.categories))), 50),
             "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
+            # what the gain cost: every upstream asset's latest materialization per category (store/costs.py)
+            "costs": markdown_table(for_people(costs), 100),
+            "gain": gain.summary(),
+            "gain/hour": gain.hour,  # accelerator-hour, or CPU-hour where the stages held no accelerator
+            **gain_metadata(gain),
         }
     )
+
+
+def gain_metadata(gain: Gain) -> dict[str, float]:
+    """The rates to three significant digits; a rate whose cost was zero is left out."""
+    rates = {"points_per_million_generated_tokens": gain.per_million_generated_tokens, "points_per_hour": gain.per_hour}
+    return {f"gain/{name}": float(f"{rate:.3g}") for name, rate in rates.items() if rate is not None}

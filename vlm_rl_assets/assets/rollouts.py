@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.images import load_images
+from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import Progress, markdown_table
@@ -28,6 +29,7 @@ from vlm_rl_assets.store import quarantine, schemas
     description="N samples per train prompt from the base model, in resumable shards; per-group diversity.",
 )
 @retry_transient
+@metered
 def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     category = context.partition_key
     config, store = pipeline.config(), pipeline.store()

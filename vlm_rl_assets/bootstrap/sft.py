@@ -65,4 +65,4 @@ def sft_train(
         processing_class=processor,
         callbacks=[FlowCallback(processor, log, stop_when, settings.eval_every)],
     )
-    return train_and_save(trainer, processor, out_dir, SFT_WATCHED)
+    return train_and_save(trainer, processor, out_dir, SFT_WATCHED).count_cost()

@@ -96,7 +96,7 @@ def train_pairs(
         job = DPOJob(str(base_dir), str(out_dir), settings, torch_threads=threads)
         job_dir = write_job(work_root, job, examples, fingerprint)
         log(f"training in {job_dir} on {settings.num_processes} process(es); a rerun resumes there")
-        result = launch_job(job_dir, job, model.device, log)
+        result = launch_job(job_dir, job, model.device, log).count_cost()
         lengths = probe_lengths(
             pairs, images, base_dir, out_dir, lambda m: open_engine(engine, model, m), health.length_sample, greedy
         )

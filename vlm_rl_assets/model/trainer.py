@@ -58,6 +58,7 @@ def common_args(
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_pin_memory": False,  # no accelerator on the CPU path; pinning only warns
+        "include_num_input_tokens_seen": "non_padding",  # the tokens trained, a cost the run reports (TrainResult)
     }
 
 
@@ -124,10 +125,17 @@ def train_and_save(
     `save_pretrained` folder: LoRA adapters merged into the weights, so any loader (vLLM too) reads it."""
     trainer.remove_callback(PrinterCallback)  # progress goes through FlowCallback's `log`
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    history = trainer.state.log_history
-    final = {key: entry[key] for entry in history for key in watched if key in entry}
+    state = trainer.state
+    final = {key: entry[key] for entry in state.log_history for key in watched if key in entry}
     resumed_from = checkpoint_step(resume) if resume is not None else 0
-    result = TrainResult(steps=trainer.state.global_step, history=history, final=final, resumed_from=resumed_from)
+    result = TrainResult(
+        steps=state.global_step,
+        history=state.log_history,
+        final=final,
+        resumed_from=resumed_from,
+        input_tokens=state.num_input_tokens_seen,
+        examples=round((state.epoch or 0.0) * len(trainer.train_dataset)),
+    )
     if trainer.args.should_save:
         model = trainer.model.merge_and_unload() if is_peft_model(trainer.model) else trainer.model
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from vlm_rl_assets import metering
 from vlm_rl_assets.model.chat import user_message
 
 
@@ -78,11 +79,14 @@ def generate_in_batches(
 ) -> list[list[Completion]]:
     """The `generate` loop of every engine: `prompts_per_batch` requests per call, progress after each.
 
-    Written once so the engines batch alike; each seeds its samples from the indices it is given.
+    Written once so the engines batch alike (and count their generated tokens alike); each seeds its samples from
+    the indices it is given.
     """
     results: list[list[Completion]] = []
     for batch_index, start in enumerate(range(0, len(requests), prompts_per_batch)):
-        results.extend(generate_batch(requests[start : start + prompts_per_batch], batch_index, start))
+        batch = generate_batch(requests[start : start + prompts_per_batch], batch_index, start)
+        metering.count(metering.GENERATED_TOKENS, sum(c.n_tokens for samples in batch for c in samples))
+        results.extend(batch)
         if progress is not None:
             progress(len(results), len(requests))
     return results

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 from PIL import Image
 
+from vlm_rl_assets import metering
 from vlm_rl_assets.store import schemas
 
 
@@ -47,7 +48,11 @@ class Store(ABC):
 
     @abstractmethod
     def _put(self, rel: str, data: bytes) -> None:
-        """Write all of `data` at once: readers never see a partial object."""
+        """Write all of `data` at once: readers never see a partial object. Counted by `_write`, which calls it."""
+
+    @abstractmethod
+    def _list(self, prefix: str) -> list[str]:
+        """The root-relative paths of the objects under the folder `prefix`, sorted."""
 
     @abstractmethod
     def local_path(self, rel: str) -> Path | None:
@@ -88,8 +93,13 @@ class Store(ABC):
         df = schemas.check(df, schema, f"{asset}/{key}")
         buffer = io.BytesIO()
         df.write_parquet(buffer)
-        self._put(_table_rel(asset, key), buffer.getvalue())
+        self._write(_table_rel(asset, key), buffer.getvalue())
         return self.table_uri(asset, key)
+
+    def table_keys(self, asset: str) -> list[str]:
+        """The keys of `asset`'s tables (`<category>`, or deeper such as `<category>/diversity`), sorted."""
+        suffix = ".parquet"
+        return [rel[len(asset) + 1 : -len(suffix)] for rel in self._list(asset) if rel.endswith(suffix)]
 
     def read_table(self, asset: str, key: str, schema: dict) -> pl.DataFrame:
         try:
@@ -103,7 +113,7 @@ class Store(ABC):
 
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Write an object that is not a table (a review page) at a root-relative path, atomically; returns its URI."""
-        self._put(rel, data)
+        self._write(rel, data)
         return self._uri(rel)
 
     def read_bytes(self, rel: str) -> bytes:
@@ -114,8 +124,12 @@ class Store(ABC):
         """Store image bytes once under their sha256; return the URI relative to the root."""
         uri = f"images/{hashlib.sha256(data).hexdigest()}.{ext}"
         if not self._exists(uri):
-            self._put(uri, data)
+            self._write(uri, data)
         return uri
+
+    def _write(self, rel: str, data: bytes) -> None:
+        self._put(rel, data)
+        metering.count(metering.STORE_BYTES_WRITTEN, len(data))
 
     def load_image(self, uri: str) -> Image.Image:
         """Decode an image fully (so a corrupt file fails here, not mid-batch) as RGB."""
@@ -142,10 +156,16 @@ class Store(ABC):
                 shutil.rmtree(staging, ignore_errors=True)
                 shutil.copytree(folder, staging)
                 staging.rename(copy)
+                metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(copy))
 
 
 def _table_rel(asset: str, key: str) -> str:
     return f"{asset}/{key}.parquet"
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of every file under `folder` (a checkpoint being published)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def png_bytes(image: Image.Image) -> bytes:

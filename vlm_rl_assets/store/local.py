@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets import metering
+from vlm_rl_assets.store.base import Store, folder_bytes
 
 
 class LocalStore(Store):
@@ -34,6 +35,11 @@ class LocalStore(Store):
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
+    def _list(self, prefix: str) -> list[str]:
+        folder = self.root / prefix  # hidden names are writes in flight (`.<name>.<uuid>.tmp`)
+        paths = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return sorted(p.relative_to(self.root).as_posix() for p in paths)
+
     def local_path(self, rel: str) -> Path:
         return self.root / rel
 
@@ -57,6 +63,7 @@ class LocalStore(Store):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(staging))
         # the old folder is renamed aside, not deleted in place: a kill here never leaves half a checkpoint
         retired = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
         if final.exists():

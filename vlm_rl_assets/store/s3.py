@@ -24,7 +24,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets import metering
+from vlm_rl_assets.store.base import Store, folder_bytes
 
 MANIFEST = "_COMPLETE"
 SCHEME = "s3://"
@@ -90,6 +91,12 @@ class S3Store(Store):
     def _put(self, rel: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
 
+    def _list(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(f"{prefix}/"))
+        start = len(self._key(""))
+        return sorted(obj["Key"][start:] for page in pages for obj in page.get("Contents", []))
+
     def local_path(self, rel: str) -> None:
         return None
 
@@ -145,7 +152,8 @@ class S3Store(Store):
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         for name in files:
             self.client.upload_file(str(folder / name), self.bucket, self._key(f"{asset}/{key}/{version}/{name}"))
-        self._put(f"{asset}/{key}/{MANIFEST}", json.dumps({"version": version, "files": files}).encode())
+        metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(folder))
+        self._write(f"{asset}/{key}/{MANIFEST}", json.dumps({"version": version, "files": files}).encode())
         if previous is not None:
             self._delete_version(asset, key, previous["version"])
         return version

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
+
+from vlm_rl_assets.metering import Usage
 
 PROMPTS = {
     "prompt_id": pl.String,
@@ -143,6 +147,15 @@ HUMAN_LABELS = {  # labels/<category>: a person's verdict on a sampled rollout (
     "who": pl.String,
     "labelled_at": pl.Datetime("us", "UTC"),
     "replaced": pl.Int64,  # earlier labels of this item this one replaced (the last label wins)
+}
+
+COSTS = {  # costs/<asset>/<category>: one row per materialization, what it spent (`metering.Usage`, store/costs.py)
+    "asset": pl.String,
+    "category": pl.String,  # the partition; "all" for an unpartitioned asset
+    "round": pl.Int64,  # the pipeline round (1 until rounds exist)
+    "run_id": pl.String,
+    "recorded_at": pl.Datetime("us", "UTC"),
+    **{f.name: pl.Int64 if f.type == "int" else pl.Float64 for f in dataclasses.fields(Usage)},
 }
 
 QUARANTINE = {
