@@ -59,7 +59,7 @@ def grpo_train(
     if not prompts:
         raise ValueError("grpo_train needs at least one RLPrompt; got none")
     trainer = grpo_trainer(model_dir, out_dir, prompts, rewards, settings, log)
-    return train_and_save(trainer, trainer.processing_class, out_dir, GRPO_WATCHED)
+    return train_and_save(trainer, trainer.processing_class, out_dir, GRPO_WATCHED).count_cost()
 
 
 def grpo_trainer(
