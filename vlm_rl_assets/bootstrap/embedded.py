@@ -127,7 +127,7 @@ def bootstrap_embedded_model(
         )
     random.Random(settings.seed).shuffle(examples)
     sft_rows = sft_sizes | dict(learned.group_by("category", maintain_order=True).len().iter_rows())
-    dev, dev_images = _dev_check_items(categories, dataset, set(sft_rows), settings, log)
+    dev, dev_images = dev_check_items(categories, dataset, set(sft_rows), settings, log)
     checks: list[dict[str, float]] = []
 
     def good_enough(model, processor) -> bool:
@@ -152,7 +152,7 @@ def bootstrap_embedded_model(
     return BootstrapReport(result.steps, time.monotonic() - start, loss, last, checks, sft_rows)
 
 
-def _dev_check_items(
+def dev_check_items(
     categories: Mapping[str, SyntheticCategory],
     dataset: DatasetRows,
     trained: set[str],

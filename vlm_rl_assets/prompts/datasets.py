@@ -52,7 +52,7 @@ def is_dataset_source(source: str) -> bool:
 
 
 def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict[str, float]) -> SourceLoad:
-    """The first `limits[split]` usable rows of each split, in file order, with their images imported.
+    """The first `limits[split]` usable rows of each split `limits` names, in file order, with their images imported.
 
     A row without a `split` is placed by the hash of its question and images (`hashed_split`, stable across
     runs and row order). Reading stops once every split is full.
@@ -89,7 +89,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict
     missing = [c for c in REQUIRED if c not in columns]
     if uri.lower().endswith(".jsonl") and columns and missing:
         raise DatasetError(_missing_columns(uri, missing, sorted(columns)))
-    return SourceLoad(sources, refused, rows)
+    return SourceLoad({split: kept for split, kept in sources.items() if split in limits}, refused, rows)
 
 
 def _missing_columns(uri: str, missing: list[str], present: list[str]) -> str:
