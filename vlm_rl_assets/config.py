@@ -18,7 +18,7 @@ from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSetti
 from vlm_rl_assets.evaluation.settings import EvalSettings, ExternalEvalSettings
 from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
-from vlm_rl_assets.model.settings import ModelSettings
+from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
@@ -48,6 +48,14 @@ class CategoryConfig(Settings):
     n_bench: int = Field(200, ge=1, description="held-out benchmark prompts, read only to report (a dataset: its first n_bench)")
     bench_fraction: float = Field(0.2, gt=0, lt=1, description="share of a dataset's rows without a split hashed into bench")
     dev_fraction: float = Field(0.1, gt=0, lt=1, description="share of a dataset's rows without a split hashed into dev")
+    bootstrap_fraction: float = Field(
+        0.4,
+        ge=0,
+        lt=1,
+        description="with model.path embedded: share of a dataset's rows without a split hashed into bootstrap, the "
+        "embedded base's SFT rows (at most bootstrap.examples_per_category), taken from train: never rolled out, "
+        "never benchmarked. With your own model these rows stay train",
+    )
     beta: float = Field(
         0.1, gt=0, description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training"
     )
@@ -87,21 +95,12 @@ class CategoryConfig(Settings):
 
     @model_validator(mode="after")
     def train_rows_left(self) -> CategoryConfig:
-        if self.bench_fraction + self.dev_fraction >= 1:
+        if self.bench_fraction + self.dev_fraction + self.bootstrap_fraction >= 1:
             raise ValueError(
-                f"bench_fraction {self.bench_fraction} + dev_fraction {self.dev_fraction} leave no rows for train; "
-                "keep their sum below 1 (e.g. 0.2 and 0.1)"
+                f"bench_fraction {self.bench_fraction} + dev_fraction {self.dev_fraction} + bootstrap_fraction "
+                f"{self.bootstrap_fraction} leave no rows for train; keep their sum below 1 (e.g. 0.2, 0.1 and 0.4)"
             )
         return self
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        return {"train": self.n_train, "dev": self.n_dev, "bench": self.n_bench}
-
-    @property
-    def held_out_fractions(self) -> dict[str, float]:
-        """Where a dataset row without a `split` goes (prompts/datasets.py `hashed_split`)."""
-        return {"bench": self.bench_fraction, "dev": self.dev_fraction}
 
     @model_validator(mode="after")
     def strict_format_has_a_form(self) -> CategoryConfig:
@@ -195,6 +194,17 @@ class PipelineConfig(Settings):
         """`training`, with category's own `loss` when it has one (dpo_checkpoint[c]); the mixture uses training's."""
         loss = self.category(category).loss if category is not None else None
         return self.training if loss is None else self.training.model_copy(update=loss.model_dump())
+
+    def prompt_splits(self, category: str) -> tuple[dict[str, int], dict[str, float]]:
+        """A category's size per split, and where a dataset row without a `split` goes (prompts/datasets.py
+        `hashed_split`). With model.path embedded a dataset also has `bootstrap` rows: base_model's SFT rows."""
+        cat = self.category(category)
+        sizes = {"train": cat.n_train, "dev": cat.n_dev, "bench": cat.n_bench}
+        fractions = {"bench": cat.bench_fraction, "dev": cat.dev_fraction}
+        if self.model.path == EMBEDDED and not cat.synthetic:
+            sizes["bootstrap"] = self.bootstrap.examples_for(category)
+            fractions["bootstrap"] = cat.bootstrap_fraction
+        return sizes, fractions
 
     def synthetic_categories(self) -> dict[str, SyntheticCategory]:
         """The synthetic categories, each with its task and template: what the embedded base is trained on."""

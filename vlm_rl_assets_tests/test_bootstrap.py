@@ -1,8 +1,11 @@
 """The embedded base model's SFT data."""
 
-from vlm_rl_assets.bootstrap.embedded import synthetic_split
+import polars as pl
+
+from vlm_rl_assets.bootstrap.embedded import DatasetRows, dev_check_items, synthetic_split
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.prompts.prompt_table import COT_INSTRUCTIONS
+from vlm_rl_assets_tests.helpers import prompt_table
 
 
 def test_a_share_of_chain_of_thought_items_is_asked_plainly_with_the_short_answer():
@@ -20,3 +23,25 @@ def test_a_share_of_chain_of_thought_items_is_asked_plainly_with_the_short_answe
     assert again.equals(table)  # deterministic
     none, _, _ = synthetic_split(config.synthetic_categories(), "sft", {"count": 400}, 0, short_answer_share=0.0)
     assert none["prompt_text"].str.contains("Think step by step").all()
+
+
+def test_a_dataset_category_is_learned_from_its_bootstrap_rows_and_checked_on_its_first_dev_rows():
+    """Bootstrap rows become SFT examples; each trained dataset category's first dev rows join the synthetic dev
+    items in the early-stop check, and a dataset category without bootstrap rows stays out of it."""
+    from PIL import Image
+
+    rows = [("digits", "bootstrap", "3"), ("digits", "dev", "1"), ("digits", "dev", "2"), ("digits", "dev", "4"),
+            ("shapes", "dev", "5"), ("digits", "bootstrap", "7")]  # fmt: skip
+    prompts = prompt_table({f"p{i}": ("number", answer) for i, (_, _, answer) in enumerate(rows)})
+    prompts = prompts.with_columns(category=pl.Series([c for c, _, _ in rows]), split=pl.Series([s for _, s, _ in rows]))
+    images = [(Image.new("RGB", (56, 56), (i, 0, 0)),) for i in range(len(rows))]
+    dataset = DatasetRows(prompts, images)
+    learned, learned_images = dataset.split("bootstrap")
+    assert learned["prompt_id"].to_list() == ["p0", "p5"] and learned_images == [images[0], images[5]]
+    config = load_config()
+    settings = config.bootstrap.model_copy(update={"dev_per_category": 2})
+    logged = []
+    dev, dev_images = dev_check_items({"color": config.synthetic_categories()["color"]}, dataset, {"color", "digits"}, settings, logged.append)
+    assert dev["category"].to_list() == ["color", "color", "digits", "digits"]
+    assert dev["prompt_id"].to_list()[2:] == ["p1", "p2"] and dev_images[2:] == [images[1], images[2]]
+    assert logged == ["bootstrap: dataset categories ['shapes'] have no bootstrap rows; the base is not trained on them"]

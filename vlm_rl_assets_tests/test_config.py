@@ -31,6 +31,7 @@ def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
         ("engine: {kind: sglang}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.kind"),
         ("max_image_pixels: 0\ncategories:\n  c: {source: 'synthetic:color'}\n", "max_image_pixels"),
         ("categories:\n  c: {source: d.jsonl, bench_fraction: 0.6, dev_fraction: 0.4}\n", "leave no rows for train"),
+        ("categories:\n  c: {source: d.jsonl, bootstrap_fraction: 0.7}\n", "0.1 \\+ bootstrap_fraction 0.7 leave no rows"),
         ("eval: {split: test}\ncategories:\n  c: {source: 'synthetic:color'}\n", "eval.split"),
         ("- a list\n", "must hold a mapping"),
         ("categories: [unclosed\n", "not valid YAML"),
@@ -89,3 +90,16 @@ def test_sorted_losses_need_one_beta_across_the_policys_mixture(tmp_path):
     assert load_config(write(tmp_path, "training: {loss_type: aot}\n" + categories + ", mixture_weight: 0}\n"))
     own = load_config(write(tmp_path, categories + ", loss: {loss_type: aot_unpaired}}\n"))  # d's own run: one beta
     assert own.dpo_settings("d").loss_type == ("aot_unpaired",)
+
+
+def test_a_dataset_has_bootstrap_rows_only_for_the_embedded_model(tmp_path):
+    """With model.path embedded a dataset category's hashed rows feed base_model's SFT too; with your own model they
+    stay train, and synthetic categories never have them (the embedded base learns those from their own stream)."""
+    text = "categories:\n  mine: {source: d.jsonl, bootstrap_fraction: 0.3}\n  color: {source: 'synthetic:color'}\n"
+    config = load_config(write(tmp_path, "bootstrap: {examples_override: {mine: 700}}\n" + text))
+    sizes, fractions = config.prompt_splits("mine")
+    assert sizes == {"train": 1000, "dev": 200, "bench": 200, "bootstrap": 700}
+    assert fractions == {"bench": 0.2, "dev": 0.1, "bootstrap": 0.3}
+    assert "bootstrap" not in config.prompt_splits("color")[0]
+    own = load_config(write(tmp_path, f"model: {{path: {tmp_path}}}\n" + text))
+    assert own.prompt_splits("mine") == ({"train": 1000, "dev": 200, "bench": 200}, {"bench": 0.2, "dev": 0.1})

@@ -184,14 +184,14 @@ def test_a_user_dataset_runs_through_every_stage_as_its_own_category(tmp_path):
     assert set(scores["model"]) == {"base", "dpo"} and (scores["n"] == bench.height).all()
 
 
-def test_the_embedded_model_needs_a_synthetic_category_to_bootstrap_on(tmp_path):
+def test_the_embedded_model_needs_a_synthetic_category_or_bootstrap_rows_to_learn(tmp_path):
     from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
 
     path = tmp_path / "pipeline.yaml"
     path.write_text("categories:\n  mine: {source: data.jsonl}\n")
     config = load_config(path)
     assert config.synthetic_categories() == {}
-    with pytest.raises(ValueError, match=r"there is none; add one .* or set model.path to your SFT model"):
+    with pytest.raises(ValueError, match=r"there is none; add a synthetic category .*bootstrap_fraction.* or set model.path"):
         bootstrap_embedded_model(tmp_path / "out", config.bootstrap, config.synthetic_categories(), 8, 8, print)
 
 
@@ -203,3 +203,20 @@ def test_a_dev_share_takes_rows_from_train_never_from_bench(tmp_path):
     assert with_dev.sources["bench"] == without_dev.sources["bench"] and not without_dev.sources["dev"]
     assert with_dev.sources["dev"] and set(with_dev.sources["dev"]) <= set(without_dev.sources["train"])
     assert len(with_dev.sources["dev"]) + len(with_dev.sources["train"]) == len(without_dev.sources["train"])
+
+
+def test_a_bootstrap_share_takes_rows_from_train_never_from_dev_or_bench(tmp_path):
+    """The embedded base's SFT rows come out of what would be train: bench and dev keep exactly their rows."""
+    store = LocalStore(tmp_path / "store")
+    rows = [{k: v for k, v in row.items() if k != "split"} for row in example_rows()]  # every row hashed
+    rows[0]["split"] = "bootstrap"  # or named in the file
+    path = copy_example(tmp_path, rows)
+    sizes = ALL | {"bootstrap": 100}
+    without = load_dataset(str(path), store, ALL, fractions=FRACTIONS)
+    shared = load_dataset(str(path), store, sizes, fractions=FRACTIONS | {"bootstrap": 0.3})
+    assert {s: shared.sources[s] for s in ("bench", "dev")} == {s: without.sources[s] for s in ("bench", "dev")}
+    assert "bootstrap" not in without.sources  # a split nobody asked for is not read
+    named, *hashed = shared.sources["bootstrap"]
+    assert hashed and set(hashed) | set(shared.sources["train"]) == set(without.sources["train"])
+    assert not set(hashed) & set(shared.sources["train"])
+    assert load_dataset(str(path), store, sizes, fractions=FRACTIONS).sources["bootstrap"] == [named]

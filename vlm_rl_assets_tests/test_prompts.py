@@ -90,6 +90,14 @@ def test_held_out_splits_own_overlaps_bench_before_dev_before_train():
     assert sorted(table.dropped["reason"]) == ["in_bench_split", "in_bench_split", "in_dev_split"]
 
 
+def test_bootstrap_rows_own_overlaps_with_train_and_give_way_to_held_out_splits():
+    """A prompt the embedded base was SFT-trained on is never rolled out, and SFT never sees a dev or bench prompt."""
+    other = PromptSource("What colour?", "red", "text", ("images/2.png",))
+    table = build_prompt_table("c", "plain", 1, {"train": [CHOICE, other], "bootstrap": [CHOICE, other], "dev": [CHOICE]})
+    assert dict(table.prompts.select("question", "split").iter_rows()) == {CHOICE.question: "dev", "What colour?": "bootstrap"}
+    assert sorted(table.dropped["reason"]) == ["in_bootstrap_split", "in_dev_split", "in_dev_split"]
+
+
 def test_the_reference_judge_needs_objects_so_rows_without_them_are_dropped_with_the_reason():
     scene = PromptSource("Describe the picture.", "a dog on a sofa", "open", ("images/5.png",), objects=("dog", "sofa"))
     bare = PromptSource("Describe this one.", "a cat", "open", ("images/6.png",))

@@ -3,12 +3,18 @@
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.metered import metered
+from vlm_rl_assets.assets.prompt_mixture import category_prompts
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.bootstrap.embedded import bootstrap_embedded_model
+from vlm_rl_assets.bootstrap.embedded import NO_DATASET, DatasetRows, bootstrap_embedded_model
+from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.model.settings import EMBEDDED
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.store.base import Store
+
+STAGE = "base_model"
 
 
 @dg.asset(
@@ -16,7 +22,8 @@ from vlm_rl_assets.resources import PipelineResource
     group_name="models",
     kinds={"pytorch", "transformers"},
     description="The SFT vision-language model: model.path, or on the embedded default a tiny Qwen2-VL built "
-    "and SFT-bootstrapped here to an imperfect level so DPO has headroom.",
+    "and SFT-bootstrapped here (synthetic tasks and the datasets' bootstrap rows) to an imperfect level so DPO has "
+    "headroom.",
 )
 @retry_transient
 @metered
@@ -29,13 +36,11 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     import torch  # heavy (~3 s): only when the embedded model is built
 
     torch.set_num_threads(config.model.torch_threads)
-    for category, cat in config.categories.items():
-        if not cat.synthetic:
-            context.log.info(f"bootstrap: category {category!r} is a dataset ({cat.source}); the embedded model is not trained on it")
+    dataset = dataset_rows(context, config, store)
     with store.staged_dir("base_model", EMBEDDED) as out_dir:
         report = bootstrap_embedded_model(
             out_dir, config.bootstrap, config.synthetic_categories(), config.engine.batch_size, config.eval.max_new_tokens,
-            context.log.info,
+            context.log.info, dataset,
         )  # fmt: skip
     folder = pipeline.base_model_dir()
     return dg.MaterializeResult(
@@ -47,7 +52,31 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
             "sft_final_loss": report.final_loss,
             "dev_accuracy": report.dev_accuracy,
             "dev_accuracy_mean": sum(report.dev_accuracy.values()) / max(len(report.dev_accuracy), 1),
+            "below_min_category_accuracy": sorted(
+                c for c, accuracy in report.dev_accuracy.items() if accuracy < config.bootstrap.min_category_accuracy
+            ),
+            "sft_rows": report.sft_rows,
             "dev_checks": markdown_table(pl.DataFrame(report.checks), 40),
             "size_mb": round(sum(f.stat().st_size for f in folder.iterdir()) / 1e6, 2),
         }
     )
+
+
+def dataset_rows(context: dg.AssetExecutionContext, config: PipelineConfig, store: Store) -> DatasetRows:
+    """Every dataset category's bootstrap and dev rows, templated as prompt_mixture templates them (bench is read
+    only so that it owns overlaps there too; train is not read) and their images."""
+    tables = []
+    for category, cat in config.categories.items():
+        if cat.synthetic:
+            continue
+        loaded, table = category_prompts(config, store, category, skip={"train"})
+        if loaded.refused:
+            context.log.warning(
+                f"{STAGE}: {len(loaded.refused)} rows of {cat.source} refused; prompt_mixture[{category}] quarantines "
+                "them with their reasons"
+            )
+        tables.append(table.prompts.filter(pl.col("split").is_in(["bootstrap", "dev"])))
+    if not tables:
+        return NO_DATASET
+    prompts, images, _ = load_images(context, config, store, pl.concat(tables), STAGE)
+    return DatasetRows(prompts, images)

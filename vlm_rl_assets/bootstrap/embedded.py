@@ -1,9 +1,14 @@
 """The embedded default's base model: a tiny Qwen2-VL built here and SFT-trained to an imperfect level.
 
 DPO needs headroom: the base must answer in the right format and be right only part of the time.
-SFT stops at the first check on the dev split (the same seed stream as prompt_mixture's dev prompts; bench is
-never read here) where every category is right often enough for its rollout groups to hold right and wrong
-answers, or where the mean accuracy reaches a ceiling.
+It learns the synthetic categories from their own `sft` seed stream, and a user's dataset category from the
+dataset's `bootstrap` rows (their reference responses, templated as prompt_mixture templates its prompts; those rows
+are never rolled out), so a dataset category starts above chance and its rollout groups hold right and wrong answers.
+SFT stops at the first check on the dev split (the synthetic categories' dev seed stream, a dataset's first dev
+rows: the prompts prompt_mixture puts in dev; bench is never read here) where every trained category is right often
+enough for its rollout groups to hold right and wrong answers, or where the mean accuracy reaches a ceiling.
+A category that stays below keeps training going until max_steps (or the mean ceiling): the base is meant to
+learn every category, and the report's per-category accuracy shows one that did not.
 """
 
 from __future__ import annotations
@@ -11,17 +16,19 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+from PIL import Image
 
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
 from vlm_rl_assets.evaluation.benchmarks import greedy_verdicts
 from vlm_rl_assets.prompts import world
 from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
 from vlm_rl_assets.rollouts.engine import HFEngine
+from vlm_rl_assets.store import schemas
 
 
 @dataclass
@@ -31,6 +38,25 @@ class BootstrapReport:
     final_loss: float
     dev_accuracy: dict[str, float]  # per category, at the last check
     checks: list[dict[str, float]] = field(default_factory=list)  # step and per-category accuracy of each check
+    sft_rows: dict[str, int] = field(default_factory=dict)  # SFT examples per category
+
+
+@dataclass(frozen=True)
+class DatasetRows:
+    """Dataset categories' rows as prompt_mixture templates them (the prompt table's columns) and their images:
+    the `bootstrap` split's are learned (their reference response), the first `dev` ones join the early-stop check."""
+
+    prompts: pl.DataFrame
+    images: Sequence[tuple[Image.Image, ...]]
+
+    def split(self, name: str) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]]]:
+        rows = [i for i, split in enumerate(self.prompts["split"]) if split == name]
+        return self.prompts[rows], [self.images[i] for i in rows]
+
+
+NO_DATASET = DatasetRows(schemas.empty(schemas.PROMPTS), ())
+ITEM_COLUMNS = ("prompt_id", "category", "prompt_text", "answer", "answer_type", "objects", "choices")
+ITEMS = {column: schemas.PROMPTS[column] for column in ITEM_COLUMNS}  # what the greedy check reads
 
 
 def synthetic_split(
@@ -62,7 +88,7 @@ def synthetic_split(
             )
             images.append((item.image,))
             references.append(reference_response(template, item.answer, item.answer_type, item.rationale))
-    return pl.DataFrame(rows), images, references
+    return pl.DataFrame(rows, schema=ITEMS), images, references
 
 
 def bootstrap_embedded_model(
@@ -72,30 +98,45 @@ def bootstrap_embedded_model(
     batch_size: int,
     max_new_tokens: int,
     log: Callable[[str], None],
+    dataset: DatasetRows = NO_DATASET,
 ) -> BootstrapReport:
-    """Build the tiny VLM and SFT it on `categories` into `out_dir`, checking held-out greedy accuracy every
-    `eval_every` steps with `batch_size` sequences per generate call and `max_new_tokens`."""
+    """Build the tiny VLM and SFT it on the synthetic `categories` and `dataset`'s bootstrap rows into `out_dir`,
+    checking held-out greedy accuracy every `eval_every` steps with `batch_size` sequences per generate call and
+    `max_new_tokens`."""
     # heavy (torch, transformers, TRL): imported when the base model is built, not when the code location loads
     from vlm_rl_assets.bootstrap.sft import TrainExample, sft_train
     from vlm_rl_assets.model.tiny_model import build_tiny_vlm
 
-    if not categories:
-        raise ValueError(
-            "model.path 'embedded' is SFT-trained on synthetic categories and there is none; add one "
-            "(e.g. color: {source: 'synthetic:color'}) or set model.path to your SFT model"
-        )
     synthetic = list(categories)
-    sft_sizes = {c: settings.examples_override.get(c, settings.examples_per_category) for c in synthetic}
+    sft_sizes = {c: settings.examples_for(c) for c in synthetic}
     train, train_images, references = synthetic_split(categories, "sft", sft_sizes, settings.seed, settings.short_answer_share)
-    examples = [TrainExample(text, imgs, ref) for text, imgs, ref in zip(train["prompt_text"], train_images, references)]
+    learned, learned_images = dataset.split("bootstrap")
+    examples = [
+        TrainExample(text, imgs, ref)
+        for text, imgs, ref in [
+            *zip(train["prompt_text"], train_images, references),
+            *zip(learned["prompt_text"], learned_images, learned["reference"]),
+        ]
+    ]
+    if not examples:
+        raise ValueError(
+            "model.path 'embedded' is SFT-trained on synthetic categories and datasets' bootstrap rows, and there is "
+            "none; add a synthetic category (e.g. color: {source: 'synthetic:color'}), give a dataset category "
+            "bootstrap rows (categories.<c>.bootstrap_fraction, or split: bootstrap in the file), or set model.path "
+            "to your SFT model"
+        )
     random.Random(settings.seed).shuffle(examples)
-    dev, dev_images, _ = synthetic_split(categories, "dev", dict.fromkeys(synthetic, settings.dev_per_category), settings.seed)
+    sft_rows = sft_sizes | dict(learned.group_by("category", maintain_order=True).len().iter_rows())
+    dev, dev_images = dev_check_items(categories, dataset, set(sft_rows), settings, log)
     checks: list[dict[str, float]] = []
 
     def good_enough(model, processor) -> bool:
         engine = HFEngine.from_loaded(model, processor, batch_size=batch_size)
         verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
-        accuracy = dict(verdicts.group_by("category").agg(pl.col("correct").mean()).iter_rows())
+        accuracy = dict(verdicts.group_by("category", maintain_order=True).agg(pl.col("correct").mean()).iter_rows())
+        if not accuracy:
+            log("bootstrap: no dev items to check; training runs max_steps")
+            return False
         checks.append({"check": len(checks) + 1, **accuracy})
         mean = sum(accuracy.values()) / len(accuracy)
         log(f"bootstrap check {len(checks)}: mean dev accuracy {mean:.2f} {({k: round(v, 2) for k, v in accuracy.items()})}")
@@ -107,4 +148,27 @@ def bootstrap_embedded_model(
         init_dir = build_tiny_vlm(Path(tmp) / "init", corpus, seed=settings.seed)
         result = sft_train(init_dir, out_dir, examples, settings, stop_when=good_enough, log=log)
     last = {k: v for k, v in checks[-1].items() if k != "check"} if checks else {}
-    return BootstrapReport(result.steps, time.monotonic() - start, result.final.get("loss", float("nan")), last, checks)
+    loss = result.final.get("loss", float("nan"))
+    return BootstrapReport(result.steps, time.monotonic() - start, loss, last, checks, sft_rows)
+
+
+def dev_check_items(
+    categories: Mapping[str, SyntheticCategory],
+    dataset: DatasetRows,
+    trained: set[str],
+    settings: BootstrapSettings,
+    log: Callable[[str], None],
+) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]]]:
+    """The early-stop check's items: each synthetic category's first `dev_per_category` dev items and each trained
+    dataset category's first dev rows (one the base is not trained on would hold the stop back for nothing)."""
+    sizes = dict.fromkeys(categories, settings.dev_per_category)
+    dev, dev_images, _ = synthetic_split(categories, "dev", sizes, settings.seed)
+    rows, images = dataset.split("dev")
+    untrained = sorted(set(rows["category"]) - trained)
+    if untrained:
+        log(f"bootstrap: dataset categories {untrained} have no bootstrap rows; the base is not trained on them")
+    keep = [i for i, c in enumerate(rows["category"]) if c in trained]
+    rows, images = rows[keep].with_row_index("at"), [images[i] for i in keep]
+    first = rows.group_by("category", maintain_order=True).head(settings.dev_per_category)["at"].sort().to_list()
+    dev = pl.concat([dev, rows[first].select(ITEM_COLUMNS)])
+    return dev, dev_images + [images[i] for i in first]

@@ -23,7 +23,9 @@ class SFTSettings(Settings):
 class BootstrapSettings(SFTSettings):
     """SFT of the embedded tiny model to a deliberately imperfect level, so DPO has headroom."""
 
-    examples_per_category: int = Field(2000, ge=1)
+    examples_per_category: int = Field(
+        2000, ge=1, description="SFT examples per category; a dataset category gives at most this many bootstrap rows"
+    )
     examples_override: dict[str, int] = Field(
         default_factory=dict, description="per-category SFT example counts: fewer leave a category weaker"
     )
@@ -31,7 +33,12 @@ class BootstrapSettings(SFTSettings):
         50, ge=1, description="items for the early-stop check: the first of each category's dev split, never bench"
     )
     min_category_accuracy: float = Field(
-        0.25, ge=0, le=1, description="stop once every category's greedy dev accuracy reaches this"
+        0.25,
+        ge=0,
+        le=1,
+        description="stop once every category's greedy dev accuracy reaches this (every category SFT-trained: "
+        "synthetic ones and datasets that gave bootstrap rows; one that stays below runs training to max_steps, "
+        "unless the mean ceiling stops it first)",
     )
     max_mean_accuracy: float = Field(0.6, gt=0, le=1, description="or once the mean reaches this (headroom for DPO)")
     short_answer_share: float = Field(
@@ -41,6 +48,10 @@ class BootstrapSettings(SFTSettings):
         description="share of each chain-of-thought category's SFT examples also asked plainly with a short answer, "
         "so the base follows both instruction styles as instruct models do (the answer_format experiment needs it)",
     )
+
+    def examples_for(self, category: str) -> int:
+        """How many SFT examples `category` gets (a dataset category: at most, in file order)."""
+        return self.examples_override.get(category, self.examples_per_category)
 
 
 class SyntheticCategory(Settings):

@@ -25,12 +25,14 @@ from vlm_rl_assets.store.open import UriReader, parent_uri, resolve_uri
 
 SUFFIXES = (".parquet", ".jsonl")
 REQUIRED = ("question", "answer", "answer_type", "images")
-SPLITS = ("train", "dev", "bench")  # dev: where settings are chosen; bench: read only to report
-HELD_OUT = ("bench", "dev")  # hashed in this order, so adding a dev share never moves a bench row
+# dev: where settings are chosen; bench: read only to report; bootstrap: the embedded base's SFT rows, never prompts
+SPLITS = ("train", "dev", "bench", "bootstrap")
+# hashed in this order, so adding a dev share never moves a bench row, nor a bootstrap share a dev or bench row
+HASHED = ("bench", "dev", "bootstrap")
 COLUMNS_HELP = (
     "question (text), answer (text), answer_type (one of " + " | ".join(ANSWER_TYPES) + "), "
     "images (list of paths relative to the dataset file, or s3:// URIs / absolute paths); optional: "
-    "choices (list of option texts), rationale, objects (list), split (train | dev | bench)"
+    "choices (list of option texts), rationale, objects (list), split (" + " | ".join(SPLITS) + ")"
 )
 FORMATS = {"JPEG": "jpg", "TIFF": "tif"}  # Pillow format -> stored file extension, where it is not format.lower()
 
@@ -50,7 +52,7 @@ def is_dataset_source(source: str) -> bool:
 
 
 def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict[str, float]) -> SourceLoad:
-    """The first `limits[split]` usable rows of each split, in file order, with their images imported.
+    """The first `limits[split]` usable rows of each split `limits` names, in file order, with their images imported.
 
     A row without a `split` is placed by the hash of its question and images (`hashed_split`, stable across
     runs and row order). Reading stops once every split is full.
@@ -87,7 +89,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict
     missing = [c for c in REQUIRED if c not in columns]
     if uri.lower().endswith(".jsonl") and columns and missing:
         raise DatasetError(_missing_columns(uri, missing, sorted(columns)))
-    return SourceLoad(sources, refused, rows)
+    return SourceLoad({split: kept for split, kept in sources.items() if split in limits}, refused, rows)
 
 
 def _missing_columns(uri: str, missing: list[str], present: list[str]) -> str:
@@ -128,11 +130,11 @@ def _jsonl_rows(data: bytes) -> Iterator[tuple[int, dict | RowError]]:
 
 
 def hashed_split(question: str, images: list[str], fractions: dict[str, float]) -> str:
-    """A held-out split (`HELD_OUT` order) while the hash's position in [0, 1) is below the running sum of their
-    `fractions` (bench_fraction, dev_fraction), else train."""
+    """The first split (`HASHED` order) whose running sum of `fractions` (bench_fraction, dev_fraction,
+    bootstrap_fraction) is above the hash's position in [0, 1), else train."""
     digest = hashlib.sha256("\x1f".join((question, *images)).encode()).digest()
     position, edge = int.from_bytes(digest[:8]) / 2**64, 0.0
-    for split in HELD_OUT:
+    for split in HASHED:
         edge += fractions.get(split, 0.0)
         if position < edge:
             return split
@@ -161,7 +163,7 @@ def _parse(raw: dict, fractions: dict[str, float]) -> tuple[str, dict[str, Any]]
     if split is None:
         split = hashed_split(question, images, fractions)
     elif split not in SPLITS:
-        raise RowError(f"bad_split: {split!r}; use train, dev or bench, or leave it out for a hashed split")
+        raise RowError(f"bad_split: {split!r}; use {', '.join(SPLITS)}, or leave it out for a hashed split")
     fields = {
         "question": question,
         "answer": answer.strip(),

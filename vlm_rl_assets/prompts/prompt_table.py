@@ -135,7 +135,8 @@ def prepare(source: PromptSource, template: str, mcq_to_open: bool) -> tuple[Pro
     return source, apply_template(template, source.question, source.answer_type), tuple(applied)
 
 
-HELD_OUT_FIRST = ("bench", "dev", "train")  # a prompt in several splits stays in the first: held-out splits own overlaps
+# a prompt in several splits stays in the first: held-out splits own overlaps, and train never repeats an SFT row
+HELD_OUT_FIRST = ("bench", "dev", "bootstrap", "train")
 
 
 def build_prompt_table(
@@ -149,7 +150,8 @@ def build_prompt_table(
 ) -> PromptTable:
     """Rewrite and template every source of every split; count the rewrites and every dropped prompt.
 
-    The splits stay disjoint: a prompt already in bench is dropped from dev and train, one in dev from train.
+    The splits stay disjoint: a prompt already in bench is dropped from dev, bootstrap and train, one in dev from
+    bootstrap and train, one in bootstrap (the embedded base's SFT rows) from train.
     `require_objects` (the open `reference` judge scores against them) drops sources that list no objects.
     """
     rows, dropped, owner = [], [], {}
