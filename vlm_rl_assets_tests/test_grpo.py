@@ -153,6 +153,9 @@ def test_grpo_settings_are_validated_and_explained(tmp_path):
     # DPO's settings may stay, unread, so one file serves both algorithms (the bundled default sets loss_type)
     both = load_config(write(tmp_path, "{algorithm: grpo, loss_type: [sigmoid, sft], batch_size: 16}"))
     assert both.training.algorithm == "grpo" and both.training.grpo == DPOSettings().grpo
+    # a dumped DPO config lists the grpo defaults: it must load again (DPO jobs and experiment variants round-trip)
+    dumped = DPOSettings().model_dump(mode="json")
+    assert "grpo" in dumped and DPOSettings.model_validate(dumped) == DPOSettings()
 
 
 def grpo_config(folder: Path, model_dir: Path) -> dict:

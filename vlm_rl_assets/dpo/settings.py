@@ -110,7 +110,8 @@ class DPOSettings(LossSettings):
         """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one process. DPO's own
         settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one file serves
         both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
-        if self.algorithm == "dpo" and "grpo" in self.model_fields_set:
+        # compared with the defaults, not by presence: a dumped config (a DPO job, an experiment variant) lists them all
+        if self.algorithm == "dpo" and self.grpo != GRPOSettings():
             raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
         if self.algorithm == "grpo" and self.num_processes > 1:
             raise ValueError(
