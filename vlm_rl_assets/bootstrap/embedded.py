@@ -93,8 +93,8 @@ def bootstrap_embedded_model(
     checks: list[dict[str, float]] = []
 
     def good_enough(model, processor) -> bool:
-        engine = HFEngine.from_loaded(model, processor, batch_size=batch_size)
-        verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
+        with HFEngine.from_loaded(model, processor, batch_size=batch_size) as engine:  # drops only its reference
+            verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
         accuracy = dict(verdicts.group_by("category").agg(pl.col("correct").mean()).iter_rows())
         checks.append({"check": len(checks) + 1, **accuracy})
         mean = sum(accuracy.values()) / len(accuracy)

@@ -234,8 +234,15 @@ def load_processor(path: str | Path) -> ProcessorMixin:
     return _processor_class().from_pretrained(path)
 
 
+def checkpoint_dtype(path: str | Path) -> str:
+    """The dtype every engine and trainer runs a checkpoint in: the one its config.json names (transformers 5 writes
+    `dtype`, 4 wrote `torch_dtype`), float32 where it names none, as transformers loads it."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    return config.get("dtype") or config.get("torch_dtype") or "float32"
+
+
 def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
-    """The checkpoint's model on `device`, in eval mode."""
+    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path).to(device).eval()
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=checkpoint_dtype(path)).to(device).eval()
