@@ -11,13 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
 from vlm_rl_assets import metering
 from vlm_rl_assets.model.chat import user_message
-from vlm_rl_assets.rollouts.settings import check_temperature
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the GPU bench script also runs on older ones
+
+
+MAX_TEMPERATURE = 2.0  # vLLM refuses a higher temperature; HF takes it, so one bound holds for both engines
+
+
+def check_temperature(temperature: float) -> float:
+    """A sampling temperature: above 0 (greedy decoding is asked for otherwise) and at most `MAX_TEMPERATURE`."""
+    if not 0 < temperature <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"a sampling temperature must be above 0 and at most {MAX_TEMPERATURE:g} (vLLM refuses higher ones), "
+            f"got {temperature:g}"
+        )
+    return temperature
 
 
 @dataclass(frozen=True)

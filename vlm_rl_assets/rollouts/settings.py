@@ -4,20 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from vlm_rl_assets.rollouts.engine import check_temperature
 from vlm_rl_assets.settings import Settings
-
-MAX_TEMPERATURE = 2.0  # vLLM refuses a higher temperature; HF takes it, so one bound holds for both engines
-
-
-def check_temperature(temperature: float) -> float:
-    """A sampling temperature: above 0 (greedy decoding is asked for otherwise) and at most `MAX_TEMPERATURE`."""
-    if not 0 < temperature <= MAX_TEMPERATURE:
-        raise ValueError(
-            f"a sampling temperature must be above 0 and at most {MAX_TEMPERATURE:g} (vLLM refuses higher ones), "
-            f"got {temperature:g}"
-        )
-    return temperature
-
 
 SamplingTemperature = Annotated[float, AfterValidator(check_temperature)]
 
