@@ -22,10 +22,13 @@ fi
 "$PY" -m pip check >>"$OUT/pip.txt" 2>&1 || true
 
 # The same contract and pre-flight tests the CPU runs with hf, now also with vllm (a failure still lets the bench run).
+# test_tiny_model builds the stock processor with this torchvision; test_engine_lifecycle has vLLM's arguments.
 "$PY" -m pytest -q -p no:cacheprovider vlm_rl_assets_tests/test_engine.py vlm_rl_assets_tests/test_preflight.py \
-    2>&1 | tee "$OUT/pytest.txt" || true
+    vlm_rl_assets_tests/test_tiny_model.py vlm_rl_assets_tests/test_engine_lifecycle.py 2>&1 | tee "$OUT/pytest.txt" || true
 
-# hf: batched transformers generate on the GPU; vllm: offline LLM with half the GPU (hf holds its model too).
+# hf: batched transformers generate on the GPU; vllm: offline LLM with half the GPU (hf holds its model too) and a
+# 4 GiB KV cache: the small model's 8 KiB a token (8 layers x 4 KV heads x 64 x K and V x bf16) makes ~520k tokens,
+# more than the 2,048 sequences need; unbounded it would be all the half leaves after the weights.
 "$PY" bench/rollouts.py --engines hf,vllm --device cuda --model random --size small --bf16 \
-    --prompts 256 --samples 8 --max-new-tokens 64 --batch-size 1024 --reps 3 --vllm-memory 0.5 \
+    --prompts 256 --samples 8 --max-new-tokens 64 --batch-size 1024 --reps 3 --vllm-memory 0.5 --vllm-kv-cache-gib 4 \
     --write "$OUT/results.md" 2>&1 | tee "$OUT/bench.txt"

@@ -5,7 +5,8 @@
     .venv/bin/python bench/rollouts.py --model random --write  # random-init tiny VLM: samples run to 32 tokens
     .venv/bin/python bench/rollouts.py --prompts 16 --reps 5 --threads 1
     python bench/rollouts.py --engines hf,vllm --device cuda --model random --size small --bf16 \\
-        --prompts 256 --max-new-tokens 64 --batch-size 1024 --write $OUT/results.md  # GPU: bench/gpu_rollouts.sh
+        --prompts 256 --max-new-tokens 64 --batch-size 1024 --vllm-kv-cache-gib 4 \\
+        --write $OUT/results.md  # GPU: bench/gpu_rollouts.sh
 
 `--model` defaults to the SFT-bootstrapped embedded model (`data/base_model/embedded`, realistic response lengths)
 when it exists, else a random-init tiny VLM built here. Every engine generates the same requests with the same
@@ -16,6 +17,7 @@ repetition by repetition in one process so machine noise hits all of them alike;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -32,6 +34,7 @@ from vlm_rl_assets.bootstrap.embedded import synthetic_split
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
+from vlm_rl_assets.rollouts.settings import EngineSettings
 
 EMBEDDED = Path("data/base_model/embedded")
 SIZES = {
@@ -112,18 +115,24 @@ def engine_runner(engine: Engine) -> Runner:
     return run
 
 
-def open_runners(names: Sequence[str], model_dir: Path, args: argparse.Namespace) -> dict[str, Runner]:
+def open_runners(
+    names: Sequence[str], model_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack
+) -> dict[str, Runner]:
+    """The runners, their engines closed when `stack` closes (all open at once: the repetitions interleave)."""
     runners: dict[str, Runner] = {}
     for name in names:
         if name == "naive":
             runners[name] = naive_runner(model_dir, args.device)
         elif name == "hf":
-            runners[name] = engine_runner(HFEngine(model_dir, device=args.device, batch_size=args.batch_size))
+            engine = HFEngine(model_dir, device=args.device, batch_size=args.batch_size)
+            runners[name] = engine_runner(stack.enter_context(engine))
         elif name == "vllm":
             from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
-            engine = VLLMEngine(model_dir, batch_size=args.batch_size, gpu_memory_utilization=args.vllm_memory)
-            runners[name] = engine_runner(engine)
+            settings = EngineSettings(
+                kind="vllm", gpu_memory_utilization=args.vllm_memory, vllm_kv_cache_gib=args.vllm_kv_cache_gib
+            )
+            runners[name] = engine_runner(stack.enter_context(VLLMEngine(model_dir, settings)))
         else:
             raise SystemExit(f"unknown engine {name!r}; use naive, hf or vllm")
     return runners
@@ -144,7 +153,8 @@ def report(args: argparse.Namespace, model: str, rates: dict[str, list[float]], 
         f"- machine: {machine()}",
         f"- model: {model}",
         f"- workload: {args.prompts} prompts x {args.samples} samples x up to {args.max_new_tokens} new tokens, "
-        f"T=1, engine batch {args.batch_size} sequences, {args.reps} repetitions (after a warm-up)",
+        f"T=1, hf batch {args.batch_size} sequences (vllm: all requests per call), {args.reps} repetitions "
+        "(after a warm-up)",
         f"- command: `python {' '.join(sys.argv)}`",
         "",
         f"| engine | median tokens/s | x {args.engines[0]} | tokens (last rep) | every rep (tokens/s) |",
@@ -167,17 +177,20 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=load_config().engine.batch_size, help="sequences per call")
+    parser.add_argument(
+        "--batch-size", type=int, default=load_config().engine.batch_size, help="hf: sequences per call"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--vllm-memory", type=float, default=0.5, help="vLLM's GPU memory share (hf shares the GPU)")
+    parser.add_argument("--vllm-kv-cache-gib", type=float, default=None, help="vLLM's KV cache (engine.vllm_kv_cache_gib)")
     parser.add_argument("--write", nargs="?", const="bench/RESULTS.md", help="append the results to this file")
     args = parser.parse_args()
     args.engines = args.engines.split(",")
     torch.set_num_threads(args.threads)
 
     requests = bench_requests(args.prompts)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as engines:
         if args.model == "random" or (not args.model and not EMBEDDED.is_dir()):
             model_dir = build_model(Path(tmp) / "model", args.size, args.bf16)
             model = f"random-init {args.size} Qwen2-VL{' (bfloat16)' if args.bf16 else ''}"
@@ -186,7 +199,7 @@ def main() -> None:
             model = f"{model_dir} (SFT-trained)" if model_dir == EMBEDDED else str(model_dir)
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())
         model += f", {n_params / 1e6:.2f}M parameters"
-        runners = open_runners(args.engines, model_dir, args)
+        runners = open_runners(args.engines, model_dir, args, engines)
 
         for run in runners.values():  # warm-up: first-call costs stay out of the timings
             run(requests[:2], SamplingParams(n=2, max_new_tokens=4))

@@ -75,8 +75,16 @@ ENGINE_KINDS = (
 
 @pytest.fixture(scope="session", params=ENGINE_KINDS)
 def engine(request: pytest.FixtureRequest, tiny_vlm_dir: Path):
-    """Each rollout engine on the tiny VLM, 4 sequences per generate call (so requests span several calls)."""
+    """Each rollout engine on the tiny VLM: HF with 4 sequences per generate call (so requests span several calls);
+    vLLM with a 1 GiB KV cache, and prefix caching off, since the tests compare outputs of separate calls exactly."""
     from vlm_rl_assets.rollouts.engine import HFEngine
+    from vlm_rl_assets.rollouts.settings import EngineSettings
     from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
-    return {"hf": HFEngine, "vllm": VLLMEngine}[request.param](tiny_vlm_dir, batch_size=4)
+    if request.param == "hf":
+        opened = HFEngine(tiny_vlm_dir, batch_size=4)
+    else:
+        settings = EngineSettings(kind="vllm", vllm_kv_cache_gib=1.0)
+        opened = VLLMEngine(tiny_vlm_dir, settings, enable_prefix_caching=False)
+    with opened:
+        yield opened

@@ -170,5 +170,5 @@ def test_sweep_rows_record_their_temperature_and_keep_sample_idx_unique() -> Non
 def test_config_takes_a_sweep_and_a_shard_size() -> None:
     assert EngineSettings().temperatures == [] and EngineSettings().shard_prompts == 256
     assert EngineSettings(temperatures=[0.7, 1.3], shard_prompts=8).temperatures == [0.7, 1.3]
-    with pytest.raises(ValueError, match="greater than 0"):
+    with pytest.raises(ValueError, match="above 0 and at most 2"):
         EngineSettings(temperatures=[0.0, 1.0])

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -117,3 +121,23 @@ def test_build_is_deterministic_given_seed(tiny_vlm_dir: Path, tmp_path: Path) -
     assert (rebuilt / "tokenizer.json").read_text() == (tiny_vlm_dir / "tokenizer.json").read_text()
     first, second = load_model(tiny_vlm_dir).state_dict(), load_model(rebuilt).state_dict()
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+# Where torchvision comes from for the build below: this environment's (the `vllm` extra), or a folder holding one
+# (pip install --no-deps --target DIR torchvision==0.28.0); neither on CPU CI, where the image-only path is tested.
+TORCHVISION_DIR = os.environ.get("VLM_RL_TEST_TORCHVISION_DIR", "")
+
+
+@pytest.mark.skipif(
+    not TORCHVISION_DIR and find_spec("torchvision") is None,
+    reason="needs torchvision: pip install '.[vllm]', or VLM_RL_TEST_TORCHVISION_DIR=<a folder holding it>",
+)
+def test_builds_the_stock_processor_where_torchvision_imports(tmp_path: Path) -> None:
+    script = [sys.executable, "-m", "vlm_rl_assets_tests.torchvision_build", str(tmp_path / "model")]
+    done = subprocess.run(script + ([TORCHVISION_DIR] if TORCHVISION_DIR else []), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout.strip().splitlines()[-1])
+    assert built["processor"] == "transformers.models.qwen2_vl.processing_qwen2_vl.Qwen2VLProcessor"
+    assert built["video_processor"] == "Qwen2VLVideoProcessor"
+    # the same image tokens as the image-only processor (test_image_token_count_is_bounded, test_engine.py)
+    assert built["image_tokens"] == {"112x112": 16, "64x64": 4, "90x140": 15}

@@ -45,20 +45,22 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         seed=config.engine.seed,
     )
     progress = Progress(context, f"rollouts[{category}] shards")
-    engine = open_checked_engine(config.engine, config.model, model_dir, prompts["prompt_text"], images, context.log.info)
-    run = sharded_rollouts(
-        engine,
-        store,
-        category,
-        prompts,
-        images,
-        params,
-        model_fingerprint(model_dir),
-        shard_prompts=config.engine.shard_prompts,
-        temperatures=config.engine.temperatures,
-        progress=progress,
-        log=context.log.info,
-    )
+    with open_checked_engine(
+        config.engine, config.model, model_dir, prompts["prompt_text"], images, context.log.info
+    ) as engine:  # closed before the diversity embedder loads
+        run = sharded_rollouts(
+            engine,
+            store,
+            category,
+            prompts,
+            images,
+            params,
+            model_fingerprint(model_dir),
+            shard_prompts=config.engine.shard_prompts,
+            temperatures=config.engine.temperatures,
+            progress=progress,
+            log=context.log.info,
+        )
     table = run.table
     groups = _diversity(context, config.model.device, table)
     store.write_table(ASSET, f"{category}/diversity", groups, schemas.ROLLOUT_DIVERSITY)

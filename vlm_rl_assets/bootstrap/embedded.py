@@ -131,8 +131,8 @@ def bootstrap_embedded_model(
     checks: list[dict[str, float]] = []
 
     def good_enough(model, processor) -> bool:
-        engine = HFEngine.from_loaded(model, processor, batch_size=batch_size)
-        verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
+        with HFEngine.from_loaded(model, processor, batch_size=batch_size) as engine:  # drops only its reference
+            verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
         accuracy = dict(verdicts.group_by("category", maintain_order=True).agg(pl.col("correct").mean()).iter_rows())
         if not accuracy:
             log("bootstrap: no dev items to check; training runs max_steps")

@@ -190,7 +190,8 @@ def probe_lengths(
     requests = [GenerationRequest(pairs["prompt_text"][i], images[i]) for i in list(first.values())[:sample]]
 
     def mean_tokens(model: Path) -> float:
-        completions = open_engine(model).generate(requests, greedy)
+        with open_engine(model) as engine:  # closed before the next opens: vLLM holds a share of the whole GPU
+            completions = engine.generate(requests, greedy)
         return statistics.fmean(completion.n_tokens for (completion,) in completions)
 
     def mean_words(column: str) -> float:

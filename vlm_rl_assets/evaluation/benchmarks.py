@@ -124,16 +124,17 @@ def bench_scores(
     progress: Callable[[str], Progress],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each named model on the bench prompts: greedy plus `settings.samples_per_prompt` sampled responses per prompt,
-    `progress(stage)` reporting each pass. Returns the BENCHMARK_SCORES rows and the greedy verdicts (with `model`)
-    that paired deltas are computed from."""
+    `progress(stage)` reporting each pass, one engine open at a time. Returns the BENCHMARK_SCORES rows and the greedy
+    verdicts (with `model`) that paired deltas are computed from."""
     sampling = SamplingParams(
         n=settings.samples_per_prompt, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
     )
     summaries, all_verdicts = [], []
     for name, model_dir in models.items():
-        engine = open_engine(model_dir)
-        verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, progress(f"bench {name}"), judging)
-        sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"), judging)
+        with open_engine(model_dir) as engine:
+            greedy_progress = progress(f"bench {name}")
+            verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, greedy_progress, judging)
+            sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"), judging)
         summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))
         all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
     return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)

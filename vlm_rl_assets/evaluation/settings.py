@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from vlm_rl_assets.rollouts.settings import SamplingTemperature
 from vlm_rl_assets.settings import Settings
 
 
@@ -17,7 +18,7 @@ class EvalSettings(Settings):
     )
     max_new_tokens: int = Field(48, ge=1)
     samples_per_prompt: int = Field(8, ge=1, description="sampled responses per bench prompt, for pass@k, k = 1..this")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature of the pass@k responses")
+    temperature: SamplingTemperature = Field(1.0, description="sampling temperature of the pass@k responses, in (0, 2]")
     max_category_loss: float = Field(
         0.01,
         ge=0,

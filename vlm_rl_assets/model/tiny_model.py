@@ -104,6 +104,25 @@ def _processor_class() -> type:
     return ImageOnlyQwen2VLProcessor
 
 
+def _build_processor(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
+    """The processor of a new checkpoint: stock, with a video processor resizing as images do, where torchvision
+    exists (the stock class requires one); the image-only subclass elsewhere."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    # Pass `size`, not min/max_pixels: those mutate the class-level default dict in place.
+    resize = {
+        "size": {"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels},
+        "patch_size": spec.patch_size,
+        "merge_size": spec.merge_size,
+    }
+    parts = {"image_processor": Qwen2VLImageProcessorPil(**resize), "tokenizer": tokenizer}
+    if _torchvision_available():
+        from transformers import Qwen2VLVideoProcessor
+
+        parts["video_processor"] = Qwen2VLVideoProcessor(**resize)
+    return _processor_class()(**parts, chat_template=CHAT_TEMPLATE)
+
+
 def _train_tokenizer(corpus: Iterable[str], spec: TinyVLMSpec) -> Qwen2Tokenizer:
     """Byte-level BPE on `corpus`, wrapped in transformers' `Qwen2Tokenizer`.
 
@@ -190,18 +209,11 @@ def build_tiny_vlm(
 ) -> Path:
     """Train a tokenizer on `corpus`, build a randomly initialised Qwen2-VL and save both to `out_dir`."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     out_dir = Path(out_dir)
     tokenizer = _train_tokenizer(corpus, spec)
-    image_processor = Qwen2VLImageProcessorPil(
-        # Pass `size`, not min/max_pixels: those mutate the class-level default dict in place.
-        size={"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels},
-        patch_size=spec.patch_size,
-        merge_size=spec.merge_size,
-    )
-    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
-
+    processor = _build_processor(spec, tokenizer)
     config = _model_config(spec, tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
@@ -222,8 +234,15 @@ def load_processor(path: str | Path) -> ProcessorMixin:
     return _processor_class().from_pretrained(path)
 
 
+def checkpoint_dtype(path: str | Path) -> str:
+    """The dtype every engine and trainer runs a checkpoint in: the one its config.json names (transformers 5 writes
+    `dtype`, 4 wrote `torch_dtype`), float32 where it names none, as transformers loads it."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    return config.get("dtype") or config.get("torch_dtype") or "float32"
+
+
 def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
-    """The checkpoint's model on `device`, in eval mode."""
+    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path).to(device).eval()
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=checkpoint_dtype(path)).to(device).eval()

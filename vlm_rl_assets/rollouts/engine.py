@@ -11,12 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
 from vlm_rl_assets import metering
 from vlm_rl_assets.model.chat import user_message
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the GPU bench script also runs on older ones
+
+
+MAX_TEMPERATURE = 2.0  # vLLM refuses a higher temperature; HF takes it, so one bound holds for both engines
+
+
+def check_temperature(temperature: float) -> float:
+    """A sampling temperature: above 0 (greedy decoding is asked for otherwise) and at most `MAX_TEMPERATURE`."""
+    if not 0 < temperature <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"a sampling temperature must be above 0 and at most {MAX_TEMPERATURE:g} (vLLM refuses higher ones), "
+            f"got {temperature:g}"
+        )
+    return temperature
 
 
 @dataclass(frozen=True)
@@ -30,8 +46,8 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1:
             raise ValueError(f"n and max_new_tokens must be >= 1, got n={self.n}, max_new_tokens={self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.temperature != 0:  # 0: greedy
+            check_temperature(self.temperature)
         if self.temperature == 0 and self.n > 1:
             raise ValueError(
                 f"temperature=0 is greedy decoding, so its n={self.n} samples would be identical: "
@@ -53,7 +69,11 @@ class Completion:
 
 
 class Engine(Protocol):
-    """What the rollout and benchmark stages need from an engine (`HFEngine`, `VLLMEngine`)."""
+    """What the rollout and benchmark stages need from an engine (`HFEngine`, `VLLMEngine`).
+
+    An engine holds its model on the device until `close`; use it as a context manager so it is closed before the
+    next one opens (vLLM reserves a share of the whole GPU per engine and refuses a second one beside it).
+    """
 
     name: str
 
@@ -65,6 +85,16 @@ class Engine(Protocol):
     ) -> list[list[Completion]]: ...
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]: ...
+
+    def close(self) -> None:
+        """Free the model and its device memory; the engine cannot generate after it. Closing twice is fine."""
+        ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 BatchGenerator = Callable[[Sequence[GenerationRequest], int, int], list[list[Completion]]]
@@ -99,7 +129,7 @@ def chat_prompt(processor: Any, request: GenerationRequest) -> str:
     )
 
 
-class HFEngine:
+class HFEngine(Engine):
     """transformers `generate`, batched (left padding), CPU or GPU.
 
     Each batch is seeded with `seed + batch index`, so a batch's samples do not depend on what ran
@@ -139,10 +169,26 @@ class HFEngine:
         """`params.n` completions for each request, in request order."""
         return generate_in_batches(
             requests,
-            max(1, self.batch_size // params.n),
+            self.prompts_per_call(self.batch_size, params.n),
             lambda batch, batch_index, _start: self._generate_batch(batch, params, seed=params.seed + batch_index),
             progress,
         )
+
+    @staticmethod
+    def prompts_per_call(batch_size: int, n: int) -> int:
+        """`batch_size` sequences per `generate` call (at least one prompt): what fits the device at once."""
+        return max(1, batch_size // n)
+
+    def close(self) -> None:
+        """Drop the model (an engine `from_loaded` drops only its own reference) and the device's cached memory."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """The token ids the model is fed for each request (image placeholders expanded), unpadded."""
@@ -164,6 +210,8 @@ class HFEngine:
     ) -> list[list[Completion]]:
         import torch
 
+        if self.model is None:
+            raise RuntimeError("this HFEngine is closed: open a new engine to generate")
         inputs = self._encode(batch)
         if params.temperature == 0:
             sampling = {"do_sample": False}

@@ -15,19 +15,12 @@ from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine  # imports vllm only w
 
 
 def open_engine(engine: EngineSettings, model: ModelSettings, model_dir: Path) -> Engine:
-    """The engine on `model_dir`, torch's intra-op threads set first."""
+    """The engine on `model_dir`, torch's intra-op threads set first; close it (`with`) before opening another."""
     import torch  # heavy (~3 s): imported when an engine opens, not when the code location loads
 
     torch.set_num_threads(model.torch_threads)
     if engine.kind == "vllm":
-        return VLLMEngine(
-            model_dir,
-            batch_size=engine.batch_size,
-            tensor_parallel_size=engine.tensor_parallel_size,
-            gpu_memory_utilization=engine.gpu_memory_utilization,
-            max_images_per_prompt=engine.max_images_per_prompt,
-            seed=engine.seed,
-        )
+        return VLLMEngine(model_dir, engine)
     return HFEngine(model_dir, device=model.device, batch_size=engine.batch_size)
 
 
@@ -39,8 +32,13 @@ def open_checked_engine(
     images: Sequence[tuple[Image.Image, ...]],
     log: Callable[[str], None],
 ) -> Engine:
-    """`open_engine`, then the pre-flight check that it tokenizes these prompts exactly as the DPO trainer will."""
+    """`open_engine`, then the pre-flight check that it tokenizes these prompts exactly as the DPO trainer will
+    (the engine closed when it fails)."""
     opened = open_engine(engine, model, model_dir)
-    agreed = check_agreement(opened, model_dir, [GenerationRequest(t, i) for t, i in zip(prompt_texts, images)])
+    try:
+        agreed = check_agreement(opened, model_dir, [GenerationRequest(t, i) for t, i in zip(prompt_texts, images)])
+    except BaseException:
+        opened.close()
+        raise
     log(f"pre-flight: the {opened.name} engine and the DPO trainer agree on {agreed} sampled prompts")
     return opened

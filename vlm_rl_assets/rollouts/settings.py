@@ -2,22 +2,41 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from vlm_rl_assets.rollouts.engine import check_temperature
 from vlm_rl_assets.settings import Settings
+
+SamplingTemperature = Annotated[float, AfterValidator(check_temperature)]
 
 
 class EngineSettings(Settings):
     kind: Literal["hf", "vllm"] = Field(
         "hf", description="hf: transformers generate, CPU or GPU; vllm: GPUs only, pip install '.[vllm]'"
     )
-    batch_size: int = Field(64, ge=1, description="sequences per generate call")
+    batch_size: int = Field(
+        64, ge=1, description="hf: sequences per generate call (vllm takes a whole shard per call and schedules it)"
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split across")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: GPU memory share for weights + KV cache")
+    gpu_memory_utilization: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="vllm: GPU memory share for weights + KV cache; vLLM also refuses to start unless this share "
+        "of the card is free",
+    )
+    vllm_kv_cache_gib: float | None = Field(
+        None,
+        gt=0,
+        description="vllm: KV cache per GPU in GiB (LLM's kv_cache_memory_bytes) instead of all that "
+        "gpu_memory_utilization leaves, which for a small model on a large card is millions of blocks; a token "
+        "takes 2 x layers x kv heads x head dim x dtype bytes (12 KiB for Qwen2-0.5B's shape in bfloat16: "
+        "1 GiB holds ~87k tokens)",
+    )
     max_images_per_prompt: int = Field(1, ge=1, description="vllm: images per prompt it reserves memory for")
     max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
-    temperatures: list[Annotated[float, Field(gt=0)]] = Field(
+    temperature: SamplingTemperature = Field(1.0, description="rollout sampling temperature, in (0, 2]")
+    temperatures: list[SamplingTemperature] = Field(
         default_factory=list, description="a sweep: each prompt's samples split across these (empty: just temperature)"
     )
     top_p: float = Field(1.0, gt=0, le=1)

@@ -13,22 +13,46 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from vlm_rl_assets.model.tiny_model import checkpoint_dtype
 from vlm_rl_assets.rollouts.engine import (
     Completion,
+    Engine,
     GenerationRequest,
     SamplingParams,
     chat_prompt,
     generate_in_batches,
 )
+from vlm_rl_assets.rollouts.settings import EngineSettings
 
 VLLM_MISSING = (
     "engine.kind is vllm but vLLM is not installed: pip install '.[vllm]' on a GPU machine, or set engine.kind: hf"
 )
 
 
-class VLLMEngine:
+def llm_arguments(model_path: str | Path, settings: EngineSettings, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments `VLLMEngine` gives `vllm.LLM` (a pure function: checked without vLLM).
+
+    dtype is the checkpoint's, which transformers loads for the HF engine and the trainers: vLLM's own "auto" turns a
+    float32 checkpoint into bfloat16, so its rollouts would come from another policy than the one DPO trains.
+    """
+    arguments: dict[str, Any] = {
+        "model": str(model_path),
+        "dtype": checkpoint_dtype(model_path),
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "limit_mm_per_prompt": {"image": settings.max_images_per_prompt, "video": 0},  # image-only: no video profiling
+        "seed": settings.seed,
+    }
+    if settings.vllm_kv_cache_gib is not None:  # vLLM then sizes the cache by this, not by gpu_memory_utilization
+        arguments["kv_cache_memory_bytes"] = round(settings.vllm_kv_cache_gib * 2**30)
+    return arguments | overrides
+
+
+class VLLMEngine(Engine):
     """vLLM's offline `LLM`: continuous batching, tensor parallel, CUDA.
 
+    Each `generate` is one `LLM.generate` call over all its requests (a rollout shard), which vLLM schedules itself:
+    cut into `HFEngine`'s batches, its continuous batching would idle at each cut.
     Sample j of request i is seeded with `seed + i * n + j` (vLLM seeds the j-th of a request's n
     samples with its seed + j), so no two samples share a seed and none depends on batching. Text is
     decoded with the checkpoint's tokenizer as `HFEngine` does; eos is counted in `n_tokens`.
@@ -36,34 +60,17 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        *,
-        batch_size: int = 64,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        max_images_per_prompt: int = 1,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, model_path: str | Path, settings: EngineSettings, **llm_overrides: Any) -> None:
+        """`llm_overrides`: further `vllm.LLM` arguments (the tests turn prefix caching off)."""
         if find_spec("vllm") is None:
             raise ImportError(VLLM_MISSING)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         import vllm
 
         from vlm_rl_assets.model.tiny_model import load_processor
 
         self._vllm = vllm
         self.processor = load_processor(model_path)
-        self.batch_size = batch_size  # sequences per `LLM.generate` call (prompts x n), as in HFEngine
-        self.llm = vllm.LLM(
-            model=str(model_path),
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},  # image-only: no video profiling
-            seed=seed,
-        )
+        self.llm = vllm.LLM(**llm_arguments(model_path, settings, **llm_overrides))
 
     def generate(
         self,
@@ -74,16 +81,37 @@ class VLLMEngine:
         """`params.n` completions for each request, in request order."""
         return generate_in_batches(
             requests,
-            max(1, self.batch_size // params.n),
+            self.prompts_per_call(len(requests)),
             lambda batch, _batch_index, start: self._generate_call(batch, params, start),
             progress,
         )
+
+    @staticmethod
+    def prompts_per_call(n_requests: int) -> int:
+        """All of them: vLLM's scheduler fills the GPU from the whole queue."""
+        return max(1, n_requests)
+
+    def close(self) -> None:
+        """Shut the engine core down (its process and the GPU memory it reserved), then free what is left here.
+
+        Without it the engine core lives until garbage collection finds the `LLM` (it has no close; newer vLLMs add
+        `shutdown`), and a second `LLM` opened before then is refused: the first still holds its share of the card.
+        """
+        if self.llm is None:
+            return
+        llm, self.llm = self.llm, None
+        shutdown = getattr(llm, "shutdown", None) or llm.llm_engine.engine_core.shutdown  # LLM.shutdown in newer vLLM
+        shutdown()
+        del llm
+        from vllm.distributed import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()  # model-parallel groups, gc.collect, torch.cuda.empty_cache
 
     def _generate_call(
         self, batch: Sequence[GenerationRequest], params: SamplingParams, start: int
     ) -> list[list[Completion]]:
         """One `LLM.generate` call; `start` is the index of the batch's first request among all requests."""
-        outputs = self.llm.generate(
+        outputs = self._open_llm().generate(
             [self._prompt(r) for r in batch],
             [self._sampling(params, seed=params.seed + (start + i) * params.n) for i in range(len(batch))],
             use_tqdm=False,
@@ -92,12 +120,17 @@ class VLLMEngine:
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """The token ids vLLM feeds the model for each request, its image placeholders expanded by vLLM."""
-        outputs = self.llm.generate(
+        outputs = self._open_llm().generate(
             [self._prompt(r) for r in requests],
             self._vllm.SamplingParams(max_tokens=1, detokenize=False),
             use_tqdm=False,
         )
         return [list(out.prompt_token_ids) for out in outputs]
+
+    def _open_llm(self) -> Any:
+        if self.llm is None:
+            raise RuntimeError("this VLLMEngine is closed: open a new engine to generate")
+        return self.llm
 
     def _prompt(self, request: GenerationRequest) -> dict[str, Any]:
         prompt: dict[str, Any] = {"prompt": chat_prompt(self.processor, request)}
