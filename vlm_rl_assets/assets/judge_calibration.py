@@ -15,18 +15,11 @@ import polars as pl
 
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.judging.calibration import (
-    HUMAN,
-    REFERENCES,
-    calibrate,
-    read_labels,
-    reference_labels,
-    with_responses,
-)
+from vlm_rl_assets.judging import calibration
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets.reviewing.labels import LABELS_ASSET, current_labels, read_human_labels
+from vlm_rl_assets.reviewing.labels import LABELS_ASSET, human_labels
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
@@ -52,9 +45,9 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         )
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
     human = {}  # calibration_labels: human: how many labels there are, are needed, and were left out as stale
-    if cat.calibration_labels == REFERENCES:
-        labels = reference_labels(prompts, config.seed)
-    elif cat.calibration_labels == HUMAN:
+    if cat.calibration_labels == calibration.REFERENCES:
+        labels = calibration.reference_labels(prompts, config.seed)
+    elif cat.calibration_labels == calibration.HUMAN:
         labels, human = _human_labels(store, category, cat.calibration_min_labels)
         if human["labels_needed"]:
             stale = f", {human['labels_stale']} stale ones left out" if human["labels_stale"] else ""
@@ -65,14 +58,14 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
                 f"categories.{category}.calibration_min_labels is {cat.calibration_min_labels}. Label "
                 f"{human['labels_needed']} more on the review page (`python -m vlm_rl_assets.review serve`), then "
                 f"rerun this check; judged_pairs[{category}] does not run after this failure",
-                metadata={"labels": HUMAN, "judge": cat.judge, **human},
+                metadata={"labels": calibration.HUMAN, "judge": cat.judge, **human},
             )
     else:
-        labels = read_labels(cat.calibration_labels)
+        labels = calibration.read_labels(cat.calibration_labels)
         if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
-            labels = with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
+            labels = calibration.with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
     judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
-    result = calibrate(labels, prompts, judge)
+    result = calibration.calibrate(labels, prompts, judge)
     agreement = result.agreement
     if agreement.n == 0:
         problem = "the labelled sample has no rows"
@@ -108,16 +101,14 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
 
 
 def _human_labels(store: Store, category: str, min_labels: int) -> tuple[pl.DataFrame, dict]:
-    """The labels people gave of current rollouts, and what the check shows of them: how many, how many more are
-    needed, the stale ones left out (their rollout is gone or says something else now) and the relabels."""
-    saved = read_human_labels(store, category)
-    labels, stale = current_labels(saved, store.read_table("rollouts", category, schemas.ROLLOUTS))
-    return labels, {
-        "human_labels": labels.height,
-        "labels_needed": max(min_labels - labels.height, 0),
+    """The labels of current rollouts, and what the check shows of them."""
+    human = human_labels(store, category)
+    return human.labels, {
+        "human_labels": human.labels.height,
+        "labels_needed": max(min_labels - human.labels.height, 0),
         "min_labels": min_labels,
-        "labels_stale": stale.height,
-        **({"stale_labels": markdown_table(stale, max_chars=60)} if stale.height else {}),
-        "labels_replaced": int(saved["replaced"].sum()),  # an item labelled again: the last label counts
+        "labels_stale": human.stale.height,
+        **({"stale_labels": markdown_table(human.stale, max_chars=60)} if human.stale.height else {}),
+        "labels_replaced": human.replaced,
         "labels_file": store.table_uri(LABELS_ASSET, category),
     }

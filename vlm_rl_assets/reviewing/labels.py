@@ -5,6 +5,7 @@ edited by hand into garbage loses nothing already saved."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
@@ -71,3 +72,19 @@ def current_labels(labels: pl.DataFrame, rollouts: pl.DataFrame) -> tuple[pl.Dat
     joined = labels.join(current, on=KEY, how="left")
     fresh = pl.col("current").is_not_null() & (pl.col("current") == pl.col("response"))
     return joined.filter(fresh).select(list(LABELS)), joined.filter(~fresh).select(*KEY, "response")
+
+
+@dataclass(frozen=True)
+class HumanLabels:
+    """What `calibration_labels: human` checks the judge against: the labels of current rollouts, the stale ones left
+    out (their rollout is gone or says something else now), and how many items were labelled again."""
+
+    labels: pl.DataFrame  # judging.calibration.LABELS rows
+    stale: pl.DataFrame
+    replaced: int  # an item labelled again: the last label counts
+
+
+def human_labels(store: Store, category: str) -> HumanLabels:
+    saved = read_human_labels(store, category)
+    labels, stale = current_labels(saved, store.read_table("rollouts", category, schemas.ROLLOUTS))
+    return HumanLabels(labels, stale, int(saved["replaced"].sum()))
