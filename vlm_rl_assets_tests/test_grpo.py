@@ -49,6 +49,16 @@ def test_the_rule_judge_scores_completions_and_leaves_other_categories_to_theirs
     assert reward.judged == 3 and reward.failures == [] and reward.__name__ == "count"
 
 
+def test_the_reward_counts_its_own_categorys_sampled_tokens_as_generated():
+    from vlm_rl_assets import metering
+
+    reward = JudgeReward("count", RuleJudge(), prompt_table({"a": ("number", "3")}))
+    before = metering.counts()[metering.GENERATED_TOKENS]
+    reward(prompts=[None] * 2, completions=said("Answer: 3", "Answer: 4"), prompt_id=["a", "elsewhere"],
+           completion_ids=[[5, 6, 7], [8, 9]])  # fmt: skip
+    assert metering.counts()[metering.GENERATED_TOKENS] - before == 3  # the other category's reward counts its own
+
+
 def test_judge_failures_become_none_never_zero_and_are_kept_with_their_reason():
     reward = JudgeReward("count", EveryThirdFails(), prompt_table({"a": ("number", "3")}))
     logged = {}
@@ -200,6 +210,7 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert meta["algorithm"] == "grpo" and meta["steps"] == 2 and meta["num_generations"] == 2
     assert meta["completions_judged"] == 2 * 2 * 2 and meta["judge_failures"] == 0  # steps x prompts x generations
     assert meta["prompts"] == 12 and meta["prompts_per_category"] == {"color": 12}
+    assert meta["cost/generated_tokens"] > 0 and meta["cost/trained_tokens"] > 0  # GRPO samples inside its trainer
     assert {"final/reward", "final/reward_std", "final/completions/mean_length"} <= set(meta)
     assert meta["curves"].startswith("![training curves](data:image/png;base64,")
     assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from vlm_rl_assets import metering
 from vlm_rl_assets.judging.contract import JudgeFailure, RolloutJudge
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.judging.scoring import judge_item
@@ -40,9 +41,12 @@ class JudgeReward:
         completions: Sequence[Any],
         prompt_id: Sequence[str],
         log_metric: Callable[[str, float], None] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
         **columns: Any,
     ) -> list[float | None]:
         mine = [(i, pid) for i, pid in enumerate(prompt_id) if pid in self.truth]  # the rest: other categories'
+        if completion_ids is not None:  # GRPO samples inside TRL, not through an engine: its tokens are counted here
+            metering.count(metering.GENERATED_TOKENS, sum(len(completion_ids[i]) for i, _ in mine))
         items = [
             judge_item(self.truth[pid], f"{pid}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary)
             for i, pid in mine
