@@ -365,7 +365,8 @@ def test_a_pure_judge_sees_each_distinct_input_once_and_other_judges_every_row(p
         objects=pl.Series([[], [], [], [], [], ["dog"], ["cat"]], dtype=pl.List(pl.String)),
     )
     texts = {"a": ["Answer: 2", "Answer: 2", "Answer: 3"], "b": ["Answer: 2"], "c": ["2", "2"]}
-    rollouts = rollout_table(texts | {"d": ["Answer: circle"], "e": ["Answer: circle"], "f": ["A dog."], "g": ["A dog."]})
+    texts |= {"d": ["Answer: circle"], "e": ["Answer: circle"], "f": ["A dog."], "g": ["A dog."]}
+    rollouts = rollout_table(texts)
     judge_ = CountingJudge(pure)
     result = score_rollouts(rollouts, prompts, judge_)
     every_row = [f"{pid}/{idx}" for pid, idx in rollouts.select("prompt_id", "sample_idx").rows()]
