@@ -51,6 +51,7 @@ class MostlyFailingJudge:
     """The rule judge's verdict on every 5th item; a failure (as a VLM endpoint timing out) on the rest."""
 
     name = "rule"
+    pure = False  # its outcome depends on the item's position
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
         verdicts = RuleJudge().judge(items).outcomes

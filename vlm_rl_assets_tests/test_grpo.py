@@ -27,6 +27,7 @@ class EveryThirdFails:
     groups have reward spread."""
 
     name = "flaky"
+    pure = False  # its outcome depends on the item key
 
     def judge(self, items: list[JudgeItem]) -> JudgeRun:
         return JudgeRun([

@@ -341,3 +341,45 @@ def test_an_open_row_without_objects_is_refused_not_scored():
     judged = score_rollouts(rollout_table({"p0": ["A dog on a sofa."]}), prompts, RuleJudge(name="reference"))
     assert judged.scored.is_empty()
     assert judged.failure_counts == {"no_objects": 1} and "objects" in judged.failures[0][1]
+
+
+class CountingJudge:
+    """The rule judge, keeping every item it was given; `pure` as told."""
+
+    name = "rule"
+
+    def __init__(self, pure: bool) -> None:
+        self.pure, self.items = pure, []
+
+    def judge(self, items):
+        self.items += items
+        return RuleJudge().judge(items)
+
+
+@pytest.mark.parametrize("pure, judged", [(True, ["a/0", "a/2", "c/0", "d/0", "e/0", "f/0", "g/0"]), (False, None)])
+def test_a_pure_judge_sees_each_distinct_input_once_and_other_judges_every_row(pure, judged):
+    answers = {"a": ("number", "2"), "b": ("number", "2"), "c": ("number", "many")}
+    answers |= {"d": ("choice", "A"), "e": ("choice", "A"), "f": ("open", "A scene."), "g": ("open", "A scene.")}
+    prompts = prompt_table(answers).with_columns(  # d and e, f and g differ in their choices or objects only
+        choices=pl.Series([[], [], [], ["circle", "square"], ["square", "circle"], [], []], dtype=pl.List(pl.String)),
+        objects=pl.Series([[], [], [], [], [], ["dog"], ["cat"]], dtype=pl.List(pl.String)),
+    )
+    texts = {"a": ["Answer: 2", "Answer: 2", "Answer: 3"], "b": ["Answer: 2"], "c": ["2", "2"]}
+    texts |= {"d": ["Answer: circle"], "e": ["Answer: circle"], "f": ["A dog."], "g": ["A dog."]}
+    rollouts = rollout_table(texts)
+    judge_ = CountingJudge(pure)
+    result = score_rollouts(rollouts, prompts, judge_)
+    every_row = [f"{pid}/{idx}" for pid, idx in rollouts.select("prompt_id", "sample_idx").rows()]
+    assert [item.key for item in judge_.items] == (judged or every_row)  # b's ground truth and response are a's
+    scores = result.scored.select("prompt_id", "sample_idx", "score").rows()
+    assert scores == [("a", 0, 1.0), ("a", 1, 1.0), ("a", 2, 0.0), ("b", 0, 1.0), ("d", 0, 1.0), ("e", 0, 0.0),
+                      ("f", 0, 1.0), ("g", 0, 0.0)]  # fmt: skip
+    assert [key for key, _ in result.failures] == ["c/0", "c/1"]  # every row of an unreadable ground truth
+    assert result.failure_counts == {"answer_not_a_number": 2}
+
+
+def test_only_the_rule_judges_are_pure():
+    from vlm_rl_assets.judging.reward_judge import RewardModelJudge
+    from vlm_rl_assets.judging.vlm_judge import VLMJudge
+
+    assert RuleJudge.pure and not VLMJudge.pure and not RewardModelJudge.pure  # those see images or the prompt

@@ -67,6 +67,9 @@ class JudgeRun:
 
 class RolloutJudge(Protocol):
     name: str
+    # True when a verdict is a function of the item's answer_type, response, answer, choices and objects (with the
+    # judge's settings and the category's vocabulary) alone: then each distinct input is judged once, not per row
+    pure: bool
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun: ...
 

@@ -27,6 +27,7 @@ def reward_text(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) 
 
 class RewardModelJudge:
     name = "reward_model"
+    pure = False  # it sees the prompt text
 
     def __init__(self, settings: RewardModelSettings, device: str = "cpu") -> None:
         self.settings, self.device = settings, device

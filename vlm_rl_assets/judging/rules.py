@@ -406,6 +406,8 @@ def judge(
 class RuleJudge:
     """The rule judges by answer type: fast, local, run on every rollout of verifiable categories."""
 
+    pure = True
+
     def __init__(
         self,
         settings: RuleSettings = RuleSettings(),

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from vlm_rl_assets.judging.contract import JudgeItem, RolloutJudge, Verdict
+from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, RolloutJudge, Verdict
 from vlm_rl_assets.judging.rules import RuleJudge
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.store import quarantine, schemas
@@ -26,11 +26,17 @@ class Scored:
     metrics: dict[str, float]  # the judge's own, e.g. the vlm judge's consistency
 
 
+# With the judge's own settings and the category's vocabulary, all a pure judge's verdict depends on.
+VERDICT_INPUTS = ("answer_type", "response", "answer", "choices", "objects")
+
+
 def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: RolloutJudge | None = None) -> Scored:
     """Judge every rollout against its prompt's ground truth (by rule unless another judge is given); `prompts` is
-    the category's whole prompt table, whose objects are the open judge's vocabulary."""
+    the category's whole prompt table, whose objects are the open judge's vocabulary. A pure judge (`judge.pure`)
+    judges each distinct input once, at its first row: a sampled policy's rollouts repeat (few phrasings, short
+    answers), so a million rule verdicts take seconds. Other judges see every row."""
     judge = judge or RuleJudge()
-    vocabulary = object_vocabulary(prompts["objects"])
+    vocabulary = object_vocabulary(prompts["objects"].unique())  # a set: each distinct list once is enough
     truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
     joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
     orphans = joined.filter(pl.col("answer_type").is_null())
@@ -39,19 +45,36 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
             f"{orphans.height} rollouts reference prompt ids absent from the prompt table "
             f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
         )
+    joined = joined.with_row_index("row")
+    first = pl.col("row").min().over(VERDICT_INPUTS) if judge.pure else pl.col("row")
+    joined = joined.with_columns(first=first)
+    judged = joined.filter(pl.col("row") == pl.col("first"))
     items = [
         judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary)
-        for row in joined.iter_rows(named=True)
+        for row in judged.iter_rows(named=True)
     ]
     run = judge.judge(items)
-    judged = [isinstance(outcome, Verdict) for outcome in run.outcomes]
-    verdicts = [outcome for outcome in run.outcomes if isinstance(outcome, Verdict)]
-    scored = rollouts.filter(pl.Series(judged, dtype=pl.Boolean)).with_columns(
-        score=pl.Series([v.score for v in verdicts], dtype=pl.Float64),
-        correct=pl.Series([v.correct for v in verdicts], dtype=pl.Boolean),
-        judge_reason=pl.Series([v.reason for v in verdicts], dtype=pl.String),
-    )
-    return Scored(scored, run.failures(items), run.failure_counts(), run.metrics)
+    outcome_of_row = joined["first"].rank("dense") - 1  # the position of each row's first row among those judged
+
+    def per_row(kind: type, attribute: str, dtype: pl.DataType) -> pl.Series:
+        """An outcome attribute (None where the outcome is not a `kind`), for every row."""
+        values = [getattr(o, attribute) if isinstance(o, kind) else None for o in run.outcomes]
+        return pl.Series(values, dtype=dtype).gather(outcome_of_row)
+
+    failed = per_row(JudgeFailure, "code", pl.String).is_not_null()
+    scored = rollouts.with_columns(
+        score=per_row(Verdict, "score", pl.Float64),
+        correct=per_row(Verdict, "correct", pl.Boolean),
+        judge_reason=per_row(Verdict, "reason", pl.String),
+    ).filter(~failed)
+    refused = joined.select(
+        key=pl.format("{}/{}", "prompt_id", "sample_idx"),
+        reason=per_row(JudgeFailure, "reason", pl.String),
+        code=per_row(JudgeFailure, "code", pl.String),
+    ).filter(failed)
+    counts = refused.group_by("code").len().sort("code")
+    failure_counts = dict(zip(counts["code"].to_list(), counts["len"].to_list()))
+    return Scored(scored, list(refused.select("key", "reason").iter_rows()), failure_counts, run.metrics)
 
 
 def judge_item(prompt: Mapping[str, Any], key: str, response: str, vocabulary: frozenset[str]) -> JudgeItem:

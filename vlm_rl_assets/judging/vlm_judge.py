@@ -111,6 +111,7 @@ def agreement(items: Sequence[JudgeItem], grades: Sequence[Sequence[float]], tol
 
 class VLMJudge:
     name = "vlm"
+    pure = False  # it sees the images and the prompt; repeats are deliberate
 
     def __init__(self, settings: VLMJudgeSettings, load_image: Callable[[str], Image.Image], api_key: str = "") -> None:
         self.settings, self.api_key = settings, api_key  # the key: read from the environment by the caller, never stored in settings
