@@ -1,5 +1,6 @@
-"""Nightly operation: every category at 02:00 UTC, the release (promoted only through the promotion gate) once each
-category has fresh benchmark scores, and a report of every failed run (logged; posted to `$VLM_RL_ALERT_WEBHOOK_URL` when set)."""
+"""Nightly operation: every category at 02:00 UTC (round 1; with rounds, each later round once the one before it
+gained enough), the release of a round (promoted only through the promotion gate) once each category has fresh
+benchmark scores in it, and a report of every failed run (logged; posted to `$VLM_RL_ALERT_WEBHOOK_URL` when set)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,77 @@ import os
 import dagster as dg
 import httpx
 
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.assets.round_gain import ASSET as GAIN_ASSET
+from vlm_rl_assets.assets.round_gain import NEXT_ROUND_RUNS
+from vlm_rl_assets.partitions import CATEGORIES, ROUNDS, category_partition_key, release_partition_key
 
 CATEGORY_JOB = "category_pipeline"
 RELEASE_JOB = "release"
 ALERT_WEBHOOK_ENV = "VLM_RL_ALERT_WEBHOOK_URL"
 SCORES = dg.AssetKey("benchmark_scores")
 REPORT = dg.AssetKey("release_report")
+GAIN = dg.AssetKey(GAIN_ASSET)
 
 
 @dg.schedule(cron_schedule="0 2 * * *", job_name=CATEGORY_JOB, execution_timezone="UTC")
 def nightly_categories(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """One run per category partition, keyed by the night so a retried tick launches nothing twice."""
+    """One run per category (round 1), keyed by the night so a retried tick launches nothing twice."""
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [
-        dg.RunRequest(run_key=f"{night}/{category}", partition_key=category, tags={"nightly": night})
-        for category in category_partitions.get_partition_keys()
+        dg.RunRequest(
+            run_key=f"{night}/{category}", partition_key=category_partition_key(category), tags={"nightly": night}
+        )
+        for category in CATEGORIES
     ]
+
+
+def _latest(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str | None) -> dg.EventLogRecord | None:
+    """The latest materialization of `asset` (of one partition, when partitioned)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return records[0] if records else None
 
 
 @dg.sensor(job_name=RELEASE_JOB, minimum_interval_seconds=300)
 def release_when_categories_scored(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """The release job (mixture policy, its report, its promotion if it passes the gate), once every category's
-    benchmark_scores is newer than the last report. A release whose gate fails is not retried: the next one waits
-    for new scores."""
+    """The release job of a round (mixture policy, its report, its promotion if it passes the gate), once every
+    category's benchmark_scores of that round is newer than the round's last report. A release whose gate fails is
+    not retried: the next one waits for new scores."""
     scored = context.instance.get_latest_storage_id_by_partition(SCORES, dg.DagsterEventType.ASSET_MATERIALIZATION)
-    reports = context.instance.fetch_materializations(REPORT, limit=1).records
-    released_at = reports[0].storage_id if reports else -1
-    waiting = [c for c in category_partitions.get_partition_keys() if scored.get(c, -1) <= released_at]
-    if waiting:
-        return dg.SkipReason(f"waiting for new benchmark_scores of {', '.join(waiting)}")
-    return dg.RunRequest(run_key=f"scores-{max(scored.values())}")
+    shown = (1, CATEGORIES)  # what the skip says is awaited: the latest round that has begun, else round 1
+    for pipeline_round in range(ROUNDS, 0, -1):  # the latest round first
+        report = _latest(context.instance, REPORT, release_partition_key(pipeline_round))
+        released_at = report.storage_id if report else -1
+        keys = {c: str(category_partition_key(c, pipeline_round)) for c in CATEGORIES}
+        waiting = [c for c, key in keys.items() if scored.get(key, -1) <= released_at]
+        if not waiting:
+            newest = max(scored[key] for key in keys.values())
+            partition = release_partition_key(pipeline_round)
+            return dg.RunRequest(run_key=f"round{pipeline_round}/scores-{newest}", partition_key=partition)
+        if len(waiting) < len(keys) and shown[1] is CATEGORIES:
+            shown = (pipeline_round, waiting)
+    pipeline_round, waiting = shown
+    where = f" (round {pipeline_round})" if ROUNDS > 1 else ""
+    return dg.SkipReason(f"waiting for new benchmark_scores{where} of {', '.join(waiting)}")
+
+
+@dg.sensor(job_name=CATEGORY_JOB, minimum_interval_seconds=300)
+def next_round_when_round_gained(context: dg.SensorEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    """With rounds: every category's run of round r+1, once round_gain[r] says the rounds go on (launched once per
+    round_gain materialization)."""
+    requests = []
+    for pipeline_round in range(1, ROUNDS):
+        gained = _latest(context.instance, GAIN, str(pipeline_round))
+        if gained and gained.asset_materialization.metadata[NEXT_ROUND_RUNS].value:
+            requests += [
+                dg.RunRequest(
+                    run_key=f"round{pipeline_round + 1}/{category}/{gained.storage_id}",
+                    partition_key=category_partition_key(category, pipeline_round + 1),
+                )
+                for category in CATEGORIES
+            ]
+    return requests or dg.SkipReason("no round has gained enough for the next one (or rounds.count is 1)")
 
 
 def report_failure(run_id: str, job_name: str, message: str) -> dict[str, str]:

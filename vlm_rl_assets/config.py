@@ -23,6 +23,7 @@ from vlm_rl_assets.pairs.settings import PairingSettings
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
 from vlm_rl_assets.rollouts.settings import EngineSettings
+from vlm_rl_assets.rounds.settings import RoundsSettings
 from vlm_rl_assets.settings import Settings
 from vlm_rl_assets.store.open import resolve_uri
 from vlm_rl_assets.store.settings import StorageSettings
@@ -147,6 +148,7 @@ class PipelineConfig(Settings):
     storage: StorageSettings = StorageSettings()
     bootstrap: BootstrapSettings = BootstrapSettings()
     training: DPOSettings = DPOSettings()
+    rounds: RoundsSettings = RoundsSettings()
     training_health: HealthSettings = HealthSettings()
     eval: EvalSettings = EvalSettings()
     pairing: PairingSettings = PairingSettings()
@@ -182,6 +184,16 @@ class PipelineConfig(Settings):
             raise ValueError(
                 f"training.{ONE_BETA_WHY}, and the policy's mixture has categories.<c>.beta {betas}. Give those "
                 "categories one beta, or move aot to their own categories.<c>.loss and give training another loss_type"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def grpo_anchored_to_its_start(self) -> PipelineConfig:
+        """TRL's GRPOTrainer keeps the model it starts from as its KL reference: in round r, round r-1's policy."""
+        if self.training.algorithm == "grpo" and self.rounds.count > 1 and self.rounds.reference == "base":
+            raise ValueError(
+                "rounds.reference: base needs training.algorithm: dpo; GRPO's KL reference is the model each round "
+                "starts from (set rounds.reference: previous_round)"
             )
         return self
 

@@ -3,7 +3,12 @@
 import dagster as dg
 
 from vlm_rl_assets.assets.graph import ASSET_CHECKS, ASSETS, CATEGORY_ASSETS, PROMOTION_ASSETS, RELEASE_ASSETS
-from vlm_rl_assets.automation import alert_on_run_failure, nightly_categories, release_when_categories_scored
+from vlm_rl_assets.automation import (
+    alert_on_run_failure,
+    next_round_when_round_gained,
+    nightly_categories,
+    release_when_categories_scored,
+)
 from vlm_rl_assets.research.runner import EXPERIMENT_JOBS
 from vlm_rl_assets.resources import PipelineResource
 
@@ -24,6 +29,6 @@ defs = dg.Definitions(
     asset_checks=ASSET_CHECKS,
     jobs=[category_job, release_job, *EXPERIMENT_JOBS],  # experiments: the recipe's findings (docs/findings.md)
     schedules=[nightly_categories],
-    sensors=[release_when_categories_scored, alert_on_run_failure],
+    sensors=[release_when_categories_scored, next_round_when_round_gained, alert_on_run_failure],
     resources={"pipeline": PipelineResource()},
 )

@@ -1,4 +1,4 @@
-"""Materialize the whole graph on the configured instance and print base vs. DPO scores per category.
+"""Materialize the whole graph on the configured instance, round by round, and print base vs. DPO scores per category.
 
     DAGSTER_HOME=$PWD/.dagster_home python -m vlm_rl_assets.demo
 
@@ -14,27 +14,52 @@ import time
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.train_result import METRICS_FILE
+from vlm_rl_assets.partitions import CATEGORIES, ROUNDS, category_partition_key, release_partition_key
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rounds.plan import read_outcome
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import round_key
 
 WATCHED = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen")
 
 
 def materialize(selection: list, instance: dg.DagsterInstance, partition_key: str | None = None) -> None:
     result = dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key=partition_key, instance=instance, resources={"pipeline": PipelineResource()}
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources={"pipeline": PipelineResource()},
     )
     if not result.success:
         sys.exit(f"materialization of {partition_key or 'unpartitioned assets'} failed; see the log above")
 
 
-def score_table(store, categories: list[str]) -> pl.DataFrame:
-    per_category = pl.concat([store.read_table("benchmark_scores", c, schemas.BENCHMARK_SCORES) for c in categories])
-    release = store.read_table("release_report", "scores", schemas.BENCHMARK_SCORES).filter(pl.col("model") == "policy")
+def materialize_rounds(instance: dg.DagsterInstance, rounds: range) -> int:
+    """Every category's stages, then the release stages, round by round until the stop rule ends them (with
+    rounds.stop_early); the last round that ran."""
+    stop_early = load_config().rounds.stop_early
+    for pipeline_round in rounds:
+        for category in CATEGORIES:
+            materialize(CATEGORY_ASSETS, instance, category_partition_key(category, pipeline_round))
+        materialize(RELEASE_ASSETS, instance, release_partition_key(pipeline_round))
+        outcome = read_outcome(PipelineResource().store(), pipeline_round)
+        reason = outcome.stop_reason() if outcome else None
+        if pipeline_round < rounds[-1] and reason and stop_early:
+            print(f"rounds stop after round {pipeline_round}: {reason}")
+            return pipeline_round
+    return rounds[-1]
+
+
+def score_table(store, categories: list[str], pipeline_round: int = 1) -> pl.DataFrame:
+    keys = [round_key(c, pipeline_round) for c in categories]
+    per_category = pl.concat([store.read_table("benchmark_scores", key, schemas.BENCHMARK_SCORES) for key in keys])
+    scores = round_key("scores", pipeline_round)
+    release = store.read_table("release_report", scores, schemas.BENCHMARK_SCORES).filter(pl.col("model") == "policy")
     return (
         pl.concat([per_category, release])
         .filter(pl.col("metric") == "accuracy")
@@ -44,10 +69,11 @@ def score_table(store, categories: list[str]) -> pl.DataFrame:
     )
 
 
-def training_table(store, categories: list[str]) -> pl.DataFrame:
-    """Final DPO training health per checkpoint: reward accuracy and margin on the last logged steps."""
-    checkpoints = {c: store.local_checkpoint("dpo_checkpoint", c) for c in categories}
-    checkpoints["mixture"] = store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False)
+def training_table(store, categories: list[str], pipeline_round: int = 1) -> pl.DataFrame:
+    """Final DPO training health per checkpoint (of a round): reward accuracy and margin on the last logged steps."""
+    checkpoints = {c: store.local_checkpoint("dpo_checkpoint", round_key(c, pipeline_round)) for c in categories}
+    mixture = round_key(POLICY_KEY, pipeline_round)
+    checkpoints["mixture"] = store.local_checkpoint("policy_checkpoint", mixture, partitioned=False)
     rows = []
     for name, folder in checkpoints.items():
         metrics = json.loads((folder / METRICS_FILE).read_text())
@@ -61,19 +87,22 @@ def main() -> None:
     config = load_config()
     instance = dg.DagsterInstance.get()
     materialize(["base_model"], instance)
-    for category in config.categories:
-        materialize(CATEGORY_ASSETS, instance, category)
-    materialize(["policy_checkpoint", "release_report"], instance)
+    last = materialize_rounds(instance, range(1, ROUNDS + 1))
     store = PipelineResource().store()
-    table = score_table(store, list(config.categories))
+    table = score_table(store, CATEGORIES, last)
     mean = table.select(pl.exclude("category").mean()).with_columns(category=pl.lit("MEAN")).select(table.columns)
     with pl.Config(
-        tbl_rows=50, tbl_width_chars=160, float_precision=3, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+        tbl_rows=50,
+        tbl_width_chars=160,
+        float_precision=3,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
     ):
-        print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy ({POLICY_KEY}):")
+        after = f" after round {last}" if ROUNDS > 1 else ""
+        print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy{after}:")
         print(pl.concat([table, mean]))
         print("\nDPO training, last logged values:")
-        print(training_table(store, list(config.categories)))
+        print(training_table(store, CATEGORIES, last))
     print(f"demo wall time: {time.monotonic() - start:.0f}s")
 
 

@@ -117,9 +117,10 @@ def verdicts(category: str, model: str, correct: list[bool | None]) -> pl.DataFr
     )
 
 
-def start_worker(module: str, args: list[str], out_dir: Path) -> subprocess.Popen:
-    """`python -m module args` from the repo, its output in files in `out_dir` (a full pipe would stall it)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def start_worker(module: str, args: list[str], out_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m module args` from the repo, with `env` added to this process's, its output in files in `out_dir` (a
+    full pipe would stall it)."""
+    env = {**os.environ, **(env or {}), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "stdout.txt", "w") as out, open(out_dir / "stderr.txt", "w") as err:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=out, stderr=err)

@@ -1,5 +1,5 @@
-"""benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and dpo_checkpoint[c] on c's benchmark split,
-the paired delta, and the share of each model's responses with gaming patterns."""
+"""benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and dpo_checkpoint[c] (with rounds, that round's)
+on c's benchmark split, the paired delta, and the share of each model's responses with gaming patterns."""
 
 import time
 
@@ -13,7 +13,7 @@ from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.stats import paired_deltas
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
@@ -30,13 +30,13 @@ from vlm_rl_assets.store import schemas
 @retry_transient
 @metered
 def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = context.partition_key
-    config, store = pipeline.config(), pipeline.store()
-    dpo_dir = store.local_checkpoint("dpo_checkpoint", category)
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    category, key = run.category, run.key()
+    dpo_dir = store.local_checkpoint("dpo_checkpoint", key)
     start = time.monotonic()
     scores, verdicts = benchmark(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
-    store.write_table("benchmark_scores", category, scores, schemas.BENCHMARK_SCORES)
-    store.write_table("benchmark_verdicts", category, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
+    store.write_table("benchmark_scores", key, scores, schemas.BENCHMARK_SCORES)
+    store.write_table("benchmark_verdicts", key, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
     table = compare(scores, "dpo")
     accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
     delta = paired_deltas(verdicts, "dpo", seed=config.engine.seed).row(0, named=True)

@@ -11,6 +11,7 @@ from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
 from vlm_rl_assets.evaluation.hack_monitor import bench_gaming
+from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
 
@@ -22,16 +23,23 @@ def bench_judging(config: PipelineConfig) -> BenchJudging:
 
 
 def benchmark(
-    context: dg.AssetExecutionContext, config: PipelineConfig, store: Store, models: dict[str, Path], categories: list[str]
+    context: dg.AssetExecutionContext,
+    config: PipelineConfig,
+    store: Store,
+    models: dict[str, Path],
+    categories: list[str],
+    settings: EvalSettings | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The BENCHMARK_SCORES rows and greedy verdicts of each named model (see `bench_scores`)."""
-    prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories, config.eval.split), "benchmark")
+    """The BENCHMARK_SCORES rows and greedy verdicts of each named model (see `bench_scores`), with `settings`
+    (default: `eval`)."""
+    settings = settings or config.eval
+    prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories, settings.split), "benchmark")
     return bench_scores(
         prompts,
         images,
         models,
         lambda model_dir: open_engine(config.engine, config.model, model_dir),
-        config.eval,
+        settings,
         bench_judging(config),
         config.engine.seed,
         lambda stage: Progress(context, stage),

@@ -12,7 +12,7 @@ from vlm_rl_assets.judging.gaming import rollout_gaming
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import quarantine_failures, score_rollouts
 from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
@@ -28,16 +28,16 @@ from vlm_rl_assets.store import schemas
 @retry_transient
 @metered
 def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = context.partition_key
-    config, store = pipeline.config(), pipeline.store()
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    category, key = run.category, run.key()
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
-    rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
+    rollouts = store.read_table("rollouts", key, schemas.ROLLOUTS)
     cat = config.category(category)
     judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
     judged = score_rollouts(rollouts, prompts, judge)
-    quarantine_failures(store, category, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
+    quarantine_failures(store, key, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
     filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
-    store.write_table("filtered_rollouts", category, filtered, schemas.FILTERED_ROLLOUTS)
+    store.write_table("filtered_rollouts", key, filtered, schemas.FILTERED_ROLLOUTS)
     group_pass_rate = filtered.group_by("prompt_id").agg(pl.col("correct").mean())["correct"]
     kept_groups = filtered.filter("kept")["prompt_id"].n_unique()
     return dg.MaterializeResult(
@@ -51,7 +51,7 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
             "judge": cat.judge,
-            "review_page": review_page(store, category, "filtered_rollouts"),
+            "review_page": review_page(store, run, "filtered_rollouts"),
             "strict_format": cat.strict_format,
             # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
             **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),

@@ -18,7 +18,7 @@ from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.hack_monitor import flagged_examples, gaming_problems, gaming_rises
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.judging.gaming import ANY, rollout_gaming
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, round_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
@@ -71,14 +71,15 @@ def gaming_check(
     asset=benchmark_scores, name=NAME, blocking=False, partitions_def=category_partitions, description=DESCRIPTION
 )
 def category_gaming_monitor(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    category = context.partition_key
-    config, store = pipeline.config(), pipeline.store()
-    verdicts = store.read_table("benchmark_verdicts", category, schemas.BENCHMARK_VERDICTS)
-    return gaming_check(config, store, verdicts, [category], "dpo")  # benchmark_scores' name for it
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    verdicts = store.read_table("benchmark_verdicts", run.key(), schemas.BENCHMARK_VERDICTS)
+    return gaming_check(config, store, verdicts, [run.category], "dpo")  # benchmark_scores' name for it
 
 
-@dg.asset_check(asset=release_report, name=NAME, blocking=False, description=DESCRIPTION)
-def release_gaming_monitor(pipeline: PipelineResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=release_report, name=NAME, blocking=False, partitions_def=round_partitions, description=DESCRIPTION
+)
+def release_gaming_monitor(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
     config, store = pipeline.config(), pipeline.store()
-    verdicts = store.read_table(REPORT_ASSET, "verdicts", schemas.BENCHMARK_VERDICTS)
+    verdicts = store.read_table(REPORT_ASSET, stage(context).key("verdicts"), schemas.BENCHMARK_VERDICTS)
     return gaming_check(config, store, verdicts, list(config.categories), CANDIDATE)

@@ -15,9 +15,12 @@ from vlm_rl_assets.assets.promotion_gate import promotion_gate
 from vlm_rl_assets.assets.prompt_mixture import prompt_mixture
 from vlm_rl_assets.assets.release_report import release_report
 from vlm_rl_assets.assets.rollouts import rollouts
+from vlm_rl_assets.assets.round_gain import round_gain
+from vlm_rl_assets.partitions import ROUNDS
 
 CATEGORY_ASSETS = [prompt_mixture, rollouts, filtered_rollouts, judged_pairs, dpo_checkpoint, benchmark_scores]
-RELEASE_ASSETS = [policy_checkpoint, release_report]  # the candidate and its report (experiments stop here)
+ROUND_ASSETS = [round_gain] if ROUNDS > 1 else []  # with rounds: the stop rule's measure, what round r+1 waits for
+RELEASE_ASSETS = [policy_checkpoint, release_report, *ROUND_ASSETS]  # the candidate, its report (experiments stop here)
 PROMOTION_ASSETS = [promoted_policy]  # the release job's last step: promote only what passed the gate
 # judge_calibration is blocking: a judge that fails calibration stops judged_pairs; promotion_gate reports the rule
 # promoted_policy acts on (not blocking: an experiment's release_report stands whether or not it would be promoted);

@@ -1,6 +1,8 @@
 """Both training assets under `training.algorithm: grpo`: GRPO on the categories' train prompts (for the policy,
 their balanced mixture), each completion rewarded by its category's judge, into the same checkpoint as DPO's."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -15,10 +17,15 @@ from vlm_rl_assets.store import schemas
 
 
 def grpo_checkpoint(
-    context: dg.AssetExecutionContext, pipeline: PipelineResource, asset: str, key: str, categories: list[str]
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    asset: str,
+    key: str,
+    categories: list[str],
+    start_dir: Path,
 ) -> dg.MaterializeResult:
-    """GRPO of the base model on `categories`' train prompts into `<asset>/<key>`: one category's, or with several the
-    balanced mixture (`mixture_weight`) of theirs."""
+    """GRPO of `start_dir` (the round's start: the base in round 1) on `categories`' train prompts into `<asset>/<key>`:
+    one category's, or with several the balanced mixture (`mixture_weight`) of theirs; its KL reference is its start."""
     config, store = pipeline.config(), pipeline.store()
     tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
     train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
@@ -31,7 +38,7 @@ def grpo_checkpoint(
         for c, cat in judged.items()
     ]
     trained = train_prompts(
-        store, loaded, images, rewards, pipeline.base_model_dir(), asset, key, config.training,
+        store, loaded, images, rewards, start_dir, asset, key, config.training,
         model=config.model, health=config.training_health, max_bad_fraction=config.max_bad_fraction,
         log=context.log.info,
     )  # fmt: skip

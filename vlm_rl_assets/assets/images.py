@@ -1,9 +1,10 @@
-"""A stage's prompt images, decoded; the ones that fail are quarantined under the run's partition (or `all`)."""
+"""A stage's prompt images, decoded; the ones that fail are quarantined under the run's (category, round) (or `all`)."""
 
 import dagster as dg
 import polars as pl
 from PIL import Image
 
+from vlm_rl_assets import partitions
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.store.base import Store
 from vlm_rl_assets.store.quarantine import load_images_or_fail
@@ -17,7 +18,7 @@ def load_images(
         store,
         prompts,
         stage=stage,
-        category=context.partition_key if context.has_partition_key else "all",
+        category=partitions.stage(context).key(),
         max_pixels=config.max_image_pixels,
         max_bad_fraction=config.max_bad_fraction,
         warn=context.log.warning,

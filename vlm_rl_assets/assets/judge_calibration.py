@@ -17,7 +17,7 @@ from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.judging import calibration
 from vlm_rl_assets.judging.open import open_judge
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.reviewing.labels import LABELS_ASSET, human_labels
 from vlm_rl_assets.store import schemas
@@ -32,7 +32,7 @@ from vlm_rl_assets.store.base import Store
     "counted as a disagreement; below calibration_min_f1 judged_pairs is blocked.",
 )
 def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    category = context.partition_key
+    category = stage(context).category  # calibrated on round 1's rollouts, for every round
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
     if cat.calibration_labels is None:

@@ -10,7 +10,7 @@ from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.pairs.pairing import make_pairs
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
@@ -28,12 +28,12 @@ SAMPLE_PAIRS, SAMPLE_PAIR_CHARS = 5, 80  # pairs shown in the metadata, each hal
 @retry_transient
 @metered
 def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = context.partition_key
-    config, store = pipeline.config(), pipeline.store()
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    category, key = run.category, run.key()
     cat = config.category(category)
     pairing = config.pairing
     paired = make_pairs(
-        store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS),
+        store.read_table("filtered_rollouts", key, schemas.FILTERED_ROLLOUTS),
         store.read_table("prompt_mixture", category, schemas.PROMPTS),
         min_margin=pairing.min_margin,
         max_pairs_per_prompt=pairing.max_pairs_per_prompt,
@@ -45,12 +45,12 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
     pairs = paired.pairs
     if pairs.is_empty():
         raise ValueError(
-            f"judged_pairs[{category}]: no pairs; no group held a right and a wrong answer with margin >= "
+            f"judged_pairs[{key}]: no pairs; no group held a right and a wrong answer with margin >= "
             f"{pairing.min_margin} (candidates dropped: {paired.dropped}). Check filtered_rollouts' drop reasons; "
             f"sample more per prompt (categories.{category}.samples_per_prompt), lower pairing.min_margin or "
             "raise pairing.max_length_ratio"
         )
-    store.write_table("judged_pairs", category, pairs, schemas.JUDGED_PAIRS)
+    store.write_table("judged_pairs", key, pairs, schemas.JUDGED_PAIRS)
     mean_words = pairs.select(words("chosen").mean(), words("rejected").mean()).row(0, named=True)
     return dg.MaterializeResult(
         metadata={
@@ -68,7 +68,7 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "beta": cat.beta,
             "judge": cat.judge,
             "sample_pairs": markdown_table(sample_pairs(pairs), max_chars=SAMPLE_PAIR_CHARS),
-            "review_page": review_page(store, category, "judged_pairs"),
+            "review_page": review_page(store, run, "judged_pairs"),
         }
     )
 

@@ -12,8 +12,9 @@ import dagster as dg
 
 from vlm_rl_assets.assets.retries import GPU_POOL
 from vlm_rl_assets.metering import Meter, Usage
+from vlm_rl_assets.partitions import stage
 from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets.store.costs import ALL, record_cost
+from vlm_rl_assets.store.costs import record_cost
 
 P = ParamSpec("P")
 COST_PREFIX = "cost/"
@@ -41,9 +42,9 @@ def metered(
         on_accelerator = context.op_def.pool == GPU_POOL and pipeline.config().model.device != "cpu"
         with Meter(on_accelerator) as meter:
             result = fn(context, pipeline, *args, **kwargs)
-        category = context.partition_key if context.has_partition_key else ALL
+        run = stage(context)
         asset = context.asset_key.to_user_string()
-        record_cost(pipeline.store(), asset, category, meter.usage, context.run.run_id)
+        record_cost(pipeline.store(), asset, run.category, meter.usage, context.run.run_id, run.pipeline_round)
         return result._replace(metadata={**(result.metadata or {}), **cost_metadata(meter.usage)})
 
     return body

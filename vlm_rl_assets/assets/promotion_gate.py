@@ -12,15 +12,17 @@ from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.promotion import Gate, release_gate
 from vlm_rl_assets.evaluation.stats import OVERALL
+from vlm_rl_assets.partitions import round_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store.base import Store
 
 
-def gate(config: PipelineConfig, store: Store) -> Gate:
-    """The gate on the stored release report of the current policy checkpoint."""
+def gate(config: PipelineConfig, store: Store, pipeline_round: int = 1) -> Gate:
+    """The gate on the stored release report of the current policy checkpoint (of a round)."""
     return release_gate(
-        store, REPORT_ASSET, (POLICY_ASSET, POLICY_KEY), list(config.categories), config.eval.max_category_loss
-    )
+        store, REPORT_ASSET, (POLICY_ASSET, POLICY_KEY), list(config.categories), config.eval.max_category_loss,
+        pipeline_round,
+    )  # fmt: skip
 
 
 def gate_metadata(gate: Gate, max_category_loss: float) -> dict:
@@ -40,13 +42,14 @@ def gate_metadata(gate: Gate, max_category_loss: float) -> dict:
 
 @dg.asset_check(
     asset=release_report,
+    partitions_def=round_partitions,
     description="Promote the policy only if the release report is complete (no missing verdict or NaN delta), the "
     "overall paired delta's 95% CI lies above zero and no category's CI lies wholly below -eval.max_category_loss. "
     "Not blocking, so experiments keep their reports; promoted_policy acts on the same rule.",
 )
-def promotion_gate(pipeline: PipelineResource) -> dg.AssetCheckResult:
+def promotion_gate(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
     config = pipeline.config()
-    decision = gate(config, pipeline.store())
+    decision = gate(config, pipeline.store(), stage(context).pipeline_round)
     return dg.AssetCheckResult(
         passed=not decision.problems,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -9,7 +9,7 @@ from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.prompts.prompt_table import PromptTable, SourceLoad, build_prompt_table, word_count
 from vlm_rl_assets.prompts.sources import load_sources
 from vlm_rl_assets.resources import PipelineResource
@@ -45,7 +45,7 @@ def category_prompts(
 @retry_transient
 @metered
 def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = context.partition_key
+    category = stage(context).category  # the prompts are the same in every round
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
     loaded, table = category_prompts(config, store, category)

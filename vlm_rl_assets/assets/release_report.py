@@ -1,5 +1,5 @@
-"""release_report: base vs. the mixture policy on every category's held-out split (eval.split: bench to promote), the overall paired delta with
-its CI, pass@k curves, and the promotion gate on them (`evaluation/promotion.py`'s rule, shared with promoted_policy,
+"""release_report: base vs. the mixture policy (with rounds, the round's) on every category's held-out split (eval.split:
+bench to promote), the overall paired delta with its CI, pass@k curves, and the promotion gate on them (`evaluation/promotion.py`'s rule, shared with promoted_policy,
 which acts on it)."""
 
 import time
@@ -20,6 +20,7 @@ from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
+from vlm_rl_assets.partitions import round_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.costs import latest_costs
@@ -31,6 +32,7 @@ NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
 
 @dg.asset(
     pool=GPU_POOL,
+    partitions_def=round_partitions,
     deps=["policy_checkpoint", "prompt_mixture"],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
@@ -40,22 +42,22 @@ NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
 @retry_transient
 @metered
 def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    config, store = pipeline.config(), pipeline.store()
-    policy_dir = store.local_checkpoint(POLICY_ASSET, POLICY_KEY, partitioned=False)
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    policy_dir = store.local_checkpoint(POLICY_ASSET, run.key(POLICY_KEY), partitioned=False)
     models = {"base": pipeline.base_model_dir(), CANDIDATE: policy_dir}
     start = time.monotonic()
     scores, verdicts = benchmark(context, config, store, models, list(config.categories))
-    store.write_table(ASSET, "scores", scores, schemas.BENCHMARK_SCORES)
+    store.write_table(ASSET, run.key("scores"), scores, schemas.BENCHMARK_SCORES)
     deltas = paired_deltas(verdicts, CANDIDATE, seed=config.engine.seed)
-    store.write_table(ASSET, "deltas", deltas, schemas.BENCHMARK_DELTAS)
-    store.write_table(ASSET, "verdicts", verdicts, schemas.BENCHMARK_VERDICTS)
+    store.write_table(ASSET, run.key("deltas"), deltas, schemas.BENCHMARK_DELTAS)
+    store.write_table(ASSET, run.key("verdicts"), verdicts, schemas.BENCHMARK_VERDICTS)
     # last: until a run's tables are all written, the candidate names the previous checkpoint and the gate refuses
     candidate = {
         "policy_id": [model_fingerprint(policy_dir)],
-        "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, POLICY_KEY)],
+        "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, run.key(POLICY_KEY))],
         "split": [config.eval.split],
     }
-    store.write_table(ASSET, "candidate", pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
+    store.write_table(ASSET, run.key("candidate"), pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
     table = compare(scores, CANDIDATE)
     accuracy = table.filter(pl.col("metric") == "accuracy")
     overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
@@ -63,7 +65,9 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
         k=pl.col("metric").str.strip_prefix("pass@").cast(pl.Int64)
     )
     curves = pass_at_k.group_by("k").agg(pl.col("base", "policy").mean()).sort("k")  # mean over categories
-    costs = cost_table(latest_costs(store).filter(~pl.col("asset").is_in(NOT_COSTED)))
+    # what reaching this policy cost: every round up to this one
+    spent = latest_costs(store).filter(~pl.col("asset").is_in(NOT_COSTED) & (pl.col("round") <= run.pipeline_round))
+    costs = cost_table(spent)
     gain = gain_per_cost(overall["delta"], costs.row(-1, named=True))
     return dg.MaterializeResult(
         metadata={

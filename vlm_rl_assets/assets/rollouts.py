@@ -1,4 +1,5 @@
-"""rollouts[c]: N seeded samples per train prompt from the base model itself (on-policy), in resumable shards."""
+"""rollouts[c]: N seeded samples per train prompt from the policy itself (on-policy: the base model in round 1, round
+r-1's mixture policy in round r), in resumable shards."""
 
 import time
 
@@ -11,12 +12,13 @@ from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.model.fingerprint import model_fingerprint
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts import diversity
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_checked_engine
 from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
+from vlm_rl_assets.rounds.plan import start_model
 from vlm_rl_assets.store import quarantine, schemas
 
 
@@ -26,15 +28,16 @@ from vlm_rl_assets.store import quarantine, schemas
     deps=["prompt_mixture", "base_model"],
     group_name="rollouts",
     kinds={"pytorch", "parquet"},
-    description="N samples per train prompt from the base model, in resumable shards; per-group diversity.",
+    description="N samples per train prompt from the policy (round 1: the base model; round r: round r-1's mixture "
+    "policy), in resumable shards; per-group diversity.",
 )
 @retry_transient
 @metered
 def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = context.partition_key
-    config, store = pipeline.config(), pipeline.store()
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    category, key = run.category, run.key()
     cat = config.category(category)
-    model_dir = pipeline.base_model_dir()
+    model_dir = start_model(store, pipeline.base_model_dir(), run.pipeline_round, config.rounds.stop_early)
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
     prompts, images, refused = load_images(context, config, store, prompts, "rollouts")
     params = SamplingParams(
@@ -44,14 +47,14 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         max_new_tokens=config.engine.max_new_tokens,
         seed=config.engine.seed,
     )
-    progress = Progress(context, f"rollouts[{category}] shards")
+    progress = Progress(context, f"rollouts[{key}] shards")
     with open_checked_engine(
         config.engine, config.model, model_dir, prompts["prompt_text"], images, context.log.info
     ) as engine:  # closed before the diversity embedder loads
-        run = sharded_rollouts(
+        sampled = sharded_rollouts(
             engine,
             store,
-            category,
+            key,
             prompts,
             images,
             params,
@@ -61,31 +64,32 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
             progress=progress,
             log=context.log.info,
         )
-    table = run.table
+    table = sampled.table
     groups = _diversity(context, config.model.device, table)
-    store.write_table(ASSET, f"{category}/diversity", groups, schemas.ROLLOUT_DIVERSITY)
+    store.write_table(ASSET, f"{key}/diversity", groups, schemas.ROLLOUT_DIVERSITY)
     metadata = {
         "rows": table.height,
         "prompts": prompts.height,
         "samples_per_prompt": params.n,
         "rows_by_temperature": {str(t): n for t, n in table.group_by("temperature").len().sort("temperature").rows()},
-        "shards_reused": len(run.reused),
-        "shards_generated": len(run.generated),
+        "shards_reused": len(sampled.reused),
+        "shards_generated": len(sampled.generated),
         "shard_prompts": config.engine.shard_prompts,
-        "fingerprint": run.manifest["fingerprint"][0],
+        "fingerprint": sampled.manifest["fingerprint"][0],
         "quarantined_prompts": refused.height,
         "quarantined_by_reason": quarantine.reason_counts(refused),
-        "generated_tokens": run.generated_tokens,
+        "generated_tokens": sampled.generated_tokens,
         "mean_response_tokens": float(table["n_tokens"].mean()),
         "finish_reasons": dict(table.group_by("finish_reason").len().iter_rows()),
         **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
         "diversity_histogram": markdown_table(diversity.histogram(groups)),
-        "policy_id": run.manifest["policy_id"][0],
-        "review_page": review_page(store, category, "rollouts"),
+        "policy_id": sampled.manifest["policy_id"][0],
+        "round": run.pipeline_round,
+        "review_page": review_page(store, run, "rollouts"),
         **progress.metadata("shards"),  # this run's sampled shards: done, seconds, per_second
     }
-    if run.generated:
-        metadata["tokens_per_second"] = round(run.generated_tokens / run.generate_seconds, 1)
+    if sampled.generated:
+        metadata["tokens_per_second"] = round(sampled.generated_tokens / sampled.generate_seconds, 1)
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -1,5 +1,7 @@
-"""What both training assets show of a run, DPO or GRPO: its metadata (curves included) and its `training_health`
-check."""
+"""What both training assets share: the models a round trains from and against, and what they show of a run, DPO or
+GRPO: its metadata (curves included) and its `training_health` check."""
+
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -9,8 +11,18 @@ from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
 from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
+from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rounds.plan import start_model
 
 HEALTH_CHECK = "training_health"
+
+
+def round_models(pipeline: PipelineResource, pipeline_round: int) -> tuple[Path, Path]:
+    """(start, reference) of a round's training: the model its rollouts came from (round 1: the base; round r: round
+    r-1's policy), and DPO's reference per `rounds.reference`, that model or the base."""
+    base, rounds = pipeline.base_model_dir(), pipeline.config().rounds
+    start = start_model(pipeline.store(), base, pipeline_round, rounds.stop_early)
+    return start, base if rounds.reference == "base" else start
 
 
 def health_check_spec(asset: str) -> dg.AssetCheckSpec:

@@ -61,10 +61,12 @@ def train_pairs(
     health: HealthSettings,
     cache_dir: Path,
     log: Callable[[str], None],
+    reference_dir: Path | None = None,
 ) -> TrainedCheckpoint:
     """DPO of `base_dir` on `pairs` (with their decoded `images`) into the store's checkpoint `<asset>/<key>`, on
-    `settings.num_processes` processes; the length probe for the health check runs greedy with `engine`'s settings.
-    Unfinished runs wait in `settings.work_dir` (empty: `<cache_dir>/training`)."""
+    `settings.num_processes` processes, anchored to `reference_dir`'s log-probs (default: `base_dir`'s); the length
+    probe for the health check runs greedy with `engine`'s settings. Unfinished runs wait in `settings.work_dir`
+    (empty: `<cache_dir>/training`)."""
     # heavy (torch, TRL: ~11 s): imported when training runs, not when the code location loads
     import torch
 
@@ -77,12 +79,12 @@ def train_pairs(
         PreferencePair(row["prompt_text"], imgs, row["chosen"], row["rejected"], beta=row["beta"])
         for row, imgs in zip(pairs.iter_rows(named=True), images)
     ]
-    fingerprint = model_fingerprint(base_dir)
+    reference_dir = reference_dir or base_dir
     pairs, computed = with_reference_logps(
         store,
-        fingerprint,
+        model_fingerprint(reference_dir),
         pairs,
-        lambda rows: reference_logps(base_dir, [examples[i] for i in rows], batch_size=settings.batch_size),
+        lambda rows: reference_logps(reference_dir, [examples[i] for i in rows], batch_size=settings.batch_size),
     )
     log(f"reference log-probs: {computed} computed, {pairs.height - computed} read from the cache")
     examples = [
@@ -94,7 +96,7 @@ def train_pairs(
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=engine.max_new_tokens, seed=engine.seed)
     with store.staged_dir(asset, key) as out_dir:
         job = DPOJob(str(base_dir), str(out_dir), settings, torch_threads=threads)
-        job_dir = write_job(work_root, job, examples, fingerprint)
+        job_dir = write_job(work_root, job, examples, model_fingerprint(base_dir))
         log(f"training in {job_dir} on {settings.num_processes} process(es); a rerun resumes there")
         result = launch_job(job_dir, job, model.device, log).count_cost()
         lengths = probe_lengths(

@@ -20,7 +20,7 @@ import polars as pl
 from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import MissingUpstreamError, Store
+from vlm_rl_assets.store.base import MissingUpstreamError, Store, round_key
 
 BASE = "base"
 CANDIDATE = "policy"  # the release report's name for the mixture policy
@@ -117,16 +117,22 @@ class Gate(NamedTuple):
 
 
 def release_gate(
-    store: Store, report: str, policy: tuple[str, str], categories: Sequence[str], max_category_loss: float
+    store: Store,
+    report: str,
+    policy: tuple[str, str],
+    categories: Sequence[str],
+    max_category_loss: float,
+    pipeline_round: int = 1,
 ) -> Gate:
-    """The gate on what the `report` asset stored about the policy checkpoint `policy` (asset, key), fail-closed: a
-    missing table or checkpoint is a problem."""
+    """The gate on what the `report` asset stored about the policy checkpoint `policy` (asset, key), in a round,
+    fail-closed: a missing table or checkpoint is a problem."""
+    asset, key = policy
     try:
-        deltas = store.read_table(report, "deltas", schemas.BENCHMARK_DELTAS)
-        verdicts = store.read_table(report, "verdicts", schemas.BENCHMARK_VERDICTS)
-        candidate = store.read_table(report, "candidate", schemas.RELEASE_CANDIDATE)
+        deltas = store.read_table(report, round_key("deltas", pipeline_round), schemas.BENCHMARK_DELTAS)
+        verdicts = store.read_table(report, round_key("verdicts", pipeline_round), schemas.BENCHMARK_VERDICTS)
+        candidate = store.read_table(report, round_key("candidate", pipeline_round), schemas.RELEASE_CANDIDATE)
         [(evaluated, split)] = candidate.select("policy_id", "split").rows()
-        current = model_fingerprint(store.local_checkpoint(*policy, partitioned=False))
+        current = model_fingerprint(store.local_checkpoint(asset, round_key(key, pipeline_round), partitioned=False))
     except MissingUpstreamError as missing:
         return Gate([str(missing)], schemas.empty(schemas.BENCHMARK_DELTAS), None)
     problems = promotion_problems(

@@ -38,6 +38,11 @@ class ReviewTables:
     rollouts: pl.DataFrame  # schemas.FILTERED_ROLLOUTS; before judging, rollouts with null verdict columns
     pairs: pl.DataFrame | None  # schemas.JUDGED_PAIRS, None before pairing
     quarantine: pl.DataFrame  # schemas.QUARANTINE of every stage shown
+    key: str = ""  # the store key of the stage tables when not the category's (a later round's: round<r>/<category>)
+
+    @property
+    def page_key(self) -> str:
+        return self.key or self.category
 
 
 @dataclass(frozen=True)
@@ -54,28 +59,28 @@ def page_path(category: str) -> str:
     return f"review/{category}.html"
 
 
-def read_tables(store: Store, category: str, upto: str) -> ReviewTables:
-    """The tables of `category` from prompt_mixture through the stage `upto` (one of STAGES, past prompt_mixture)."""
+def read_tables(store: Store, category: str, upto: str, key: str = "") -> ReviewTables:
+    """The tables of `category` from prompt_mixture through the stage `upto` (one of STAGES, past prompt_mixture);
+    the stage tables under `key` when given (a later round's; the prompts are every round's)."""
     shown = STAGES[: STAGES.index(upto) + 1]
+    staged = key or category
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
     if "filtered_rollouts" in shown:
-        rollouts = store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
+        rollouts = store.read_table("filtered_rollouts", staged, schemas.FILTERED_ROLLOUTS)
     else:
         unjudged = {c: pl.lit(None, dtype=t) for c, t in schemas.FILTERED_ROLLOUTS.items() if c not in schemas.ROLLOUTS}
-        rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS).with_columns(**unjudged)
-    pairs = store.read_table("judged_pairs", category, schemas.JUDGED_PAIRS) if "judged_pairs" in shown else None
-    quarantine = [
-        store.read_table("quarantine", f"{stage}/{category}", schemas.QUARANTINE)
-        for stage in shown
-        if store.has_table("quarantine", f"{stage}/{category}")
-    ]
-    return ReviewTables(category, prompts, rollouts, pairs, pl.concat([schemas.empty(schemas.QUARANTINE), *quarantine]))
+        rollouts = store.read_table("rollouts", staged, schemas.ROLLOUTS).with_columns(**unjudged)
+    pairs = store.read_table("judged_pairs", staged, schemas.JUDGED_PAIRS) if "judged_pairs" in shown else None
+    quarantine_keys = [f"{stage}/{category if stage == STAGES[0] else staged}" for stage in shown]
+    quarantine = [store.read_table("quarantine", q, schemas.QUARANTINE) for q in quarantine_keys if store.has_table("quarantine", q)]
+    quarantined = pl.concat([schemas.empty(schemas.QUARANTINE), *quarantine])
+    return ReviewTables(category, prompts, rollouts, pairs, quarantined, key)
 
 
 def write_page(store: Store, tables: ReviewTables) -> str:
     """Render the category's page (without labelling) into the store beside its tables; returns its URI."""
     html = review_page(tables, store.read_bytes)
-    return store.write_bytes(page_path(tables.category), html.encode())
+    return store.write_bytes(page_path(tables.page_key), html.encode())
 
 
 def review_page(

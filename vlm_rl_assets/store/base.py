@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
@@ -26,9 +27,22 @@ class MissingUpstreamError(FileNotFoundError):
     """An upstream asset's output is absent: the message says which one to materialize."""
 
 
+def round_key(key: str, pipeline_round: int) -> str:
+    """The store key of round `pipeline_round`'s `key`: round 1 keeps a one-round pipeline's keys, a later round's
+    tables and checkpoints lie under `round<r>/`."""
+    return key if pipeline_round == 1 else f"{ROUND_PREFIX}{pipeline_round}/{key}"
+
+
+ROUND_PREFIX = "round"
+_ROUND_KEY = re.compile(rf"^{ROUND_PREFIX}(\d+)/(.+)$")
+
+
 def materialize_command(asset: str, partition: str | None) -> str:
-    """The CLI call that produces `asset` (for one partition, if it is partitioned)."""
+    """The CLI call that produces `asset` (for one partition, if it is partitioned; a round's key names the
+    category|round partition)."""
     command = f"dagster asset materialize -m vlm_rl_assets.definitions --select {asset}"
+    if partition and (match := _ROUND_KEY.match(partition)):
+        partition = f"'{match[2]}|{match[1]}'"  # quoted: a shell pipe otherwise
     return f"`{command} --partition {partition}`" if partition else f"`{command}`"
 
 

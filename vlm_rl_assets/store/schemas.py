@@ -149,6 +149,15 @@ HUMAN_LABELS = {  # labels/<category>: a person's verdict on a sampled rollout (
     "replaced": pl.Int64,  # earlier labels of this item this one replaced (the last label wins)
 }
 
+ROUND_OUTCOMES = {  # rounds/round<r>: one row per finished round, what decides whether round r+1 runs
+    "round": pl.Int64,
+    "dev_gain": pl.Float64,  # points of mean dev accuracy over the policy the round started from (paired)
+    "dev_gain_ci_low": pl.Float64,
+    "dev_gain_ci_high": pl.Float64,
+    "min_gain": pl.Float64,  # rounds.min_gain when it was measured
+    "gate_problems": pl.List(pl.String),  # the promotion gate's reasons against the round's policy (empty: passed)
+}
+
 COSTS = {  # costs/<asset>/<category>: one row per materialization, what it spent (`metering.Usage`, store/costs.py)
     "asset": pl.String,
     "category": pl.String,  # the partition; "all" for an unpartitioned asset

@@ -1,0 +1,70 @@
+"""round_gain[r]: what round r gained on the dev split over the model it started from, and whether round r+1 runs
+(`rounds/plan.py`'s stop rule: a gain below `rounds.min_gain` or a failed promotion gate ends the rounds)."""
+
+import dagster as dg
+import polars as pl
+
+from vlm_rl_assets.assets.benchmarking import benchmark
+from vlm_rl_assets.assets.metered import metered
+from vlm_rl_assets.assets.promotion_gate import gate
+from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
+from vlm_rl_assets.assets.training_run import round_models
+from vlm_rl_assets.evaluation.promotion import CANDIDATE
+from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
+from vlm_rl_assets.partitions import ROUNDS, round_partitions, stage
+from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rounds.plan import POLICY, RoundOutcome, write_outcome
+
+ASSET = "round_gain"
+NEXT_ROUND_RUNS = "next_round_runs"
+
+
+@dg.asset(
+    pool=GPU_POOL,
+    partitions_def=round_partitions,
+    deps=["release_report"],
+    group_name="rounds",
+    kinds={"pytorch", "parquet"},
+    description="The round's policy vs. the model the round started from on the dev split (paired delta, 95% CI), "
+    "with its promotion gate: whether the next round runs.",
+)
+@retry_transient
+@metered
+def round_gain(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    run, config, store = stage(context), pipeline.config(), pipeline.store()
+    start, _ = round_models(pipeline, run.pipeline_round)
+    policy = store.local_checkpoint(POLICY[0], run.key(POLICY[1]), partitioned=False)
+    dev = config.eval.model_copy(update={"split": "dev"})  # where the stop rule is chosen; bench stays for reports
+    _, verdicts = benchmark(context, config, store, {"base": start, CANDIDATE: policy}, list(config.categories), dev)
+    overall = (
+        paired_deltas(verdicts, CANDIDATE, seed=config.engine.seed)
+        .filter(pl.col("category") == OVERALL)
+        .row(0, named=True)
+    )
+    decision = gate(config, store, run.pipeline_round)
+    outcome = RoundOutcome(
+        run.pipeline_round, 100 * overall["delta"], (100 * overall["ci_low"], 100 * overall["ci_high"]),
+        config.rounds.min_gain, tuple(decision.problems),
+    )  # fmt: skip
+    write_outcome(store, outcome)
+    reason, last = outcome.stop_reason(), run.pipeline_round == ROUNDS
+    runs = not last and (reason is None or not config.rounds.stop_early)
+    if last:
+        next_round = "none: this was the last round (rounds.count)"
+    elif runs:
+        unless = f" (rounds.stop_early is false; it would stop it: {reason})" if reason else ""
+        next_round = f"round {run.pipeline_round + 1} may run{unless}"
+    else:
+        next_round = f"stops: {reason}"
+    context.log.info(f"round {run.pipeline_round}: {outcome.dev_gain:+.1f} points on dev; next: {next_round}")
+    low, high = outcome.dev_gain_ci
+    return dg.MaterializeResult(
+        metadata={
+            "dev_gain_points": round(outcome.dev_gain, 1),
+            "dev_gain_ci": [round(low, 1), round(high, 1)],
+            "min_gain": config.rounds.min_gain,
+            "gate_problems": list(decision.problems),
+            "next_round": next_round,
+            NEXT_ROUND_RUNS: runs,  # what the next-round sensor reads
+        }
+    )
