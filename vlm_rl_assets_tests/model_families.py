@@ -96,7 +96,14 @@ class Family:
 
 
 def _text(ids: Callable[[str], int], vocab: int, eos: str, pad: str, **extra: Any) -> dict[str, Any]:
-    return {**TEXT, "vocab_size": vocab, "eos_token_id": ids(eos), "pad_token_id": ids(pad), "bos_token_id": None, **extra}
+    return {
+        **TEXT,
+        "vocab_size": vocab,
+        "eos_token_id": ids(eos),
+        "pad_token_id": ids(pad),
+        "bos_token_id": None,
+        **extra,
+    }
 
 
 def _qwen_vl_config(model_type: str, patch: int, vision: dict[str, Any], mrope: list[int], **text: Any):
@@ -107,7 +114,12 @@ def _qwen_vl_config(model_type: str, patch: int, vision: dict[str, Any], mrope: 
         return AutoConfig.for_model(
             model_type,
             text_config=_text(ids, vocab, "<|im_end|>", "<|endoftext|>", rope_parameters=rope, **text),
-            vision_config={"patch_size": patch, "spatial_merge_size": 2, "out_hidden_size": TEXT["hidden_size"], **vision},
+            vision_config={
+                "patch_size": patch,
+                "spatial_merge_size": 2,
+                "out_hidden_size": TEXT["hidden_size"],
+                **vision,
+            },
             image_token_id=ids("<|image_pad|>"),
             video_token_id=ids("<|video_pad|>"),
             vision_start_token_id=ids("<|vision_start|>"),
@@ -125,13 +137,23 @@ def _qwen_vl_processor(processor_class: str, patch: int) -> Callable[[Any, str],
         from vlm_rl_assets.model.tiny_model import image_only
 
         side = 2 * 2 * patch  # 2 x 2 merged patches: 4 image tokens
-        image = Qwen2VLImageProcessorPil(size={"shortest_edge": side * side, "longest_edge": side * side}, patch_size=patch)
+        image = Qwen2VLImageProcessorPil(
+            size={"shortest_edge": side * side, "longest_edge": side * side}, patch_size=patch
+        )
         return image_only(getattr(transformers, processor_class))(image, tokenizer, chat_template=chat_template)
 
     return processor
 
 
-QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+QWEN_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
 QWEN2_5_VL = Family(
@@ -143,7 +165,14 @@ QWEN2_5_VL = Family(
     _qwen_vl_config(
         "qwen2_5_vl",
         14,
-        {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "fullatt_block_indexes": [0], "window_size": 56},
+        {
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "fullatt_block_indexes": [0],
+            "window_size": 56,
+        },
         [2, 3, 3],
     ),
     _qwen_vl_processor("Qwen2_5_VLProcessor", 14),
@@ -157,11 +186,201 @@ QWEN3_VL = Family(
     _qwen_vl_config(
         "qwen3_vl",
         16,
-        {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "num_position_embeddings": 16,
-         "deepstack_visual_indexes": [0]},
+        {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": [0],
+        },
         [4, 2, 2],
     ),
     _qwen_vl_processor("Qwen3VLProcessor", 16),
+)
+
+
+PINPOINTS = [[32, 32], [32, 64], [64, 32]]  # LLaVA-OneVision's tile layouts, in pixels
+TOWER = {"model_type": "siglip_vision_model", **VISION, "image_size": 32, "patch_size": 8}  # 4 x 4 patches
+
+
+def _config(
+    model_type: str, text_type: str, eos: str, pad: str, vision: dict[str, Any], settings: dict[str, Any], **tokens: str
+):
+    """A config with `settings`, and `tokens` (config field -> token) as ids in the tokenizer."""
+    from transformers import AutoConfig
+
+    def config(ids: Callable[[str], int], vocab: int) -> Any:
+        text = {"model_type": text_type, **_text(ids, vocab, eos, pad)}
+        return AutoConfig.for_model(
+            model_type, text_config=text, vision_config=vision, **settings, **{key: ids(t) for key, t in tokens.items()}
+        )
+
+    return config
+
+
+def _processor(processor_class: str, image_processor: str, image: dict[str, Any], **settings: Any):
+    """`image_processor`: "module.Class" under transformers.models (transformers' top level hands out a stand-in
+    demanding torchvision for some PIL image processors that do not need it)."""
+
+    def processor(tokenizer: Any, chat_template: str) -> Any:
+        import importlib
+
+        import transformers
+
+        from vlm_rl_assets.model.tiny_model import image_only
+
+        module, name = image_processor.rsplit(".", 1)
+        images = getattr(importlib.import_module(f"transformers.models.{module}"), name)(**image)
+        stock = getattr(transformers, processor_class)
+        return image_only(stock)(image_processor=images, tokenizer=tokenizer, chat_template=chat_template, **settings)
+
+    return processor
+
+
+IDEFICS3 = Family(  # SmolVLM's architecture; one 32-pixel image of 4 x 4 patches, pixel-shuffled to 4 tokens
+    "idefics3",
+    (
+        "<|end_of_text|>",
+        "<|begin_of_text|>",
+        "<fake_token_around_image>",
+        "<image>",
+        "<end_of_utterance>",
+        "<global-img>",
+    ),
+    "<end_of_utterance>",
+    "<|end_of_text|>",
+    IDEFICS3_CHAT,
+    _config(
+        "idefics3",
+        "llama",
+        "<end_of_utterance>",
+        "<|end_of_text|>",
+        {**VISION, "image_size": 32, "patch_size": 8},
+        {"scale_factor": 2},
+        image_token_id="<image>",
+    ),
+    _processor(
+        "Idefics3Processor",
+        "idefics3.image_processing_pil_idefics3.Idefics3ImageProcessorPil",
+        {"do_image_splitting": False, "size": {"longest_edge": 32}, "max_image_size": {"longest_edge": 32}},
+        image_seq_len=4,
+    ),
+)
+LLAVA_ONEVISION = Family(  # anyres tiling: a base view plus tiles, with a newline token after each row of features
+    "llava_onevision",
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"),
+    "<|im_end|>",
+    "<|endoftext|>",
+    chatml("<image>\n"),
+    _config(
+        "llava_onevision",
+        "qwen2",
+        "<|im_end|>",
+        "<|endoftext|>",
+        TOWER,
+        {"image_grid_pinpoints": PINPOINTS, "vision_feature_select_strategy": "full"},
+        image_token_index="<image>",
+        video_token_index="<video>",
+    ),
+    _processor(
+        "LlavaOnevisionProcessor",
+        "llava_onevision.image_processing_pil_llava_onevision.LlavaOnevisionImageProcessorPil",
+        {
+            "size": {"height": 32, "width": 32},
+            "crop_size": {"height": 32, "width": 32},
+            "image_grid_pinpoints": PINPOINTS,
+        },
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+    ),
+)
+GEMMA3 = Family(  # a fixed number of soft tokens per image between <start_of_image> and <end_of_image>
+    "gemma3",
+    (
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ),
+    "<end_of_turn>",
+    "<pad>",
+    GEMMA3_CHAT,
+    _config(
+        "gemma3",
+        "gemma3_text",
+        "<end_of_turn>",
+        "<pad>",
+        TOWER,
+        {"mm_tokens_per_image": 4},
+        image_token_index="<image_soft_token>",
+        boi_token_index="<start_of_image>",
+        eoi_token_index="<end_of_image>",
+    ),
+    _processor(
+        "Gemma3Processor",
+        "gemma3.image_processing_pil_gemma3.Gemma3ImageProcessorPil",
+        {"size": {"height": 32, "width": 32}},
+        image_seq_length=4,
+    ),
+    named_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    bos="<bos>",
+)
+INTERNVL = Family(  # the HF-native InternVL (-hf checkpoints): <img>, pixel-shuffled <IMG_CONTEXT> tokens, </img>
+    "internvl",
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
+    "<|im_end|>",
+    "<|endoftext|>",
+    chatml("<IMG_CONTEXT>\n"),
+    _config(
+        "internvl",
+        "qwen2",
+        "<|im_end|>",
+        "<|endoftext|>",
+        {**VISION, "image_size": [32, 32], "patch_size": [8, 8]},
+        {"image_seq_length": 4},
+        image_token_id="<IMG_CONTEXT>",
+    ),
+    _processor(
+        "InternVLProcessor",
+        "got_ocr2.image_processing_pil_got_ocr2.GotOcr2ImageProcessorPil",
+        {"size": {"height": 32, "width": 32}, "crop_to_patches": False},
+        image_seq_length=4,
+    ),
+    named_tokens={
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    },
+)
+MISTRAL3 = Family(  # Pixtral tokens: rows of [IMG] ending in [IMG_BREAK], the last in [IMG_END]
+    "mistral3",
+    ("<pad>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"),
+    "</s>",
+    "<pad>",
+    MISTRAL3_CHAT,
+    _config(
+        "mistral3",
+        "mistral",
+        "</s>",
+        "<pad>",
+        {"model_type": "pixtral", **VISION, "head_dim": 16, "image_size": 32, "patch_size": 8},
+        {"spatial_merge_size": 2},
+        image_token_index="[IMG]",
+    ),
+    _processor(
+        "PixtralProcessor",
+        "pixtral.image_processing_pil_pixtral.PixtralImageProcessorPil",
+        {"size": {"longest_edge": 32}, "patch_size": {"height": 8, "width": 8}},
+        patch_size=8,
+        spatial_merge_size=2,
+    ),
+    bos="<s>",
 )
 
 

@@ -216,9 +216,7 @@ def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig
     )
 
 
-def build_tiny_vlm(
-    out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec: TinyVLMSpec = TinyVLMSpec()
-) -> Path:
+def build_tiny_vlm(out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec: TinyVLMSpec = TinyVLMSpec()) -> Path:
     """Train a tokenizer on `corpus`, build a randomly initialised Qwen2-VL and save both to `out_dir`."""
     import torch
     from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
