@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlm_rl_assets.model.folder_check import needs_remote_code
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer, Qwen2VLConfig
 
@@ -240,6 +242,8 @@ def load_processor(path: str | Path) -> ProcessorMixin:
     keeping the checkpoint's video settings to save them back."""
     from transformers import AutoProcessor
 
+    if needs_remote_code(path):  # only past `check_model_folder` with model.trust_remote_code
+        return AutoProcessor.from_pretrained(path, trust_remote_code=True)
     if _torchvision_available():
         return AutoProcessor.from_pretrained(path)
     from transformers.models.auto.processing_auto import processor_class_from_name
@@ -274,7 +278,11 @@ def checkpoint_dtype(path: str | Path) -> str:
 
 
 def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
-    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode."""
+    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode; with the folder's own
+    code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code)."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=checkpoint_dtype(path)).to(device).eval()
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path)
+    )
+    return model.to(device).eval()
