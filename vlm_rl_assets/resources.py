@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from vlm_rl_assets.config import PipelineConfig, load_config
+from vlm_rl_assets.model.folder_check import check_model_folder
 from vlm_rl_assets.model.settings import EMBEDDED
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
 from vlm_rl_assets.store.open import open_store
@@ -26,8 +27,10 @@ class PipelineResource(dg.ConfigurableResource):
         return open_store(self.storage_root or storage.root, storage.cache_path)
 
     def base_model_dir(self) -> Path:
-        """The SFT model every rollout samples from: a configured folder or the embedded one built here."""
-        path = self.config().model.path
+        """The SFT model every rollout samples from: a configured folder (checked: `check_model_folder`) or the
+        embedded one built here."""
+        model = self.config().model
+        path = model.path
         if path != EMBEDDED:
             folder = Path(path)
             if not (folder / "config.json").is_file():
@@ -35,5 +38,6 @@ class PipelineResource(dg.ConfigurableResource):
                     f"model.path {path!r} is not a save_pretrained folder (no config.json); "
                     "point it at your SFT model, or set it to 'embedded'"
                 )
+            check_model_folder(folder, model.trust_remote_code)
             return folder
         return self.store().local_checkpoint("base_model", EMBEDDED, partitioned=False)

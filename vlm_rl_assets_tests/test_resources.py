@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 
 from vlm_rl_assets.definitions import defs
@@ -11,12 +13,11 @@ def config_file(tmp_path, model_path: str):
     return str(path)
 
 
-def test_configured_model_must_be_a_save_pretrained_folder(tmp_path):
+def test_configured_model_must_be_a_save_pretrained_folder(tmp_path, tiny_vlm_dir):
     resource = PipelineResource(config_path=config_file(tmp_path, str(tmp_path / "nowhere")))
     with pytest.raises(MissingUpstreamError, match="not a save_pretrained folder"):
         resource.base_model_dir()
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
+    shutil.copytree(tiny_vlm_dir, tmp_path / "model")  # a checked folder: weights, processor, chat template
     assert PipelineResource(config_path=config_file(tmp_path, str(tmp_path / "model"))).base_model_dir() == tmp_path / "model"
 
 

@@ -10,7 +10,9 @@ from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.bootstrap.embedded import NO_DATASET, DatasetRows, bootstrap_embedded_model
 from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.model.folder_check import check_image_placement
 from vlm_rl_assets.model.settings import EMBEDDED
+from vlm_rl_assets.model.tiny_model import load_processor
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store.base import Store
 
@@ -30,7 +32,8 @@ STAGE = "base_model"
 def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     config, store = pipeline.config(), pipeline.store()
     if config.model.path != EMBEDDED:
-        folder = pipeline.base_model_dir()  # validates the folder
+        folder = pipeline.base_model_dir()  # validates the folder's files
+        check_image_placement(load_processor(folder), folder)
         return dg.MaterializeResult(metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured"})
 
     import torch  # heavy (~3 s): only when the embedded model is built

@@ -19,7 +19,7 @@ from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 from trl.trainer.utils import flush_left, pad
 
 EXAMPLE_FIELDS = ("prompt", "chosen", "rejected", "images")
-_LAID_OUT = {"input_ids", "attention_mask", "completion_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw"}
+_TEXT_FIELDS = {"input_ids", "attention_mask", "completion_mask", "mm_token_type_ids"}  # what `_layout` builds
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class PretokenizedCollator:
 
     def pretokenize(self, examples: Iterable[dict[str, Any]], batch_size: int) -> None:
         """Tokenize `examples` through TRL's own collator, `batch_size` at a time, and keep each one's ids (examples
-        already known are skipped). Processors whose batches carry more than ids, masks and pixels (e.g. Gemma's
-        token_type_ids) are left to TRL."""
+        already known are skipped). Batches whose image tensors the image processor alone does not reproduce, or that
+        carry other fields (e.g. Gemma's token_type_ids, LLaVA-OneVision's image_sizes), are left to TRL."""
         batch = []
         for example in examples:
             if example.get("images") and _key(example) not in self._tokens:
@@ -63,7 +63,8 @@ class PretokenizedCollator:
     def _remember(self, examples: list[dict[str, Any]]) -> None:
         keys = [_key(example) for example in examples]
         out = self._untruncated([dict(example) for example in examples])  # TRL's collator rewrites its examples
-        if set(out) - _LAID_OUT:
+        pixels = self._pixels(examples)
+        if set(out) - _TEXT_FIELDS != set(pixels) or not all(torch.equal(out[k], v) for k, v in pixels.items()):
             return
         n = len(examples)
         text = out["attention_mask"].bool()
@@ -82,11 +83,13 @@ class PretokenizedCollator:
         tokens = [self._tokens.get(_key(example)) if example.get("images") else None for example in examples]
         if any(t is None for t in tokens):
             return self.inner(examples)
-        batch = self._layout(tokens)
+        return self._layout(tokens) | self._pixels(examples)
+
+    def _pixels(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The image processor's tensors for `examples`' images (pixel values, Qwen's image_grid_thw), repeated for
+        the chosen and the rejected rows as TRL's collator lays them out."""
         images = self.inner.processor.image_processor(images=[list(e["images"]) for e in examples], return_tensors="pt")
-        batch["pixel_values"] = torch.cat([images["pixel_values"]] * 2)  # repeated for chosen and rejected, as TRL does
-        batch["image_grid_thw"] = torch.cat([images["image_grid_thw"]] * 2)
-        return batch
+        return {field: torch.cat([tensor] * 2) for field, tensor in images.items()}
 
     def _layout(self, tokens: list[_Tokens]) -> dict[str, torch.Tensor]:
         """TRL's layout of [chosen rows, rejected rows]: prompts padded left with the tokenizer's pad id, completions

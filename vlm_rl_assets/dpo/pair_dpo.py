@@ -72,7 +72,12 @@ class PairDPOTrainer(DPOTrainer):
     ) -> None:
         reference = _CachedReference(model.config) if cached_reference else None
         super().__init__(
-            model=model, ref_model=reference, args=args, train_dataset=train_dataset, processing_class=processing_class, **kwargs
+            model=model,
+            ref_model=reference,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            **kwargs,
         )
         inner = self.data_collator
         if isinstance(inner, DataCollatorForVisionPreference) and inner.pad_to_multiple_of is None:
@@ -121,9 +126,11 @@ def encode_each_image_once(model: PreTrainedModel) -> Iterator[None]:
         if rows is None:
             return original(pixel_values, grid_thw=grid_thw, **kwargs)
         out = original(pixel_values[:rows], grid_thw=grid_thw[: len(grid_thw) // 2], **kwargs)
-        for field in ("pooler_output", "last_hidden_state"):
-            if getattr(out, field, None) is not None:
-                setattr(out, field, torch.cat([getattr(out, field)] * 2))
+        for field, value in out.items():  # each image's rows (patches, merged tokens, Qwen3-VL's deepstack features)
+            if isinstance(value, torch.Tensor):
+                out[field] = torch.cat([value] * 2)
+            elif isinstance(value, (list, tuple)):
+                out[field] = type(value)(torch.cat([part] * 2) for part in value)
         return out
 
     visual.forward = forward

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from vlm_rl_assets.model.folder_check import needs_remote_code
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer, Qwen2VLConfig
@@ -75,39 +77,39 @@ def _torchvision_available() -> bool:
 
 
 @functools.cache
-def _processor_class() -> type:
-    """Stock `Qwen2VLProcessor` where torchvision exists, else a subclass without the video part.
+def image_only(processor_class: type) -> type:
+    """`processor_class` where torchvision exists or it has no video processor, else a subclass without one.
 
-    transformers 5 type-checks every sub-processor named in `__init__`'s signature, and the Qwen2-VL
-    video processor needs torchvision. A subclass whose `__init__` has no `video_processor` parameter
-    skips it. It keeps the stock class name, which transformers writes into the saved configs, and it
-    saves a video processor config (stock loaders build one), so its checkpoints load with stock
-    `AutoProcessor` and vLLM elsewhere.
+    transformers 5 loads and type-checks every sub-processor `get_attributes` names, and the video processors need
+    torchvision; the subclass leaves `video_processor` out of them, so it is never loaded and stays None. It keeps
+    the stock class name, which transformers writes into the saved configs, and writes back `video_settings` (the
+    checkpoint's video processor settings), so its checkpoints load with stock `AutoProcessor` and vLLM elsewhere.
     """
-    from transformers import Qwen2VLProcessor
+    if _torchvision_available() or "video_processor" not in processor_class.get_attributes():
+        return processor_class
 
-    if _torchvision_available():
-        return Qwen2VLProcessor
+    class ImageOnly(processor_class):
+        video_settings: dict[str, Any] | None = None
 
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs: Any) -> None:
-            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return [name for name in super().get_attributes() if name != "video_processor"]
 
         def to_dict(self) -> dict[str, Any]:
             out = super().to_dict()
-            # What transformers itself infers for legacy Qwen2-VL checkpoints: the image settings.
-            video = {k: v for k, v in out["image_processor"].items() if k != "image_processor_type"}
-            out["video_processor"] = {**video, "video_processor_type": "Qwen2VLVideoProcessor"}
+            if self.video_settings is not None:
+                out["video_processor"] = self.video_settings
             return out
 
-    ImageOnlyQwen2VLProcessor.__name__ = ImageOnlyQwen2VLProcessor.__qualname__ = "Qwen2VLProcessor"
-    return ImageOnlyQwen2VLProcessor
+    ImageOnly.__name__ = ImageOnly.__qualname__ = processor_class.__name__
+    return ImageOnly
 
 
 def _build_processor(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
     """The processor of a new checkpoint: stock, with a video processor resizing as images do, where torchvision
-    exists (the stock class requires one); the image-only subclass elsewhere."""
-    from transformers import Qwen2VLImageProcessorPil
+    exists (the stock class requires one); the image-only subclass elsewhere, saving those same video settings
+    (what transformers itself infers for legacy Qwen2-VL checkpoints)."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
 
     # Pass `size`, not min/max_pixels: those mutate the class-level default dict in place.
     resize = {
@@ -120,11 +122,23 @@ def _build_processor(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> ProcessorM
         from transformers import Qwen2VLVideoProcessor
 
         parts["video_processor"] = Qwen2VLVideoProcessor(**resize)
-    return _processor_class()(**parts, chat_template=CHAT_TEMPLATE)
+    processor = image_only(Qwen2VLProcessor)(**parts, chat_template=CHAT_TEMPLATE)
+    if not _torchvision_available():
+        image = {k: v for k, v in processor.image_processor.to_dict().items() if k != "image_processor_type"}
+        processor.video_settings = {**image, "video_processor_type": "Qwen2VLVideoProcessor"}
+    return processor
 
 
-def _train_tokenizer(corpus: Iterable[str], spec: TinyVLMSpec) -> Qwen2Tokenizer:
-    """Byte-level BPE on `corpus`, wrapped in transformers' `Qwen2Tokenizer`.
+def train_tokenizer(
+    corpus: Iterable[str],
+    spec: TinyVLMSpec,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    eos_token: str = EOS_TOKEN,
+    pad_token: str = PAD_TOKEN,
+    named_tokens: dict[str, str] | None = None,
+) -> Qwen2Tokenizer:
+    """Byte-level BPE on `corpus` with `special_tokens` first (ids 0..), wrapped in transformers' `Qwen2Tokenizer`;
+    `named_tokens` (e.g. {"image_token": "<image>"}) become attributes some processors read (`tokenizer.image_token`).
 
     The trainer uses exactly the normalizer and pre-tokenizer `Qwen2Tokenizer` installs when it loads,
     so the merges learned here produce the same ids whichever loader reads them back.
@@ -145,7 +159,7 @@ def _train_tokenizer(corpus: Iterable[str], spec: TinyVLMSpec) -> Qwen2Tokenizer
     trainer = trainers.BpeTrainer(
         vocab_size=spec.max_vocab_size,
         min_frequency=spec.min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no unknown tokens
         show_progress=False,
     )
@@ -154,11 +168,11 @@ def _train_tokenizer(corpus: Iterable[str], spec: TinyVLMSpec) -> Qwen2Tokenizer
     return Qwen2Tokenizer(
         vocab=trained["vocab"],
         merges=[tuple(pair) for pair in trained["merges"]],
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
+        eos_token=eos_token,
+        pad_token=pad_token,
         unk_token=None,
         bos_token=None,
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in (EOS_TOKEN, PAD_TOKEN)],
+        extra_special_tokens=named_tokens or [t for t in special_tokens if t not in (eos_token, pad_token)],
         model_max_length=spec.max_position_embeddings,
     )
 
@@ -204,15 +218,13 @@ def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig
     )
 
 
-def build_tiny_vlm(
-    out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec: TinyVLMSpec = TinyVLMSpec()
-) -> Path:
+def build_tiny_vlm(out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec: TinyVLMSpec = TinyVLMSpec()) -> Path:
     """Train a tokenizer on `corpus`, build a randomly initialised Qwen2-VL and save both to `out_dir`."""
     import torch
     from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     out_dir = Path(out_dir)
-    tokenizer = _train_tokenizer(corpus, spec)
+    tokenizer = train_tokenizer(corpus, spec)
     processor = _build_processor(spec, tokenizer)
     config = _model_config(spec, tokenizer)
     torch.manual_seed(seed)
@@ -226,12 +238,36 @@ def build_tiny_vlm(
 
 
 def load_processor(path: str | Path) -> ProcessorMixin:
-    """The checkpoint's processor; the image-only subclass where torchvision is missing."""
-    if _torchvision_available():
-        from transformers import AutoProcessor
+    """The checkpoint's processor; where torchvision is missing, its class's image-only subclass (`image_only`),
+    keeping the checkpoint's video settings to save them back."""
+    from transformers import AutoProcessor
 
+    if needs_remote_code(path):  # only past `check_model_folder` with model.trust_remote_code
+        return AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    if _torchvision_available():
         return AutoProcessor.from_pretrained(path)
-    return _processor_class().from_pretrained(path)
+    from transformers.models.auto.processing_auto import processor_class_from_name
+
+    saved = _processor_config(Path(path))
+    if "processor_class" not in saved:  # no processor of its own: AutoProcessor returns what it finds (a tokenizer)
+        return AutoProcessor.from_pretrained(path)
+    processor = image_only(processor_class_from_name(saved["processor_class"])).from_pretrained(path)
+    if hasattr(processor, "video_settings"):
+        processor.video_settings = saved.get("video_processor") or _read_json(Path(path) / VIDEO_CONFIG)
+    return processor
+
+
+VIDEO_CONFIG = "video_preprocessor_config.json"  # where checkpoints saved before transformers 5 keep video settings
+
+
+def _processor_config(folder: Path) -> dict[str, Any]:
+    """The processor settings a checkpoint saved: processor_config.json (transformers 5 nests the image and video
+    processors' there), else the older processor_class entry of preprocessor_config.json."""
+    return _read_json(folder / "processor_config.json") or _read_json(folder / "preprocessor_config.json") or {}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def checkpoint_dtype(path: str | Path) -> str:
@@ -242,7 +278,11 @@ def checkpoint_dtype(path: str | Path) -> str:
 
 
 def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
-    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode."""
+    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode; with the folder's own
+    code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code)."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=checkpoint_dtype(path)).to(device).eval()
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path)
+    )
+    return model.to(device).eval()
