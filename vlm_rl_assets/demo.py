@@ -84,7 +84,6 @@ def training_table(store, categories: list[str], pipeline_round: int = 1) -> pl.
 
 def main() -> None:
     start = time.monotonic()
-    config = load_config()
     instance = dg.DagsterInstance.get()
     materialize(["base_model"], instance)
     last = materialize_rounds(instance, range(1, ROUNDS + 1))

@@ -40,7 +40,8 @@ def test_overrides_set_nested_keys_and_refuse_paths_through_values():
 def test_every_experiment_variant_is_a_valid_config(tmp_path):
     main = PipelineResource(storage_root=str(tmp_path))
     (tmp_path / "base_model" / "embedded").mkdir(parents=True)
-    (tmp_path / "base_model" / "embedded" / "config.json").write_text("{}")
+    for name, text in (("config.json", "{}"), ("preprocessor_config.json", "{}"), ("chat_template.jinja", "{{ x }}")):
+        (tmp_path / "base_model" / "embedded" / name).write_text(text)  # a folder base_model_dir accepts
     for experiment in EXPERIMENTS.values():
         for variant in experiment.variants:
             config = variant_resource(main, experiment, variant).config()  # validates

@@ -94,6 +94,8 @@ def settings(**overrides) -> ExternalEvalSettings:
 def checkpoint(folder: Path, model_type: str = "qwen2_vl") -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    (folder / "preprocessor_config.json").write_text("{}")  # what base_model_dir checks a folder holds
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
     return folder
 
 

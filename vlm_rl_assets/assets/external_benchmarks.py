@@ -14,12 +14,12 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.external_eval import evaluate
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.rounds.plan import latest_policy
 from vlm_rl_assets.store import schemas
 
 NOT_CONFIGURED = (
@@ -56,7 +56,7 @@ def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
     settings = config.external_eval
     models = {
         "base": pipeline.base_model_dir(),
-        "policy": store.local_checkpoint("policy_checkpoint", POLICY_KEY, partitioned=False),
+        "policy": latest_policy(store, config.rounds.count),  # with rounds: the newest round's
     }
     work_root = Path(settings.work_dir or config.storage.cache_path / "external_eval")
     start = time.monotonic()

@@ -71,6 +71,15 @@ def read_outcome(store: Store, pipeline_round: int) -> RoundOutcome | None:
     )  # fmt: skip
 
 
+def latest_policy(store: Store, rounds: int) -> Path:
+    """The newest round's POLICY checkpoint among `rounds` (round 1's when none later exists)."""
+    asset, key = POLICY
+    for pipeline_round in range(rounds, 1, -1):
+        if store.has_checkpoint(asset, round_key(key, pipeline_round)):
+            return store.local_checkpoint(asset, round_key(key, pipeline_round), partitioned=False)
+    return store.local_checkpoint(asset, key, partitioned=False)
+
+
 def start_model(store: Store, base_dir: Path, pipeline_round: int, stop_early: bool = True) -> Path:
     """The model round `pipeline_round` samples from and trains on: the base for round 1, else the POLICY checkpoint
     of the round before, once that round's outcome is known and (with `stop_early`) lets the rounds go on."""
