@@ -36,12 +36,20 @@ if [ "$(cat "$cache/wheelhouse/.pyproject.sha256" 2>/dev/null)" != "$stamp" ]; t
     rm -f "$cache"/wheelhouse/vlm_rl_assets-*.whl
     echo "$stamp" > "$cache/wheelhouse/.pyproject.sha256"
 fi
-rm -f docker/wheelhouse/*.whl
-cp -l "$cache"/wheelhouse/*.whl docker/wheelhouse/ 2>/dev/null || cp "$cache"/wheelhouse/*.whl docker/wheelhouse/
 
-offline=(--build-arg BASE_IMAGE=vlm_rl_assets_base_python --build-arg PIP_NO_INDEX=1)
+# pip in the build reads the wheelhouse over HTTP on the host's loopback (builds on the host network), so no wheel
+# lands in a layer; the URL stays the same from build to build, and so do the cached layers
+port=${VLM_RL_WHEELHOUSE_PORT:-8765}
+"$python" -m http.server --bind 127.0.0.1 --directory "$cache/wheelhouse" "$port" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server' EXIT
+until "$python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null; do
+    kill -0 $server || { echo "no wheelhouse server on port $port (VLM_RL_WHEELHOUSE_PORT)" >&2; exit 1; }
+    sleep 0.2
+done
+offline=(--network host --build-arg BASE_IMAGE=vlm_rl_assets_base_python --build-arg PIP_NO_INDEX=1
+         --build-arg "PIP_FIND_LINKS=http://127.0.0.1:$port/")
 docker build -q "${offline[@]}" -f docker/Dockerfile.user_code -t vlm_rl_assets_user_code .
 docker build -q "${offline[@]}" -f docker/Dockerfile.dagster -t vlm_rl_assets_dagster .
 docker build -q --build-arg BASE_IMAGE=vlm_rl_assets_base_postgres -f docker/Dockerfile.postgres_debian \
     -t vlm_rl_assets_postgres .
-rm -f docker/wheelhouse/*.whl
