@@ -75,13 +75,15 @@ class Stack:
         run = self.query(RUN_QUERY, runId=run_id)["runOrError"]
         return run["status"], {tag["key"]: tag["value"] for tag in run["tags"]}
 
-    def launch(self, job: str, assets: list[str], partition: str | None = None) -> str:
+    def launch(self, job: str, assets: list[str] | None = None, partition: str | None = None) -> str:
+        """The run's id; `assets`: a subset of the job's (None: all of them)."""
         tags = {"dagster/partition": partition} if partition else {}
         return self.client.submit_job_execution(job, tags=tags, asset_selection=assets)
 
-    def wait(self, run_id: str, until: set[str], timeout: float) -> str:
+    def wait(self, run_id: str, timeout: float) -> str:
+        """The run's status once it has ended."""
         deadline = time.monotonic() + timeout
-        while (status := self.run_status(run_id)[0]) not in until | {"SUCCESS", "FAILURE", "CANCELED"}:
+        while (status := self.run_status(run_id)[0]) not in {"SUCCESS", "FAILURE", "CANCELED"}:
             assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout} s"
             time.sleep(2)
         return status
@@ -148,20 +150,14 @@ def volume_root(name: str) -> Path:
 
 
 def postgres(sql: str) -> str:
-    (container,) = docker(
-        "ps",
-        "-q",
-        "--filter",
-        "label=com.docker.compose.service=postgresql",
-        "--filter",
-        f"label=com.docker.compose.project={PROJECT}",
-    ).split()
+    service = ("--filter", "label=com.docker.compose.service=postgresql")
+    (container,) = docker("ps", "-q", *service, "--filter", f"label=com.docker.compose.project={PROJECT}").split()
     return docker("exec", container, "psql", "-U", "dagster", "-d", "dagster", "-tAc", sql)
 
 
 @pytest.fixture(scope="module")
 def base_model(stack: Stack) -> None:
-    assert stack.wait(stack.launch("__ASSET_JOB", ["base_model"]), set(), timeout=300) == "SUCCESS"
+    assert stack.wait(stack.launch("__ASSET_JOB", ["base_model"]), timeout=300) == "SUCCESS"
 
 
 def test_a_category_run_runs_in_its_own_container_and_lands_in_postgres_and_the_shared_volume(stack: Stack, base_model):
@@ -172,33 +168,24 @@ def test_a_category_run_runs_in_its_own_container_and_lands_in_postgres_and_the_
     daemons = {d["daemonType"]: d["healthy"] for d in listed["instance"]["daemonHealth"]["allDaemonStatuses"]}
     assert all(daemons[d] for d in ("SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING")), daemons
 
-    run_id = stack.launch(
-        "category_pipeline",
-        ["prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "dpo_checkpoint", "benchmark_scores"],
-        partition="color",
-    )
-    assert stack.wait(run_id, set(), timeout=420) == "SUCCESS"
+    run_id = stack.launch("category_pipeline", partition="color")
+    assert stack.wait(run_id, timeout=420) == "SUCCESS"
 
     _, tags = stack.run_status(run_id)
     container = json.loads(docker("inspect", tags["docker/container_id"]))[0]
     assert container["Config"]["Image"] == "vlm_rl_assets_user_code" and container["State"]["ExitCode"] == 0
     assert container["Config"]["Labels"]["dagster/run_id"] == run_id
-    assert {m["Name"] for m in container["Mounts"] if m["Type"] == "volume"} >= {
-        "vlm_rl_assets_data",
-        "vlm_rl_assets_logs",
-    }
+    volumes = {m["Name"] for m in container["Mounts"] if m["Type"] == "volume"}
+    assert volumes >= {"vlm_rl_assets_data", "vlm_rl_assets_logs"}
     store = LocalStore(volume_root("vlm_rl_assets_data"))
     for table in ("prompt_mixture", "rollouts", "benchmark_scores"):
         assert store.has_table(table, "color"), table
     assert postgres(f"SELECT status FROM runs WHERE run_id = '{run_id}'") == "SUCCESS"
     recorded = postgres(
-        f"SELECT DISTINCT asset_key FROM event_logs WHERE run_id = '{run_id}' AND dagster_event_type = 'ASSET_MATERIALIZATION'"
+        f"SELECT DISTINCT asset_key FROM event_logs WHERE run_id = '{run_id}'"
+        " AND dagster_event_type = 'ASSET_MATERIALIZATION'"
     )
-    assert {json.loads(key)[0] for key in recorded.split()} >= {
-        "prompt_mixture",
-        "rollouts",
-        "benchmark_scores",
-    }
+    assert {json.loads(key)[0] for key in recorded.split()} >= {"prompt_mixture", "rollouts", "benchmark_scores"}
 
 
 def test_a_killed_run_container_fails_the_run_and_the_next_run_resumes_its_finished_shards(stack: Stack, base_model):
@@ -212,9 +199,9 @@ def test_a_killed_run_container_fails_the_run_and_the_next_run_resumes_its_finis
     docker("kill", stack.run_status(killed)[1]["docker/container_id"])
     assert not store.has_table("rollouts", KILLED)  # killed mid-rollout: the table comes after the last shard
 
-    assert stack.wait(killed, set(), timeout=120) == "FAILURE"  # run monitoring saw the container die
+    assert stack.wait(killed, timeout=120) == "FAILURE"  # run monitoring saw the container die
     resumed = stack.launch("category_pipeline", ["rollouts"], partition=KILLED)
-    assert stack.wait(resumed, set(), timeout=300) == "SUCCESS"  # the gpu pool's slot was freed
+    assert stack.wait(resumed, timeout=300) == "SUCCESS"  # the gpu pool's slot was freed
 
     (materialization,) = stack.query(MATERIALIZATION_QUERY, partition=KILLED)["assetOrError"]["assetMaterializations"]
     metadata = {e["label"]: e.get("intValue") for e in materialization["metadataEntries"]}
