@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -29,3 +30,22 @@ def chromium() -> str:
     if not path:
         missing("Chromium", "apt-get install chromium (or run .ci/services.sh)")
     return path
+
+
+DEPLOYMENT_IMAGES = ("vlm_rl_assets_user_code", "vlm_rl_assets_dagster", "vlm_rl_assets_postgres")
+
+
+def docker_compose() -> list[str]:
+    """The compose command of a running Docker engine that has docker/build_local.sh's images; asked for by
+    VLM_RL_TEST_DOCKER=1, since the deployment test takes minutes and starts containers."""
+    how = "as root: export VLM_RL_TEST_DOCKER=1, start Docker and run docker/build_local.sh (.ci/docker.sh does all three)"
+    if os.environ.get("VLM_RL_TEST_DOCKER") != "1":
+        missing("The Docker deployment test", how)
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) and subprocess.run([*command, "version"], capture_output=True).returncode == 0:
+            break
+    else:
+        missing("Docker Compose", how)
+    if subprocess.run(["docker", "image", "inspect", *DEPLOYMENT_IMAGES], capture_output=True).returncode != 0:
+        missing(f"Docker or one of the images {', '.join(DEPLOYMENT_IMAGES)}", how)
+    return command

@@ -3,6 +3,7 @@ here), and the compose file's wiring between services, the run launcher and the 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -43,15 +44,29 @@ def test_instance_yaml_matches_dagster_schema(folder, monkeypatch):
             assert_valid(cls.config_type(), config[section].get("config", {}), section)
 
 
-def test_docker_instance_uses_postgres_gpus_and_a_gpu_pool():
+def run_container_context(*overrides: str) -> dict:
+    """What the code location adds to each run's container (the user_code service's DAGSTER_CONTAINER_CONTEXT),
+    checked as Dagster parses it; `overrides`: compose files laid over docker-compose.yml."""
+    from dagster_docker.container_context import DockerContainerContext
+
+    services = compose_config({"DAGSTER_POSTGRES_PASSWORD": "x"}, *overrides)["services"]
+    context = json.loads(services["user_code"]["environment"]["DAGSTER_CONTAINER_CONTEXT"])
+    DockerContainerContext.create_from_config(context)  # raises on a setting Dagster does not know
+    return context["docker"]["container_kwargs"]
+
+
+def test_docker_runs_get_postgres_gpus_and_a_gpu_pool():
     config = load("dagster.yaml")
     assert set(config["storage"]["postgres"]["postgres_db"]) >= {"hostname", "username", "password", "db_name"}
-    launcher = config["run_launcher"]["config"]
     from docker.types import DeviceRequest
 
-    gpus = [DeviceRequest(**request) for request in launcher["container_kwargs"]["device_requests"]]
+    gpu, cpu = run_container_context(), run_container_context("docker-compose.cpu.yml")
+    gpus = [DeviceRequest(**request) for request in gpu["device_requests"]]
     assert gpus[0]["Driver"] == "nvidia" and gpus[0]["Capabilities"] == [["gpu"]]
+    assert "device_requests" not in cpu and cpu["volumes"] == gpu["volumes"]  # the CPU override drops only the GPUs
     assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
+    # a killed run is failed by the daemon, and the `gpu` slot its step held is given back
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
 
 
 def test_workspaces_match_dagster_schema():
@@ -71,8 +86,15 @@ def test_compose_wires_services_launcher_and_workspace():
     assert set(launcher["env_vars"]) <= set(services["daemon"]["environment"])  # the daemon launches the runs
     assert services["user_code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == services["user_code"]["image"]
     assert compose["networks"]["vlm_rl_assets_network"]["name"] == launcher["network"]
-    volume = launcher["container_kwargs"]["volumes"][0].split(":")[0]
-    assert compose["volumes"][volume]["name"] == volume  # run containers mount it by its global name
+    mounts = dict(volume.split(":")[:2][::-1] for volume in run_container_context()["volumes"])
+    assert mounts["/opt/dagster/app/data"] == "vlm_rl_assets_data"  # storage.root `data` under the image's WORKDIR
+    assert "WORKDIR /opt/dagster/app\n" in (DOCKER / "Dockerfile.user_code").read_text()
+    for volume in mounts.values():
+        assert compose["volumes"][volume]["name"] == volume  # run containers mount them by their global names
+    logs = "vlm_rl_assets_logs:/opt/dagster/dagster_home/storage"  # DAGSTER_HOME's compute logs, for the webserver
+    assert logs in services["webserver"]["volumes"]
+    config = "${VLM_RL_CONFIG_DIR:-vlm_rl_assets_config}:/etc/vlm_rl:ro"  # the code server reads what runs read
+    assert config in services["user_code"]["volumes"] and mounts["/etc/vlm_rl"] == "vlm_rl_assets_config"
     assert "dagster-daemon" in services["daemon"]["entrypoint"] and "dagster-webserver" in services["webserver"]["entrypoint"]
 
 
@@ -80,9 +102,9 @@ COMPOSE_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?::([-?])([^}]*))?\})")  # $$, $
 SOCKET = "/var/run/docker.sock"
 
 
-def compose_config(env: dict[str, str]) -> dict:
+def compose_config(env: dict[str, str], *overrides: str) -> dict:
     """The compose file as `docker compose config` reads it under `env`: values interpolated after parsing, an unset
-    or empty `${X:?error}` refused with its error."""
+    or empty `${X:?error}` refused with its error; `overrides`' services' mappings laid over it."""
 
     def value(match: re.Match) -> str:
         name, operator, argument = match.groups()
@@ -101,7 +123,12 @@ def compose_config(env: dict[str, str]) -> dict:
             return [interpolated(v) for v in node]
         return COMPOSE_VARIABLE.sub(value, node) if isinstance(node, str) else node
 
-    return interpolated(load("docker-compose.yml"))
+    merged = load("docker-compose.yml")
+    for override in overrides:
+        for name, service in load(override)["services"].items():
+            for key, setting in service.items():
+                merged["services"][name][key] = {**merged["services"][name].get(key, {}), **setting}
+    return interpolated(merged)
 
 
 def test_compose_lets_no_one_in_by_default():
@@ -151,8 +178,8 @@ def test_the_cuda_image_has_the_cuda_of_the_wheels_it_installs():
     """torch 2.13.0 and vLLM 0.31.0 from PyPI are CUDA 13.0 builds (torchvision 0.28.0's wheel bundles
     libcudart.so.13): the base image's CUDA must be 13.x, which needs an R580+ driver on the host."""
     image = (DOCKER / "Dockerfile.user_code_cuda").read_text()
-    base = re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu24\.04$", image, re.M)
-    assert base and base.group(1) == "13" and "FROM ${CUDA_IMAGE}" in image
+    base = re.search(r"^ARG BASE_IMAGE=nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu24\.04$", image, re.M)
+    assert base and base.group(1) == "13" and "FROM ${BASE_IMAGE}" in image
     assert "R580" in image
     pinned = re.search(r'"torch==([\d.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
     assert pinned == "2.13.0" and f"pip install torch=={pinned} " in image
