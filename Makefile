@@ -13,7 +13,12 @@ $(BIN)/python:
 	# CPU torch first: it is the wheel on disk here; an open range would pull a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 
+# what the pipeline needs (the demo, the UI); the tests add the dev extra
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -29,7 +34,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install
+test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 clean:
