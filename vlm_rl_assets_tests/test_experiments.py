@@ -40,20 +40,23 @@ def test_overrides_set_nested_keys_and_refuse_paths_through_values():
 REPORTS = ("seeds", "rounds", "grpo_vs_dpo")  # measured on bench; every other experiment chooses on dev
 
 
-def variant_configs(tmp_path: Path) -> dict[tuple[str, str], object]:
-    """Every experiment variant's validated config, by (experiment, variant)."""
+@pytest.fixture(scope="module")
+def variant_configs(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], object]]:
+    """The main storage root, and every experiment variant's validated config by (experiment, variant)."""
+    tmp_path = tmp_path_factory.mktemp("variants")
     main = PipelineResource(storage_root=str(tmp_path))
     (tmp_path / "base_model" / "embedded").mkdir(parents=True)
     (tmp_path / "base_model" / "embedded" / "config.json").write_text("{}")
-    return {
+    return tmp_path, {
         (experiment.name, variant.name): variant_resource(main, experiment, variant).config()  # validates
         for experiment in EXPERIMENTS.values()
         for variant in experiment.variants
     }
 
 
-def test_every_experiment_variant_is_a_valid_config(tmp_path):
-    for (experiment, variant), config in variant_configs(tmp_path).items():
+def test_every_experiment_variant_is_a_valid_config(variant_configs):
+    tmp_path, configs = variant_configs
+    for (experiment, variant), config in configs.items():
         assert config.storage.root.endswith(f"experiments/{experiment}/{variant}")
         assert config.model.path == str(tmp_path / "base_model" / "embedded")
         # sweeps choose on dev; only the reports read bench
@@ -62,8 +65,8 @@ def test_every_experiment_variant_is_a_valid_config(tmp_path):
             assert config.rounds.count == 1
 
 
-def test_compared_arms_sample_equal_tokens_and_run_every_round(tmp_path):
-    configs = variant_configs(tmp_path)
+def test_compared_arms_sample_equal_tokens_and_run_every_round(variant_configs):
+    _, configs = variant_configs
     budgets = {}  # completions per train prompt over every round, cut at the same length
     for (experiment, variant), config in configs.items():
         if experiment not in ("rounds", "grpo_vs_dpo"):
@@ -293,13 +296,14 @@ def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_pat
     # rounds3_seed0 after round 2: +4 points, a dev gain of +2, 2/3 of its 1 M tokens and 0.5 CPU-hours
     assert "| rounds3_seed0 | 2 | 0.5 | 0.54 | +4.0 [+2.0, +6.0] | +2.0 [+0.0, +4.0] | 0.667 | 0.33 | 6.0 |" in page
     assert "| rounds1_seed0 | 1 | 0.5 | 0.52 | +2.0 [+0.0, +4.0] | - | 1.0 | 0.5 | 2.0 |" in page  # no dev gain
-    assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M tokens, hour
+    assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M, per hour
     assert "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, " \
         "comparisons in 6 of 6" in page  # fmt: skip
     assert "A round more minus a round fewer: +2.0 points on average; the deltas' 95% CIs are ±2.0 points wide" in page
-    assert "**Direction held**: GRPO gained more than iterative DPO for the same generated tokens, seeds in 3 of 3" in page
-    assert "GRPO minus iterative DPO: +3.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap is " \
-        "beyond noise" in page  # fmt: skip
+    held = "**Direction held**: GRPO gained more than iterative DPO for the same generated tokens, seeds in 3 of 3"
+    assert held in page
+    gap = "GRPO minus iterative DPO: +3.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap is"
+    assert f"{gap} beyond noise" in page
 
 
 def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp_path):
@@ -307,7 +311,9 @@ def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp
     page = (tmp_path / "findings.md").read_text()
     assert "Not run yet: `python -m vlm_rl_assets.experiments run rounds`" in page
     assert "Not run yet: `python -m vlm_rl_assets.experiments run grpo_vs_dpo`" in page
-    flat = {name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in ("rounds", "grpo_vs_dpo")}
+    flat = {
+        name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in ("rounds", "grpo_vs_dpo")
+    }
     write_findings(flat, tmp_path / "findings.md")
     page = (tmp_path / "findings.md").read_text()
     assert "**Direction did not hold**: an arm with a round more gained more" in page

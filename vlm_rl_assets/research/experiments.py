@@ -194,7 +194,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                 Variant(f"dpo_{DPO_ROUNDS}_rounds_seed{s}", _rounds(DPO_ROUNDS) | _seeded(s) | GREEDY_ONLY)
                 for s in SEEDS
             )
-            + tuple(Variant(f"grpo_seed{s}", _rounds(1) | GRPO_AT_EQUAL_TOKENS | _seeded(s) | GREEDY_ONLY) for s in SEEDS),
+            + tuple(
+                Variant(f"grpo_seed{s}", _rounds(1) | GRPO_AT_EQUAL_TOKENS | _seeded(s) | GREEDY_ONLY) for s in SEEDS
+            ),
             release=True,
             split="bench",
             per_category=False,
