@@ -311,9 +311,8 @@ def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp
     page = (tmp_path / "findings.md").read_text()
     assert "Not run yet: `python -m vlm_rl_assets.experiments run rounds`" in page
     assert "Not run yet: `python -m vlm_rl_assets.experiments run grpo_vs_dpo`" in page
-    flat = {
-        name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in ("rounds", "grpo_vs_dpo")
-    }
+    names = ("rounds", "grpo_vs_dpo")
+    flat = {name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in names}
     write_findings(flat, tmp_path / "findings.md")
     page = (tmp_path / "findings.md").read_text()
     assert "**Direction did not hold**: an arm with a round more gained more" in page
