@@ -46,7 +46,8 @@ def variant_configs(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], objec
     tmp_path = tmp_path_factory.mktemp("variants")
     main = PipelineResource(storage_root=str(tmp_path))
     (tmp_path / "base_model" / "embedded").mkdir(parents=True)
-    (tmp_path / "base_model" / "embedded" / "config.json").write_text("{}")
+    for name, text in (("config.json", "{}"), ("preprocessor_config.json", "{}"), ("chat_template.jinja", "{{ x }}")):
+        (tmp_path / "base_model" / "embedded" / name).write_text(text)  # a folder base_model_dir accepts
     return tmp_path, {
         (experiment.name, variant.name): variant_resource(main, experiment, variant).config()  # validates
         for experiment in EXPERIMENTS.values()
