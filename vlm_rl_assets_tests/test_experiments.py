@@ -10,7 +10,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant
+from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SEEDS, Experiment, Variant
 from vlm_rl_assets.research.findings import write_findings
 from vlm_rl_assets.research.runner import RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.research.variants import with_overrides
@@ -37,18 +37,55 @@ def test_overrides_set_nested_keys_and_refuse_paths_through_values():
         with_overrides(raw, {"training.seed.x": 1})
 
 
-def test_every_experiment_variant_is_a_valid_config(tmp_path):
+REPORTS = ("seeds", "rounds", "grpo_vs_dpo")  # measured on bench; every other experiment chooses on dev
+
+
+@pytest.fixture(scope="module")
+def variant_configs(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], object]]:
+    """The main storage root, and every experiment variant's validated config by (experiment, variant)."""
+    tmp_path = tmp_path_factory.mktemp("variants")
     main = PipelineResource(storage_root=str(tmp_path))
     (tmp_path / "base_model" / "embedded").mkdir(parents=True)
     for name, text in (("config.json", "{}"), ("preprocessor_config.json", "{}"), ("chat_template.jinja", "{{ x }}")):
         (tmp_path / "base_model" / "embedded" / name).write_text(text)  # a folder base_model_dir accepts
-    for experiment in EXPERIMENTS.values():
-        for variant in experiment.variants:
-            config = variant_resource(main, experiment, variant).config()  # validates
-            assert config.storage.root.endswith(f"experiments/{experiment.name}/{variant.name}")
-            assert config.model.path == str(tmp_path / "base_model" / "embedded")
-            # sweeps choose on dev; only the report of the chosen defaults reads bench
-            assert config.eval.split == ("bench" if experiment.name == "seeds" else "dev")
+    return tmp_path, {
+        (experiment.name, variant.name): variant_resource(main, experiment, variant).config()  # validates
+        for experiment in EXPERIMENTS.values()
+        for variant in experiment.variants
+    }
+
+
+def test_every_experiment_variant_is_a_valid_config(variant_configs):
+    tmp_path, configs = variant_configs
+    for (experiment, variant), config in configs.items():
+        assert config.storage.root.endswith(f"experiments/{experiment}/{variant}")
+        assert config.model.path == str(tmp_path / "base_model" / "embedded")
+        # sweeps choose on dev; only the reports read bench
+        assert config.eval.split == ("bench" if experiment in REPORTS else "dev")
+        if EXPERIMENTS[experiment].per_category:  # their per-category results are one round's
+            assert config.rounds.count == 1
+
+
+def test_compared_arms_sample_equal_tokens_and_run_every_round(variant_configs):
+    _, configs = variant_configs
+    budgets = {}  # completions per train prompt over every round, cut at the same length
+    for (experiment, variant), config in configs.items():
+        if experiment not in ("rounds", "grpo_vs_dpo"):
+            continue
+        assert config.rounds.stop_early is False and config.eval.samples_per_prompt == 1
+        samples = {c.samples_per_prompt for c in config.categories.values()}
+        assert len(samples) == 1 and {c.n_train for c in config.categories.values()} == {1000}
+        if config.training.algorithm == "grpo":  # an epoch samples num_generations per prompt of the mixture
+            grpo = config.training.grpo
+            assert config.rounds.count == 1 and grpo.max_completion_length == config.engine.max_new_tokens
+            budget = config.training.epochs * grpo.num_generations
+        else:
+            budget = config.rounds.count * samples.pop()
+        budgets.setdefault(experiment, {})[variant] = (budget, config.engine.max_new_tokens)
+    assert set(budgets["rounds"].values()) == {(24, 40)} and len(budgets["rounds"]) == 3 * len(SEEDS)
+    assert set(budgets["grpo_vs_dpo"].values()) == {(16, 40)} and len(budgets["grpo_vs_dpo"]) == 2 * len(SEEDS)
+    rounds = {variant: configs[("rounds", variant)].rounds.count for variant in budgets["rounds"]}
+    assert sorted(set(rounds.values())) == [1, 2, 3]
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +146,76 @@ def test_a_rerun_resumes_without_running_finished_categories(tiny_run):
     assert_frame_equal(again, results)
 
 
+TINY_ROUNDS = Experiment(
+    "tiny_rounds",
+    "ablation_tiny_rounds",
+    "Do two rounds of 3 samples per prompt beat one of 6?",
+    "They do.",
+    ("count",),
+    (
+        Variant("one", {"rounds.count": 1, "categories.count.samples_per_prompt": 6}),
+        Variant("two", {"rounds.count": 2, "rounds.stop_early": False, "categories.count.samples_per_prompt": 3}),
+    ),
+    release=True,
+    split="bench",
+    per_category=False,
+)
+
+
+@pytest.fixture(scope="module")
+def rounds_run(tmp_path_factory):
+    """TINY_ROUNDS on `count` alone: `one` in this process (one round, as its partitions), `two` in a variant worker
+    (two rounds); then run again. A real instance, so the worker records its runs where the test reads them."""
+    root, home = tmp_path_factory.mktemp("rounds_store"), tmp_path_factory.mktemp("rounds_home")
+    raw = yaml.safe_load(CONFIG.read_text())
+    del raw["categories"]["color"]
+    config = root / "count_only.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    main = PipelineResource(config_path=str(config), storage_root=str(root))
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        results = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None)
+        runs = {r.dagster_run.run_id: r.dagster_run.tags for r in instance.get_run_records()}
+        again = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None)
+        yield root, results, again, runs, len(instance.get_run_records())
+
+
+def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per_round(rounds_run):
+    root, results, _, runs, _ = rounds_run
+    partitions = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "two")
+    assert partitions == ["1", "2", "count|1", "count|2"]  # the worker's partitions: category x round, and rounds
+    one = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "one")
+    assert one == ["-", "count"]  # one round here: no round dimension; the release is unpartitioned
+    two = root / "experiments" / "tiny_rounds" / "two"
+    assert not (two / "dpo_checkpoint").exists()  # per_category False: no per-category checkpoint or benchmark
+    assert pl.read_parquet(two / "rollouts" / "round2" / "count.parquet").height == 12 * 3
+    rows = results.filter(pl.col("category") == "overall")
+    got = {(v, m, s) for v, m, s in rows.select("variant", "metric", "step").iter_rows()}
+    for variant, rounds in (("one", [1]), ("two", [1, 2])):
+        assert {(variant, "delta", r) for r in rounds} <= got
+        for name in COSTS:
+            assert {(variant, name, r) for r in [*rounds, None]} <= got
+        costs = rows.filter((pl.col("variant") == variant) & pl.col("metric").is_in(["generated_tokens", "cpu_hours"]))
+        per_round = costs.filter(pl.col("step").is_not_null()).group_by("metric").agg(pl.col("value").sum())
+        total = costs.filter(pl.col("step").is_null()).select("metric", "value")
+        assert_frame_equal(per_round.sort("metric"), total.sort("metric"))  # the rounds add up to the variant's cost
+        assert (costs["value"] > 0).all()
+    dev = rows.filter(pl.col("metric") == "dev_gain")
+    assert dev.select("variant", "step").rows() == [("two", 1), ("two", 2)]  # round_gain runs only with rounds
+    assert (dev["ci_low"] <= dev["value"]).all() and (dev["value"] <= dev["ci_high"]).all()
+
+
+def test_a_rounds_experiment_rerun_runs_nothing_new(rounds_run):
+    _, results, again, runs, runs_after = rounds_run
+    assert runs_after == len(runs)
+    assert_frame_equal(again, results)
+
+
 def fake_results(experiment: Experiment) -> pl.DataFrame:
     """Numbers in the recipe's direction for every experiment: ground truth saturates and gains less, chain of
-    thought and DPO gain more, base catches up at large k, long answers prefer the higher beta."""
+    thought and DPO gain more, base catches up at large k, long answers prefer the higher beta, more rounds and
+    GRPO gain more for the same tokens."""
+    if not experiment.per_category:
+        return fake_round_results(experiment)
     rows = []
     for v, variant in enumerate(experiment.variants):
         for c, category in enumerate(experiment.categories):
@@ -141,18 +245,81 @@ def fake_results(experiment: Experiment) -> pl.DataFrame:
     ).select(list(schemas.EXPERIMENT_RESULTS)).cast(schemas.EXPERIMENT_RESULTS)
 
 
+def fake_round_results(experiment: Experiment, gain_per_round: float = 0.02, grpo_gain: float = 0.07) -> pl.DataFrame:
+    """Per round of each variant's release: round r gains `gain_per_round` * r (GRPO's one round `grpo_gain`), dev gains
+    with rounds, and 1 M generated tokens and 0.5 CPU-hours per variant, spread over its rounds."""
+    rows = []
+    for variant in experiment.variants:
+        rounds = variant.overrides.get("rounds.count", 1)
+        grpo = variant.overrides.get("training.algorithm") == "grpo"
+        for r in range(1, rounds + 1):
+            gain = grpo_gain if grpo else gain_per_round * r
+            for category in experiment.categories:
+                rows += [(variant.name, category, "base", "accuracy", r, 0.5),
+                         (variant.name, category, "policy", "accuracy", r, 0.5 + gain),
+                         (variant.name, category, "policy", "delta", r, gain)]  # fmt: skip
+            rows.append((variant.name, "overall", "policy", "delta", r, gain))
+            if rounds > 1:
+                rows.append((variant.name, "overall", "policy", "dev_gain", r, gain_per_round))
+        for step, share in [(r, 1 / rounds) for r in range(1, rounds + 1)] + [(None, 1.0)]:
+            rows += [(variant.name, "overall", "policy", "generated_tokens", step, 1e6 * share),
+                     (variant.name, "overall", "policy", "cpu_hours", step, 0.5 * share),
+                     (variant.name, "overall", "policy", "accelerator_hours", step, 0.0),
+                     (variant.name, "overall", "policy", "wall_hours", step, 0.3 * share)]  # fmt: skip
+    df = pl.DataFrame(rows, schema=["variant", "category", "model", "metric", "step", "value"], orient="row")
+    with_ci = pl.col("metric").is_in(["delta", "dev_gain"])
+    return df.with_columns(
+        experiment=pl.lit(experiment.name),
+        ci_low=pl.when(with_ci).then(pl.col("value") - 0.02),
+        ci_high=pl.when(with_ci).then(pl.col("value") + 0.02),
+    ).select(list(schemas.EXPERIMENT_RESULTS)).cast(schemas.EXPERIMENT_RESULTS)
+
+
 def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path):
     results = {name: fake_results(e) for name, e in EXPERIMENTS.items() if name != "answer_format"}
     plots = write_findings(results, tmp_path / "findings.md")
     page = (tmp_path / "findings.md").read_text()
     assert page.count("**Direction held**") == len(results)
     assert "Not run yet: `python -m vlm_rl_assets.experiments run answer_format`" in page
-    assert page.count("Measured on the `dev` split") == len(EXPERIMENTS) - 1  # the seed repeats report bench
-    assert page.count("Measured on the `bench` split") == 1
+    assert page.count("Measured on the `dev` split") == len(EXPERIMENTS) - len(REPORTS)
+    assert page.count("Measured on the `bench` split") == len(REPORTS)
     assert {p.name for p in plots} == {
-        "chosen_source_rewards_accuracies.png", "pass_at_k.png", "beta_sweep.png", "controls_deltas.png"
+        "chosen_source_rewards_accuracies.png", "pass_at_k.png", "beta_sweep.png", "controls_deltas.png",
+        "rounds_gain_vs_cost.png", "grpo_vs_dpo_deltas.png",
     }  # fmt: skip
     assert all(p.read_bytes().startswith(b"\x89PNG") and f"(findings/{p.name})" in page for p in plots)
+
+
+def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_path):
+    results = {name: fake_results(EXPERIMENTS[name]) for name in ("rounds", "grpo_vs_dpo")}
+    write_findings(results, tmp_path / "findings.md")
+    page = (tmp_path / "findings.md").read_text()
+    # rounds3_seed0 after round 2: +4 points, a dev gain of +2, 2/3 of its 1 M tokens and 0.5 CPU-hours
+    assert "| rounds3_seed0 | 2 | 0.5 | 0.54 | +4.0 [+2.0, +6.0] | +2.0 [+0.0, +4.0] | 0.667 | 0.33 | 6.0 |" in page
+    assert "| rounds1_seed0 | 1 | 0.5 | 0.52 | +2.0 [+0.0, +4.0] | - | 1.0 | 0.5 | 2.0 |" in page  # no dev gain
+    assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M, per hour
+    assert "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, " \
+        "comparisons in 6 of 6" in page  # fmt: skip
+    assert "A round more minus a round fewer: +2.0 points on average; the deltas' 95% CIs are ±2.0 points wide" in page
+    held = "**Direction held**: GRPO gained more than iterative DPO for the same generated tokens, seeds in 3 of 3"
+    assert held in page
+    gap = "GRPO minus iterative DPO: +3.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap is"
+    assert f"{gap} beyond noise" in page
+
+
+def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp_path):
+    write_findings({}, tmp_path / "findings.md")
+    page = (tmp_path / "findings.md").read_text()
+    assert "Not run yet: `python -m vlm_rl_assets.experiments run rounds`" in page
+    assert "Not run yet: `python -m vlm_rl_assets.experiments run grpo_vs_dpo`" in page
+    names = ("rounds", "grpo_vs_dpo")
+    flat = {name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in names}
+    write_findings(flat, tmp_path / "findings.md")
+    page = (tmp_path / "findings.md").read_text()
+    assert "**Direction did not hold**: an arm with a round more gained more" in page
+    assert "**Direction did not hold**: GRPO gained more than iterative DPO" in page
+    assert "GRPO minus iterative DPO: -1.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap " \
+        "is within noise" in page  # fmt: skip
 
 
 def test_findings_say_plainly_when_a_direction_did_not_hold(tmp_path):

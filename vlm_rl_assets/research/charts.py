@@ -29,7 +29,11 @@ def line_panels_png(panels: Sequence[tuple[str, Series]], columns: int = 3, y_ra
         box = _axes(draw, left, top, title, (min(xs), max(xs)), (low, high))
         for label, values in series.items():
             scaled = [_scale(x, y, box, (min(xs), max(xs)), (low, high)) for x, y in sorted(values)]
-            draw.line(scaled if len(scaled) > 1 else scaled * 2, fill=colour[label], width=2)
+            if len(scaled) > 1:
+                draw.line(scaled, fill=colour[label], width=2)
+            else:  # one point (a one-round arm): a dot
+                (x, y), r = scaled[0], 3
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=colour[label])
     return _png(image)
 
 

@@ -2,8 +2,9 @@
 
 An experiment is a few config variants run through the same pipeline assets, each into its own storage folder,
 all from the same base model, measured on one held-out split: the sweeps that choose settings on `dev`, and only
-the report of the chosen defaults (`seeds`) on `bench`; its results are one long table (EXPERIMENT_RESULTS) that `findings.py` turns into
-docs/findings.md. Nothing here runs a model: `vlm_rl_assets/experiments.py` materializes the variants.
+the reports (the chosen defaults' `seeds`, the `rounds` and `grpo_vs_dpo` comparisons) on `bench`; its results are
+one long table (EXPERIMENT_RESULTS) that `findings.py` turns into docs/findings.md. Nothing here runs a model:
+`research/runner.py` materializes the variants.
 """
 
 from __future__ import annotations
@@ -15,15 +16,41 @@ from typing import Any
 
 import polars as pl
 
+from vlm_rl_assets.config import DEFAULT_CONFIG_PATH, load_config
+from vlm_rl_assets.evaluation.cost_report import cost_table
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.train_result import METRICS_FILE
+from vlm_rl_assets.rounds.plan import read_outcome
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.store.base import Store, round_key
+from vlm_rl_assets.store.costs import latest_costs
 
 CATEGORIES = ("color", "shape_choice", "count", "describe", "scene")  # the embedded default's
 SEEDS = (0, 1, 2)
 BETAS = (0.1, 0.5, 2.0)
 SATURATED = 0.98  # rewards/accuracies at or above this: DPO separates every pair, nothing left to learn
+# equal generated tokens: every arm of (f) and (g) samples as many completions per train prompt over all its rounds,
+# each cut at the same length, from the embedded default's settings (one samples_per_prompt for every category)
+_DEFAULT = load_config(DEFAULT_CONFIG_PATH)
+(SAMPLES,) = {category.samples_per_prompt for category in _DEFAULT.categories.values()}
+ROUND_COUNTS = (1, 2, 3)  # (f): 3 rounds of SAMPLES per prompt, 2 of 1.5x, 1 of 3x
+DPO_ROUNDS = 2  # (g): iterative DPO's rounds of SAMPLES; GRPO samples as many completions in its epochs
+GRPO_GENERATIONS = SAMPLES
+GRPO_AT_EQUAL_TOKENS = {
+    "training.algorithm": "grpo",
+    "training.epochs": DPO_ROUNDS * SAMPLES // GRPO_GENERATIONS,  # an epoch samples GRPO_GENERATIONS per prompt
+    "training.grpo.num_generations": GRPO_GENERATIONS,
+    "training.grpo.max_completion_length": _DEFAULT.engine.max_new_tokens,  # cut where the rollouts are
+}
+# what a mixture policy is made by (GRPO: prompt_mixture and policy_checkpoint): the stages whose cost is its cost
+POLICY_STAGES = ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "policy_checkpoint")
+ROW = dict(list(schemas.EXPERIMENT_RESULTS.items())[2:])  # a result row without its experiment and variant
+COSTS = {  # result metric: (cost table column, divisor)
+    "generated_tokens": ("generated_tokens", 1),
+    "cpu_hours": ("cpu_seconds", 3600),
+    "accelerator_hours": ("accelerator_seconds", 3600),
+    "wall_hours": ("wall_seconds", 3600),
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +68,12 @@ class Experiment:
     categories: tuple[str, ...]
     variants: tuple[Variant, ...]
     release: bool = False  # also train and score the mixture policy per variant
-    # where it measures: dev for the sweeps that choose settings, bench only for reporting the chosen defaults
+    # where it measures: dev for the sweeps that choose settings, bench only for reports
     split: str = "dev"
+    # False: the category stages run only as far as the mixture policy needs (judged pairs; GRPO: the prompts, it
+    # samples while it trains), not the per-category checkpoints and scores, and the results are the release's,
+    # per round, with what each round cost. True: one round, and every category's own DPO run is measured too
+    per_category: bool = True
 
 
 def _every_category(key: str, value: Any) -> dict[str, Any]:
@@ -50,6 +81,14 @@ def _every_category(key: str, value: Any) -> dict[str, Any]:
 
 
 GREEDY_ONLY = {"eval.samples_per_prompt": 1}  # sweeps compare greedy accuracy: skip the pass@k sampling
+
+
+def _seeded(seed: int) -> dict[str, Any]:
+    return {"engine.seed": seed, "training.seed": seed}
+
+
+def _rounds(count: int) -> dict[str, Any]:
+    return {"rounds.count": count, "rounds.stop_early": False}  # every round runs: round counts are compared
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -61,7 +100,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Does the mixture policy beat base on the default config, on every category, whatever the seed?",
             "The policy gains on average with a 95% CI above zero and no category loses (the promotion gate).",
             CATEGORIES,
-            tuple(Variant(f"seed{s}", {"engine.seed": s, "training.seed": s}) for s in SEEDS),
+            tuple(Variant(f"seed{s}", _seeded(s)) for s in SEEDS),
             release=True,
             split="bench",
         ),
@@ -123,37 +162,112 @@ EXPERIMENTS: dict[str, Experiment] = {
                 for name, loss in (("dpo", ["sigmoid"]), ("sft_on_chosen", ["sft"]), ("dpo_plus_sft", ["sigmoid", "sft"]))
             ),
         ),
+        Experiment(
+            "rounds",
+            "ablation_rounds",
+            f"(f) {' vs. '.join(map(str, ROUND_COUNTS))} on-policy rounds of DPO, at equal generated tokens "
+            f"({max(ROUND_COUNTS) * SAMPLES} samples per train prompt over all rounds).",
+            "More rounds gain more for the same tokens: each round's pairs describe the policy being trained, not the "
+            "base.",
+            CATEGORIES,
+            tuple(
+                Variant(
+                    f"rounds{n}_seed{s}",
+                    _rounds(n) | _every_category("samples_per_prompt", max(ROUND_COUNTS) * SAMPLES // n) | _seeded(s)
+                    | GREEDY_ONLY,
+                )  # fmt: skip
+                for n in ROUND_COUNTS
+                for s in SEEDS
+            ),
+            release=True,
+            split="bench",
+            per_category=False,
+        ),
+        Experiment(
+            "grpo_vs_dpo",
+            "ablation_grpo_vs_dpo",
+            f"(g) Online GRPO vs. {DPO_ROUNDS} rounds of iterative DPO, at equal generated tokens "
+            f"({DPO_ROUNDS * SAMPLES} completions per train prompt).",
+            "GRPO gains more for the same tokens: it samples from the policy at every step, not once per round.",
+            CATEGORIES,
+            tuple(
+                Variant(f"dpo_{DPO_ROUNDS}_rounds_seed{s}", _rounds(DPO_ROUNDS) | _seeded(s) | GREEDY_ONLY)
+                for s in SEEDS
+            )
+            + tuple(
+                Variant(f"grpo_seed{s}", _rounds(1) | GRPO_AT_EQUAL_TOKENS | _seeded(s) | GREEDY_ONLY) for s in SEEDS
+            ),
+            release=True,
+            split="bench",
+            per_category=False,
+        ),
     )
 }
 
 
-def category_done(store: Store, category: str) -> bool:
-    """A variant's category is finished once its benchmark verdicts exist (written last)."""
-    return store.has_table("benchmark_verdicts", category)
+def category_done(store: Store, category: str, pipeline_round: int, last_stage: str) -> bool:
+    """A variant's category is finished in a round once the table its last stage writes last exists: the benchmark
+    verdicts, the judged pairs, or (GRPO's mixture needs only them) the prompts, one table for every round."""
+    if last_stage == "prompt_mixture":
+        return store.has_table(last_stage, category)
+    table = "benchmark_verdicts" if last_stage == "benchmark_scores" else last_stage
+    return store.has_table(table, round_key(category, pipeline_round))
 
 
-def release_done(store: Store) -> bool:
-    return store.has_table("release_report", "verdicts")
+def release_done(store: Store, pipeline_round: int, rounds: int) -> bool:
+    """The round's release report is written, and with rounds its outcome (round_gain), which the next round needs."""
+    reported = store.has_table("release_report", round_key("verdicts", pipeline_round))
+    return reported and (rounds == 1 or read_outcome(store, pipeline_round) is not None)
 
 
-def variant_results(store: Store, experiment: str, variant: str, categories: tuple[str, ...], release: bool) -> pl.DataFrame:
-    """One variant's EXPERIMENT_RESULTS rows: accuracy (with CI), pass@k, paired delta (with CI) and mean response
-    words of base and candidate per category, and the DPO run's reward-accuracy curve with its pairs and steps."""
+def variant_results(store: Store, experiment: Experiment, variant: str, rounds: int) -> pl.DataFrame:
+    """One variant's EXPERIMENT_RESULTS rows. Per category (per_category experiments): accuracy (with CI), pass@k,
+    paired delta (with CI) and mean response words of base and candidate, and the DPO run's reward-accuracy curve
+    with its pairs and steps. Per round of the release (`step`: the round): the same for the mixture policy, its
+    dev gain over the model the round started from (with rounds), and what making it cost (`cost_rows`)."""
     parts = []
-    for category in categories:
+    for category in experiment.categories if experiment.per_category else ():
         scores = store.read_table("benchmark_scores", category, schemas.BENCHMARK_SCORES)
         verdicts = store.read_table("benchmark_verdicts", category, schemas.BENCHMARK_VERDICTS)
         per_category = _deltas(verdicts, "dpo").filter(pl.col("category") != OVERALL)  # one category: no overall
         parts += [_scores(scores), per_category, _words(verdicts), _training(store, category)]
-    if release:
-        scores = store.read_table("release_report", "scores", schemas.BENCHMARK_SCORES)
-        verdicts = store.read_table("release_report", "verdicts", schemas.BENCHMARK_VERDICTS)
-        parts += [_scores(scores), _deltas(verdicts, "policy"), _words(verdicts)]
-    rows = pl.concat([p.select(list(schemas.EXPERIMENT_RESULTS)[2:]) for p in parts], how="vertical_relaxed")
+    for pipeline_round in range(1, rounds + 1) if experiment.release else ():
+        scores = store.read_table("release_report", round_key("scores", pipeline_round), schemas.BENCHMARK_SCORES)
+        verdicts = store.read_table("release_report", round_key("verdicts", pipeline_round), schemas.BENCHMARK_VERDICTS)
+        released = [_scores(scores), _deltas(verdicts, "policy"), _words(verdicts), _dev_gain(store, pipeline_round)]
+        parts += [p.with_columns(step=pl.lit(pipeline_round, pl.Int64)) for p in released]
+    if experiment.release:
+        parts.append(cost_rows(store, rounds))
+    rows = pl.concat([p.select(list(ROW)) for p in parts], how="vertical_relaxed")
     rows = rows.sort("category", "model", "metric", "step", nulls_last=True)  # the same rows in the same order
-    return rows.select(pl.lit(experiment).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()).cast(
+    return rows.select(pl.lit(experiment.name).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()).cast(
         schemas.EXPERIMENT_RESULTS
     )
+
+
+def cost_rows(store: Store, rounds: int) -> pl.DataFrame:
+    """What making the variant's mixture policy cost (its POLICY_STAGES' latest cost rows, `store/costs.py`): metrics
+    COSTS per round (`step`) and in all (`step` null); benchmarks and round_gain are measurement, not counted."""
+    spent = latest_costs(store).filter(pl.col("asset").is_in(POLICY_STAGES))
+    rows = []
+    for pipeline_round in [*range(1, rounds + 1), None]:
+        part = spent if pipeline_round is None else spent.filter(pl.col("round") == pipeline_round)
+        total = cost_table(part).row(-1, named=True)
+        rows += [
+            {"category": OVERALL, "model": "policy", "metric": name, "step": pipeline_round,
+             "value": total[column] / divisor, "ci_low": None, "ci_high": None}
+            for name, (column, divisor) in COSTS.items()
+        ]  # fmt: skip
+    return pl.DataFrame(rows, schema=ROW)
+
+
+def _dev_gain(store: Store, pipeline_round: int) -> pl.DataFrame:
+    """round_gain's paired dev delta of the round's policy over the model the round started from (a fraction, like
+    every delta here); no row with one round, where round_gain does not run."""
+    outcome = read_outcome(store, pipeline_round)
+    gain = [] if outcome is None else [(outcome.dev_gain, *outcome.dev_gain_ci)]
+    rows = [(OVERALL, "policy", "dev_gain", None, *(points / 100 for points in values)) for values in gain]
+    return pl.DataFrame(rows, schema=ROW, orient="row")
 
 
 def _scores(scores: pl.DataFrame) -> pl.DataFrame:
@@ -203,5 +317,5 @@ def _training(store: Store, category: str) -> pl.DataFrame:
             {"category": category, "model": "dpo", "metric": m, "step": s, "value": v, "ci_low": None, "ci_high": None}
             for m, s, v in rows
         ],
-        schema={k: schemas.EXPERIMENT_RESULTS[k] for k in list(schemas.EXPERIMENT_RESULTS)[2:]},
+        schema=ROW,
     )

@@ -10,7 +10,7 @@ import polars as pl
 
 from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
-from vlm_rl_assets.research.experiments import EXPERIMENTS, SATURATED
+from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED
 
 Section = tuple[str, dict[str, bytes]]  # markdown, plots by file name
 HEADER = """# Findings: the recipe's claims, measured on the embedded default
@@ -22,11 +22,13 @@ starts from the same base model; accuracies are greedy on a held-out split, delt
 
 Which split: the sweeps and ablations (a)-(e) are measured on each category's `dev` split, disjoint from train and
 bench, and the defaults in `default_config.yaml` are chosen from them (and the base model's SFT stops on dev
-accuracy). Only the seed repeats of the chosen defaults are measured on `bench`, which nothing is chosen from.
+accuracy). Only the reports are measured on `bench`, which nothing is chosen from: the seed repeats of the chosen
+defaults, and the comparisons of round counts (f) and of GRPO with iterative DPO (g). Their costs are what making
+each mixture policy cost (rollouts, judging, pairs, training; not the benchmarks), from each variant's cost table.
 """
 SPLIT_LINE = {
     "dev": "Measured on the `dev` split: settings are chosen from these numbers.",
-    "bench": "Measured on the `bench` split: a report of the chosen defaults; nothing is chosen from it.",
+    "bench": "Measured on the `bench` split: a report; nothing is chosen from it.",
 }
 
 
@@ -62,7 +64,15 @@ def _points(value: float | None) -> str:
 
 
 def _delta_cell(row: dict) -> str:
+    if row["value"] is None:
+        return "-"
     return f"{_points(row['value'])} [{_points(row['ci_low'])}, {_points(row['ci_high'])}]"
+
+
+def _cell(value: str, low: str, high: str) -> pl.Expr:
+    """`+5.2 [+3.5, +7.1]` from three columns of fractions."""
+    fields = pl.struct(pl.col(value).alias("value"), pl.col(low).alias("ci_low"), pl.col(high).alias("ci_high"))
+    return fields.map_elements(_delta_cell, pl.String)
 
 
 def _table(df: pl.DataFrame) -> str:
@@ -222,6 +232,136 @@ def controls_section(results: pl.DataFrame) -> Section:
     return markdown, {"controls_deltas.png": grouped_bars_png("delta over base (points)", categories, series)}
 
 
+def per_round(results: pl.DataFrame) -> pl.DataFrame:
+    """One row per variant and round of its release: its arm and seed (the variant's name before and after `_seed`),
+    the mean accuracy of base and policy over categories, the overall paired delta and the round's dev gain over the
+    model it started from (fractions, with CIs; no dev gain with one round), and the costs of every round so far."""
+    key = ["variant", "step"]
+    delta = metric(results, "delta", "policy").filter(pl.col("category") == OVERALL)
+    accuracy = (
+        metric(results, "accuracy").filter(pl.col("model").is_in(["base", "policy"]) & pl.col("step").is_not_null())
+        .group_by("variant", "step", "model", maintain_order=True).agg(pl.col("value").mean())
+        .pivot(on="model", index=key, values="value")
+    )  # fmt: skip
+    dev = metric(results, "dev_gain").select(*key, dev_gain="value", dev_low="ci_low", dev_high="ci_high")
+    spent = (
+        results.filter(pl.col("metric").is_in(list(COSTS)) & pl.col("step").is_not_null())
+        .pivot(on="metric", index=key, values="value").sort(key)
+        .with_columns(pl.col(list(COSTS)).cum_sum().over("variant"))
+    )  # fmt: skip
+    rows = delta.select(*key, delta="value", low="ci_low", high="ci_high").join(accuracy, on=key)
+    rows = rows.join(dev, on=key, how="left").join(spent, on=key, how="left").rename({"step": "round"})
+    return rows.with_columns(
+        arm=pl.col("variant").str.replace(r"_seed\d+$", ""), seed=pl.col("variant").str.extract(r"_seed(\d+)$")
+    )
+
+
+def _hours(rows: pl.DataFrame) -> tuple[str, str]:
+    """(column, unit): accelerator-hours where the stages held an accelerator, else CPU-hours."""
+    on_accelerator = rows["accelerator_hours"].sum() > 0
+    return ("accelerator_hours", "accelerator-hour") if on_accelerator else ("cpu_hours", "CPU-hour")
+
+
+def _round_table(rows: pl.DataFrame) -> pl.DataFrame:
+    hours, unit = _hours(rows)
+    return rows.select(
+        "variant", "round",
+        pl.col("base").round(3).alias("base accuracy"), pl.col("policy").round(3).alias("policy accuracy"),
+        _cell("delta", "low", "high").alias("policy - base, points [95% CI]"),
+        _cell("dev_gain", "dev_low", "dev_high").alias("dev gain of the round [95% CI]"),
+        (pl.col("generated_tokens") / 1e6).round(3).alias("M generated tokens so far"),
+        pl.col(hours).round(2).alias(f"{unit}s so far"),
+        (100 * pl.col("delta") / (pl.col("generated_tokens") / 1e6)).round(2).alias("points per M tokens"),
+    )  # fmt: skip
+
+
+def _last_rounds(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.sort("round").group_by("variant", maintain_order=True).last()
+
+
+def _arms(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per arm, each seed's last round: the mean delta (points) and its range over seeds, the mean costs and the
+    points per M generated tokens and per hour."""
+    hours, unit = _hours(rows)
+    points = 100 * pl.col("delta")
+    return _last_rounds(rows).group_by("arm", maintain_order=True).agg(
+        pl.len().alias("seeds"),
+        pl.col("round").first().alias("rounds"),
+        points.mean().round(1).alias("mean policy - base (points)"),
+        points.min().round(1).alias("lowest seed"),
+        points.max().round(1).alias("highest seed"),
+        (pl.col("generated_tokens") / 1e6).mean().round(3).alias("M generated tokens"),
+        pl.col(hours).mean().round(2).alias(f"{unit}s"),
+        (points / (pl.col("generated_tokens") / 1e6)).mean().round(2).alias("points per M tokens"),
+        (points / pl.col(hours)).mean().round(2).alias(f"points per {unit}"),
+    )
+
+
+def _final_deltas(rows: pl.DataFrame) -> dict[tuple[str, str], float]:
+    """(arm, seed): the delta after the arm's last round."""
+    return {(arm, seed): delta for arm, seed, delta in _last_rounds(rows).select("arm", "seed", "delta").iter_rows()}
+
+
+def _noise_line(gap: float, rows: pl.DataFrame) -> str:
+    """The gap against the deltas' mean CI half-width: a gap between arms smaller than it is within noise."""
+    half_width = rows.select((100 * (pl.col("high") - pl.col("low")) / 2).mean()).item()
+    within = "within" if abs(gap) < half_width else "beyond"
+    return (
+        f"{gap:+.1f} points on average; the deltas' 95% CIs are ±{half_width:.1f} points wide, so the gap is {within} "
+        "noise.\n"
+    )
+
+
+def _round_tables(rows: pl.DataFrame) -> str:
+    return (
+        "Each variant's mixture policy after every round: greedy bench accuracy (mean over categories), policy minus "
+        "base, the round's dev gain over the policy it started from (round_gain; none with one round), and what the "
+        "rounds so far cost:\n\n" + _table(_round_table(rows))
+        + "\nPer arm, the last round of each seed:\n\n" + _table(_arms(rows)) + "\n"
+    )  # fmt: skip
+
+
+def rounds_section(results: pl.DataFrame) -> Section:
+    rows = per_round(results)
+    arms, seeds = list(dict.fromkeys(rows["arm"])), sorted(set(rows["seed"]))
+    final = _final_deltas(rows)
+    # more rounds, more gain: each arm against the one with a round fewer, seed by seed
+    pairs = [(final[(more, s)], final[(fewer, s)]) for fewer, more in zip(arms, arms[1:]) for s in seeds]
+    held = sum(more > fewer for more, fewer in pairs)
+    hours, unit = _hours(rows)
+    means = rows.group_by("arm", "round", maintain_order=True).agg(
+        (pl.col("generated_tokens") / 1e6).mean().alias("tokens"), pl.col(hours).mean(), (pl.col("delta") * 100).mean()
+    )
+    panels = [
+        (title, {arm: list(zip(g[x], g["delta"])) for (arm,), g in means.group_by("arm", maintain_order=True)})
+        for title, x in (("points vs M generated tokens", "tokens"), (f"points vs {unit}s", hours))
+    ]
+    markdown = (
+        _round_tables(rows)
+        + _verdict(held, len(pairs), "an arm with a round more gained more than the arm with a round fewer, seed by "
+                   "seed, comparisons")
+        + "\nA round more minus a round fewer: " + _noise_line(sum(100 * (a - b) for a, b in pairs) / len(pairs), rows)
+    )  # fmt: skip
+    return markdown, {"rounds_gain_vs_cost.png": line_panels_png(panels, columns=2)}
+
+
+def grpo_vs_dpo_section(results: pl.DataFrame) -> Section:
+    rows = per_round(results)
+    arms, seeds = list(dict.fromkeys(rows["arm"])), sorted(set(rows["seed"]))
+    grpo, dpo = next(a for a in arms if a.startswith("grpo")), next(a for a in arms if a.startswith("dpo"))
+    final = _final_deltas(rows)
+    held = sum(final[(grpo, s)] > final[(dpo, s)] for s in seeds)
+    gap = sum(100 * (final[(grpo, s)] - final[(dpo, s)]) for s in seeds) / len(seeds)
+    markdown = (
+        _round_tables(rows)
+        + _verdict(held, len(seeds), "GRPO gained more than iterative DPO for the same generated tokens, seeds")
+        + "\nGRPO minus iterative DPO: " + _noise_line(gap, rows)
+    )  # fmt: skip
+    series = {arm: [100 * final[(arm, s)] for s in seeds] for arm in (dpo, grpo)}
+    bars = grouped_bars_png("policy - base (points), last round", [f"seed {s}" for s in seeds], series)
+    return markdown, {"grpo_vs_dpo_deltas.png": bars}
+
+
 SECTIONS: dict[str, Callable[[pl.DataFrame], Section]] = {
     "seeds": seeds_section,
     "chosen_source": chosen_source_section,
@@ -229,4 +369,6 @@ SECTIONS: dict[str, Callable[[pl.DataFrame], Section]] = {
     "pass_at_k": pass_at_k_section,
     "beta": beta_section,
     "controls": controls_section,
+    "rounds": rounds_section,
+    "grpo_vs_dpo": grpo_vs_dpo_section,
 }

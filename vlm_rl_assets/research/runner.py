@@ -5,31 +5,25 @@
 
 Each is also a Dagster job (`seed_repeats`, `ablation_*`) so it runs from the UI. A variant is the pipeline config
 with its overrides, stored under <storage root>/experiments/<experiment>/<variant>/ and starting from the main
-store's base model; each category run is a recorded Dagster run tagged with the experiment and variant. A killed
-experiment resumes: finished categories (their benchmark verdicts exist) and releases are not run again.
+store's base model; each category run is a recorded Dagster run tagged with the experiment and variant, round by
+round (a variant with another round count than this process's config runs in its own process: research/variant_run.py).
+A killed experiment resumes: finished categories (the last table of their stages exists for that round) and releases
+are not run again.
 """
 
 import argparse
 import posixpath
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import yaml
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.research.experiments import (
-    EXPERIMENTS,
-    Experiment,
-    Variant,
-    category_done,
-    release_done,
-    variant_results,
-)
+from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, variant_results
 from vlm_rl_assets.research.findings import write_findings
+from vlm_rl_assets.research.variant_run import Log, materialize, run_variant_anywhere
 from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts.shards import ASSET, shard_key
@@ -70,28 +64,23 @@ def variant_resource(main: PipelineResource, experiment: Experiment, variant: Va
 
 
 def run_experiment(
-    experiment: Experiment, main: PipelineResource, instance: dg.DagsterInstance, log: Callable[[str], None] = print
+    experiment: Experiment, main: PipelineResource, instance: dg.DagsterInstance, log: Log = print
 ) -> pl.DataFrame:
-    """Materialize every variant's categories (and release) not yet done; store and return all variants' results."""
+    """Materialize every variant's rounds of categories (and releases) not yet done; store and return all variants'
+    results."""
     try:
         main.base_model_dir()
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
-        _materialize(ALL_ASSETS, ["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
+        materialize(["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
     parts, first = [], None
     for variant in experiment.variants:
         resource = variant_resource(main, experiment, variant)
         store = resource.store()
         first = first or store
         share_rollout_shards(first, store)
-        tags = {"experiment": experiment.name, "variant": variant.name}
-        todo = [c for c in experiment.categories if not category_done(store, c)]
-        log(f"{experiment.name}/{variant.name}: {len(experiment.categories) - len(todo)} categories done, running {todo}")
-        for category in todo:
-            _materialize(ALL_ASSETS, CATEGORY_ASSETS, instance, resource, tags, category)
-        if experiment.release and not release_done(store):
-            _materialize(ALL_ASSETS, RELEASE_ASSETS, instance, resource, tags)
-        parts.append(variant_results(store, experiment.name, variant.name, experiment.categories, experiment.release))
+        run_variant_anywhere(experiment, variant.name, resource, instance, log)
+        parts.append(variant_results(store, experiment, variant.name, resource.config().rounds.count))
     results = pl.concat(parts)
     main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
     return results
@@ -103,19 +92,6 @@ def share_rollout_shards(source: Store, target: Store) -> None:
     comes after the rollouts (beta, loss, pairing) resumes them all instead of sampling again, and any other
     variant ignores them."""
     source.copy_folders(target, ASSET, SHARD_FOLDERS)
-
-
-def _materialize(assets, selection, instance, resource, tags, partition_key: str | None = None) -> None:
-    result = dg.materialize(
-        assets, selection=selection, partition_key=partition_key, instance=instance, resources={"pipeline": resource},
-        tags=tags, raise_on_error=False,
-    )  # fmt: skip
-    if not result.success:
-        where = f"[{partition_key}]" if partition_key else ""
-        raise RuntimeError(
-            f"experiment {tags['experiment']}/{tags['variant']}{where} failed; see that run in the Dagster UI "
-            "(tags experiment/variant). Rerunning the experiment resumes from the first unfinished category."
-        )
 
 
 def stored_results(main: PipelineResource) -> dict[str, pl.DataFrame]:

@@ -131,8 +131,9 @@ EXPERIMENT_RESULTS = {  # research/experiments.py: one variant's numbers, long f
     "variant": pl.String,
     "category": pl.String,  # a category, or "overall"
     "model": pl.String,  # base | dpo | policy
-    "metric": pl.String,  # accuracy | mean_score | pass@k | delta | response_words | rewards/accuracies | ...
-    "step": pl.Int64,  # training step of a curve point; null otherwise
+    "metric": pl.String,  # accuracy | mean_score | pass@k | delta | response_words | rewards/accuracies | dev_gain |
+    # generated_tokens | cpu_hours | accelerator_hours | wall_hours | ...
+    "step": pl.Int64,  # training step of a curve point; the round of a release row (a cost row: null for all rounds)
     "value": pl.Float64,
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
