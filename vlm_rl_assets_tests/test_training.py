@@ -3,6 +3,7 @@ and with a frozen vision tower trains only what it should."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from vlm_rl_assets.bootstrap import sft
 from vlm_rl_assets.bootstrap.settings import SFTSettings
 from vlm_rl_assets.bootstrap.sft import TrainExample, sft_train
 from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
@@ -65,6 +67,17 @@ def test_sft_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
     assert result.final["loss"] == losses[-1]
     _assert_all_changed(tiny_vlm_dir, tmp_path)
     assert _generates(load_model(tmp_path), load_processor(tmp_path), examples[0].images[0])
+
+
+def test_sft_scoring_only_the_answers_matches_trls_every_position(
+    tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = SFTSettings(max_steps=3, batch_size=8, log_every=1)
+    ours = sft_train(tiny_vlm_dir, tmp_path / "ours", examples, settings)
+    monkeypatch.setattr(sft, "score_completions_only", contextlib.nullcontext)  # TRL's CPU path: every position
+    stock = sft_train(tiny_vlm_dir, tmp_path / "stock", examples, settings)
+    losses = [[entry["loss"] for entry in r.history if "loss" in entry] for r in (ours, stock)]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], abs=1e-5)
 
 
 def test_sft_stop_when_ends_training_at_first_check(

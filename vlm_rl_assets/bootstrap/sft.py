@@ -10,6 +10,7 @@ from PIL import Image
 from trl import SFTConfig, SFTTrainer
 
 from vlm_rl_assets.bootstrap.settings import SFTSettings
+from vlm_rl_assets.dpo.pair_dpo import score_completions_only
 from vlm_rl_assets.model.chat import assistant_message, user_message
 from vlm_rl_assets.model.tiny_model import load_model, load_processor
 from vlm_rl_assets.model.train_result import TrainResult
@@ -65,4 +66,5 @@ def sft_train(
         processing_class=processor,
         callbacks=[FlowCallback(processor, log, stop_when, settings.eval_every)],
     )
-    return train_and_save(trainer, processor, out_dir, SFT_WATCHED).count_cost()
+    with score_completions_only():  # the loss reads only the answers' logits: the LM head scores only those
+        return train_and_save(trainer, processor, out_dir, SFT_WATCHED).count_cost()
