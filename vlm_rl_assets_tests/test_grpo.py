@@ -175,7 +175,7 @@ def grpo_config(folder: Path, model_dir: Path) -> dict:
 
     raw = yaml.safe_load(CONFIG.read_text())
     raw["model"]["path"] = str(model_dir)
-    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2,
+    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2, "work_dir": str(folder / "work"),
                        "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8}}  # fmt: skip
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     return {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
@@ -215,6 +215,7 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert {"final/reward", "final/reward_std", "final/completions/mean_length"} <= set(meta)
     assert meta["curves"].startswith("![training curves](data:image/png;base64,")
     assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
+    assert list((root.parent / "work" / "dpo_checkpoint" / "color").iterdir()) == []  # published: its run folder went
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "training_health"]
     assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(check.metadata)
 
@@ -237,7 +238,7 @@ def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_
 
 
 def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
-    from vlm_rl_assets.dpo.training import vision_tower
+    from vlm_rl_assets.dpo.policy import vision_tower
     from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
 
     prompts = [RLPrompt("p0", pair.prompt_text, pair.images) for pair in colour_pairs(1, seed=0)]
@@ -268,3 +269,4 @@ def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_noth
     assert not store.has_checkpoint("dpo_checkpoint", "color")
     quarantined = store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE)
     assert quarantined.height == 4 and set(quarantined["reason"]) == {"timeout: no reply in 60 s"}
+    assert list((tmp_path / "work" / "dpo_checkpoint" / "color").iterdir()) == []  # a rerun trains afresh

@@ -43,22 +43,60 @@ def _examples(trainer, n: int) -> list[dict]:
 def test_equal_betas_match_stock_trl(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
 ) -> None:
+    ours, stock = _ours_and_stock(tiny_vlm_dir, tmp_path, pairs, loss_type)
+    expected = _loss(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
+    assert torch.allclose(_loss(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
+
+
+def _ours_and_stock(
+    model_dir: Path, tmp_path: Path, pairs: list[PreferencePair], loss_type: tuple[str, ...]
+) -> tuple[DPOTrainer, DPOTrainer]:
+    """PairDPOTrainer (examples tokenized) and stock TRL's DPOTrainer at beta 0.3, the same nudge to both policies."""
     settings = DPOSettings(loss_type=loss_type, batch_size=6)
-    ours = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
+    ours = dpo_trainer(model_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
     config = DPOConfig(
         output_dir=str(tmp_path), beta=0.3, loss_type=list(loss_type), bf16=False, report_to="none",
         remove_unused_columns=False, gradient_checkpointing=False,
-    )
+    )  # fmt: skip
     stock_data = lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
     stock = DPOTrainer(
-        model=load_model(tiny_vlm_dir), args=config, train_dataset=stock_data, processing_class=load_processor(tiny_vlm_dir)
+        model=load_model(model_dir), args=config, train_dataset=stock_data, processing_class=load_processor(model_dir)
     )
     for trainer in (ours, stock):
         _perturb(trainer.model)  # else policy == reference and every loss is its value at 0, whatever beta
     ours.get_train_dataloader()  # tokenizes the examples once: ours then batches them without TRL's collator
+    return ours, stock
 
-    expected = _loss(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
-    assert torch.allclose(_loss(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
+
+def test_the_shared_prompt_pass_gives_trls_gradients(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    """The prompt's keys and values reach both answers from one pass, with their gradients: every weight's gradient
+    is stock TRL's."""
+    ours, stock = _ours_and_stock(tiny_vlm_dir, tmp_path, pairs, ("sigmoid",))
+    ours.compute_loss(ours.model, ours.data_collator(_examples(ours, len(pairs)))).backward()
+    examples = [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs]
+    stock.compute_loss(stock.model, stock.data_collator(examples)).backward()
+    expected = dict(stock.model.named_parameters())
+    assert all(torch.allclose(p.grad, expected[n].grad, atol=1e-6, rtol=0) for n, p in ours.model.named_parameters())
+    assert any(p.grad.abs().max() > 1e-3 for p in ours.model.parameters())
+
+
+def test_each_pairs_prompt_runs_through_the_language_model_once(
+    tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    shapes: list[tuple[int, int]] = []
+    record = lambda module, args, kwargs: shapes.append(kwargs["inputs_embeds"].shape[:2])  # noqa: E731
+    trainer.model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    batch = trainer.data_collator(_examples(trainer, len(pairs)))
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, batch)
+    rows, width = batch["input_ids"].shape
+    [(prefix_rows, prefix), (tail_rows, tail)] = shapes  # the policy's; the reference is another copy
+    assert (prefix_rows, tail_rows) == (rows // 2, rows) and prefix + tail <= width
+    assert prefix > 0.6 * width  # the prompts (images included) are most of each row: run once per pair
+    assert "forward" not in vars(trainer.model.model)  # the class's forward is back afterwards
 
 
 def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """A DPO run as files in its own work folder: what the in-process path and every `accelerate launch` process read,
 and where a killed run's Trainer checkpoints wait for the rerun.
 
-The folder is `<root>/<run key>`; the key hashes everything that determines the trained weights (the base model's
-fingerprint, the transformers and TRL versions, the pairs with their betas and reference log-probs, the settings, the
-process count), so a rerun of the same run finds its checkpoints and a changed run never resumes from a stale one.
+The folder is `<root>/<run key>` (`run_folder`, which GRPO's work folders share); the key hashes everything that
+determines the trained weights (the base model's fingerprint, the transformers and TRL versions, the pairs with their
+betas and reference log-probs, the settings, the process count), so a rerun of the same run finds its checkpoints and
+a changed run never resumes from a stale one.
 Images are PNG files named by content; every file is written atomically, so a kill never leaves half of one to be
 reused.
 """
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -47,16 +49,11 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
     images: dict[str, bytes] = {}
     rows = []
     for pair in pairs:
-        names = []
-        for image in pair.images:
-            data = png_bytes(image)
-            name = f"{hashlib.sha256(data).hexdigest()}.png"
-            images[name] = data
-            names.append(name)
+        files = [png_file(image) for image in pair.images]
+        images.update(files)
+        names = [name for name, _ in files]
         rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
-    keyed = job.settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
-    blob = json.dumps([model_fingerprint, library_versions(), rows, keyed], sort_keys=True).encode()
-    folder = Path(root) / hashlib.sha256(blob).hexdigest()[:16]
+    folder = run_folder(root, model_fingerprint, rows, job.settings)
     (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     for name, data in images.items():
         if not (folder / IMAGES_DIR / name).exists():
@@ -65,6 +62,21 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
     spec = {**dataclasses.asdict(job), "settings": job.settings.model_dump(mode="json")}
     _write(folder / JOB_FILE, json.dumps(spec, indent=1).encode())
     return folder
+
+
+def run_folder(root: str | Path, model_fingerprint: str, inputs: Any, settings: DPOSettings) -> Path:
+    """`<root>/<run key>` of a training run: the key hashes the base model's fingerprint, the keyed libraries'
+    versions, the run's `inputs` (JSON: its examples, their images by `png_file` name, ...) and its settings but
+    `UNKEYED_SETTINGS`."""
+    keyed = settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
+    blob = json.dumps([model_fingerprint, library_versions(), inputs, keyed], sort_keys=True).encode()
+    return Path(root) / hashlib.sha256(blob).hexdigest()[:16]
+
+
+def png_file(image: Image.Image) -> tuple[str, bytes]:
+    """The file name an image is known by in a run's key and folder (its PNG bytes' hash), and those bytes."""
+    data = png_bytes(image)
+    return f"{hashlib.sha256(data).hexdigest()}.png", data
 
 
 def read_job(folder: str | Path) -> tuple[DPOJob, list[PreferencePair]]:

@@ -5,8 +5,10 @@ reference copy and runs its forward every step. `PairDPOTrainer` keeps TRL's los
 metrics) and only feeds it a per-pair beta tensor and, when the dataset carries them, the cached reference
 log-probs: then no reference model is built at all. It also encodes each image once per step, where TRL's
 collator hands the vision tower every image twice (once for the chosen row, once for the rejected), and tokenizes
-each example once before training instead of every step (`dpo_collator.py`); both give TRL's exact numbers. On CPU
-its LM head scores only the completion tokens, as TRL's does on GPUs, instead of every prompt and padding position.
+each example once before training instead of every step (`dpo_collator.py`); both give TRL's exact numbers. The
+language model runs each pair's shared prompt once, not once per answer (`shared_prefix.py`: TRL's numbers up to float
+summation order). On CPU its LM head scores only the completion tokens, as TRL's does on GPUs, instead of every prompt
+and padding position.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from trl.trainer import utils as trl_utils
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.dpo.collator import PretokenizedCollator
+from vlm_rl_assets.dpo.shared_prefix import repeated_half, share_prefix
 
 PAIR_FIELDS = ("beta", "ref_chosen_logps", "ref_rejected_logps")  # per-example numbers carried beside TRL's fields
 
@@ -103,10 +106,18 @@ class PairDPOTrainer(DPOTrainer):
         if betas is not None:
             self.beta = betas.to(self.accelerator.device)
         try:
-            with encode_each_image_once(self.accelerator.unwrap_model(model)), score_completions_only():
+            with _one_pass_per_pair(self.accelerator.unwrap_model(model)):
                 return super()._compute_loss(model, inputs, return_outputs)
         finally:
             self.beta = self._run_beta
+
+
+@contextlib.contextmanager
+def _one_pass_per_pair(model: PreTrainedModel) -> Iterator[None]:
+    """The model's forward over a [chosen rows, rejected rows] batch with each pair's shared prompt and images run
+    once, and the LM head on the completions only."""
+    with share_prefix(model), encode_each_image_once(model), score_completions_only():
+        yield
 
 
 @contextlib.contextmanager
@@ -122,7 +133,7 @@ def encode_each_image_once(model: PreTrainedModel) -> Iterator[None]:
     original = visual.forward
 
     def forward(pixel_values: torch.Tensor, grid_thw: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        rows = _repeated_half(pixel_values, grid_thw)
+        rows = repeated_half(pixel_values, grid_thw)
         if rows is None:
             return original(pixel_values, grid_thw=grid_thw, **kwargs)
         out = original(pixel_values[:rows], grid_thw=grid_thw[: len(grid_thw) // 2], **kwargs)
@@ -154,16 +165,6 @@ def score_completions_only() -> Iterator[None]:
         trl_utils._use_triton = original
 
 
-def _repeated_half(pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> int | None:
-    """Patch rows of the first half of the images when the second half repeats it exactly, else None."""
-    if grid_thw is None or len(grid_thw) % 2 or not torch.equal(*grid_thw.chunk(2)):
-        return None
-    rows = int(grid_thw[: len(grid_thw) // 2].prod(-1).sum())
-    if 2 * rows != len(pixel_values) or not torch.equal(pixel_values[:rows], pixel_values[rows:]):
-        return None
-    return rows
-
-
 def reference_logps(trainer: PairDPOTrainer, dataset: Dataset, batch_size: int) -> tuple[list[float], list[float]]:
     """(chosen, rejected) summed log-probs of the trainer's model over `dataset`, in order, through TRL's own
     collator and reference forward, so they equal what the uncached path computes each step. Run it before training,
@@ -176,7 +177,7 @@ def reference_logps(trainer: PairDPOTrainer, dataset: Dataset, batch_size: int) 
     rejected: list[float] = []
     for batch in loader:
         batch = {k: v for k, v in batch.items() if k not in PAIR_FIELDS}
-        with encode_each_image_once(model), score_completions_only():
+        with _one_pass_per_pair(model):
             ref_chosen, ref_rejected = trainer.compute_ref_log_probs(model, batch)
         chosen += ref_chosen.tolist()
         rejected += ref_rejected.tolist()

@@ -92,13 +92,12 @@ class DPOSettings(LossSettings):
         False, description="keep the vision encoder (and its projector) as the base model has it; train the rest"
     )
     save_steps: int = Field(
-        50, ge=1, description="steps between resumable Trainer checkpoints: a killed run loses at most these (DPO; GRPO "
-        "does not resume)"
+        50, ge=1, description="steps between resumable Trainer checkpoints: a killed run (DPO or GRPO) loses at most these"
     )
     work_dir: str = Field(
         "",
-        description="local folder of unfinished runs (job spec, Trainer checkpoints), removed once the checkpoint is "
-        "published; empty: <storage cache>/training",
+        description="local folder of unfinished runs (DPO's job spec, Trainer checkpoints), removed once the checkpoint "
+        "is published; empty: <storage cache>/training",
     )
     num_processes: int = Field(
         1, ge=1, description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "

@@ -14,19 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from accelerate.utils import is_peft_model
 from PIL import Image
 from trl import DPOConfig
 
 from vlm_rl_assets.dpo.pair_dpo import PairDPOTrainer
 from vlm_rl_assets.dpo.pair_dpo import reference_logps as pair_reference_logps
-from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, LoRASettings
+from vlm_rl_assets.dpo.policy import policy_args, policy_trainer
+from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 from vlm_rl_assets.model.chat import preference_example
-from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
-from vlm_rl_assets.model.tiny_model import load_model, load_processor
 from vlm_rl_assets.model.train_result import TrainResult
-from vlm_rl_assets.model.trainer import FlowCallback, common_args, lazy_dataset, train_and_save
+from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
 
 DPO_WATCHED = (
     "loss",
@@ -73,10 +70,7 @@ def dpo_train(
     if not pairs:
         raise ValueError("dpo_train needs at least one PreferencePair; got none")
     trainer = dpo_trainer(model_dir, work_dir or out_dir, pairs, settings, log, checkpoints=work_dir is not None)
-    resume = latest_checkpoint(work_dir) if work_dir is not None else None
-    if resume is not None and log is not None and trainer.args.should_save:
-        log(f"resuming from step {checkpoint_step(resume)} ({resume}), not from step 0")
-    return train_and_save(trainer, trainer.processing_class, out_dir, DPO_WATCHED, resume)
+    return train_and_save(trainer, trainer.processing_class, out_dir, DPO_WATCHED, work_dir, log)
 
 
 def reference_logps(
@@ -118,18 +112,8 @@ def dpo_trainer(
                 "with reference_logps, or for none"
             )
         cached_reference = all(cached)
-    processor = load_processor(model_dir)
     config = DPOConfig(
-        **common_args(
-            out_dir,
-            settings.seed,
-            settings.learning_rate,
-            settings.batch_size,
-            settings.log_every,
-            save_steps=settings.save_steps if checkpoints else None,
-        ),
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
+        **policy_args(settings, out_dir, settings.batch_size, checkpoints),
         loss_type=list(settings.loss_type),
         loss_weights=list(settings.loss_weights) if settings.loss_weights is not None else None,
     )
@@ -141,51 +125,11 @@ def dpo_trainer(
             example["ref_chosen_logps"], example["ref_rejected_logps"] = pair.ref_chosen_logps, pair.ref_rejected_logps
         return example
 
-    trainer = _ResumablePairDPOTrainer(
-        model=load_model(model_dir),
-        args=config,
-        train_dataset=lazy_dataset(pairs, to_example),
-        processing_class=processor,
-        cached_reference=cached_reference,
-        callbacks=[FlowCallback(processor, log)],
-        peft_config=peft_config(settings.lora) if settings.lora is not None else None,
+    dataset = lazy_dataset(pairs, to_example)
+    return policy_trainer(
+        _ResumablePairDPOTrainer, model_dir, settings, config, dataset, log, cached_reference=cached_reference
     )
-    if settings.freeze_vision_tower:
-        vision_tower(trainer.model).requires_grad_(False)  # after the adapters are added: theirs freeze too
-    return trainer
 
 
-class _ResumablePairDPOTrainer(PairDPOTrainer):
-    """PairDPOTrainer whose resume really loads the checkpoint's weights.
-
-    transformers 5.17 resumes a full model with `load_state_dict(strict=False)` on the checkpoint's tensors, but
-    `save_pretrained` wrote Qwen2-VL's weights under their legacy names: nothing matches, and the run would go on
-    silently from the base weights. Reading the checkpoint with `from_pretrained` maps the names; the copy is strict.
-    LoRA checkpoints hold only adapters, which peft loads by module name (the inherited path).
-    """
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
-        if is_peft_model(self.model):
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        (model or self.model).load_state_dict(load_model(resume_from_checkpoint).state_dict())
-
-
-def peft_config(lora: LoRASettings) -> Any:
-    from peft import LoraConfig  # imported here: only LoRA runs pay for it
-
-    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
-
-
-def vision_tower(model: torch.nn.Module) -> torch.nn.Module:
-    """The image encoder of a VLM (under its LoRA wrapper, if any), found by transformers' own lookup."""
-    base = model.get_base_model() if is_peft_model(model) else model
-    tower = base.get_encoder(modality="image")
-    if tower is base:
-        raise ValueError(
-            f"freeze_vision_tower: {type(base).__name__} has no vision tower transformers can find "
-            "(visual, vision_tower, vision_model, ...); set training.freeze_vision_tower: false"
-        )
-    return tower
-
-
+class _ResumablePairDPOTrainer(StrictResume, PairDPOTrainer):
+    """PairDPOTrainer whose resume really loads the checkpoint's weights (see StrictResume)."""

@@ -24,11 +24,12 @@ from vlm_rl_assets.judging.scoring import judge_item
 
 class JudgeReward:
     """Scores the completions of one category's prompts with its judge; `failures` holds (key, reason) of every
-    completion the judge could not score, keyed `<prompt_id>/<call>/<index in the batch>`."""
+    completion the judge could not score, keyed `<prompt_id>/<call>/<index in the batch>`. `judge_settings`
+    (JSON) says what decides the judge's verdicts beyond the ground truths, for `identity`."""
 
-    def __init__(self, category: str, judge: RolloutJudge, prompts: pl.DataFrame) -> None:
+    def __init__(self, category: str, judge: RolloutJudge, prompts: pl.DataFrame, judge_settings: Any = None) -> None:
         self.__name__ = category  # TRL logs rewards/<__name__>/mean and /std
-        self.judge = judge
+        self.judge, self.judge_settings = judge, judge_settings
         self.truth = {row["prompt_id"]: row for row in prompts.iter_rows(named=True)}
         self.vocabulary = object_vocabulary(prompts["objects"])  # as filtered_rollouts judges: the whole table's
         self.failures: list[tuple[str, str]] = []
@@ -64,6 +65,12 @@ class JudgeReward:
             failed = sum(isinstance(outcome, JudgeFailure) for outcome in outcomes)
             log_metric(f"judge_failures/{self.__name__}", failed / len(items))  # in the log history, per step
         return rewards
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this reward's scores (JSON), a part of a GRPO run's work-folder key: the category, the judge
+        and its settings, the ground truths."""
+        truth = [self.truth[pid] for pid in sorted(self.truth)]
+        return {"category": self.__name__, "judge": self.judge.name, "settings": self.judge_settings, "truth": truth}
 
     def failure_counts(self) -> dict[str, int]:
         """Failures by code (timeout, malformed JSON, ...)."""

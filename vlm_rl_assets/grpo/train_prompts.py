@@ -5,10 +5,15 @@ of both training assets under `training.algorithm: grpo`, publishing the same `s
 Completions the judge fails on are never scored (see `reward.py`); they are written to
 `quarantine/<asset>_rewards/<key>` with their reasons, and the run fails, publishing nothing, when they exceed
 `max_bad_fraction` of the judged completions (as filtered_rollouts does).
+
+The run trains in a work folder keyed by what determines its weights (`training.grpo_work_folder`), so a killed run
+resumes there from its last checkpoint; the folder goes once the checkpoint is published, or the judges' failures
+rejected the run. The quarantine and the failure fraction of a resumed run cover the steps since the resume.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
 from vlm_rl_assets.grpo.health import grpo_health
 from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.store import quarantine, schemas
@@ -61,14 +67,16 @@ def train_prompts(
     model: ModelSettings,
     health: HealthSettings,
     max_bad_fraction: float,
+    cache_dir: Path,
     log: Callable[[str], None],
 ) -> TrainedPolicy:
     """GRPO of `base_dir` on `prompts` (prompt-table rows with their decoded `images`), each completion rewarded by
-    the `rewards` of its category, into the store's checkpoint `<asset>/<key>`."""
+    the `rewards` of its category, into the store's checkpoint `<asset>/<key>`. Unfinished runs wait in
+    `settings.work_dir` (empty: `<cache_dir>/training`)."""
     # heavy (torch, TRL: ~11 s): imported when training runs, not when the code location loads
     import torch
 
-    from vlm_rl_assets.grpo.training import RLPrompt, grpo_train
+    from vlm_rl_assets.grpo.training import RLPrompt, grpo_train, grpo_work_folder
 
     torch.set_num_threads(model.torch_threads)
     examples = [
@@ -77,18 +85,24 @@ def train_prompts(
     judges = [reward.__name__ for reward in rewards]
     log(f"GRPO on {len(examples)} prompts, {settings.grpo.num_generations} completions each per step, judged by {judges}")
     stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
+    work_root = Path(settings.work_dir or cache_dir / "training") / asset / key
+    identities = [reward.identity() for reward in rewards]
+    work_dir = grpo_work_folder(work_root, model_fingerprint(base_dir), examples, identities, settings)
+    log(f"training in {work_dir}; a rerun resumes there")
     with store.staged_dir(asset, key) as out_dir:
-        result = grpo_train(base_dir, out_dir, examples, rewards, settings, log)
+        result = grpo_train(base_dir, out_dir, examples, rewards, settings, log, work_dir)
         judged = sum(reward.judged for reward in rewards)
         failures = pl.concat([quarantine.rows(stage, r.__name__, r.failures) for r in rewards])
         store.write_table("quarantine", f"{stage}/{key}", failures, schemas.QUARANTINE)
         counts = dict(sorted(sum((Counter(r.failure_counts()) for r in rewards), Counter()).items()))
         if failures.height / max(judged, 1) > max_bad_fraction:
+            shutil.rmtree(work_dir)  # a rerun trains afresh rather than resume a rejected run past the check
             raise ValueError(  # raised inside staged_dir: nothing is published
                 f"{asset}[{key}]: the judges failed on {failures.height} of {judged} GRPO completions ({counts}), "
                 f"above max_bad_fraction={max_bad_fraction}; nothing was published. See "
                 f"{store.table_uri('quarantine', f'{stage}/{key}')}; check judges.<kind> (endpoint, timeout_s, "
                 "max_retries) or the ground truths of the prompts named there, or raise max_bad_fraction"
             )
+    shutil.rmtree(work_dir)  # published: nothing left to resume
     checked = grpo_health(result.history, health)
     return TrainedPolicy(store.checkpoint_uri(asset, key), settings, prompts, judged, failures, counts, result, checked)

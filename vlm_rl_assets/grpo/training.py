@@ -1,6 +1,6 @@
 """GRPO for the VLM through TRL's GRPOTrainer, as a plain function (no Dagster): the policy samples a group of
 completions per prompt with `generate` (no vLLM, so it runs on CPU too), the reward functions score them, and the
-policy moves towards each group's better completions, LoRA and a frozen vision tower as for DPO.
+policy moves towards each group's better completions, LoRA, a frozen vision tower and resumable checkpoints as for DPO.
 
 The prompts are in the chat format of `model/chat.py` (the images as placeholders, TRL fills them in), so GRPO samples
 from the prompts exactly as the rollout engine and DPO tokenize them. Importing this module costs ~3 s (torch,
@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from torch.utils.data import Dataset, Sampler
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
+from vlm_rl_assets.dpo.job import png_file, run_folder
+from vlm_rl_assets.dpo.policy import policy_args, policy_trainer
 from vlm_rl_assets.dpo.settings import DPOSettings
-from vlm_rl_assets.dpo.training import peft_config, vision_tower
 from vlm_rl_assets.model.chat import user_message
-from vlm_rl_assets.model.tiny_model import load_model, load_processor
 from vlm_rl_assets.model.train_result import TrainResult
-from vlm_rl_assets.model.trainer import FlowCallback, common_args, lazy_dataset, train_and_save
+from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
 
 GRPO_WATCHED = (
     "loss",
@@ -52,14 +54,36 @@ def grpo_train(
     rewards: Sequence[Callable[..., list[float | None]]],
     settings: DPOSettings,
     log: Callable[[str], None] | None = None,
+    work_dir: str | Path | None = None,
 ) -> TrainResult:
     """GRPO of `model_dir` on `prompts` with the summed `rewards` (None: not scored); saves model + processor to
     out_dir (LoRA merged first). `settings.grpo` holds what is GRPO's own; learning rate, epochs or max_steps, seed,
-    LoRA and the vision tower are `settings`' as for DPO."""
+    LoRA and the vision tower are `settings`' as for DPO. With `work_dir` (see `grpo_work_folder`), checkpoints
+    land there every `settings.save_steps` steps, the sampling RNG state with them, and a rerun resumes from the
+    latest complete one."""
     if not prompts:
         raise ValueError("grpo_train needs at least one RLPrompt; got none")
-    trainer = grpo_trainer(model_dir, out_dir, prompts, rewards, settings, log)
-    return train_and_save(trainer, trainer.processing_class, out_dir, GRPO_WATCHED).count_cost()
+    trainer = grpo_trainer(
+        model_dir, work_dir or out_dir, prompts, rewards, settings, log, checkpoints=work_dir is not None
+    )
+    return train_and_save(trainer, trainer.processing_class, out_dir, GRPO_WATCHED, work_dir, log).count_cost()
+
+
+def grpo_work_folder(
+    root: str | Path,
+    model_fingerprint: str,
+    prompts: Sequence[RLPrompt],
+    reward_keys: Sequence[Any],
+    settings: DPOSettings,
+) -> Path:
+    """`<root>/<run key>`, the work folder of a GRPO run, keyed as DPO's (`dpo/job.run_folder`) by what determines its
+    weights: the base model, the prompts with their images, what decides each reward (`reward_keys`, JSON) and the
+    settings; so a rerun of the same run resumes and a changed one starts afresh."""
+    rows = [
+        {"prompt_id": p.prompt_id, "prompt_text": p.prompt_text, "images": [png_file(image)[0] for image in p.images]}
+        for p in prompts
+    ]
+    return run_folder(root, model_fingerprint, {"prompts": rows, "rewards": list(reward_keys)}, settings)
 
 
 def grpo_trainer(
@@ -69,15 +93,12 @@ def grpo_trainer(
     rewards: Sequence[Callable[..., list[float | None]]],
     settings: DPOSettings,
     log: Callable[[str], None] | None = None,
+    checkpoints: bool = False,
 ) -> GRPOTrainer:
-    """The configured GRPOTrainer (not yet trained)."""
+    """The configured GRPOTrainer (not yet trained); with `checkpoints`, it saves resumable checkpoints into out_dir."""
     grpo = settings.grpo
-    processor = load_processor(model_dir)
-    completions_per_step = grpo.prompts_per_step * grpo.num_generations
     config = GRPOConfig(
-        **common_args(out_dir, settings.seed, settings.learning_rate, completions_per_step, settings.log_every),
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
+        **policy_args(settings, out_dir, grpo.prompts_per_step * grpo.num_generations, checkpoints),
         num_generations=grpo.num_generations,
         max_completion_length=grpo.max_completion_length,
         temperature=grpo.temperature,
@@ -91,15 +112,33 @@ def grpo_trainer(
         message = user_message(prompt.prompt_text, len(prompt.images))
         return {"prompt": [message], "images": list(prompt.images), "prompt_id": prompt.prompt_id}
 
-    trainer = GRPOTrainer(
-        model=load_model(model_dir),
-        reward_funcs=list(rewards),
-        args=config,
-        train_dataset=lazy_dataset(prompts, to_example),
-        processing_class=processor,
-        callbacks=[FlowCallback(processor, log)],
-        peft_config=peft_config(settings.lora) if settings.lora is not None else None,
-    )
-    if settings.freeze_vision_tower:
-        vision_tower(trainer.model).requires_grad_(False)  # after the adapters are added: theirs freeze too
-    return trainer
+    dataset = lazy_dataset(prompts, to_example)
+    return policy_trainer(_ResumableGRPOTrainer, model_dir, settings, config, dataset, log, reward_funcs=list(rewards))
+
+
+class _ResumableGRPOTrainer(StrictResume, GRPOTrainer):
+    """GRPOTrainer whose resume goes on as the uninterrupted run would: it loads the checkpoint's weights (see
+    StrictResume), the Trainer restores the sampling RNG state saved with them, and each epoch's prompt order is
+    drawn from (seed, epoch) (`_EpochShuffled`)."""
+
+    def _get_train_sampler(self, dataset: Dataset | None = None) -> Sampler:
+        return _EpochShuffled(super()._get_train_sampler(dataset))
+
+
+class _EpochShuffled(Sampler):
+    """TRL's RepeatSampler shuffling each epoch from `seed + epoch` (the Trainer calls `set_epoch` at each epoch's
+    start). Its own generator draws every epoch's order after the previous ones, so the sampler a resumed run builds
+    afresh would replay epoch 0's order in a later epoch; epoch 0's order is unchanged."""
+
+    def __init__(self, sampler: RepeatSampler) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler.shuffle:
+            self.sampler.generator.manual_seed(self.sampler.seed + epoch)
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
+import polars as pl
+
 from vlm_rl_assets.judging.contract import JudgeFailure, Verdict
 
 
@@ -19,10 +21,11 @@ def canonical(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def object_vocabulary(object_lists: Iterable[Sequence[str]]) -> frozenset[str]:
-    """Every object named by any of a category's prompts."""
+def object_vocabulary(objects: pl.Series) -> frozenset[str]:
+    """Every object named by any of a category's prompts (`objects`: their column, one list per row). Each distinct
+    list is read once: prompt tables repeat a few scenes over many rows."""
     return frozenset(
-        canonical(name) for objects in object_lists if objects is not None for name in objects if name.strip()
+        canonical(name) for names in objects.unique().to_list() if names is not None for name in names if name.strip()
     )
 
 

@@ -36,7 +36,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     judges each distinct input once, at its first row: a sampled policy's rollouts repeat (few phrasings, short
     answers), so a million rule verdicts take seconds. Other judges see every row."""
     judge = judge or RuleJudge()
-    vocabulary = object_vocabulary(prompts["objects"].unique())  # a set: each distinct list once is enough
+    vocabulary = object_vocabulary(prompts["objects"])
     truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
     joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
     orphans = joined.filter(pl.col("answer_type").is_null())

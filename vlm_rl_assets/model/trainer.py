@@ -1,5 +1,6 @@
-"""What SFT (the embedded base) and DPO share on top of transformers' Trainer: the arguments that work on CPU and GPU,
-lazily built image datasets, progress lines and early stopping, training and saving a plain `save_pretrained` folder.
+"""What SFT (the embedded base), DPO and GRPO share on top of transformers' Trainer: the arguments that work on CPU and
+GPU, lazily built image datasets, progress lines and early stopping, resuming from the newest complete checkpoint,
+training and saving a plain `save_pretrained` folder.
 Importing this module costs ~3 s (torch, transformers' Trainer, datasets), so only import it where training runs.
 """
 
@@ -27,7 +28,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from vlm_rl_assets.model.resume import checkpoint_step
+from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
+from vlm_rl_assets.model.tiny_model import load_model
 from vlm_rl_assets.model.train_result import METRICS_FILE, TrainResult
 
 StopCheck = Callable[[PreTrainedModel, ProcessorMixin], bool]
@@ -114,15 +116,35 @@ class FlowCallback(TrainerCallback):
         return control
 
 
+class StrictResume:
+    """Mixin for a Trainer class (first among its bases) whose resume really loads the checkpoint's weights.
+
+    transformers 5.17 resumes a full model with `load_state_dict(strict=False)` on the checkpoint's tensors, but
+    `save_pretrained` wrote Qwen2-VL's weights under their legacy names: nothing matches, and the run would go on
+    silently from the base weights. Reading the checkpoint with `from_pretrained` maps the names; the copy is strict.
+    LoRA checkpoints hold only adapters, which peft loads by module name (the inherited path).
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        if is_peft_model(self.model):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        (model or self.model).load_state_dict(load_model(resume_from_checkpoint).state_dict())
+
+
 def train_and_save(
     trainer: Trainer,
     processor: ProcessorMixin,
     out_dir: str | Path,
     watched: Sequence[str],
-    resume: Path | None = None,
+    work_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train (from `resume`, a Trainer checkpoint, if given), then on the main process save a plain
-    `save_pretrained` folder: LoRA adapters merged into the weights, so any loader (vLLM too) reads it."""
+    """Train, then on the main process save a plain `save_pretrained` folder: LoRA adapters merged into the weights,
+    so any loader (vLLM too) reads it. With `work_dir` (where the trainer saves its checkpoints), a rerun resumes
+    from the newest complete checkpoint there, saying so in `log`; load it through a `StrictResume` trainer."""
+    resume = latest_checkpoint(work_dir) if work_dir is not None else None
+    if resume is not None and log is not None and trainer.args.should_save:
+        log(f"resuming from step {checkpoint_step(resume)} ({resume}), not from step 0")
     trainer.remove_callback(PrinterCallback)  # progress goes through FlowCallback's `log`
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     state = trainer.state
