@@ -1,5 +1,7 @@
 """Small table, pair and worker-process builders shared by the tests."""
 
+from __future__ import annotations
+
 import json
 import os
 import random
@@ -10,12 +12,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pytest
 from PIL import Image, ImageDraw
 
 from vlm_rl_assets.store import schemas
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -146,3 +152,18 @@ def kill_when(process: subprocess.Popen, out_dir: Path, ready: Callable[[], bool
         process.kill()
         process.wait()
     assert process.returncode == -signal.SIGKILL
+
+def loss_on(trainer, examples: list[dict]) -> torch.Tensor:
+    """The trainer's loss on one fixed batch (built fresh: collators consume their examples)."""
+    import torch
+    batch = trainer.data_collator(examples)
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, batch)
+
+
+def perturb(model: torch.nn.Module) -> None:
+    """The same fixed nudge to every weight: a policy that differs from its reference, so log-ratios are not 0."""
+    import torch
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.01 * torch.sin(torch.arange(param.numel(), dtype=param.dtype)).view_as(param))

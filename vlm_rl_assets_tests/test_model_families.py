@@ -16,7 +16,7 @@ import pytest
 
 from vlm_rl_assets_tests import model_families
 from vlm_rl_assets_tests.conftest import TINY_CORPUS
-from vlm_rl_assets_tests.helpers import colour_pairs, prompt_table
+from vlm_rl_assets_tests.helpers import colour_pairs, loss_on, perturb, prompt_table
 
 NEEDS_TORCHVISION = pytest.mark.skipif(find_spec("torchvision") is None, reason="needs torchvision")
 FAMILIES = [
@@ -97,7 +97,6 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.tiny_model import load_model, load_processor
     from vlm_rl_assets.model.trainer import lazy_dataset
-    from vlm_rl_assets_tests.test_pair_dpo import _loss, _perturb
 
     ours = dpo_trainer(family_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], DPOSettings())
     config = DPOConfig(output_dir=str(tmp_path), beta=0.3, bf16=False, report_to="none", remove_unused_columns=False,
@@ -108,10 +107,10 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
         processing_class=load_processor(family_dir),
     )  # fmt: skip
     for trainer in (ours, stock):
-        _perturb(trainer.model)
+        perturb(trainer.model)
     ours.get_train_dataloader()  # tokenizes the examples once, where the processor's batches allow it
-    expected = _loss(stock, [dict(e) for e in examples])
-    assert torch.allclose(_loss(ours, [ours.train_dataset[i] for i in range(len(pairs))]), expected, atol=1e-5, rtol=0)
+    expected = loss_on(stock, [dict(e) for e in examples])
+    assert torch.allclose(loss_on(ours, [ours.train_dataset[i] for i in range(len(pairs))]), expected, atol=1e-5, rtol=0)
 
 
 def test_dpo_steps_with_per_pair_betas_on_cached_reference(family_dir: Path, pairs, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from vlm_rl_assets.dpo.training import PreferencePair, dpo_trainer, reference_lo
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.tiny_model import load_model, load_processor
 from vlm_rl_assets.model.trainer import lazy_dataset
-from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs
+from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs, loss_on, perturb
 
 
 def _uneven_wrong(i: int) -> str:
@@ -28,13 +28,6 @@ def pairs() -> list[PreferencePair]:
     return colour_pairs(6, seed=1, rejected=_uneven_wrong)
 
 
-def _loss(trainer, examples: list[dict]) -> torch.Tensor:
-    """The trainer's loss on one fixed batch (built fresh: collators consume their examples)."""
-    batch = trainer.data_collator(examples)
-    with torch.no_grad():
-        return trainer.compute_loss(trainer.model, batch)
-
-
 def _examples(trainer, n: int) -> list[dict]:
     return [trainer.train_dataset[i] for i in range(n)]
 
@@ -44,8 +37,8 @@ def test_equal_betas_match_stock_trl(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path, loss_type: tuple[str, ...]
 ) -> None:
     ours, stock = _ours_and_stock(tiny_vlm_dir, tmp_path, pairs, loss_type)
-    expected = _loss(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
-    assert torch.allclose(_loss(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
+    expected = loss_on(stock, [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs])
+    assert torch.allclose(loss_on(ours, _examples(ours, len(pairs))), expected, atol=1e-6, rtol=0)
 
 
 def _ours_and_stock(
@@ -63,7 +56,7 @@ def _ours_and_stock(
         model=load_model(model_dir), args=config, train_dataset=stock_data, processing_class=load_processor(model_dir)
     )
     for trainer in (ours, stock):
-        _perturb(trainer.model)  # else policy == reference and every loss is its value at 0, whatever beta
+        perturb(trainer.model)  # else policy == reference and every loss is its value at 0, whatever beta
     ours.get_train_dataloader()  # tokenizes the examples once: ours then batches them without TRL's collator
     return ours, stock
 
@@ -104,9 +97,9 @@ def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[Prefere
     mixed = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings())
     at = {b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], DPOSettings()) for b in (0.5, 0.1)}
     for trainer in (mixed, *at.values()):
-        _perturb(trainer.model)
-    expected = (_loss(at[0.5], [at[0.5].train_dataset[0]]) + _loss(at[0.1], [at[0.1].train_dataset[1]])) / 2
-    assert torch.allclose(_loss(mixed, _examples(mixed, 2)), expected, atol=1e-5, rtol=0)
+        perturb(trainer.model)
+    expected = (loss_on(at[0.5], [at[0.5].train_dataset[0]]) + loss_on(at[0.1], [at[0.1].train_dataset[1]])) / 2
+    assert torch.allclose(loss_on(mixed, _examples(mixed, 2)), expected, atol=1e-5, rtol=0)
     assert mixed.beta == 0.1  # the run's beta is restored after each batch
 
 
@@ -120,13 +113,6 @@ def test_sorted_losses_refuse_pairs_with_different_betas(
         dpo_trainer(tiny_vlm_dir, tmp_path, mixed, DPOSettings(loss_type=loss_type))
 
 
-def _perturb(model: torch.nn.Module) -> None:
-    """The same fixed nudge to every weight: a policy that differs from its reference, so log-ratios are not 0."""
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.01 * torch.sin(torch.arange(param.numel(), dtype=param.dtype)).view_as(param))
-
-
 def test_cached_reference_matches_uncached_and_holds_one_model(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
@@ -138,9 +124,9 @@ def test_cached_reference_matches_uncached_and_holds_one_model(
 
     assert cached.ref_model is None and uncached.ref_model is not None
     for trainer in (uncached, cached):
-        _perturb(trainer.model)
-    expected = _loss(uncached, _examples(uncached, len(pairs)))
-    assert torch.allclose(_loss(cached, _examples(cached, len(pairs))), expected, atol=1e-5, rtol=0)
+        perturb(trainer.model)
+    expected = loss_on(uncached, _examples(uncached, len(pairs)))
+    assert torch.allclose(loss_on(cached, _examples(cached, len(pairs))), expected, atol=1e-5, rtol=0)
 
 
 def test_some_cached_pairs_are_refused(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
@@ -180,12 +166,12 @@ def test_pretokenized_batches_equal_trls_collator(
             assert torch.equal(ours[name], tensor), name
 
 
-def test_pretokenized_batch_gives_trls_loss(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
+def test_pretokenized_batch_gives_trlsloss_on(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
     trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings(loss_type=("sigmoid", "sft")))
-    _perturb(trainer.model)
-    via_trl = _loss(trainer, _examples(trainer, len(pairs)))  # nothing tokenized yet: TRL's collator
+    perturb(trainer.model)
+    via_trl = loss_on(trainer, _examples(trainer, len(pairs)))  # nothing tokenized yet: TRL's collator
     trainer.get_train_dataloader()
-    assert torch.equal(_loss(trainer, _examples(trainer, len(pairs))), via_trl)
+    assert torch.equal(loss_on(trainer, _examples(trainer, len(pairs))), via_trl)
 
 
 def _examples_at(trainer, order: list[int]) -> list[dict]:
