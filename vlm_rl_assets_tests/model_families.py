@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlm_rl_assets.model.tiny_model import SPECIAL_TOKENS
+
 TEXT = {  # one decoder layer, head_dim 16
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -145,15 +147,7 @@ def _qwen_vl_processor(processor_class: str, patch: int) -> Callable[[Any, str],
     return processor
 
 
-QWEN_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+QWEN_TOKENS = SPECIAL_TOKENS  # the Qwen-VL families share the embedded model's special tokens
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
 QWEN2_5_VL = Family(
