@@ -3,7 +3,7 @@
     DAGSTER_HOME=HOME VLM_RL_CONFIG=CONFIG python -m vlm_rl_assets_tests.rounds_worker FIRST LAST
 
 Materializes base_model (when FIRST is 1), then rounds FIRST..LAST as the demo does; prints, as JSON, the partition
-keys the next-round and release sensors would request now.
+keys (and run keys) the next-round and release sensors would request now.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def main(first: int, last: int) -> None:
     print(
         json.dumps(
             {
-                "next_round": [str(r.partition_key) for r in next_round] if isinstance(next_round, list) else [],
+                "next_round": [(str(r.partition_key), r.run_key) for r in next_round]
+                if isinstance(next_round, list)
+                else [],
                 "release": release.partition_key if isinstance(release, dg.RunRequest) else None,
             }
         )
