@@ -9,6 +9,7 @@ import dagster as dg
 from vlm_rl_assets.config import PipelineConfig, load_config
 from vlm_rl_assets.model.folder_check import check_model_folder
 from vlm_rl_assets.model.settings import EMBEDDED
+from vlm_rl_assets.rounds.plan import start_model
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
 from vlm_rl_assets.store.open import open_store
 
@@ -41,3 +42,8 @@ class PipelineResource(dg.ConfigurableResource):
             check_model_folder(folder, model.trust_remote_code)
             return folder
         return self.store().local_checkpoint("base_model", EMBEDDED, partitioned=False)
+
+    def start_model_dir(self, pipeline_round: int) -> Path:
+        """The model a round samples from and trains from: the base in round 1, else the round before's policy once
+        its outcome lets the rounds go on (`rounds/plan.py`)."""
+        return start_model(self.store(), self.base_model_dir(), pipeline_round, self.config().rounds.stop_early)

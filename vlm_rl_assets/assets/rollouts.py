@@ -18,7 +18,6 @@ from vlm_rl_assets.rollouts import diversity
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_checked_engine
 from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
-from vlm_rl_assets.rounds.plan import start_model
 from vlm_rl_assets.store import quarantine, schemas
 
 
@@ -37,7 +36,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     run, config, store = stage(context), pipeline.config(), pipeline.store()
     category, key = run.category, run.key()
     cat = config.category(category)
-    model_dir = start_model(store, pipeline.base_model_dir(), run.pipeline_round, config.rounds.stop_early)
+    model_dir = pipeline.start_model_dir(run.pipeline_round)
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
     prompts, images, refused = load_images(context, config, store, prompts, "rollouts")
     params = SamplingParams(

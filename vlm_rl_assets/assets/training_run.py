@@ -12,7 +12,6 @@ from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
 from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
 from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets.rounds.plan import start_model
 
 HEALTH_CHECK = "training_health"
 
@@ -20,9 +19,8 @@ HEALTH_CHECK = "training_health"
 def round_models(pipeline: PipelineResource, pipeline_round: int) -> tuple[Path, Path]:
     """(start, reference) of a round's training: the model its rollouts came from (round 1: the base; round r: round
     r-1's policy), and DPO's reference per `rounds.reference`, that model or the base."""
-    base, rounds = pipeline.base_model_dir(), pipeline.config().rounds
-    start = start_model(pipeline.store(), base, pipeline_round, rounds.stop_early)
-    return start, base if rounds.reference == "base" else start
+    start = pipeline.start_model_dir(pipeline_round)
+    return start, pipeline.base_model_dir() if pipeline.config().rounds.reference == "base" else start
 
 
 def health_check_spec(asset: str) -> dg.AssetCheckSpec:

@@ -27,14 +27,14 @@ class MissingUpstreamError(FileNotFoundError):
     """An upstream asset's output is absent: the message says which one to materialize."""
 
 
+ROUND_PREFIX = "round"
+_ROUND_KEY = re.compile(rf"^{ROUND_PREFIX}(\d+)/(.+)$")
+
+
 def round_key(key: str, pipeline_round: int) -> str:
     """The store key of round `pipeline_round`'s `key`: round 1 keeps a one-round pipeline's keys, a later round's
     tables and checkpoints lie under `round<r>/`."""
     return key if pipeline_round == 1 else f"{ROUND_PREFIX}{pipeline_round}/{key}"
-
-
-ROUND_PREFIX = "round"
-_ROUND_KEY = re.compile(rf"^{ROUND_PREFIX}(\d+)/(.+)$")
 
 
 def materialize_command(asset: str, partition: str | None) -> str:
