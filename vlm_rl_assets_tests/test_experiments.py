@@ -173,14 +173,24 @@ def rounds_run(tmp_path_factory):
     config.write_text(yaml.safe_dump(raw))
     main = PipelineResource(config_path=str(config), storage_root=str(root))
     with dg.instance_for_test(temp_dir=str(home)) as instance:
+        first = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None, only="o*")
         results = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None)
         runs = {r.dagster_run.run_id: r.dagster_run.tags for r in instance.get_run_records()}
         again = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None)
-        yield root, results, again, runs, len(instance.get_run_records())
+        yield root, results, again, runs, len(instance.get_run_records()), first
+
+
+def test_variants_run_a_few_at_a_time_keep_each_others_results(rounds_run):
+    _, results, _, _, _, first = rounds_run
+    assert first["variant"].unique().to_list() == ["one"]
+    assert results["variant"].unique(maintain_order=True).to_list() == ["one", "two"]
+    assert_frame_equal(results.filter(pl.col("variant") == "one"), first)  # "one" was not run again
+    with pytest.raises(ValueError, match="no variant of tiny_rounds matches 'three'"):
+        run_experiment(TINY_ROUNDS, PipelineResource(config_path=str(CONFIG)), None, only="three")
 
 
 def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per_round(rounds_run):
-    root, results, _, runs, _ = rounds_run
+    root, results, _, runs, _, _ = rounds_run
     partitions = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "two")
     assert partitions == ["1", "2", "count|1", "count|2"]  # the worker's partitions: category x round, and rounds
     one = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "one")
@@ -205,7 +215,7 @@ def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per
 
 
 def test_a_rounds_experiment_rerun_runs_nothing_new(rounds_run):
-    _, results, again, runs, runs_after = rounds_run
+    _, results, again, runs, runs_after, _ = rounds_run
     assert runs_after == len(runs)
     assert_frame_equal(again, results)
 
@@ -320,6 +330,18 @@ def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp
     assert "**Direction did not hold**: GRPO gained more than iterative DPO" in page
     assert "GRPO minus iterative DPO: -1.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap " \
         "is within noise" in page  # fmt: skip
+
+
+def test_rounds_and_grpo_sections_from_some_variants_say_which_ran_and_compare_only_whole_seeds(tmp_path):
+    rounds = fake_round_results(EXPERIMENTS["rounds"])
+    rounds = rounds.filter(pl.col("variant").str.ends_with("_seed0") | (pl.col("variant") == "rounds1_seed1"))
+    dpo_only = fake_round_results(EXPERIMENTS["grpo_vs_dpo"]).filter(pl.col("variant").str.starts_with("dpo"))
+    write_findings({"rounds": rounds, "grpo_vs_dpo": dpo_only}, tmp_path / "findings.md")
+    page = (tmp_path / "findings.md").read_text()
+    assert "**Run so far: 4 of 9 variants**; not yet rounds2_seed1, rounds3_seed1, rounds1_seed2" in page
+    assert "comparisons in 2 of 2" in page  # seed 1 has not run in every arm: seed 0 alone is compared
+    assert "**Run so far: 3 of 6 variants**; not yet grpo_seed0, grpo_seed1, grpo_seed2" in page
+    assert "No verdict yet: no seed has run in every arm." in page and "GRPO gained more" not in page
 
 
 def test_findings_say_plainly_when_a_direction_did_not_hold(tmp_path):

@@ -176,8 +176,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                     _rounds(n) | _every_category("samples_per_prompt", max(ROUND_COUNTS) * SAMPLES // n) | _seeded(s)
                     | GREEDY_ONLY,
                 )  # fmt: skip
+                for s in SEEDS  # seed by seed: a run stopped early has whole seeds of every arm
                 for n in ROUND_COUNTS
-                for s in SEEDS
             ),
             release=True,
             split="bench",
@@ -191,11 +191,12 @@ EXPERIMENTS: dict[str, Experiment] = {
             "GRPO gains more for the same tokens: it samples from the policy at every step, not once per round.",
             CATEGORIES,
             tuple(
-                Variant(f"dpo_{DPO_ROUNDS}_rounds_seed{s}", _rounds(DPO_ROUNDS) | _seeded(s) | GREEDY_ONLY)
-                for s in SEEDS
-            )
-            + tuple(
-                Variant(f"grpo_seed{s}", _rounds(1) | GRPO_AT_EQUAL_TOKENS | _seeded(s) | GREEDY_ONLY) for s in SEEDS
+                variant
+                for s in SEEDS  # seed by seed, as (f)
+                for variant in (
+                    Variant(f"dpo_{DPO_ROUNDS}_rounds_seed{s}", _rounds(DPO_ROUNDS) | _seeded(s) | GREEDY_ONLY),
+                    Variant(f"grpo_seed{s}", _rounds(1) | GRPO_AT_EQUAL_TOKENS | _seeded(s) | GREEDY_ONLY),
+                )
             ),
             release=True,
             split="bench",

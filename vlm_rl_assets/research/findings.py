@@ -10,7 +10,7 @@ import polars as pl
 
 from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
-from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED
+from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED, Experiment
 
 Section = tuple[str, dict[str, bytes]]  # markdown, plots by file name
 HEADER = """# Findings: the recipe's claims, measured on the embedded default
@@ -45,6 +45,7 @@ def write_findings(results: dict[str, pl.DataFrame], out: Path) -> list[Path]:
             sections.append(f"Not run yet: `python -m vlm_rl_assets.experiments run {name}`.\n")
             continue
         markdown, plots = SECTIONS[name](results[name])
+        markdown = _unfinished_line(experiment, results[name]) + markdown
         for file, png in plots.items():
             (plots_dir / file).write_bytes(png)
             written.append(plots_dir / file)
@@ -52,6 +53,19 @@ def write_findings(results: dict[str, pl.DataFrame], out: Path) -> list[Path]:
         sections.append(markdown)
     out.write_text("\n".join(sections))
     return written
+
+
+def _unfinished_line(experiment: Experiment, results: pl.DataFrame) -> str:
+    """Which variants have no results yet (`run --variants` ran some): the numbers below are from the rest only."""
+    done = set(results["variant"])
+    missing = [v.name for v in experiment.variants if v.name not in done]
+    if not missing:
+        return ""
+    return (
+        f"**Run so far: {len(experiment.variants) - len(missing)} of {len(experiment.variants)} variants**; not yet "
+        f"{', '.join(missing)} (`python -m vlm_rl_assets.experiments run {experiment.name}` runs them). Everything "
+        "below is from the variants that ran.\n\n"
+    )
 
 
 def metric(results: pl.DataFrame, name: str, model: str | None = None) -> pl.DataFrame:
@@ -321,9 +335,21 @@ def _round_tables(rows: pl.DataFrame) -> str:
     )  # fmt: skip
 
 
+NO_COMPARISON = "\nNo verdict yet: no seed has run in every arm.\n"
+
+
+def _arms_and_seeds(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """The arms in run order, and the seeds every arm has run (the comparisons are seed by seed)."""
+    arms = list(dict.fromkeys(rows["arm"]))
+    seeds = set.intersection(*(set(rows.filter(pl.col("arm") == arm)["seed"]) for arm in arms))
+    return arms, sorted(seeds)
+
+
 def rounds_section(results: pl.DataFrame) -> Section:
     rows = per_round(results)
-    arms, seeds = list(dict.fromkeys(rows["arm"])), sorted(set(rows["seed"]))
+    arms, seeds = _arms_and_seeds(rows)
+    if len(arms) < 2 or not seeds:
+        return _round_tables(rows) + NO_COMPARISON, {}
     final = _final_deltas(rows)
     # more rounds, more gain: each arm against the one with a round fewer, seed by seed
     pairs = [(final[(more, s)], final[(fewer, s)]) for fewer, more in zip(arms, arms[1:]) for s in seeds]
@@ -347,7 +373,9 @@ def rounds_section(results: pl.DataFrame) -> Section:
 
 def grpo_vs_dpo_section(results: pl.DataFrame) -> Section:
     rows = per_round(results)
-    arms, seeds = list(dict.fromkeys(rows["arm"])), sorted(set(rows["seed"]))
+    arms, seeds = _arms_and_seeds(rows)
+    if len(arms) < 2 or not seeds:
+        return _round_tables(rows) + NO_COMPARISON, {}
     grpo, dpo = next(a for a in arms if a.startswith("grpo")), next(a for a in arms if a.startswith("dpo"))
     final = _final_deltas(rows)
     held = sum(final[(grpo, s)] > final[(dpo, s)] for s in seeds)

@@ -1,6 +1,7 @@
 """Run the named experiments of research/experiments.py through the pipeline's own assets, and write docs/findings.md.
 
     python -m vlm_rl_assets.experiments run seeds chosen_source   # or: all
+    python -m vlm_rl_assets.experiments run rounds --variants '*_seed0'   # some variants; the rest later
     python -m vlm_rl_assets.experiments report                    # docs/findings.md from the stored results
 
 Each is also a Dagster job (`seed_repeats`, `ablation_*`) so it runs from the UI. A variant is the pipeline config
@@ -12,6 +13,7 @@ are not run again.
 """
 
 import argparse
+import fnmatch
 import posixpath
 import sys
 from pathlib import Path
@@ -64,26 +66,41 @@ def variant_resource(main: PipelineResource, experiment: Experiment, variant: Va
 
 
 def run_experiment(
-    experiment: Experiment, main: PipelineResource, instance: dg.DagsterInstance, log: Log = print
+    experiment: Experiment,
+    main: PipelineResource,
+    instance: dg.DagsterInstance,
+    log: Log = print,
+    only: str = "*",
 ) -> pl.DataFrame:
-    """Materialize every variant's rounds of categories (and releases) not yet done; store and return all variants'
-    results."""
+    """Materialize the rounds of categories (and releases) not yet done of every variant whose name matches `only`
+    (a glob); after each, store the experiment's results: this variant's rows replace its earlier ones, other
+    variants' stay, so a run stopped between variants keeps what finished. Returns the stored results."""
+    variants = [v for v in experiment.variants if fnmatch.fnmatchcase(v.name, only)]
+    if not variants:
+        raise ValueError(f"no variant of {experiment.name} matches {only!r}: {[v.name for v in experiment.variants]}")
     try:
         main.base_model_dir()
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
         materialize(["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
-    parts, first = [], None
-    for variant in experiment.variants:
+    first, results = None, stored_results(main).get(experiment.name)
+    for variant in variants:
         resource = variant_resource(main, experiment, variant)
         store = resource.store()
         first = first or store
         share_rollout_shards(first, store)
         run_variant_anywhere(experiment, variant.name, resource, instance, log)
-        parts.append(variant_results(store, experiment, variant.name, resource.config().rounds.count))
-    results = pl.concat(parts)
-    main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
+        rows = variant_results(store, experiment, variant.name, resource.config().rounds.count)
+        earlier = [] if results is None else [results.filter(pl.col("variant") != variant.name)]
+        results = _in_variant_order(experiment, pl.concat([*earlier, rows]))
+        main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
     return results
+
+
+def _in_variant_order(experiment: Experiment, results: pl.DataFrame) -> pl.DataFrame:
+    order = {v.name: i for i, v in enumerate(experiment.variants)}
+    rank = pl.col("variant").replace_strict(order, return_dtype=pl.Int64)
+    return results.with_row_index("_row").sort(rank, "_row").drop("_row")
 
 
 def share_rollout_shards(source: Store, target: Store) -> None:
@@ -126,6 +143,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run experiments (resumes unfinished ones)")
     run.add_argument("names", nargs="+", choices=[*EXPERIMENTS, "all"])
+    run.add_argument("--variants", default="*", help="only the variants whose names match this glob, e.g. '*_seed0'")
     report = commands.add_parser("report", help="write docs/findings.md from the stored results")
     report.add_argument("--out", default="docs/findings.md")
     args = parser.parse_args()
@@ -134,7 +152,7 @@ def main() -> None:
         names = list(EXPERIMENTS) if "all" in args.names else args.names
         instance = dg.DagsterInstance.get()
         for name in names:
-            run_experiment(EXPERIMENTS[name], main_resource, instance)
+            run_experiment(EXPERIMENTS[name], main_resource, instance, only=args.variants)
         return
     written = write_findings(stored_results(main_resource), Path(args.out))
     print(f"wrote {args.out} and {len(written)} plots", file=sys.stderr)
