@@ -14,6 +14,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from vlm_rl_assets.dpo.health import probe_lengths
+from vlm_rl_assets.evaluation.answer_cache import BenchModel, models_answers
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_scores
 from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.model.settings import ModelSettings
@@ -30,6 +31,7 @@ from vlm_rl_assets.rollouts.engine import (
 from vlm_rl_assets.rollouts.preflight import PromptMismatchError
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine, llm_arguments
+from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
 
@@ -79,20 +81,16 @@ def test_the_fake_device_refuses_a_second_engine() -> None:
         device.open(Path("dpo"))
 
 
-def test_benchmarks_close_each_model_before_opening_the_next() -> None:
+def test_benchmarks_close_each_model_before_opening_the_next(tmp_path) -> None:
     device = Device()
     prompts = prompt_table({"p1": ("number", "3"), "p2": ("number", "4")})
     images = [(Image.new("RGB", (56, 56)),)] * 2
-    scores, _ = bench_scores(
-        prompts,
-        images,
-        {"base": Path("base"), "dpo": Path("dpo")},
-        device.open,
-        EvalSettings(samples_per_prompt=2),
-        BenchJudging(),
-        seed=0,
-        progress=lambda stage: None,
+    models = [BenchModel(name, Path(name), f"{name}-id") for name in ("base", "dpo")]
+    settings = EvalSettings(samples_per_prompt=2)
+    answers = models_answers(
+        LocalStore(tmp_path), models, prompts, images, device.open, "recording", settings, 0, lambda stage: None
     )
+    scores, _ = bench_scores(prompts, answers, settings, BenchJudging(), seed=0)
     assert device.events == ["open base", "close base", "open dpo", "close dpo"]
     assert set(scores["model"]) == {"base", "dpo"}
 

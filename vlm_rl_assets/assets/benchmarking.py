@@ -9,9 +9,11 @@ import polars as pl
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.evaluation.answer_cache import BenchModel, models_answers
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
 from vlm_rl_assets.evaluation.hack_monitor import bench_gaming
 from vlm_rl_assets.evaluation.settings import EvalSettings
+from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
 
@@ -31,19 +33,23 @@ def benchmark(
     settings: EvalSettings | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The BENCHMARK_SCORES rows and greedy verdicts of each named model (see `bench_scores`), with `settings`
-    (default: `eval`)."""
+    (default: `eval`); a checkpoint's answers kept from an earlier benchmark are judged again, not generated again
+    (`evaluation/answer_cache.py`)."""
     settings = settings or config.eval
     prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories, settings.split), "benchmark")
-    return bench_scores(
+    answers = models_answers(
+        store,
+        [BenchModel(name, folder, model_fingerprint(folder)) for name, folder in models.items()],
         prompts,
         images,
-        models,
         lambda model_dir: open_engine(config.engine, config.model, model_dir),
+        config.engine.kind,
         settings,
-        bench_judging(config),
         config.engine.seed,
         lambda stage: Progress(context, stage),
+        context.log.info,
     )
+    return bench_scores(prompts, answers, settings, bench_judging(config), config.engine.seed)
 
 
 def flagged_bench(config: PipelineConfig, store: Store, verdicts: pl.DataFrame, categories: list[str]) -> pl.DataFrame:

@@ -1,11 +1,10 @@
 """Benchmark a model on a category's held-out prompts: greedy responses for the headline accuracy, sampled ones
-for pass@k, all judged by rule with the settings the training verdicts use (`BenchJudging`)."""
+for pass@k (`bench_answers`), all judged by rule with the settings the training verdicts use (`BenchJudging`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 from PIL import Image
@@ -56,16 +55,21 @@ def greedy_verdicts(
     judging: BenchJudging = BenchJudging(),
 ) -> pl.DataFrame:
     """One greedy response per prompt with its score and correctness."""
-    requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
-    completions = engine.generate(requests, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens), progress)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    completions = engine.generate(_requests(prompts, images), greedy, progress)
+    return judged_greedy(prompts, [completion.text for (completion,) in completions], judging)
+
+
+def judged_greedy(prompts: pl.DataFrame, responses: Sequence[str], judging: BenchJudging) -> pl.DataFrame:
+    """Each prompt's greedy response (in prompt order) with its score and correctness."""
     rows, vocabulary = [], vocabularies(prompts)
-    for prompt, (completion,) in zip(prompts.iter_rows(named=True), completions):
-        verdict = bench_verdict(prompt, completion.text, vocabulary, judging)
+    for prompt, response in zip(prompts.iter_rows(named=True), responses, strict=True):
+        verdict = bench_verdict(prompt, response, vocabulary, judging)
         rows.append(
             {
                 "prompt_id": prompt["prompt_id"],
                 "category": prompt["category"],
-                "response": completion.text,
+                "response": response,
                 "score": verdict.score,
                 "correct": verdict.correct,
             }
@@ -73,22 +77,40 @@ def greedy_verdicts(
     return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "response": pl.String, "score": pl.Float64, "correct": pl.Boolean})
 
 
-def sampled_correct(
+def sampled_correct(prompts: pl.DataFrame, samples: Sequence[Sequence[str]], judging: BenchJudging) -> pl.DataFrame:
+    """How many of each prompt's sampled responses (in prompt order) are fully correct: the input of unbiased pass@k."""
+    rows, vocabulary = [], vocabularies(prompts)
+    for prompt, texts in zip(prompts.iter_rows(named=True), samples, strict=True):
+        correct = sum(bench_verdict(prompt, text, vocabulary, judging).correct for text in texts)
+        rows.append({"prompt_id": prompt["prompt_id"], "category": prompt["category"], "n_correct": correct})
+    return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "n_correct": pl.Int64})
+
+
+def bench_answers(
     engine: Engine,
     prompts: pl.DataFrame,
     images: Sequence[tuple[Image.Image, ...]],
-    params: SamplingParams,
-    progress: Progress | None = None,
-    judging: BenchJudging = BenchJudging(),
+    settings: EvalSettings,
+    seed: int,
+    progress: Callable[[str], Progress | None],
 ) -> pl.DataFrame:
-    """How many of `params.n` sampled responses per prompt are fully correct: the input of unbiased pass@k."""
-    requests = [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images)]
-    completions = engine.generate(requests, params, progress)
-    rows, vocabulary = [], vocabularies(prompts)
-    for prompt, samples in zip(prompts.iter_rows(named=True), completions):
-        verdicts = [bench_verdict(prompt, s.text, vocabulary, judging) for s in samples]
-        rows.append({"prompt_id": prompt["prompt_id"], "category": prompt["category"], "n_correct": sum(v.correct for v in verdicts)})
-    return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "n_correct": pl.Int64})
+    """Each prompt's greedy response and `settings.samples_per_prompt` sampled ones (BENCHMARK_ANSWERS rows), with
+    `progress("greedy")` and `progress("pass@k")` reporting each pass."""
+    requests = _requests(prompts, images)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=settings.max_new_tokens)
+    sampling = SamplingParams(
+        n=settings.samples_per_prompt, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
+    )
+    responses = [completion.text for (completion,) in engine.generate(requests, greedy, progress("greedy"))]
+    samples = [[s.text for s in group] for group in engine.generate(requests, sampling, progress("pass@k"))]
+    answers = prompts.select("category", "prompt_id").with_columns(
+        response=pl.Series(responses, dtype=pl.String), samples=pl.Series(samples, dtype=pl.List(pl.String))
+    )
+    return schemas.check(answers, schemas.BENCHMARK_ANSWERS, "benchmark_answers")
+
+
+def _requests(prompts: pl.DataFrame, images: Sequence[tuple[Image.Image, ...]]) -> list[GenerationRequest]:
+    return [GenerationRequest(text, imgs) for text, imgs in zip(prompts["prompt_text"], images, strict=True)]
 
 
 def summarize(verdicts: pl.DataFrame, sampled: pl.DataFrame, samples: int, model: str, seed: int = 0) -> pl.DataFrame:
@@ -114,27 +136,17 @@ def bench_prompts(store: Store, categories: Sequence[str], split: str) -> pl.Dat
 
 
 def bench_scores(
-    prompts: pl.DataFrame,
-    images: Sequence[tuple[Image.Image, ...]],
-    models: dict[str, Path],
-    open_engine: Callable[[Path], Engine],
-    settings: EvalSettings,
-    judging: BenchJudging,
-    seed: int,
-    progress: Callable[[str], Progress],
+    prompts: pl.DataFrame, answers: dict[str, pl.DataFrame], settings: EvalSettings, judging: BenchJudging, seed: int
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each named model on the bench prompts: greedy plus `settings.samples_per_prompt` sampled responses per prompt,
-    `progress(stage)` reporting each pass, one engine open at a time. Returns the BENCHMARK_SCORES rows and the greedy
-    verdicts (with `model`) that paired deltas are computed from."""
-    sampling = SamplingParams(
-        n=settings.samples_per_prompt, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
-    )
+    """Each named model's answers to the bench prompts judged: the BENCHMARK_SCORES rows (greedy accuracy, pass@k from
+    `settings.samples_per_prompt` samples) and the greedy verdicts (with `model`) that paired deltas are computed from."""
     summaries, all_verdicts = [], []
-    for name, model_dir in models.items():
-        with open_engine(model_dir) as engine:
-            greedy_progress = progress(f"bench {name}")
-            verdicts = greedy_verdicts(engine, prompts, images, settings.max_new_tokens, greedy_progress, judging)
-            sampled = sampled_correct(engine, prompts, images, sampling, progress(f"bench {name} pass@k"), judging)
+    for name, model_answers in answers.items():
+        ordered = prompts.select("category", "prompt_id").join(model_answers, on=["category", "prompt_id"], how="left")
+        if ordered["response"].null_count():
+            raise ValueError(f"{name} has no answer to {ordered['response'].null_count()} of {prompts.height} bench prompts")
+        verdicts = judged_greedy(prompts, ordered["response"].to_list(), judging)
+        sampled = sampled_correct(prompts, ordered["samples"].to_list(), judging)
         summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))
         all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
     return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)

@@ -117,6 +117,13 @@ RELEASE_CANDIDATE = {  # one row, written after the release report's other table
     "split": pl.String,  # the held-out split the report measured (eval.split): only bench can promote
 }
 
+BENCHMARK_ANSWERS = {  # a model's responses to a category's bench prompts, kept so it is never asked twice
+    "category": pl.String,
+    "prompt_id": pl.String,
+    "response": pl.String,  # greedy
+    "samples": pl.List(pl.String),  # eval.samples_per_prompt sampled responses, for pass@k
+}
+
 BENCHMARK_VERDICTS = {  # one greedy response per model and bench prompt: what the accuracies are computed from
     "category": pl.String,
     "prompt_id": pl.String,
