@@ -9,8 +9,6 @@ model or setting asks again; the judging is not in it, so a changed judge re-sco
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from vlm_rl_assets.evaluation.benchmarks import Progress, bench_answers
 from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.rollouts.engine import Engine
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.store.base import Store, spec_key
 
 ASSET = "benchmark_answers"  # store folder: <category>/<answers key>
 
@@ -46,7 +44,7 @@ def answers_key(model_id: str, engine: str, settings: EvalSettings, seed: int, p
         "seed": seed,
         "prompts": prompts.select("prompt_id", "prompt_text", "images").rows(),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return spec_key(spec)
 
 
 def models_answers(

@@ -10,8 +10,6 @@ the table beside it is complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -22,7 +20,7 @@ from PIL import Image
 from vlm_rl_assets.rollouts.engine import Engine, SamplingParams
 from vlm_rl_assets.rollouts.sampling import derive_seed, sample_rollouts
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.store.base import Store, spec_key
 
 ASSET = "rollouts"
 
@@ -65,7 +63,7 @@ def rollout_fingerprint(
         "shard_prompts": shard_prompts,
         "prompts": prompts.select("prompt_id", "prompt_text", "images").rows(),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return spec_key(spec)
 
 
 def sharded_rollouts(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -29,6 +30,12 @@ class MissingUpstreamError(FileNotFoundError):
 
 ROUND_PREFIX = "round"
 _ROUND_KEY = re.compile(rf"^{ROUND_PREFIX}(\d+)/(.+)$")
+
+
+def spec_key(spec: dict) -> str:
+    """A short stable key for everything that decides some stored work (a JSON-able spec): the same spec finds the
+    same work again, any change to it finds none."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def round_key(key: str, pipeline_round: int) -> str:
