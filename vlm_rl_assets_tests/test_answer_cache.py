@@ -86,3 +86,16 @@ def test_another_checkpoint_setting_or_prompt_text_asks_again(tmp_path):
     for change in changed:
         _, asked = answer(store, **change)
         assert len(asked) == 2, change
+
+
+def test_answers_are_judged_against_their_own_prompts_in_any_row_order():
+    answers = pl.DataFrame(
+        {"category": ["count"] * 2, "prompt_id": ["c1", "c2"], "response": ["Answer: 1", "Answer: 1"],
+         "samples": [["Answer: 1", "Answer: 1"], ["Answer: 3", "Answer: 1"]]},
+    )  # fmt: skip
+    prompts = PROMPTS.filter(pl.col("category") == "count")
+    verdicts = [
+        bench_scores(prompts, {"base": frame}, SETTINGS, BenchJudging(), seed=0)[1].select("prompt_id", "correct")
+        for frame in (answers, answers.reverse())
+    ]
+    assert verdicts[0].rows() == verdicts[1].rows() == [("c1", True), ("c2", False)]  # c2's answer is 3

@@ -142,7 +142,9 @@ def bench_scores(
     `settings.samples_per_prompt` samples) and the greedy verdicts (with `model`) that paired deltas are computed from."""
     summaries, all_verdicts = [], []
     for name, model_answers in answers.items():
-        ordered = prompts.select("category", "prompt_id").join(model_answers, on=["category", "prompt_id"], how="left")
+        ordered = prompts.select("category", "prompt_id").join(
+            model_answers, on=["category", "prompt_id"], how="left", maintain_order="left"
+        )  # row i answers prompt i
         if ordered["response"].null_count():
             raise ValueError(f"{name} has no answer to {ordered['response'].null_count()} of {prompts.height} bench prompts")
         verdicts = judged_greedy(prompts, ordered["response"].to_list(), judging)
