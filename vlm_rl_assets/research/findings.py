@@ -215,7 +215,7 @@ def beta_section(results: pl.DataFrame) -> Section:
     best = (
         deltas.sort("value", descending=True).group_by("category", maintain_order=True).first()
         .select("category", pl.col("beta").alias("best beta"), (100 * pl.col("value")).round(1).alias("its delta (points)"))
-        .join(words, on="category").sort("base response words")
+        .join(words, on="category").sort("base response words", "category")  # ties in a fixed order
     )  # fmt: skip
     table = _delta_table(deltas.sort("beta"), "category", "variant")
     short = best.head(len(best) // 2)["best beta"].mean()
