@@ -83,7 +83,7 @@ def run_experiment(
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
         materialize(["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
-    first, results = None, stored_results(main).get(experiment.name)
+    first, results = None, stored_result(main.store(), experiment.name)  # this experiment's table alone
     for variant in variants:
         resource = variant_resource(main, experiment, variant)
         store = resource.store()
@@ -111,13 +111,15 @@ def share_rollout_shards(source: Store, target: Store) -> None:
     source.copy_folders(target, ASSET, SHARD_FOLDERS)
 
 
+def stored_result(store: Store, name: str) -> pl.DataFrame | None:
+    """The experiment's stored results, or None before any variant finished."""
+    return store.read_table(RESULTS, name, schemas.EXPERIMENT_RESULTS) if store.has_table(RESULTS, name) else None
+
+
 def stored_results(main: PipelineResource) -> dict[str, pl.DataFrame]:
     store = main.store()
-    return {
-        name: store.read_table(RESULTS, name, schemas.EXPERIMENT_RESULTS)
-        for name in EXPERIMENTS
-        if store.has_table(RESULTS, name)
-    }
+    results = {name: stored_result(store, name) for name in EXPERIMENTS}
+    return {name: result for name, result in results.items() if result is not None}
 
 
 def experiment_job(experiment: Experiment) -> dg.JobDefinition:
