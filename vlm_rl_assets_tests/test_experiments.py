@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -11,11 +12,12 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SEEDS, Experiment, Variant
-from vlm_rl_assets.research.findings import write_findings
-from vlm_rl_assets.research.runner import RESULTS, run_experiment, variant_resource
+from vlm_rl_assets.research.findings import paired_gaps, write_findings
+from vlm_rl_assets.research.runner import ITEMS, RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.store.base import round_key
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 TINY = Experiment(
@@ -212,6 +214,16 @@ def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per
     dev = rows.filter(pl.col("metric") == "dev_gain")
     assert dev.select("variant", "step").rows() == [("two", 1), ("two", 2)]  # round_gain runs only with rounds
     assert (dev["ci_low"] <= dev["value"]).all() and (dev["value"] <= dev["ci_high"]).all()
+    items = pl.read_parquet(root / ITEMS / "tiny_rounds.parquet")
+    released = pl.concat(
+        pl.read_parquet(root / "experiments" / "tiny_rounds" / v / "release_report" / f"{round_key('verdicts', r)}.parquet")
+        .filter(pl.col("model") == "policy").select(variant=pl.lit(v), step=pl.lit(r, pl.Int64), correct="correct")
+        for v, r in (("one", 1), ("two", 1), ("two", 2))
+    )  # fmt: skip
+    assert items.select("variant", "step", "correct").equals(released)  # every round's policy verdict per prompt
+    gap = paired_gaps(items.with_columns(variant=pl.col("variant") + "_seed0"), "two", "one", ["0"])
+    two, one = (rows.filter((pl.col("variant") == v) & (pl.col("metric") == "delta")).sort("step")["value"][-1] for v in ("two", "one"))
+    assert gap["0"][0] == pytest.approx(two - one)  # paired on the same prompts: the gap of their deltas over base
 
 
 def test_a_rounds_experiment_rerun_runs_nothing_new(rounds_run):
@@ -285,9 +297,27 @@ def fake_round_results(experiment: Experiment, gain_per_round: float = 0.02, grp
     ).select(list(schemas.EXPERIMENT_RESULTS)).cast(schemas.EXPERIMENT_RESULTS)
 
 
+def fake_round_items(experiment: Experiment, gain_per_round: float = 0.02, grpo_gain: float = 0.07) -> pl.DataFrame:
+    """Verdicts per bench prompt to match fake_round_results: 100 prompts per category, the first 100 * (0.5 + gain)
+    of them right, so a better arm is right on a superset of a worse one's prompts."""
+    rows = []
+    for variant in experiment.variants:
+        rounds = variant.overrides.get("rounds.count", 1)
+        grpo = variant.overrides.get("training.algorithm") == "grpo"
+        for r in range(1, rounds + 1):
+            right = round(100 * (0.5 + (grpo_gain if grpo else gain_per_round * r)))
+            rows += [(variant.name, r, c, f"{c}-{i}", i < right) for c in experiment.categories for i in range(100)]
+    df = pl.DataFrame(rows, schema=["variant", "step", "category", "prompt_id", "correct"], orient="row")
+    return df.select(pl.lit(experiment.name).alias("experiment"), pl.all()).cast(schemas.EXPERIMENT_ITEMS)
+
+
+RELEASED = ("rounds", "grpo_vs_dpo")
+
+
 def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path):
     results = {name: fake_results(e) for name, e in EXPERIMENTS.items() if name != "answer_format"}
-    plots = write_findings(results, tmp_path / "findings.md")
+    items = {name: fake_round_items(EXPERIMENTS[name]) for name in RELEASED}
+    plots = write_findings(results, tmp_path / "findings.md", items)
     page = (tmp_path / "findings.md").read_text()
     assert page.count("**Direction held**") == len(results)
     assert "Not run yet: `python -m vlm_rl_assets.experiments run answer_format`" in page
@@ -301,20 +331,21 @@ def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path
 
 
 def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_path):
-    results = {name: fake_results(EXPERIMENTS[name]) for name in ("rounds", "grpo_vs_dpo")}
-    write_findings(results, tmp_path / "findings.md")
+    results = {name: fake_results(EXPERIMENTS[name]) for name in RELEASED}
+    write_findings(results, tmp_path / "findings.md", {name: fake_round_items(EXPERIMENTS[name]) for name in RELEASED})
     page = (tmp_path / "findings.md").read_text()
     # rounds3_seed0 after round 2: +4 points, a dev gain of +2, 2/3 of its 1 M tokens and 0.5 CPU-hours
     assert "| rounds3_seed0 | 2 | 0.5 | 0.54 | +4.0 [+2.0, +6.0] | +2.0 [+0.0, +4.0] | 0.667 | 0.33 | 6.0 |" in page
     assert "| rounds1_seed0 | 1 | 0.5 | 0.52 | +2.0 [+0.0, +4.0] | - | 1.0 | 0.5 | 2.0 |" in page  # no dev gain
     assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M, per hour
+    assert "| comparison | seed 0 | seed 1 | seed 2 | over seeds |" in page  # arm minus arm, paired per prompt
+    assert re.search(r"\| rounds2 - rounds1 \| \+2\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)
     assert "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, " \
         "comparisons in 6 of 6" in page  # fmt: skip
-    assert "A round more minus a round fewer: +2.0 points on average; the deltas' 95% CIs are ±2.0 points wide" in page
+    assert re.search(r"rounds3 - rounds2 over seeds: \+2\.0 \[\+\d\.\d, \+\d\.\d\] points, beyond noise", page)
     held = "**Direction held**: GRPO gained more than iterative DPO for the same generated tokens, seeds in 3 of 3"
     assert held in page
-    gap = "GRPO minus iterative DPO: +3.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap is"
-    assert f"{gap} beyond noise" in page
+    assert re.search(r"GRPO minus iterative DPO over seeds: \+3\.0 \[\+\d\.\d, \+\d\.\d\] points, beyond noise", page)
 
 
 def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp_path):
@@ -322,26 +353,41 @@ def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp
     page = (tmp_path / "findings.md").read_text()
     assert "Not run yet: `python -m vlm_rl_assets.experiments run rounds`" in page
     assert "Not run yet: `python -m vlm_rl_assets.experiments run grpo_vs_dpo`" in page
-    names = ("rounds", "grpo_vs_dpo")
-    flat = {name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in names}
-    write_findings(flat, tmp_path / "findings.md")
+    flat = {name: fake_round_results(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in RELEASED}
+    items = {name: fake_round_items(EXPERIMENTS[name], gain_per_round=0.0, grpo_gain=-0.01) for name in RELEASED}
+    write_findings(flat, tmp_path / "findings.md", items)
     page = (tmp_path / "findings.md").read_text()
     assert "**Direction did not hold**: an arm with a round more gained more" in page
+    assert "rounds2 - rounds1 over seeds: +0.0 [+0.0, +0.0] points, within noise (its 95% CI includes 0)" in page
     assert "**Direction did not hold**: GRPO gained more than iterative DPO" in page
-    assert "GRPO minus iterative DPO: -1.0 points on average; the deltas' 95% CIs are ±2.0 points wide, so the gap " \
-        "is within noise" in page  # fmt: skip
+    assert "GRPO minus iterative DPO over seeds: -1.0 [" in page
+    write_findings(flat, tmp_path / "findings.md")  # results stored before the verdicts per prompt were
+    page = (tmp_path / "findings.md").read_text()
+    assert page.count("verdicts per bench prompt are not stored") == 2 and "Direction" not in page.split("## (f)")[1]
 
 
 def test_rounds_and_grpo_sections_from_some_variants_say_which_ran_and_compare_only_whole_seeds(tmp_path):
-    rounds = fake_round_results(EXPERIMENTS["rounds"])
-    rounds = rounds.filter(pl.col("variant").str.ends_with("_seed0") | (pl.col("variant") == "rounds1_seed1"))
+    ran = pl.col("variant").str.ends_with("_seed0") | (pl.col("variant") == "rounds1_seed1")
+    rounds = fake_round_results(EXPERIMENTS["rounds"]).filter(ran)
     dpo_only = fake_round_results(EXPERIMENTS["grpo_vs_dpo"]).filter(pl.col("variant").str.starts_with("dpo"))
-    write_findings({"rounds": rounds, "grpo_vs_dpo": dpo_only}, tmp_path / "findings.md")
+    items = {"rounds": fake_round_items(EXPERIMENTS["rounds"]).filter(ran)}
+    write_findings({"rounds": rounds, "grpo_vs_dpo": dpo_only}, tmp_path / "findings.md", items)
     page = (tmp_path / "findings.md").read_text()
     assert "**Run so far: 4 of 9 variants**; not yet rounds2_seed1, rounds3_seed1, rounds1_seed2" in page
     assert "comparisons in 2 of 2" in page  # seed 1 has not run in every arm: seed 0 alone is compared
+    assert "| comparison | seed 0 | over seeds |" in page
     assert "**Run so far: 3 of 6 variants**; not yet grpo_seed0, grpo_seed1, grpo_seed2" in page
     assert "No verdict yet: no seed has run in every arm." in page and "GRPO gained more" not in page
+
+
+def test_arms_benchmarked_on_different_prompts_are_not_compared():
+    items = fake_round_items(EXPERIMENTS["grpo_vs_dpo"])
+    shifted = items.with_columns(
+        prompt_id=pl.when(pl.col("variant") == "grpo_seed0").then(pl.col("prompt_id") + "x").otherwise("prompt_id")
+    )
+    assert paired_gaps(items, "grpo", "dpo_2_rounds", ["0"])["0"][0] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="grpo and dpo_2_rounds \\(seed 0\\) were benchmarked on different prompts"):
+        paired_gaps(shifted, "grpo", "dpo_2_rounds", ["0"])
 
 
 def test_findings_say_plainly_when_a_direction_did_not_hold(tmp_path):

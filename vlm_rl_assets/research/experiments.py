@@ -3,7 +3,8 @@
 An experiment is a few config variants run through the same pipeline assets, each into its own storage folder,
 all from the same base model, measured on one held-out split: the sweeps that choose settings on `dev`, and only
 the reports (the chosen defaults' `seeds`, the `rounds` and `grpo_vs_dpo` comparisons) on `bench`; its results are
-one long table (EXPERIMENT_RESULTS) that `findings.py` turns into docs/findings.md. Nothing here runs a model:
+one long table (EXPERIMENT_RESULTS), with the releases' verdicts per bench prompt beside it (EXPERIMENT_ITEMS), that
+`findings.py` turns into docs/findings.md. Nothing here runs a model:
 `research/runner.py` materializes the variants.
 """
 
@@ -243,6 +244,20 @@ def variant_results(store: Store, experiment: Experiment, variant: str, rounds: 
     rows = rows.sort("category", "model", "metric", "step", nulls_last=True)  # the same rows in the same order
     return rows.select(pl.lit(experiment.name).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()).cast(
         schemas.EXPERIMENT_RESULTS
+    )
+
+
+def variant_items(store: Store, experiment: Experiment, variant: str, rounds: int) -> pl.DataFrame:
+    """One released variant's EXPERIMENT_ITEMS rows: each round's mixture policy's greedy verdict per prompt of the
+    release's benchmark, what findings.py pairs two arms on."""
+    items = pl.concat(
+        store.read_table("release_report", round_key("verdicts", r), schemas.BENCHMARK_VERDICTS)
+        .filter(pl.col("model") == "policy")
+        .select(pl.lit(r, pl.Int64).alias("step"), "category", "prompt_id", "correct")
+        for r in range(1, rounds + 1)
+    )
+    return items.select(pl.lit(experiment.name).alias("experiment"), pl.lit(variant).alias("variant"), pl.all()).cast(
+        schemas.EXPERIMENT_ITEMS
     )
 
 

@@ -3,12 +3,12 @@ a plot, and whether the measured direction matched — computed from the numbers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import polars as pl
 
-from vlm_rl_assets.evaluation.stats import OVERALL
+from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED, Experiment
 
@@ -32,8 +32,11 @@ SPLIT_LINE = {
 }
 
 
-def write_findings(results: dict[str, pl.DataFrame], out: Path) -> list[Path]:
-    """Write `out` and its plots (in `<out's folder>/findings/`); returns the plot paths."""
+def write_findings(
+    results: Mapping[str, pl.DataFrame], out: Path, items: Mapping[str, pl.DataFrame] | None = None
+) -> list[Path]:
+    """Write `out` and its plots (in `<out's folder>/findings/`) from each experiment's results and, for the released
+    ones, their verdicts per bench prompt (`items`, what two arms are paired on); returns the plot paths."""
     plots_dir = out.parent / "findings"
     plots_dir.mkdir(parents=True, exist_ok=True)
     sections, written = [HEADER], []
@@ -44,7 +47,10 @@ def write_findings(results: dict[str, pl.DataFrame], out: Path) -> list[Path]:
         if name not in results:
             sections.append(f"Not run yet: `python -m vlm_rl_assets.experiments run {name}`.\n")
             continue
-        markdown, plots = SECTIONS[name](results[name])
+        if name in SECTIONS:
+            markdown, plots = SECTIONS[name](results[name])
+        else:
+            markdown, plots = PAIRED_SECTIONS[name](results[name], (items or {}).get(name))
         markdown = _unfinished_line(experiment, results[name]) + markdown
         for file, png in plots.items():
             (plots_dir / file).write_bytes(png)
@@ -246,6 +252,12 @@ def controls_section(results: pl.DataFrame) -> Section:
     return markdown, {"controls_deltas.png": grouped_bars_png("delta over base (points)", categories, series)}
 
 
+ARM_AND_SEED = {  # a report's variant is <arm>_seed<seed>
+    "arm": pl.col("variant").str.replace(r"_seed\d+$", ""),
+    "seed": pl.col("variant").str.extract(r"_seed(\d+)$"),
+}
+
+
 def per_round(results: pl.DataFrame) -> pl.DataFrame:
     """One row per variant and round of its release: its arm and seed (the variant's name before and after `_seed`),
     the mean accuracy of base and policy over categories, the overall paired delta and the round's dev gain over the
@@ -265,9 +277,7 @@ def per_round(results: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
     rows = delta.select(*key, delta="value", low="ci_low", high="ci_high").join(accuracy, on=key)
     rows = rows.join(dev, on=key, how="left").join(spent, on=key, how="left").rename({"step": "round"})
-    return rows.with_columns(
-        arm=pl.col("variant").str.replace(r"_seed\d+$", ""), seed=pl.col("variant").str.extract(r"_seed(\d+)$")
-    )
+    return rows.with_columns(**ARM_AND_SEED)
 
 
 def _hours(rows: pl.DataFrame) -> tuple[str, str]:
@@ -316,16 +326,6 @@ def _final_deltas(rows: pl.DataFrame) -> dict[tuple[str, str], float]:
     return {(arm, seed): delta for arm, seed, delta in _last_rounds(rows).select("arm", "seed", "delta").iter_rows()}
 
 
-def _noise_line(gap: float, rows: pl.DataFrame) -> str:
-    """The gap against the deltas' mean CI half-width: a gap between arms smaller than it is within noise."""
-    half_width = rows.select((100 * (pl.col("high") - pl.col("low")) / 2).mean()).item()
-    within = "within" if abs(gap) < half_width else "beyond"
-    return (
-        f"{gap:+.1f} points on average; the deltas' 95% CIs are ±{half_width:.1f} points wide, so the gap is {within} "
-        "noise.\n"
-    )
-
-
 def _round_tables(rows: pl.DataFrame) -> str:
     return (
         "Each variant's mixture policy after every round: greedy bench accuracy (mean over categories), policy minus "
@@ -336,6 +336,10 @@ def _round_tables(rows: pl.DataFrame) -> str:
 
 
 NO_COMPARISON = "\nNo verdict yet: no seed has run in every arm.\n"
+NO_ITEMS = (
+    "\nNo verdict yet: the arms' verdicts per bench prompt are not stored (results from before they were); "
+    "`python -m vlm_rl_assets.experiments run {name}` stores them without running anything again.\n"
+)
 
 
 def _arms_and_seeds(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
@@ -345,15 +349,75 @@ def _arms_and_seeds(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
     return arms, sorted(seeds)
 
 
-def rounds_section(results: pl.DataFrame) -> Section:
-    rows = per_round(results)
+def _not_comparable(rows: pl.DataFrame, items: pl.DataFrame | None, name: str) -> str | None:
+    """Why the arms cannot be compared yet (the section then shows its tables alone), or None."""
     arms, seeds = _arms_and_seeds(rows)
     if len(arms) < 2 or not seeds:
-        return _round_tables(rows) + NO_COMPARISON, {}
-    final = _final_deltas(rows)
-    # more rounds, more gain: each arm against the one with a round fewer, seed by seed
-    pairs = [(final[(more, s)], final[(fewer, s)]) for fewer, more in zip(arms, arms[1:]) for s in seeds]
-    held = sum(more > fewer for more, fewer in pairs)
+        return NO_COMPARISON
+    return NO_ITEMS.format(name=name) if items is None else None
+
+
+def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str]) -> dict[str, tuple[float, ...]]:
+    """Arm `candidate` minus arm `other`, each after its last round, on the same bench prompts (a fraction with its
+    95% paired CI, categories weighing the same): per seed, and over seeds ("all": each prompt's verdicts averaged
+    over the seeds, then paired), which is the comparison's CI."""
+    arm, seed = ARM_AND_SEED["arm"], ARM_AND_SEED["seed"]
+    last = items.filter(pl.col("step") == pl.col("step").max().over("variant")).with_columns(arm=arm, seed=seed)
+    both = last.filter(pl.col("arm").is_in([candidate, other]) & pl.col("seed").is_in(seeds)).select(
+        "seed", "category", "prompt_id", pl.col("correct").cast(pl.Float64),
+        model=pl.when(pl.col("arm") == candidate).then(pl.lit("candidate")).otherwise(pl.lit("base")),
+    )  # fmt: skip
+    parts = {s: both.filter(pl.col("seed") == s) for s in seeds}
+    parts["all"] = both.group_by("model", "category", "prompt_id").agg(pl.col("correct").mean())
+    gaps = {}
+    for key, verdicts in parts.items():
+        overall = paired_deltas(verdicts, "candidate").filter(pl.col("category") == OVERALL).row(0)
+        if overall[1] != overall[1]:  # NaN: a prompt one arm was not benchmarked on
+            raise ValueError(
+                f"{candidate} and {other} (seed {key}) were benchmarked on different prompts; their releases must "
+                "score the same bench split"
+            )
+        gaps[key] = overall[1:4]
+    return gaps
+
+
+def _gap_table(items: pl.DataFrame, comparisons: list[tuple[str, str]], seeds: list[str]) -> tuple[str, list, list]:
+    """Per comparison (candidate, other): its paired gap per seed and over seeds, points [95% CI], as a table; the
+    per-seed point gaps (the verdict counts them) and the over-seeds gaps."""
+    rows, per_seed, pooled = [], [], []
+    for candidate, other in comparisons:
+        gaps = paired_gaps(items, candidate, other, seeds)
+        cells = {f"seed {s}": _gap_cell(gaps[s]) for s in seeds}
+        rows.append({"comparison": f"{candidate} - {other}", **cells, "over seeds": _gap_cell(gaps["all"])})
+        per_seed += [gaps[s][0] for s in seeds]
+        pooled.append(gaps["all"])
+    header = (
+        "Arm minus arm after each one's last round, paired on the same bench prompts, points [95% CI]; over seeds, "
+        "each prompt's verdicts are averaged over the seeds first:\n\n"
+    )
+    return header + _table(pl.DataFrame(rows)), per_seed, pooled
+
+
+def _gap_cell(gap: tuple[float, ...]) -> str:
+    return _delta_cell(dict(zip(("value", "ci_low", "ci_high"), gap)))
+
+
+def _noise_line(what: str, gap: tuple[float, ...]) -> str:
+    """Whether the over-seeds paired gap is beyond noise: its 95% CI excludes 0."""
+    _, low, high = gap
+    within = "within noise (its 95% CI includes 0)" if low <= 0 <= high else "beyond noise (its 95% CI excludes 0)"
+    return f"{what} over seeds: {_gap_cell(gap)} points, {within}.\n"
+
+
+def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section:
+    rows = per_round(results)
+    unavailable = _not_comparable(rows, items, "rounds")
+    if unavailable:
+        return _round_tables(rows) + unavailable, {}
+    arms, seeds = _arms_and_seeds(rows)
+    comparisons = list(zip(arms[1:], arms))  # more rounds, more gain: each arm against the one with a round fewer
+    table, per_seed, pooled = _gap_table(items, comparisons, seeds)
+    held = sum(gap > 0 for gap in per_seed)
     hours, unit = _hours(rows)
     means = rows.group_by("arm", "round", maintain_order=True).agg(
         (pl.col("generated_tokens") / 1e6).mean().alias("tokens"), pl.col(hours).mean(), (pl.col("delta") * 100).mean()
@@ -363,28 +427,29 @@ def rounds_section(results: pl.DataFrame) -> Section:
         for title, x in (("points vs M generated tokens", "tokens"), (f"points vs {unit}s", hours))
     ]
     markdown = (
-        _round_tables(rows)
-        + _verdict(held, len(pairs), "an arm with a round more gained more than the arm with a round fewer, seed by "
+        _round_tables(rows) + "\n" + table + "\n"
+        + _verdict(held, len(per_seed), "an arm with a round more gained more than the arm with a round fewer, seed by "
                    "seed, comparisons")
-        + "\nA round more minus a round fewer: " + _noise_line(sum(100 * (a - b) for a, b in pairs) / len(pairs), rows)
+        + "".join(_noise_line(f"{more} - {fewer}", gap) for (more, fewer), gap in zip(comparisons, pooled))
     )  # fmt: skip
     return markdown, {"rounds_gain_vs_cost.png": line_panels_png(panels, columns=2)}
 
 
-def grpo_vs_dpo_section(results: pl.DataFrame) -> Section:
+def grpo_vs_dpo_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section:
     rows = per_round(results)
+    unavailable = _not_comparable(rows, items, "grpo_vs_dpo")
+    if unavailable:
+        return _round_tables(rows) + unavailable, {}
     arms, seeds = _arms_and_seeds(rows)
-    if len(arms) < 2 or not seeds:
-        return _round_tables(rows) + NO_COMPARISON, {}
     grpo, dpo = next(a for a in arms if a.startswith("grpo")), next(a for a in arms if a.startswith("dpo"))
-    final = _final_deltas(rows)
-    held = sum(final[(grpo, s)] > final[(dpo, s)] for s in seeds)
-    gap = sum(100 * (final[(grpo, s)] - final[(dpo, s)]) for s in seeds) / len(seeds)
+    table, per_seed, (pooled,) = _gap_table(items, [(grpo, dpo)], seeds)
+    held = sum(gap > 0 for gap in per_seed)
     markdown = (
-        _round_tables(rows)
+        _round_tables(rows) + "\n" + table + "\n"
         + _verdict(held, len(seeds), "GRPO gained more than iterative DPO for the same generated tokens, seeds")
-        + "\nGRPO minus iterative DPO: " + _noise_line(gap, rows)
+        + _noise_line("GRPO minus iterative DPO", pooled)
     )  # fmt: skip
+    final = _final_deltas(rows)
     series = {arm: [100 * final[(arm, s)] for s in seeds] for arm in (dpo, grpo)}
     bars = grouped_bars_png("policy - base (points), last round", [f"seed {s}" for s in seeds], series)
     return markdown, {"grpo_vs_dpo_deltas.png": bars}
@@ -397,6 +462,8 @@ SECTIONS: dict[str, Callable[[pl.DataFrame], Section]] = {
     "pass_at_k": pass_at_k_section,
     "beta": beta_section,
     "controls": controls_section,
-    "rounds": rounds_section,
+}
+PAIRED_SECTIONS: dict[str, Callable[[pl.DataFrame, pl.DataFrame | None], Section]] = {
+    "rounds": rounds_section,  # released experiments: their arms are paired on the verdicts per bench prompt
     "grpo_vs_dpo": grpo_vs_dpo_section,
 }

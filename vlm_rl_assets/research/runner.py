@@ -23,7 +23,7 @@ import polars as pl
 import yaml
 
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, variant_results
+from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, variant_items, variant_results
 from vlm_rl_assets.research.findings import write_findings
 from vlm_rl_assets.research.variant_run import Log, materialize, run_variant_anywhere
 from vlm_rl_assets.research.variants import with_overrides
@@ -33,6 +33,8 @@ from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
 
 RESULTS = "experiments"  # table asset name in the main store: experiments/<experiment>.parquet
+ITEMS = "experiment_items"  # a released experiment's verdicts per bench prompt: experiment_items/<experiment>.parquet
+SCHEMAS = {RESULTS: schemas.EXPERIMENT_RESULTS, ITEMS: schemas.EXPERIMENT_ITEMS}
 SHARD_FOLDERS = posixpath.dirname(shard_key("*", "*", 0))  # <category>/shards/<fingerprint>, under ASSET
 
 
@@ -73,8 +75,9 @@ def run_experiment(
     only: str = "*",
 ) -> pl.DataFrame:
     """Materialize the rounds of categories (and releases) not yet done of every variant whose name matches `only`
-    (a glob); after each, store the experiment's results: this variant's rows replace its earlier ones, other
-    variants' stay, so a run stopped between variants keeps what finished. Returns the stored results."""
+    (a glob); after each, store the experiment's results (and a released one's verdicts per bench prompt): this
+    variant's rows replace its earlier ones, other variants' stay, so a run stopped between variants keeps what
+    finished. Returns the stored results."""
     variants = [v for v in experiment.variants if fnmatch.fnmatchcase(v.name, only)]
     if not variants:
         raise ValueError(f"no variant of {experiment.name} matches {only!r}: {[v.name for v in experiment.variants]}")
@@ -83,18 +86,27 @@ def run_experiment(
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
         materialize(["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
-    first, results = None, stored_result(main.store(), experiment.name)  # this experiment's table alone
+    first, results, items = None, *(stored(main.store(), table, experiment.name) for table in (RESULTS, ITEMS))
     for variant in variants:
         resource = variant_resource(main, experiment, variant)
         store = resource.store()
         first = first or store
         share_rollout_shards(first, store)
         run_variant_anywhere(experiment, variant.name, resource, instance, log)
-        rows = variant_results(store, experiment, variant.name, resource.config().rounds.count)
-        earlier = [] if results is None else [results.filter(pl.col("variant") != variant.name)]
-        results = _in_variant_order(experiment, pl.concat([*earlier, rows]))
-        main.store().write_table(RESULTS, experiment.name, results, schemas.EXPERIMENT_RESULTS)
+        rounds = resource.config().rounds.count
+        results = _replace_variant(experiment, results, variant_results(store, experiment, variant.name, rounds))
+        main.store().write_table(RESULTS, experiment.name, results, SCHEMAS[RESULTS])
+        if experiment.release:
+            items = _replace_variant(experiment, items, variant_items(store, experiment, variant.name, rounds))
+            main.store().write_table(ITEMS, experiment.name, items, SCHEMAS[ITEMS])
     return results
+
+
+def _replace_variant(experiment: Experiment, table: pl.DataFrame | None, rows: pl.DataFrame) -> pl.DataFrame:
+    """`table` with the variant of `rows` replaced by them, in the experiment's variant order."""
+    variant = rows["variant"][0]
+    earlier = [] if table is None else [table.filter(pl.col("variant") != variant)]
+    return _in_variant_order(experiment, pl.concat([*earlier, rows]))
 
 
 def _in_variant_order(experiment: Experiment, results: pl.DataFrame) -> pl.DataFrame:
@@ -111,15 +123,16 @@ def share_rollout_shards(source: Store, target: Store) -> None:
     source.copy_folders(target, ASSET, SHARD_FOLDERS)
 
 
-def stored_result(store: Store, name: str) -> pl.DataFrame | None:
-    """The experiment's stored results, or None before any variant finished."""
-    return store.read_table(RESULTS, name, schemas.EXPERIMENT_RESULTS) if store.has_table(RESULTS, name) else None
+def stored(store: Store, table: str, name: str) -> pl.DataFrame | None:
+    """The experiment's stored `table` (RESULTS or ITEMS), or None before any variant finished."""
+    return store.read_table(table, name, SCHEMAS[table]) if store.has_table(table, name) else None
 
 
-def stored_results(main: PipelineResource) -> dict[str, pl.DataFrame]:
+def stored_results(main: PipelineResource) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """Every experiment's stored results and, for the released ones, verdicts per bench prompt."""
     store = main.store()
-    results = {name: stored_result(store, name) for name in EXPERIMENTS}
-    return {name: result for name, result in results.items() if result is not None}
+    tables = [{name: stored(store, table, name) for name in EXPERIMENTS} for table in (RESULTS, ITEMS)]
+    return tuple({name: df for name, df in by_name.items() if df is not None} for by_name in tables)
 
 
 def experiment_job(experiment: Experiment) -> dg.JobDefinition:
@@ -156,5 +169,6 @@ def main() -> None:
         for name in names:
             run_experiment(EXPERIMENTS[name], main_resource, instance, only=args.variants)
         return
-    written = write_findings(stored_results(main_resource), Path(args.out))
+    results, items = stored_results(main_resource)
+    written = write_findings(results, Path(args.out), items)
     print(f"wrote {args.out} and {len(written)} plots", file=sys.stderr)

@@ -146,6 +146,16 @@ EXPERIMENT_RESULTS = {  # research/experiments.py: one variant's numbers, long f
     "ci_high": pl.Float64,
 }
 
+EXPERIMENT_ITEMS = {  # research/experiments.py: each round's mixture policy's greedy verdict per bench prompt, so two
+    # arms are compared item by item (a paired CI), not only through their deltas over base
+    "experiment": pl.String,
+    "variant": pl.String,
+    "step": pl.Int64,  # the round
+    "category": pl.String,
+    "prompt_id": pl.String,
+    "correct": pl.Boolean,
+}
+
 HUMAN_LABELS = {  # labels/<category>: a person's verdict on a sampled rollout (reviewing/labels.py), one row per item
     "prompt_id": pl.String,  # the item: (prompt_id, sample_idx) of rollouts[c]
     "sample_idx": pl.Int32,
