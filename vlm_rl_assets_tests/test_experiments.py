@@ -340,6 +340,7 @@ def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_pat
     assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M, per hour
     assert "| comparison | seed 0 | seed 1 | seed 2 | over seeds |" in page  # arm minus arm, paired per prompt
     assert re.search(r"\| rounds2 - rounds1 \| \+2\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)
+    assert re.search(r"\| rounds3 - rounds1 \| \+4\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)  # most vs fewest
     assert "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, " \
         "comparisons in 6 of 6" in page  # fmt: skip
     assert re.search(r"rounds3 - rounds2 over seeds: \+2\.0 \[\+\d\.\d, \+\d\.\d\] points, beyond noise", page)
@@ -385,7 +386,9 @@ def test_arms_benchmarked_on_different_prompts_are_not_compared():
     shifted = items.with_columns(
         prompt_id=pl.when(pl.col("variant") == "grpo_seed0").then(pl.col("prompt_id") + "x").otherwise("prompt_id")
     )
-    assert paired_gaps(items, "grpo", "dpo_2_rounds", ["0"])["0"][0] == pytest.approx(0.03)
+    gaps = paired_gaps(items.sample(fraction=1.0, shuffle=True, seed=0), "grpo", "dpo_2_rounds", ["0"])
+    assert gaps["0"][0] == pytest.approx(0.03)
+    assert gaps["all"] == gaps["0"]  # one seed: over seeds is that seed, CI and all
     with pytest.raises(ValueError, match="grpo and dpo_2_rounds \\(seed 0\\) were benchmarked on different prompts"):
         paired_gaps(shifted, "grpo", "dpo_2_rounds", ["0"])
 

@@ -367,8 +367,9 @@ def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str
         "seed", "category", "prompt_id", pl.col("correct").cast(pl.Float64),
         model=pl.when(pl.col("arm") == candidate).then(pl.lit("candidate")).otherwise(pl.lit("base")),
     )  # fmt: skip
-    parts = {s: both.filter(pl.col("seed") == s) for s in seeds}
+    parts = {s: both.filter(pl.col("seed") == s).drop("seed") for s in seeds}
     parts["all"] = both.group_by("model", "category", "prompt_id").agg(pl.col("correct").mean())
+    parts = {key: part.sort("category", "prompt_id", "model") for key, part in parts.items()}  # the same draws
     gaps = {}
     for key, verdicts in parts.items():
         overall = paired_deltas(verdicts, "candidate").filter(pl.col("category") == OVERALL).row(0)
@@ -381,21 +382,19 @@ def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str
     return gaps
 
 
-def _gap_table(items: pl.DataFrame, comparisons: list[tuple[str, str]], seeds: list[str]) -> tuple[str, list, list]:
-    """Per comparison (candidate, other): its paired gap per seed and over seeds, points [95% CI], as a table; the
-    per-seed point gaps (the verdict counts them) and the over-seeds gaps."""
-    rows, per_seed, pooled = [], [], []
-    for candidate, other in comparisons:
-        gaps = paired_gaps(items, candidate, other, seeds)
-        cells = {f"seed {s}": _gap_cell(gaps[s]) for s in seeds}
-        rows.append({"comparison": f"{candidate} - {other}", **cells, "over seeds": _gap_cell(gaps["all"])})
-        per_seed += [gaps[s][0] for s in seeds]
-        pooled.append(gaps["all"])
+def _gap_table(items: pl.DataFrame, comparisons: list[tuple[str, str]], seeds: list[str]) -> tuple[str, list[dict]]:
+    """Per comparison (candidate, other): its paired gaps (`paired_gaps`), and the table of them, points [95% CI]."""
+    gaps = [paired_gaps(items, candidate, other, seeds) for candidate, other in comparisons]
+    rows = [
+        {"comparison": f"{candidate} - {other}", **{f"seed {s}": _gap_cell(g[s]) for s in seeds},
+         "over seeds": _gap_cell(g["all"])}
+        for (candidate, other), g in zip(comparisons, gaps)
+    ]  # fmt: skip
     header = (
         "Arm minus arm after each one's last round, paired on the same bench prompts, points [95% CI]; over seeds, "
         "each prompt's verdicts are averaged over the seeds first:\n\n"
     )
-    return header + _table(pl.DataFrame(rows)), per_seed, pooled
+    return header + _table(pl.DataFrame(rows)), gaps
 
 
 def _gap_cell(gap: tuple[float, ...]) -> str:
@@ -415,9 +414,10 @@ def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section
     if unavailable:
         return _round_tables(rows) + unavailable, {}
     arms, seeds = _arms_and_seeds(rows)
-    comparisons = list(zip(arms[1:], arms))  # more rounds, more gain: each arm against the one with a round fewer
-    table, per_seed, pooled = _gap_table(items, comparisons, seeds)
-    held = sum(gap > 0 for gap in per_seed)
+    steps = list(zip(arms[1:], arms))  # more rounds, more gain: each arm against the one with a round fewer
+    comparisons = steps + ([(arms[-1], arms[0])] if len(arms) > 2 else [])  # and the most rounds against one
+    table, gaps = _gap_table(items, comparisons, seeds)
+    held = sum(g[s][0] > 0 for g in gaps[: len(steps)] for s in seeds)
     hours, unit = _hours(rows)
     means = rows.group_by("arm", "round", maintain_order=True).agg(
         (pl.col("generated_tokens") / 1e6).mean().alias("tokens"), pl.col(hours).mean(), (pl.col("delta") * 100).mean()
@@ -428,9 +428,9 @@ def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section
     ]
     markdown = (
         _round_tables(rows) + "\n" + table + "\n"
-        + _verdict(held, len(per_seed), "an arm with a round more gained more than the arm with a round fewer, seed by "
-                   "seed, comparisons")
-        + "".join(_noise_line(f"{more} - {fewer}", gap) for (more, fewer), gap in zip(comparisons, pooled))
+        + _verdict(held, len(steps) * len(seeds), "an arm with a round more gained more than the arm with a round "
+                   "fewer, seed by seed, comparisons")
+        + "".join(_noise_line(f"{more} - {fewer}", g["all"]) for (more, fewer), g in zip(comparisons, gaps))
     )  # fmt: skip
     return markdown, {"rounds_gain_vs_cost.png": line_panels_png(panels, columns=2)}
 
@@ -442,12 +442,12 @@ def grpo_vs_dpo_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Se
         return _round_tables(rows) + unavailable, {}
     arms, seeds = _arms_and_seeds(rows)
     grpo, dpo = next(a for a in arms if a.startswith("grpo")), next(a for a in arms if a.startswith("dpo"))
-    table, per_seed, (pooled,) = _gap_table(items, [(grpo, dpo)], seeds)
-    held = sum(gap > 0 for gap in per_seed)
+    table, (gaps,) = _gap_table(items, [(grpo, dpo)], seeds)
+    held = sum(gaps[s][0] > 0 for s in seeds)
     markdown = (
         _round_tables(rows) + "\n" + table + "\n"
         + _verdict(held, len(seeds), "GRPO gained more than iterative DPO for the same generated tokens, seeds")
-        + _noise_line("GRPO minus iterative DPO", pooled)
+        + _noise_line("GRPO minus iterative DPO", gaps["all"])
     )  # fmt: skip
     final = _final_deltas(rows)
     series = {arm: [100 * final[(arm, s)] for s in seeds] for arm in (dpo, grpo)}
