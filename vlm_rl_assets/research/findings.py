@@ -50,7 +50,7 @@ def write_findings(
         if name in SECTIONS:
             markdown, plots = SECTIONS[name](results[name])
         else:
-            markdown, plots = PAIRED_SECTIONS[name](results[name], (items or {}).get(name))
+            markdown, plots = released_section(name, results[name], (items or {}).get(name))
         markdown = _unfinished_line(experiment, results[name]) + markdown
         for file, png in plots.items():
             (plots_dir / file).write_bytes(png)
@@ -349,14 +349,6 @@ def _arms_and_seeds(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
     return arms, sorted(seeds)
 
 
-def _not_comparable(rows: pl.DataFrame, items: pl.DataFrame | None, name: str) -> str | None:
-    """Why the arms cannot be compared yet (the section then shows its tables alone), or None."""
-    arms, seeds = _arms_and_seeds(rows)
-    if len(arms) < 2 or not seeds:
-        return NO_COMPARISON
-    return NO_ITEMS.format(name=name) if items is None else None
-
-
 def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str]) -> dict[str, tuple[float, ...]]:
     """Arm `candidate` minus arm `other`, each after its last round, on the same bench prompts (a fraction with its
     95% paired CI, categories weighing the same): per seed, and over seeds ("all": each prompt's verdicts averaged
@@ -408,12 +400,20 @@ def _noise_line(what: str, gap: tuple[float, ...]) -> str:
     return f"{what} over seeds: {_gap_cell(gap)} points, {within}.\n"
 
 
-def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section:
+def released_section(name: str, results: pl.DataFrame, items: pl.DataFrame | None) -> Section:
+    """A released experiment's round tables, then its arms compared (PAIRED_SECTIONS) once every arm has run a seed
+    and the verdicts per bench prompt they are paired on are stored."""
     rows = per_round(results)
-    unavailable = _not_comparable(rows, items, "rounds")
-    if unavailable:
-        return _round_tables(rows) + unavailable, {}
     arms, seeds = _arms_and_seeds(rows)
+    if len(arms) < 2 or not seeds:
+        return _round_tables(rows) + NO_COMPARISON, {}
+    if items is None:
+        return _round_tables(rows) + NO_ITEMS.format(name=name), {}
+    markdown, plots = PAIRED_SECTIONS[name](rows, items, arms, seeds)
+    return _round_tables(rows) + "\n" + markdown, plots
+
+
+def rounds_section(rows: pl.DataFrame, items: pl.DataFrame, arms: list[str], seeds: list[str]) -> Section:
     steps = list(zip(arms[1:], arms))  # more rounds, more gain: each arm against the one with a round fewer
     comparisons = steps + ([(arms[-1], arms[0])] if len(arms) > 2 else [])  # and the most rounds against one
     table, gaps = _gap_table(items, comparisons, seeds)
@@ -427,7 +427,7 @@ def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section
         for title, x in (("points vs M generated tokens", "tokens"), (f"points vs {unit}s", hours))
     ]
     markdown = (
-        _round_tables(rows) + "\n" + table + "\n"
+        table + "\n"
         + _verdict(held, len(steps) * len(seeds), "an arm with a round more gained more than the arm with a round "
                    "fewer, seed by seed, comparisons")
         + "".join(_noise_line(f"{more} - {fewer}", g["all"]) for (more, fewer), g in zip(comparisons, gaps))
@@ -435,17 +435,12 @@ def rounds_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section
     return markdown, {"rounds_gain_vs_cost.png": line_panels_png(panels, columns=2)}
 
 
-def grpo_vs_dpo_section(results: pl.DataFrame, items: pl.DataFrame | None) -> Section:
-    rows = per_round(results)
-    unavailable = _not_comparable(rows, items, "grpo_vs_dpo")
-    if unavailable:
-        return _round_tables(rows) + unavailable, {}
-    arms, seeds = _arms_and_seeds(rows)
+def grpo_vs_dpo_section(rows: pl.DataFrame, items: pl.DataFrame, arms: list[str], seeds: list[str]) -> Section:
     grpo, dpo = next(a for a in arms if a.startswith("grpo")), next(a for a in arms if a.startswith("dpo"))
     table, (gaps,) = _gap_table(items, [(grpo, dpo)], seeds)
     held = sum(gaps[s][0] > 0 for s in seeds)
     markdown = (
-        _round_tables(rows) + "\n" + table + "\n"
+        table + "\n"
         + _verdict(held, len(seeds), "GRPO gained more than iterative DPO for the same generated tokens, seeds")
         + _noise_line("GRPO minus iterative DPO", gaps["all"])
     )  # fmt: skip
@@ -463,7 +458,7 @@ SECTIONS: dict[str, Callable[[pl.DataFrame], Section]] = {
     "beta": beta_section,
     "controls": controls_section,
 }
-PAIRED_SECTIONS: dict[str, Callable[[pl.DataFrame, pl.DataFrame | None], Section]] = {
+PAIRED_SECTIONS: dict[str, Callable[[pl.DataFrame, pl.DataFrame, list[str], list[str]], Section]] = {
     "rounds": rounds_section,  # released experiments: their arms are paired on the verdicts per bench prompt
     "grpo_vs_dpo": grpo_vs_dpo_section,
 }
