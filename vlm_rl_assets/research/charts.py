@@ -77,8 +77,8 @@ def _axes(draw, left: int, top: int, title: str, x_range, y_range, width: int = 
     draw.text((left + 2, box[1] - 4), f"{y_range[1]:.3g}", fill="black")
     draw.text((left + 2, box[3] - 8), f"{y_range[0]:.3g}", fill="black")
     if x_range != (0, 1):
-        draw.text((box[0], box[3] + 3), f"{x_range[0]:g}", fill="black")
-        draw.text((box[2] - 24, box[3] + 3), f"{x_range[1]:g}", fill="black")
+        draw.text((box[0], box[3] + 3), f"{x_range[0]:.3g}", fill="black")
+        draw.text((box[2] - 24, box[3] + 3), f"{x_range[1]:.3g}", fill="black")
     return box
 
 
