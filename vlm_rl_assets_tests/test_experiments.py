@@ -364,7 +364,12 @@ def test_rounds_and_grpo_sections_say_when_they_have_not_run_or_did_not_hold(tmp
     assert "GRPO minus iterative DPO over seeds: -1.0 [" in page
     write_findings(flat, tmp_path / "findings.md")  # results stored before the verdicts per prompt were
     page = (tmp_path / "findings.md").read_text()
-    assert page.count("verdicts per bench prompt are not stored") == 2 and "Direction" not in page.split("## (f)")[1]
+    assert page.count("verdicts per bench prompt of rounds1_seed0, rounds2_seed0") == 1  # (f), and (g) likewise
+    assert page.count("are not stored") == 2 and "Direction" not in page.split("## (f)")[1]
+    some = {name: items[name].filter(pl.col("variant") != "rounds1_seed1") for name in RELEASED}
+    write_findings(flat, tmp_path / "findings.md", some)  # one variant ran before they were stored
+    page = (tmp_path / "findings.md").read_text()
+    assert "the verdicts per bench prompt of rounds1_seed1 are not stored" in page and "round more gained" not in page
 
 
 def test_rounds_and_grpo_sections_from_some_variants_say_which_ran_and_compare_only_whole_seeds(tmp_path):

@@ -337,8 +337,9 @@ def _round_tables(rows: pl.DataFrame) -> str:
 
 NO_COMPARISON = "\nNo verdict yet: no seed has run in every arm.\n"
 NO_ITEMS = (
-    "\nNo verdict yet: the arms' verdicts per bench prompt are not stored (results from before they were); "
-    "`python -m vlm_rl_assets.experiments run {name}` stores them without running anything again.\n"
+    "\nNo verdict yet: the verdicts per bench prompt of {variants} are not stored (results from before they were); "
+    "`python -m vlm_rl_assets.experiments run {name} --variants '<variant>'` stores a finished variant's without "
+    "running it again.\n"
 )
 
 
@@ -407,8 +408,10 @@ def released_section(name: str, results: pl.DataFrame, items: pl.DataFrame | Non
     arms, seeds = _arms_and_seeds(rows)
     if len(arms) < 2 or not seeds:
         return _round_tables(rows) + NO_COMPARISON, {}
-    if items is None:
-        return _round_tables(rows) + NO_ITEMS.format(name=name), {}
+    paired = set() if items is None else set(items["variant"])
+    unpaired = [v for v in dict.fromkeys(rows["variant"]) if v not in paired]
+    if unpaired:
+        return _round_tables(rows) + NO_ITEMS.format(name=name, variants=", ".join(unpaired)), {}
     markdown, plots = PAIRED_SECTIONS[name](rows, items, arms, seeds)
     return _round_tables(rows) + "\n" + markdown, plots
 
