@@ -3,6 +3,7 @@ a plot, and whether the measured direction matched — computed from the numbers
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -354,8 +355,7 @@ def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str
     """Arm `candidate` minus arm `other`, each after its last round, on the same bench prompts (a fraction with its
     95% paired CI, categories weighing the same): per seed, and over seeds ("all": each prompt's verdicts averaged
     over the seeds, then paired), which is the comparison's CI."""
-    arm, seed = ARM_AND_SEED["arm"], ARM_AND_SEED["seed"]
-    last = items.filter(pl.col("step") == pl.col("step").max().over("variant")).with_columns(arm=arm, seed=seed)
+    last = items.filter(pl.col("step") == pl.col("step").max().over("variant")).with_columns(**ARM_AND_SEED)
     both = last.filter(pl.col("arm").is_in([candidate, other]) & pl.col("seed").is_in(seeds)).select(
         "seed", "category", "prompt_id", pl.col("correct").cast(pl.Float64),
         model=pl.when(pl.col("arm") == candidate).then(pl.lit("candidate")).otherwise(pl.lit("base")),
@@ -365,13 +365,13 @@ def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str
     parts = {key: part.sort("category", "prompt_id", "model") for key, part in parts.items()}  # the same draws
     gaps = {}
     for key, verdicts in parts.items():
-        overall = paired_deltas(verdicts, "candidate").filter(pl.col("category") == OVERALL).row(0)
-        if overall[1] != overall[1]:  # NaN: a prompt one arm was not benchmarked on
+        overall = paired_deltas(verdicts, "candidate").filter(pl.col("category") == OVERALL).row(0, named=True)
+        if math.isnan(overall["delta"]):  # a prompt one arm was not benchmarked on
             raise ValueError(
                 f"{candidate} and {other} (seed {key}) were benchmarked on different prompts; their releases must "
                 "score the same bench split"
             )
-        gaps[key] = overall[1:4]
+        gaps[key] = (overall["delta"], overall["ci_low"], overall["ci_high"])
     return gaps
 
 
