@@ -98,7 +98,12 @@ def grpo_trainer(
     """The configured GRPOTrainer (not yet trained); with `checkpoints`, it saves resumable checkpoints into out_dir."""
     grpo = settings.grpo
     config = GRPOConfig(
-        **policy_args(settings, out_dir, grpo.prompts_per_step * grpo.num_generations, checkpoints),
+        **{
+            **policy_args(settings, out_dir, grpo.prompts_per_step * grpo.num_generations, checkpoints),
+            # GRPOTrainer counts prompt and completion tokens into the same state itself; the Trainer's own count
+            # finds no input_ids in GRPO's batches and warned once per step
+            "include_num_input_tokens_seen": "no",
+        },
         num_generations=grpo.num_generations,
         max_completion_length=grpo.max_completion_length,
         temperature=grpo.temperature,
