@@ -12,7 +12,7 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SEEDS, Experiment, Variant
-from vlm_rl_assets.research.findings import paired_gaps, write_findings
+from vlm_rl_assets.research.findings import _table, paired_gaps, write_findings
 from vlm_rl_assets.research.runner import ITEMS, RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
@@ -330,13 +330,18 @@ def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path
     assert all(p.read_bytes().startswith(b"\x89PNG") and f"(findings/{p.name})" in page for p in plots)
 
 
+def test_a_tables_float_column_shows_every_value_with_the_same_decimals():
+    table = pl.DataFrame({"arm": ["a", "b", "c"], "accuracy": [0.58, 0.583, None], "seeds": [3, None, 2]})
+    assert _table(table).splitlines()[2:] == ["| a | 0.580 | 3 |", "| b | 0.583 | - |", "| c | - | 2 |"]
+
+
 def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_path):
     results = {name: fake_results(EXPERIMENTS[name]) for name in RELEASED}
     write_findings(results, tmp_path / "findings.md", {name: fake_round_items(EXPERIMENTS[name]) for name in RELEASED})
     page = (tmp_path / "findings.md").read_text()
     # rounds3_seed0 after round 2: +4 points, a dev gain of +2, 2/3 of its 1 M tokens and 0.5 CPU-hours
-    assert "| rounds3_seed0 | 2 | 0.5 | 0.54 | +4.0 [+2.0, +6.0] | +2.0 [+0.0, +4.0] | 0.667 | 0.33 | 6.0 |" in page
-    assert "| rounds1_seed0 | 1 | 0.5 | 0.52 | +2.0 [+0.0, +4.0] | - | 1.0 | 0.5 | 2.0 |" in page  # no dev gain
+    assert "| rounds3_seed0 | 2 | 0.5 | 0.54 | +4.0 [+2.0, +6.0] | +2.0 [+0.0, +4.0] | 0.67 | 0.33 | 6.0 |" in page
+    assert "| rounds1_seed0 | 1 | 0.5 | 0.52 | +2.0 [+0.0, +4.0] | - | 1.00 | 0.50 | 2.0 |" in page  # no dev gain
     assert "| rounds3 | 3 | 3 | 6.0 | 6.0 | 6.0 | 1.0 | 0.5 | 6.0 | 12.0 |" in page  # per arm: points per M, per hour
     assert "| comparison | seed 0 | seed 1 | seed 2 | over seeds |" in page  # arm minus arm, paired per prompt
     assert re.search(r"\| rounds2 - rounds1 \| \+2\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)
