@@ -281,7 +281,9 @@ def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
     """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode; with the folder's own
     code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code)."""
     from transformers import AutoModelForImageTextToText
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # its "Loading weights" bar wrote two lines per load into the stages' logs
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path)
     )
