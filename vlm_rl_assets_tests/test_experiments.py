@@ -12,7 +12,7 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SEEDS, Experiment, Variant
-from vlm_rl_assets.research.findings import _table, paired_gaps, write_findings
+from vlm_rl_assets.research.findings import _noise_line, _table, paired_gaps, write_findings
 from vlm_rl_assets.research.runner import ITEMS, RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.research.variants import with_overrides
 from vlm_rl_assets.resources import PipelineResource
@@ -333,6 +333,13 @@ def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path
 def test_a_tables_float_column_shows_every_value_with_the_same_decimals():
     table = pl.DataFrame({"arm": ["a", "b", "c"], "accuracy": [0.58, 0.583, None], "seeds": [3, None, 2]})
     assert _table(table).splitlines()[2:] == ["| a | 0.580 | 3 |", "| b | 0.583 | - |", "| c | - | 2 |"]
+
+
+def test_a_gap_is_beyond_noise_only_when_its_ci_excludes_zero_by_more_than_float_error():
+    assert "within noise" in _noise_line("gap", (0.021, 3.4e-19, 0.041))  # a sum of 0/1 verdicts that is 0
+    assert "beyond noise (its 95% CI excludes 0, by 0.03 points)" in _noise_line("gap", (0.018, 0.00033, 0.036))
+    assert "+0.0, +3.6]" in _noise_line("gap", (0.018, 0.00033, 0.036))  # the reason the margin is spelled out
+    assert "beyond noise (its 95% CI excludes 0, by 0.50 points)" in _noise_line("gap", (-0.02, -0.04, -0.005))
 
 
 def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_path):
