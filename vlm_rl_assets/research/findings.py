@@ -113,6 +113,12 @@ def _shown(column: pl.Series) -> list[str]:
     return ["-" if v is None else f"{v:.{decimals}f}" for v in values]
 
 
+def _exact(fraction: float) -> float:
+    """A mean of 0/1 verdicts, or a difference of such means, without its float error (3e-19 where the sum is 0), so
+    a comparison with a threshold reads the number the verdicts give."""
+    return round(fraction, 9)
+
+
 def _delta_table(deltas: pl.DataFrame, rows: str, columns: str) -> pl.DataFrame:
     cells = deltas.with_columns(cell=pl.struct("value", "ci_low", "ci_high").map_elements(_delta_cell, pl.String))
     return cells.pivot(on=columns, index=rows, values="cell", maintain_order=True)
@@ -131,8 +137,8 @@ def seeds_section(results: pl.DataFrame) -> Section:
         overall = rows.filter(pl.col("category") == OVERALL).row(0, named=True)
         worst = rows.filter(pl.col("category") != OVERALL)["value"].min()
         gate.append(
-            {"variant": variant, "mean delta >= 3 points": overall["value"] >= 0.03, "CI above 0": overall["ci_low"] > 0,
-             "no category below -1 point": worst >= -0.01}  # fmt: skip
+            {"variant": variant, "mean delta >= 3 points": _exact(overall["value"]) >= 0.03,
+             "CI above 0": _exact(overall["ci_low"]) > 0, "no category below -1 point": _exact(worst) >= -0.01}  # fmt: skip
         )
     gates = pl.DataFrame(gate)
     passed = sum(all(row[1:]) for row in gates.iter_rows())
@@ -408,7 +414,7 @@ def _gap_cell(gap: tuple[float, ...]) -> str:
 def _noise_line(what: str, gap: tuple[float, ...]) -> str:
     """Whether the over-seeds paired gap is beyond noise: its 95% CI excludes 0, and by how much (a bound shown as
     +0.0 may still exclude it)."""
-    low, high = (round(bound, 9) for bound in gap[1:])  # means of 0/1 verdicts: 3e-19 is float error, not a gain
+    low, high = (_exact(bound) for bound in gap[1:])
     if low <= 0 <= high:
         reading = "within noise (its 95% CI includes 0)"
     else:
