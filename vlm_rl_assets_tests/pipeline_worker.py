@@ -1,8 +1,9 @@
 """The pipeline for one category in its own process, so its config's categories become the partitions.
 
-    VLM_RL_CONFIG=CONFIG python -m vlm_rl_assets_tests.pipeline_worker STORE_ROOT CATEGORY
+    VLM_RL_CONFIG=CONFIG python -m vlm_rl_assets_tests.pipeline_worker STORE_ROOT CATEGORY [--release]
 
-Materializes base_model, then every category stage of CATEGORY; prints each asset's metadata as JSON.
+Materializes base_model, then every category stage of CATEGORY, then with --release the release stages (the policy
+and its report); prints each asset's metadata as JSON.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ import sys
 
 import dagster as dg
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
+from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
 from vlm_rl_assets.resources import PipelineResource
 
 
-def main(root: str, category: str) -> None:
+def main(root: str, category: str, release: bool) -> None:
     resources = {"pipeline": PipelineResource(storage_root=root)}
     runs = [
         dg.materialize(ALL_ASSETS, selection=["base_model"], resources=resources),
         dg.materialize(ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key=category, resources=resources),
     ]
+    if release:
+        runs.append(dg.materialize(ALL_ASSETS, selection=RELEASE_ASSETS, resources=resources))
     metadata = {
         event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
         for run in runs
@@ -31,4 +34,4 @@ def main(root: str, category: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:] == ["--release"])

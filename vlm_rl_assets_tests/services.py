@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from importlib.util import find_spec
 
 import pytest
 
@@ -49,3 +50,9 @@ def docker_compose() -> list[str]:
     if subprocess.run(["docker", "image", "inspect", *DEPLOYMENT_IMAGES], capture_output=True).returncode != 0:
         missing(f"Docker or one of the images {', '.join(DEPLOYMENT_IMAGES)}", how)
     return command
+
+
+def vllm() -> None:
+    """vLLM importable: its CPU build in .venv-vllm (`make test-vllm` installs it), or the `vllm` extra on a GPU."""
+    if find_spec("vllm") is None:
+        missing("vLLM", "run `make test-vllm` (vLLM's CPU build in .venv-vllm), or pip install '.[vllm]' on a GPU machine")

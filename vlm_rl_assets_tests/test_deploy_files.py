@@ -175,7 +175,7 @@ def test_helm_values_request_a_gpu_on_gpu_steps():
 
 
 def test_the_cuda_image_has_the_cuda_of_the_wheels_it_installs():
-    """torch 2.13.0 and vLLM 0.31.0 from PyPI are CUDA 13.0 builds (torchvision 0.28.0's wheel bundles
+    """torch 2.13.0 and vLLM 0.31.0 / 0.32.0 from PyPI are CUDA 13.0 builds (torchvision 0.28.0's wheel bundles
     libcudart.so.13): the base image's CUDA must be 13.x, which needs an R580+ driver on the host."""
     image = (DOCKER / "Dockerfile.user_code_cuda").read_text()
     base = re.search(r"^ARG BASE_IMAGE=nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu24\.04$", image, re.M)
@@ -183,4 +183,4 @@ def test_the_cuda_image_has_the_cuda_of_the_wheels_it_installs():
     assert "R580" in image
     pinned = re.search(r'"torch==([\d.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
     assert pinned == "2.13.0" and f"pip install torch=={pinned} " in image
-    assert '"vllm==0.31.0"' in (REPO / "pyproject.toml").read_text()
+    assert '"vllm>=0.31.0,<0.33"' in (REPO / "pyproject.toml").read_text()  # both pin torch==2.13.0

@@ -4,11 +4,14 @@ and what the vLLM engine would ask of vLLM, checked without vLLM: its arguments 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -31,6 +34,7 @@ from vlm_rl_assets.rollouts.engine import (
 from vlm_rl_assets.rollouts.preflight import PromptMismatchError
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine, llm_arguments
+from vlm_rl_assets.rollouts.vllm_orphans import orphaned_engines, reap_orphaned_engines, running
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import prompt_table
 
@@ -176,6 +180,7 @@ def test_vllm_arguments_bound_the_kv_cache_when_asked(tiny_vlm_dir: Path) -> Non
         "gpu_memory_utilization": 0.3,
         "limit_mm_per_prompt": {"image": 2, "video": 0},
         "seed": 5,
+        "enforce_eager": False,
     }
     bounded = llm_arguments(
         tiny_vlm_dir, settings.model_copy(update={"vllm_kv_cache_gib": 1.5}), enable_prefix_caching=False
@@ -183,6 +188,41 @@ def test_vllm_arguments_bound_the_kv_cache_when_asked(tiny_vlm_dir: Path) -> Non
     assert bounded == unbounded | {"kv_cache_memory_bytes": 1610612736, "enable_prefix_caching": False}
     with pytest.raises(ValidationError):
         EngineSettings(vllm_kv_cache_gib=0)
+
+
+def test_vllm_on_a_cpu_prefills_unchunked_and_may_run_eagerly(tiny_vlm_dir: Path) -> None:
+    """vLLM's CPU build crashes a seeded request whose prefill is chunked (it rewinds the sampler's generator by an
+    offset only CUDA generators have), so on a CPU no prefill is chunked; on GPUs vLLM's default stays."""
+    settings = EngineSettings(kind="vllm", vllm_enforce_eager=True)
+    assert llm_arguments(tiny_vlm_dir, settings, on_cpu=True) == llm_arguments(tiny_vlm_dir, settings) | {
+        "enable_chunked_prefill": False
+    }
+    assert llm_arguments(tiny_vlm_dir, settings)["enforce_eager"] is True
+
+
+def test_a_killed_runs_vllm_engine_processes_are_ended_before_the_next_engine(caplog: pytest.LogCaptureFixture) -> None:
+    """An orphan titled as vLLM titles its engine core (its parent gone, so init's child) is killed; a live
+    process's engine core, and other processes, are not."""
+    orphan = subprocess.run(
+        ["bash", "-c", "(exec -a VLLM::EngineCore sleep 120) > /dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    orphan_pid = int(orphan.stdout)
+    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 120"])  # its parent (this test) lives
+    try:
+        assert psutil.Process(orphan_pid).ppid() == 1
+        found = [p.pid for p in orphaned_engines()]
+        assert orphan_pid in found and owned.pid not in found
+        with caplog.at_level("WARNING"):
+            reap_orphaned_engines()
+        assert not running(psutil.Process(orphan_pid)) and owned.poll() is None
+        assert re.search(rf"ended \d+ vLLM engine processes a killed run left holding memory \(pids .*\b{orphan_pid}\b", caplog.text)
+        caplog.clear()
+        reap_orphaned_engines()  # nothing left: nothing said
+        assert orphaned_engines() == [] and "ended" not in caplog.text
+    finally:
+        owned.kill()
+        owned.wait()
 
 
 @pytest.mark.parametrize(

@@ -86,12 +86,14 @@ def test_vlm_judge_failures_become_counted_quarantine_rows_and_leave_pairing(tmp
     assert meta["judge_consistency"] == 1.0 and meta["judge_rank_agreement"] == 1.0
 
 
-def test_vlm_judge_failing_too_often_fails_the_stage_naming_the_quarantine(tmp_path):
+@pytest.mark.parametrize("max_bad_fraction", [0.3, 1.0])  # 1.0: all may fail, but then nothing is left to pair
+def test_vlm_judge_failing_too_often_fails_the_stage_naming_the_quarantine(tmp_path, max_bad_fraction):
     seed_store(tmp_path / "store")
     with ScriptedEndpoint([GARBAGE] * 16) as endpoint:
-        config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=0.3)
+        config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=max_bad_fraction)
         resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
-        with pytest.raises(Exception, match=r"vlm judge failed on 4 of 4 rollouts.*vlm_malformed_json.*quarantine"):
+        expected = r"vlm judge failed on 4 of 4 rollouts.*vlm_malformed_json.*every one, so nothing is left to pair"
+        with pytest.raises(Exception, match=expected + r".*quarantine"):
             dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
     assert LocalStore(tmp_path / "store").read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE).height == 4
 

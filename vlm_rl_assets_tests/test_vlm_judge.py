@@ -3,6 +3,7 @@ reasons (never a silent 0), repeated position-swapped judging and its consistenc
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -122,7 +123,15 @@ def test_repeats_swap_positions_and_report_consistency_and_rank_agreement():
     assert second.index("Response to grade") < second.index("Ground truth")  # position swapped
     image = endpoint.requests[0]["messages"][1]["content"][0]
     assert image["image_url"]["url"].startswith("data:image/png;base64,")
-    assert endpoint.requests[0]["response_format"] == {"type": "json_object"}
+    schema = endpoint.requests[0]["response_format"]["json_schema"]["schema"]  # the default: the rubric's schema
+    assert schema["required"] == ["facts", "hallucination", "style", "reason"] and not schema["additionalProperties"]
+
+
+@pytest.mark.parametrize("asked, sent", [("json_object", {"type": "json_object"}), ("none", None)])
+def test_response_format_is_what_the_settings_ask(asked: str, sent: dict | None) -> None:
+    with ScriptedEndpoint([scores(9, 9, 9)]) as endpoint:
+        vlm_judge(endpoint, response_format=asked).judge([item()])
+    assert endpoint.requests[0].get("response_format") == sent
 
 
 def test_a_response_with_a_failed_repeat_is_quarantined_not_averaged():
@@ -165,8 +174,10 @@ def test_unusable_endpoints_stop_the_stage_before_any_row_is_judged():
     with ScriptedEndpoint([]) as endpoint:
         with pytest.raises(JudgeUnavailable, match="does not serve model 'other'.*set judges.vlm.model"):
             vlm_judge(endpoint, model="other").judge([item()])
-    unreachable = VLMJudgeSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="judge", timeout_s=TIMEOUT_S)
-    with pytest.raises(JudgeUnavailable, match="no OpenAI-compatible server answers.*vllm serve judge"):
+    port = free_port()
+    unreachable = VLMJudgeSettings(base_url=f"http://127.0.0.1:{port}/v1", model="judge", timeout_s=TIMEOUT_S)
+    serve = f"python -m vllm.entrypoints.openai.api_server --model judge --host 127.0.0.1 --port {port} "
+    with pytest.raises(JudgeUnavailable, match=f"no OpenAI-compatible server answers.*{re.escape(serve)}"):
         VLMJudge(unreachable, load_image=lambda uri: Image.new("RGB", (8, 8))).judge([item()])
     with ScriptedEndpoint([Reply(status=401, body="bad key")]) as endpoint:
         with pytest.raises(JudgeUnavailable, match="VLM_JUDGE_API_KEY"):

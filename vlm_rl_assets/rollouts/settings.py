@@ -33,6 +33,11 @@ class EngineSettings(Settings):
         "takes 2 x layers x kv heads x head dim x dtype bytes (12 KiB for Qwen2-0.5B's shape in bfloat16: "
         "1 GiB holds ~87k tokens)",
     )
+    vllm_enforce_eager: bool = Field(
+        False,
+        description="vllm: run the model eagerly, without torch.compile or CUDA graphs: starts in seconds instead of "
+        "a minute or more, decodes slower; for short runs (tests, a few hundred prompts) and CPU builds",
+    )
     max_images_per_prompt: int = Field(1, ge=1, description="vllm: images per prompt it reserves memory for")
     max_new_tokens: int = Field(48, ge=1)
     temperature: SamplingTemperature = Field(1.0, description="rollout sampling temperature, in (0, 2]")

@@ -29,11 +29,17 @@ VLLM_MISSING = (
 )
 
 
-def llm_arguments(model_path: str | Path, settings: EngineSettings, **overrides: Any) -> dict[str, Any]:
+def llm_arguments(
+    model_path: str | Path, settings: EngineSettings, *, on_cpu: bool = False, **overrides: Any
+) -> dict[str, Any]:
     """The keyword arguments `VLLMEngine` gives `vllm.LLM` (a pure function: checked without vLLM).
 
     dtype is the checkpoint's, which transformers loads for the HF engine and the trainers: vLLM's own "auto" turns a
     float32 checkpoint into bfloat16, so its rollouts would come from another policy than the one DPO trains.
+    `on_cpu` (vLLM's CPU build) turns chunked prefill off: a prompt prefilled over several steps has its seeded
+    sampler's draw rewound by moving the generator's offset, which only CUDA generators have, so a seeded call longer
+    than one step's token budget kills the engine ("CPU Generator does not use offset"; vLLM #10097 notes the rewind
+    relies on CUDA's generator). Unchunked, each prompt is prefilled in one step and nothing is rewound.
     """
     arguments: dict[str, Any] = {
         "model": str(model_path),
@@ -42,7 +48,10 @@ def llm_arguments(model_path: str | Path, settings: EngineSettings, **overrides:
         "gpu_memory_utilization": settings.gpu_memory_utilization,
         "limit_mm_per_prompt": {"image": settings.max_images_per_prompt, "video": 0},  # image-only: no video profiling
         "seed": settings.seed,
+        "enforce_eager": settings.vllm_enforce_eager,
     }
+    if on_cpu:
+        arguments["enable_chunked_prefill"] = False
     if settings.vllm_kv_cache_gib is not None:  # vLLM then sizes the cache by this, not by gpu_memory_utilization
         arguments["kv_cache_memory_bytes"] = round(settings.vllm_kv_cache_gib * 2**30)
     return arguments | overrides
@@ -67,10 +76,15 @@ class VLLMEngine(Engine):
         import vllm
 
         from vlm_rl_assets.model.tiny_model import load_processor
+        from vlm_rl_assets.rollouts.vllm_orphans import reap_orphaned_engines
 
+        reap_orphaned_engines()  # a killed run's engine would hold the memory this one needs
         self._vllm = vllm
         self.processor = load_processor(model_path)
-        self.llm = vllm.LLM(**llm_arguments(model_path, settings, **llm_overrides))
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        self.llm = vllm.LLM(**llm_arguments(model_path, settings, on_cpu=on_cpu, **llm_overrides))
 
     def generate(
         self,
