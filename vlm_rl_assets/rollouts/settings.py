@@ -12,7 +12,9 @@ SamplingTemperature = Annotated[float, AfterValidator(check_temperature)]
 
 class EngineSettings(Settings):
     kind: Literal["hf", "vllm"] = Field(
-        "hf", description="hf: transformers generate, CPU or GPU; vllm: GPUs only, pip install '.[vllm]'"
+        "hf",
+        description="hf: transformers generate, CPU or GPU; vllm: vLLM's offline engine, on GPUs pip install "
+        "'.[vllm]' (its CPU build runs in CI: README, Rollout engines)",
     )
     batch_size: int = Field(
         64, ge=1, description="hf: sequences per generate call (vllm takes a whole shard per call and schedules it)"
