@@ -13,7 +13,8 @@
 `--model` defaults to the SFT-bootstrapped embedded model (`data/base_model/embedded`, realistic response lengths)
 when it exists, else a random-init tiny VLM built here. Every engine generates the same requests with the same
 sampling (T=1, top_p=1, top_k off) and counts the same tokens (generated ones, the eos included), interleaved
-repetition by repetition in one process so machine noise hits all of them alike; medians are reported. `--judge` also
+repetition by repetition in one process so machine noise hits all of them alike (with vLLM, whose idle engine
+busy-waits, one engine at a time); medians are reported. `--judge` also
 scores each engine's samples of the last repetition with the rule judges: the same policy sampled by two engines must
 be equally accurate (each engine has its own random stream, so the samples differ), shown with 95% CIs and the paired
 difference to the first engine. vLLM's CPU build needs `make test-vllm`'s environment (its harness is loaded here).
@@ -141,7 +142,7 @@ def accuracy_by_prompt(prompts: pl.DataFrame, completions: list[list[Completion]
 def open_runners(
     names: Sequence[str], model_dir: Path, args: argparse.Namespace, stack: contextlib.ExitStack
 ) -> dict[str, Runner]:
-    """The runners, their engines closed when `stack` closes (all open at once: the repetitions interleave)."""
+    """The runners, their engines closed when `stack` closes."""
     runners: dict[str, Runner] = {}
     for name in names:
         if name == "naive":
@@ -183,7 +184,8 @@ def report(
         f"- model: {model}",
         f"- workload: {args.prompts} prompts x {args.samples} samples x up to {args.max_new_tokens} new tokens, "
         f"T=1, hf batch {args.batch_size} sequences (vllm: all requests per call{', eager' if args.vllm_eager else ''}), "
-        f"{args.reps} repetitions (after a warm-up)",
+        f"{args.reps} repetitions (after a warm-up"
+        f"{'; one engine open at a time' if args.one_at_a_time else ', interleaved'})",
         f"- command: `python {' '.join(sys.argv)}`",
         "",
         f"| engine | median tokens/s | median samples/s | x {args.engines[0]} | tokens (last rep) | every rep (tokens/s) |",
@@ -240,7 +242,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     prompts, requests = bench_prompts(args.prompts)
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as engines:
+    rates: dict[str, list[float]] = {name: [] for name in args.engines}
+    tokens: dict[str, int] = {}
+    last: dict[str, list[list[Completion]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
         if args.model == "random" or (not args.model and not EMBEDDED.is_dir()):
             model_dir = build_model(Path(tmp) / "model", args.size, args.bf16)
             model = f"random-init {args.size} Qwen2-VL{' (bfloat16)' if args.bf16 else ''}"
@@ -249,21 +254,24 @@ def main() -> None:
             model = f"{model_dir} (SFT-trained)" if model_dir == EMBEDDED else str(model_dir)
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())
         model += f", {n_params / 1e6:.2f}M parameters"
-        runners = open_runners(args.engines, model_dir, args, engines)
-
-        for run in runners.values():  # warm-up: first-call costs stay out of the timings
-            run(requests[:2], SamplingParams(n=2, max_new_tokens=4))
-        rates: dict[str, list[float]] = {name: [] for name in runners}
-        tokens: dict[str, int] = {}
-        last: dict[str, list[list[Completion]]] = {}
-        for rep in range(args.reps):
-            params = SamplingParams(n=args.samples, max_new_tokens=args.max_new_tokens, seed=rep)
-            for name, run in runners.items():
-                start = time.perf_counter()
-                last[name] = run(requests, params)
-                tokens[name] = sum(c.n_tokens for group in last[name] for c in group)
-                rates[name].append(tokens[name] / (time.perf_counter() - start))
-                print(f"rep {rep} {name}: {rates[name][-1]:.0f} tokens/s ({tokens[name]} tokens)", flush=True)
+        # vLLM's idle engine busy-waits on its queue (a core's worth on the CPU build), which would slow whatever runs
+        # beside it: with vLLM, one engine is open at a time; otherwise the repetitions interleave, so machine noise
+        # hits every engine alike
+        turns = [[name] for name in args.engines] if "vllm" in args.engines else [args.engines]
+        for turn in turns:
+            with contextlib.ExitStack() as engines:
+                runners = open_runners(turn, model_dir, args, engines)
+                for run in runners.values():  # warm-up: first-call costs stay out of the timings
+                    run(requests[:2], SamplingParams(n=2, max_new_tokens=4))
+                for rep in range(args.reps):
+                    params = SamplingParams(n=args.samples, max_new_tokens=args.max_new_tokens, seed=rep)
+                    for name, run in runners.items():
+                        start = time.perf_counter()
+                        last[name] = run(requests, params)
+                        tokens[name] = sum(c.n_tokens for group in last[name] for c in group)
+                        rates[name].append(tokens[name] / (time.perf_counter() - start))
+                        print(f"rep {rep} {name}: {rates[name][-1]:.0f} tokens/s ({tokens[name]} tokens)", flush=True)
+    args.one_at_a_time = len(turns) > 1
 
     accuracy = {name: accuracy_by_prompt(prompts, groups) for name, groups in last.items()} if args.judge else {}
     text = report(args, model, rates, tokens, accuracy)

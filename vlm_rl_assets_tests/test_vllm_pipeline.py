@@ -147,3 +147,19 @@ def test_vllm_and_hf_sample_the_same_policy_equally_well(vllm_run: tuple[Path, d
     print(f"sample accuracy: vllm {vllm_mean:.3f} {vllm_ci}, hf {hf_mean:.3f} {hf_ci}, delta {delta:+.3f} [{low:+.3f}, {high:+.3f}]")
     assert low <= 0 <= high
     assert 0.05 < hf_mean < 0.95  # a policy that learned something and left room: the comparison can tell
+
+
+def test_the_code_location_and_the_hf_path_import_no_vllm_where_it_is_installed(tiny_vlm_dir: Path) -> None:
+    """Loading the definitions, opening the hf engine and sampling with it: none of it imports vLLM."""
+    check = (
+        "import sys; from pathlib import Path; import vlm_rl_assets.definitions; "
+        "from PIL import Image; from vlm_rl_assets.model.settings import ModelSettings; "
+        "from vlm_rl_assets.rollouts.engine import GenerationRequest, SamplingParams; "
+        "from vlm_rl_assets.rollouts.open import open_engine; from vlm_rl_assets.rollouts.settings import EngineSettings; "
+        f"engine = open_engine(EngineSettings(), ModelSettings(), Path({str(tiny_vlm_dir)!r})); "
+        "engine.generate([GenerationRequest('What colour is the shape?', (Image.new('RGB', (64, 64)),))], "
+        "SamplingParams(n=2, max_new_tokens=4)); engine.close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'vllm'))"
+    )
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
