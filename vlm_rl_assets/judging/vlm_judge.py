@@ -66,8 +66,9 @@ class RubricScores(BaseModel):
         return sum(weight * getattr(self, name) for name, weight in WEIGHTS.items()) / 10
 
 
-# What `judges.vlm.response_format` asks the server for. json_schema: vLLM's structured outputs (and OpenAI's) then
-# constrain decoding to the rubric's schema, so a reply parses unless it runs out of max_tokens.
+REASON_CHARS = 200  # "one sentence": the cap on the reason in the schema the judge is asked to fill
+
+
 def _rubric_schema() -> dict:
     """RubricScores' JSON schema with the reason capped at `REASON_CHARS`: a constrained decoder otherwise lets a weak
     judge run the reason string to max_tokens and never close the JSON (the tiny model did, every time). Only what is
@@ -77,7 +78,8 @@ def _rubric_schema() -> dict:
     return schema
 
 
-REASON_CHARS = 200  # "one sentence"
+# What `judges.vlm.response_format` asks the server for. json_schema: vLLM's structured outputs (and OpenAI's) then
+# constrain decoding to the rubric's schema, so a reply parses unless it runs out of max_tokens.
 RESPONSE_FORMATS = {
     "json_schema": {
         "type": "json_schema",

@@ -1,7 +1,7 @@
-"""VLLMEngine: the `HFEngine` contract on vLLM's offline `LLM`, for rollouts on GPUs.
+"""VLLMEngine: the `HFEngine` contract on vLLM's offline `LLM`, for rollouts on GPUs (and, in CI, on vLLM's CPU build).
 
-vLLM is an optional extra (`pip install '.[vllm]'`, CUDA only) imported only when this engine is
-opened, so the CPU path never needs it. Prompts are the text `HFEngine` and the trainers see (the
+vLLM is an optional extra (`pip install '.[vllm]'`, CUDA; CI installs its CPU build beside the project) imported only
+when this engine is opened, so the hf path never needs it. Prompts are the text `HFEngine` and the trainers see (the
 checkpoint's chat template over `chat.user_message`); vLLM expands each image placeholder itself,
 which `preflight.py` compares with the DPO trainer's tokenization before a rollout.
 """
@@ -23,6 +23,7 @@ from vlm_rl_assets.rollouts.engine import (
     generate_in_batches,
 )
 from vlm_rl_assets.rollouts.settings import EngineSettings
+from vlm_rl_assets.rollouts.vllm_orphans import reap_orphaned_engines
 
 VLLM_MISSING = (
     "engine.kind is vllm but vLLM is not installed: pip install '.[vllm]' on a GPU machine, or set engine.kind: hf"
@@ -58,7 +59,7 @@ def llm_arguments(
 
 
 class VLLMEngine(Engine):
-    """vLLM's offline `LLM`: continuous batching, tensor parallel, CUDA.
+    """vLLM's offline `LLM`: continuous batching, tensor parallel; CUDA, or its CPU build.
 
     Each `generate` is one `LLM.generate` call over all its requests (a rollout shard), which vLLM schedules itself:
     cut into `HFEngine`'s batches, its continuous batching would idle at each cut.
@@ -73,18 +74,16 @@ class VLLMEngine(Engine):
         """`llm_overrides`: further `vllm.LLM` arguments (the tests turn prefix caching off)."""
         if find_spec("vllm") is None:
             raise ImportError(VLLM_MISSING)
-        import vllm
+        import vllm  # heavy, and absent without the extra: imported when the engine opens
+        from vllm.platforms import current_platform
 
         from vlm_rl_assets.model.tiny_model import load_processor
-        from vlm_rl_assets.rollouts.vllm_orphans import reap_orphaned_engines
 
         reap_orphaned_engines()  # a killed run's engine would hold the memory this one needs
         self._vllm = vllm
         self.processor = load_processor(model_path)
-        from vllm.platforms import current_platform
-
-        on_cpu = current_platform.is_cpu()
-        self.llm = vllm.LLM(**llm_arguments(model_path, settings, on_cpu=on_cpu, **llm_overrides))
+        arguments = llm_arguments(model_path, settings, on_cpu=current_platform.is_cpu(), **llm_overrides)
+        self.llm = vllm.LLM(**arguments)
 
     def generate(
         self,
