@@ -18,6 +18,9 @@ import pytest
 from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.judging.settings import VLMJudgeSettings
 from vlm_rl_assets.judging.vlm_judge import serve_command
+from vlm_rl_assets.rollouts.settings import EngineSettings
+from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
+from vlm_rl_assets.rollouts.vllm_orphans import orphaned_engines
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
@@ -50,9 +53,9 @@ def judge_server(tiny_vlm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        yield settings.base_url, settings.model
+        yield settings.base_url, settings.model, server
     finally:
-        server.terminate()
+        server.terminate()  # gone already after the last test
         server.wait(timeout=60)
 
 
@@ -77,7 +80,7 @@ def quarantined(root: Path) -> pl.DataFrame:
 
 
 def test_with_the_rubric_schema_every_reply_parses_and_the_repeats_are_compared(judge_server, tmp_path: Path) -> None:
-    result = judge_scene(tmp_path, *judge_server)
+    result = judge_scene(tmp_path, *judge_server[:2])
     assert result.success and quarantined(tmp_path).height == 0
     (event,) = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -94,7 +97,7 @@ def test_without_the_schema_the_tiny_judges_replies_are_quarantined_not_scored(
 ) -> None:
     """The same server and rows: any JSON object, or free text, is not the rubric's JSON from this judge. Each row is
     asked 1 + max_retries times, then quarantined with the reason, never scored; with none scored the stage fails."""
-    result = judge_scene(tmp_path, *judge_server, response_format=response_format, max_tokens=64)
+    result = judge_scene(tmp_path, *judge_server[:2], response_format=response_format, max_tokens=64)
     assert not result.success
     reasons = quarantined(tmp_path)["reason"]
     assert reasons.len() == ROWS and reasons.str.starts_with("vlm_malformed_json: 2 attempts").all()
@@ -103,7 +106,24 @@ def test_without_the_schema_the_tiny_judges_replies_are_quarantined_not_scored(
 def test_a_server_slower_than_the_timeout_quarantines_after_the_retries(judge_server, tmp_path: Path) -> None:
     """Free text up to 1024 tokens takes the server seconds; the judge waits 0.5 s per request (its model check
     answers well within that)."""
-    result = judge_scene(tmp_path, *judge_server, response_format="none", max_tokens=1024, timeout_s=0.5)
+    result = judge_scene(tmp_path, *judge_server[:2], response_format="none", max_tokens=1024, timeout_s=0.5)
     assert not result.success
     reasons = quarantined(tmp_path)["reason"]
     assert reasons.len() == ROWS and reasons.str.starts_with("vlm_timeout: 2 attempts; last: no reply within 0.5s").all()
+
+
+def test_a_killed_servers_engine_processes_are_ended_by_the_next_engine(
+    judge_server, tiny_vlm_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Last, as it kills the server: SIGKILLed (a supervisor's forced stop, the OOM killer), vLLM's API server leaves
+    its engine core and worker running (vLLM #55510), which on a GPU hold their memory; the next `VLLMEngine` ends
+    them before it opens."""
+    server = judge_server[2]
+    server.kill()
+    server.wait()
+    orphans = [process.pid for process in orphaned_engines()]
+    assert orphans, "vLLM's engine processes no longer outlive a killed parent: vllm_orphans.py may go"
+    settings = EngineSettings(kind="vllm", vllm_enforce_eager=True, vllm_kv_cache_gib=0.25)
+    with caplog.at_level("WARNING"), VLLMEngine(tiny_vlm_dir, settings):
+        assert orphaned_engines() == []
+    assert f"ended {len(orphans)} vLLM engine processes a killed run left holding memory" in caplog.text

@@ -6,7 +6,7 @@ the package must not carry (nothing of this is in vlm_rl_assets/). Applied by co
 - vLLM's engine in the calling process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) unless a test asks for its default engine
   processes: on CPU each of the two child processes (engine core, worker) imports vLLM again, ~20 s apiece on two
   cores, and a pipeline opens eight engines. Measured equal: the one-category vLLM pipeline's tables are identical
-  either way. The kill test keeps the processes (what GPU users run).
+  either way. The judge server keeps them (what GPU users run).
 - `VLLM_CPU_OMP_THREADS_BIND=nobind`: in-process, vLLM would otherwise pin the whole test process and every child it
   starts later to one core.
 """
