@@ -42,7 +42,7 @@ from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, paired_delta
 from vlm_rl_assets.judging.scoring import score_rollouts
-from vlm_rl_assets.rollouts.engine import Completion, Engine, GenerationRequest, HFEngine, SamplingParams, chat_prompt
+from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, HFEngine, SamplingParams, chat_prompt
 from vlm_rl_assets.rollouts.settings import EngineSettings
 
 EMBEDDED = Path("data/base_model/embedded")
@@ -123,10 +123,6 @@ def naive_runner(model_dir: Path, device: str) -> Runner:
     return run
 
 
-def engine_runner(engine: Engine) -> Runner:
-    return engine.generate
-
-
 def accuracy_by_prompt(prompts: pl.DataFrame, completions: list[list[Completion]]) -> list[float]:
     """Each prompt's share of samples the rule judges credit."""
     rollouts = pl.DataFrame(
@@ -149,7 +145,7 @@ def open_runners(
             runners[name] = naive_runner(model_dir, args.device)
         elif name == "hf":
             engine = HFEngine(model_dir, device=args.device, batch_size=args.batch_size)
-            runners[name] = engine_runner(stack.enter_context(engine))
+            runners[name] = stack.enter_context(engine).generate
         elif name == "vllm":
             from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 
@@ -159,7 +155,7 @@ def open_runners(
                 vllm_kv_cache_gib=args.vllm_kv_cache_gib,
                 vllm_enforce_eager=args.vllm_eager,
             )
-            runners[name] = engine_runner(stack.enter_context(VLLMEngine(model_dir, settings)))
+            runners[name] = stack.enter_context(VLLMEngine(model_dir, settings)).generate
         else:
             raise SystemExit(f"unknown engine {name!r}; use naive, hf or vllm")
     return runners
@@ -235,6 +231,10 @@ def main() -> None:
     parser.add_argument("--write", nargs="?", const="bench/RESULTS.md", help="append the results to this file")
     args = parser.parse_args()
     args.engines = args.engines.split(",")
+    # vLLM's idle engine busy-waits on its queue (a core's worth on the CPU build), which would slow whatever runs
+    # beside it: with vLLM, one engine is open at a time; otherwise the repetitions interleave, so machine noise hits
+    # every engine alike
+    args.one_at_a_time = "vllm" in args.engines
     if "vllm" in args.engines:  # vLLM's CPU build: what it needs, where installed, before anything imports torchvision
         from vlm_rl_assets_tests.vllm_cpu_harness import apply
 
@@ -254,10 +254,7 @@ def main() -> None:
             model = f"{model_dir} (SFT-trained)" if model_dir == EMBEDDED else str(model_dir)
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())
         model += f", {n_params / 1e6:.2f}M parameters"
-        # vLLM's idle engine busy-waits on its queue (a core's worth on the CPU build), which would slow whatever runs
-        # beside it: with vLLM, one engine is open at a time; otherwise the repetitions interleave, so machine noise
-        # hits every engine alike
-        turns = [[name] for name in args.engines] if "vllm" in args.engines else [args.engines]
+        turns = [[name] for name in args.engines] if args.one_at_a_time else [args.engines]
         for turn in turns:
             with contextlib.ExitStack() as engines:
                 runners = open_runners(turn, model_dir, args, engines)
@@ -271,7 +268,6 @@ def main() -> None:
                         tokens[name] = sum(c.n_tokens for group in last[name] for c in group)
                         rates[name].append(tokens[name] / (time.perf_counter() - start))
                         print(f"rep {rep} {name}: {rates[name][-1]:.0f} tokens/s ({tokens[name]} tokens)", flush=True)
-    args.one_at_a_time = len(turns) > 1
 
     accuracy = {name: accuracy_by_prompt(prompts, groups) for name, groups in last.items()} if args.judge else {}
     text = report(args, model, rates, tokens, accuracy)

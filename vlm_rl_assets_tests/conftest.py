@@ -61,7 +61,7 @@ def s3():
 
 
 # The engine contract runs against every engine. vLLM's leg is marked `vllm`: `make test-vllm` runs those tests in
-# .venv-vllm, where vLLM's CPU build is installed; `make test` leaves them out (vLLM is not in the project's venv).
+# .venv-vllm, where vLLM's CPU build is installed; `make test-hf` leaves them out (vLLM is not in the project's venv).
 ENGINE_KINDS = ("hf", pytest.param("vllm", marks=pytest.mark.vllm))
 
 

@@ -36,7 +36,8 @@ ROWS = 4  # seed_store's rollouts of `scene`: 2 prompts x 2 samples
 
 @pytest.fixture(scope="module")
 def judge_server(tiny_vlm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The server, ready; yields its base URL and the model name it serves. Eager with a small KV cache (CPU)."""
+    """The server, ready; yields its base URL, the model name it serves and its process (the last test kills it).
+    Eager with a small KV cache (CPU)."""
     settings = VLMJudgeSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model=str(tiny_vlm_dir))
     command = [sys.executable, *serve_command(settings)[1:], "--enforce-eager", "--kv-cache-memory-bytes", str(2**29)]
     log = tmp_path_factory.mktemp("judge_server") / "server.log"

@@ -111,7 +111,7 @@ def test_killed_vllm_rollouts_resume_from_their_shards_and_equal_the_uninterrupt
     assert_frame_equal(table, LocalStore(first_root).read_table("rollouts", CATEGORY, schemas.ROLLOUTS))
 
 
-def _sample_accuracy(engine, root: Path, prompts: pl.DataFrame, images, out: Path) -> tuple[pl.DataFrame, list[float]]:
+def _sample_accuracy(engine, prompts: pl.DataFrame, images, out: Path) -> tuple[pl.DataFrame, list[float]]:
     """The engine's rollouts of `prompts` (as the rollouts stage samples them) and each prompt's share judged right."""
     params = SamplingParams(n=16, temperature=1.0, max_new_tokens=24, seed=11)
     with engine:
@@ -131,8 +131,8 @@ def test_vllm_and_hf_sample_the_same_policy_equally_well(vllm_run: tuple[Path, d
     assert refused.height == 0 and prompts.height == 48
     base = root / "base_model" / "embedded"
     engine_settings = config.engine.model_copy(update={"vllm_kv_cache_gib": 0.5})
-    vllm_table, vllm_acc = _sample_accuracy(VLLMEngine(base, engine_settings), root, prompts, images, tmp_path / "v")
-    hf_table, hf_acc = _sample_accuracy(HFEngine(base, batch_size=256), root, prompts, images, tmp_path / "h")
+    vllm_table, vllm_acc = _sample_accuracy(VLLMEngine(base, engine_settings), prompts, images, tmp_path / "v")
+    hf_table, hf_acc = _sample_accuracy(HFEngine(base, batch_size=256), prompts, images, tmp_path / "h")
     assert vllm_table.schema == hf_table.schema == schemas.ROLLOUTS  # the same rows, whichever engine sampled
     assert vllm_table.select("prompt_id", "sample_idx").equals(hf_table.select("prompt_id", "sample_idx"))
     assert vllm_table["response"].to_list() != hf_table["response"].to_list()
