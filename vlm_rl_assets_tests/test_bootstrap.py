@@ -1,8 +1,11 @@
 """The embedded base model's SFT data."""
 
 import polars as pl
+import pytest
+from pydantic import ValidationError
 
 from vlm_rl_assets.bootstrap.embedded import DatasetRows, dev_check_items, synthetic_split
+from vlm_rl_assets.bootstrap.settings import BootstrapSettings
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.prompts.prompt_table import COT_INSTRUCTIONS
 from vlm_rl_assets_tests.helpers import prompt_table
@@ -45,3 +48,21 @@ def test_a_dataset_category_is_learned_from_its_bootstrap_rows_and_checked_on_it
     assert dev["category"].to_list() == ["color", "color", "digits", "digits"]
     assert dev["prompt_id"].to_list()[2:] == ["p1", "p2"] and dev_images[2:] == [images[1], images[2]]
     assert logged == ["bootstrap: dataset categories ['shapes'] have no bootstrap rows; the base is not trained on them"]
+
+
+def test_the_dev_checks_tighten_near_the_band_and_stop_inside_it():
+    """Far below the band the checks are eval_every apart, within near_band of it eval_every_near: a base that learns
+    fast on one host and slowly on another is stopped at the same accuracy, not at the same step."""
+    settings = load_config().bootstrap.model_copy(
+        update={"eval_every": 200, "eval_every_near": 50, "near_band": 0.15, "min_mean_accuracy": 0.47}
+    )
+    assert settings.check_grid == 50
+    assert settings.next_check(0, None) == 200
+    assert settings.next_check(200, 0.25) == 400  # far below: the coarse schedule
+    assert settings.next_check(400, 0.38) == 450  # within 0.15 of 0.47: every 50 steps
+    assert not settings.stops(0.46) and settings.stops(0.47) and settings.stops(0.52)
+
+
+def test_a_band_whose_ends_are_swapped_is_refused():
+    with pytest.raises(ValidationError, match="min_mean_accuracy .* must not exceed max_mean_accuracy"):
+        BootstrapSettings(min_mean_accuracy=0.6, max_mean_accuracy=0.5)

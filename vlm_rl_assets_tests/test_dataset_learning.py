@@ -25,8 +25,8 @@ engine: {{batch_size: 64, max_new_tokens: 8, seed: 0, shard_prompts: 48}}
 bootstrap:
   examples_override: {{color: 120}}
   dev_per_category: 50
-  min_category_accuracy: 0.4
-  max_mean_accuracy: 0.6
+  min_mean_accuracy: 0.6
+  max_mean_accuracy: 0.8
   max_steps: 300
   eval_every: 50
 training: {{batch_size: 8, epochs: 1}}

@@ -26,7 +26,7 @@ CONFIG = """
 max_bad_fraction: 0.1
 model: {path: embedded, device: cpu, torch_threads: 2}
 engine: {batch_size: 48, max_new_tokens: 24, seed: 0, shard_prompts: 4}
-bootstrap: {examples_per_category: 100, dev_per_category: 4, min_category_accuracy: 1.0, max_mean_accuracy: 1.0,
+bootstrap: {examples_per_category: 100, dev_per_category: 4, min_mean_accuracy: 1.0, max_mean_accuracy: 1.0,
             max_steps: 20, eval_every: 20, batch_size: 16}
 training: {learning_rate: 1.0e-5, batch_size: 8, epochs: 1}
 eval: {max_new_tokens: 24}

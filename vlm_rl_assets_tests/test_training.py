@@ -86,7 +86,7 @@ def test_sft_stop_when_ends_training_at_first_check(
 ) -> None:
     seen_training_mode: list[bool] = []
 
-    def stop_when(model, processor) -> bool:
+    def stop_when(model, processor, step) -> bool:
         seen_training_mode.append(model.training)
         return _generates(model, processor, examples[0].images[0])  # the caller's check generates mid-training
 

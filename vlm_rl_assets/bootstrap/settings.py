@@ -1,6 +1,8 @@
 """The embedded base model's SFT: how long and how hard it trains, and where it stops (imperfect on purpose)."""
 
-from pydantic import Field
+import math
+
+from pydantic import Field, model_validator
 
 from vlm_rl_assets.settings import Settings
 
@@ -19,6 +21,11 @@ class SFTSettings(Settings):
     def logging_steps(self) -> int:
         return self.log_every or self.eval_every
 
+    @property
+    def check_grid(self) -> int:
+        """Steps between calls of the trainer's early-stop check (which may skip a call)."""
+        return self.eval_every
+
 
 class BootstrapSettings(SFTSettings):
     """SFT of the embedded tiny model to a deliberately imperfect level, so DPO has headroom."""
@@ -32,15 +39,24 @@ class BootstrapSettings(SFTSettings):
     dev_per_category: int = Field(
         50, ge=1, description="items for the early-stop check: the first of each category's dev split, never bench"
     )
-    min_category_accuracy: float = Field(
-        0.25,
+    min_mean_accuracy: float = Field(
+        0.47,
         ge=0,
         le=1,
-        description="stop once every category's greedy dev accuracy reaches this (every category SFT-trained: "
-        "synthetic ones and datasets that gave bootstrap rows; one that stays below runs training to max_steps, "
-        "unless the mean ceiling stops it first)",
+        description="the low end of the band of mean greedy dev accuracy the base is stopped in (an imperfect but "
+        "teachable base): SFT stops at the first check that reaches it",
     )
-    max_mean_accuracy: float = Field(0.6, gt=0, le=1, description="or once the mean reaches this (headroom for DPO)")
+    max_mean_accuracy: float = Field(
+        0.55,
+        gt=0,
+        le=1,
+        description="the band's high end: a stop above it (checks too far apart for how fast this host learns) is "
+        "warned about, since a stronger base leaves DPO less headroom",
+    )
+    eval_every_near: int = Field(
+        50, ge=1, description="steps between dev checks once the mean is within near_band of the band: the stop lands inside it"
+    )
+    near_band: float = Field(0.15, ge=0, le=1, description="how far below the band the checks tighten to eval_every_near")
     short_answer_share: float = Field(
         0.25,
         ge=0,
@@ -48,6 +64,29 @@ class BootstrapSettings(SFTSettings):
         description="share of each chain-of-thought category's SFT examples also asked plainly with a short answer, "
         "so the base follows both instruction styles as instruct models do (the answer_format experiment needs it)",
     )
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> "BootstrapSettings":
+        if self.min_mean_accuracy > self.max_mean_accuracy:
+            raise ValueError(
+                f"min_mean_accuracy ({self.min_mean_accuracy}) must not exceed max_mean_accuracy ({self.max_mean_accuracy})"
+            )
+        return self
+
+    @property
+    def check_grid(self) -> int:
+        return math.gcd(self.eval_every, self.eval_every_near)
+
+    def next_check(self, step: int, best_mean: float | None) -> int:
+        """The step of the next dev check after one at `step`, given the highest mean accuracy of the checks so far
+        (None: no check yet): once near the band the checks stay tight, though a check's mean dips (100 items per
+        category move it by several points)."""
+        near = best_mean is not None and best_mean >= self.min_mean_accuracy - self.near_band
+        return step + (self.eval_every_near if near else self.eval_every)
+
+    def stops(self, mean: float) -> bool:
+        """Whether a dev check with this mean accuracy ends SFT: it reached the band."""
+        return mean >= self.min_mean_accuracy
 
     def examples_for(self, category: str) -> int:
         """How many SFT examples `category` gets (a dataset category: at most, in file order)."""

@@ -38,8 +38,9 @@ def sft_train(
 ) -> TrainResult:
     """Supervised fine-tuning on prompt/answer pairs, loss on the answer only; saves model + processor to out_dir.
 
-    `stop_when(model, processor)` runs every `settings.eval_every` steps and ends training when it returns True:
-    a tiny VLM's held-out accuracy jumps once it starts learning, so a fixed step count wastes time or stops short.
+    `stop_when(model, processor, step)` runs every `settings.check_grid` steps and on the last one, and ends training
+    when it returns True: a tiny VLM's held-out accuracy jumps once it starts learning, so a fixed step count wastes
+    time or stops short.
     """
     if not examples:
         raise ValueError("sft_train needs at least one TrainExample; got none")
@@ -64,7 +65,7 @@ def sft_train(
         args=config,
         train_dataset=dataset,
         processing_class=processor,
-        callbacks=[FlowCallback(processor, log, stop_when, settings.eval_every)],
+        callbacks=[FlowCallback(processor, log, stop_when, settings.check_grid)],
     )
     with score_completions_only():  # the loss reads only the answers' logits: the LM head scores only those
         return train_and_save(trainer, processor, out_dir, SFT_WATCHED).count_cost()

@@ -32,7 +32,7 @@ from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
 from vlm_rl_assets.model.tiny_model import load_model
 from vlm_rl_assets.model.train_result import METRICS_FILE, TrainResult
 
-StopCheck = Callable[[PreTrainedModel, ProcessorMixin], bool]
+StopCheck = Callable[[PreTrainedModel, ProcessorMixin, int], bool]  # (model, processor, step): end training?
 _Row = TypeVar("_Row")
 
 
@@ -76,7 +76,7 @@ def lazy_dataset(rows: Sequence[_Row], to_example: Callable[[_Row], dict[str, An
 
 
 class FlowCallback(TrainerCallback):
-    """Runs the caller's early-stop check every `eval_every` steps, logs the last step (so `final` is current) and
+    """Runs the caller's early-stop check every `eval_every` steps and on the last step, logs the last step (so `final` is current) and
     sends each log entry to the caller's `log` as one line instead of the Trainer's printed dicts."""
 
     def __init__(
@@ -106,12 +106,13 @@ class FlowCallback(TrainerCallback):
         model: PreTrainedModel | None = None,
         **kwargs: Any,
     ) -> TrainerControl:
-        if self.stop_when is not None and state.global_step % self.eval_every == 0:
+        last = state.global_step >= state.max_steps
+        if self.stop_when is not None and (state.global_step % self.eval_every == 0 or last):
             model.eval()
             with torch.no_grad():
-                control.should_training_stop |= bool(self.stop_when(model, self.processor))
+                control.should_training_stop |= bool(self.stop_when(model, self.processor, state.global_step))
             model.train()
-        if control.should_training_stop or state.global_step >= state.max_steps:
+        if control.should_training_stop or last:
             control.should_log = True
         return control
 
