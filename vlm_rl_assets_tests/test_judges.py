@@ -14,7 +14,8 @@ from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
         ("I count the shapes: one, two. Answer: 2", "2", True),
         ("I count the shapes: one, two. Answer: 3", "2", False),
         ("Answer: 1,000", "1000", True),
-        ("two", "2", False),  # no digit: not silently right
+        ("two", "2", True),  # number words are numbers (VQAv2's answer processor)
+        ("many", "2", False),  # no number: not silently right
         ("", "2", False),
     ],
 )
@@ -101,7 +102,7 @@ def test_unknown_answer_type_raises():
         ("Answer: 50 percent", "50%", True),
         ("Answer: \u22124", "-4", True),  # typographic minus
         ("Answer: 1.5e3", "1500", True),
-        ("Answer: 3 (two rows)", "3", True),  # number words are no numbers
+        ("Answer: 3 (two rows)", "3", False),  # number words are numbers: two of them, ambiguous
         ("I see 3 shapes", "3", True),  # free text naming one number
         ("Thus \\boxed{42}.", "42", True),
         ("Answer: 3 apples", "3", True),  # an unknown unit word is no unit

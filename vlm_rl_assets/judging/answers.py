@@ -1,7 +1,8 @@
 """What a response gives as its final answer, and when that answer is ambiguous.
 
-The final answer is the text after an `Answer:` marker, or a `\\boxed{}`; a response without either is read
-as a whole (free text), unless its category has `strict_format`, where only a marked answer counts (open-r1's
+The final answer is the text after an `Answer:` marker, or a `\\boxed{}`, or a stated answer's sentence ("The
+answer is B.", "the correct option is (B)"; markdown bold taken off first); a response without any is read as a
+whole (free text), unless its category has `strict_format`, where a response needs an `Answer:` or a box (open-r1's
 rule: the answer must follow the anchor). A judge's verdict is RL's training signal, so nothing ambiguous is
 credited (VLMEvalKit's rule: an option counts only when exactly one is named): final answers that disagree
 with each other, or one answer naming several options, numbers or texts, are wrong whatever the ground truth.
@@ -14,10 +15,20 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from vlm_rl_assets.judging.contract import Verdict
+from vlm_rl_assets.judging.normalize import strip_markdown
 
 T = TypeVar("T")
 
 ANSWER_MARKER = re.compile(r"\banswer\s*[:：]", re.IGNORECASE)
+# "The answer is B", "the correct option is (B)", "So the final answer is 3" (as VLMEvalKit, verl and Qwen's MCQ
+# extraction read them): a stated answer, which ends with its sentence
+STATED = re.compile(
+    r"\b(?:(?:the|my)\s+(?:(?:final|correct|right|best)\s+)?|(?:final|correct)\s+)(?:answer|option|choice)"
+    r"\s+(?:is|would\s+be|should\s+be|will\s+be)\b\s*[:：]?",
+    re.IGNORECASE,
+)
+ANY_MARKER = re.compile(f"(?P<instructed>{ANSWER_MARKER.pattern})|(?P<stated>{STATED.pattern})", re.IGNORECASE)
+SENTENCE_END = re.compile(r"[.!?](?!\d)")
 BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 # "3 or 4", "either 3 or 4": a hedge names several answers
 HEDGE = re.compile(r"\b(?:or|either)\b", re.IGNORECASE)
@@ -32,15 +43,20 @@ NEGATION = re.compile(
 FORMAT = Verdict(0.0, False, "format: no final answer after 'Answer:' or in \\boxed{}, which this category requires")
 
 
-def marked_answers(response: str) -> list[str]:
+def marked_answers(response: str, stated: bool = False) -> list[str]:
     """The text of every `Answer:` marker (to the end of its line or the next marker, boxes taken out) and of
-    every `\\boxed{}`: "Answer: $\\boxed{3}$" is one final answer, "Answer: 3 \\boxed{4}" two."""
+    every `\\boxed{}`: "Answer: $\\boxed{3}$" is one final answer, "Answer: 3 \\boxed{4}" two. With `stated`, also
+    each stated answer to the end of its sentence ("The answer is B. The answer is C." is two)."""
+    response = strip_markdown(response)
     boxed = [match.strip() for match in BOXED.findall(response)]
-    markers = list(ANSWER_MARKER.finditer(response))
+    markers = list((ANY_MARKER if stated else ANSWER_MARKER).finditer(response))
     lines = []
     for marker, following in zip(markers, markers[1:] + [None]):
         end = following.start() if following else len(response)
-        text = BOXED.sub("", response[marker.end() : end].split("\n", 1)[0]).strip(" \t.")
+        text = BOXED.sub("", response[marker.end() : end].split("\n", 1)[0])
+        if stated and marker["stated"]:
+            text = SENTENCE_END.split(text, 1)[0]
+        text = text.strip(" \t.")
         if text.strip(" $"):
             lines.append(text)
     return lines + boxed
@@ -58,12 +74,11 @@ def format_compliance(responses: Iterable[str]) -> float:
 
 
 def answer_texts(response: str, strict_format: bool) -> list[str] | None:
-    """The final answers to judge: the marked ones, else the whole response; None when `strict_format`
-    requires a marked answer and there is none."""
-    marked = marked_answers(response)
-    if marked:
-        return marked
-    return None if strict_format else [response.strip()]
+    """The final answers to judge: the marked and stated ones, else the whole response (markdown bold taken off);
+    None when `strict_format` requires an `Answer:` or a box and there is none."""
+    if strict_format and not marked_answers(response):
+        return None
+    return marked_answers(response, stated=True) or [strip_markdown(response).strip()]
 
 
 def negated(text: str, start: int) -> bool:

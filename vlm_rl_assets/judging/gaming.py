@@ -15,10 +15,11 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from vlm_rl_assets.judging.answers import HEDGE, answer_texts, distinct, marked_answers
+from vlm_rl_assets.judging.normalize import normalize_answer
 from vlm_rl_assets.judging.rules import (
     NUMBER_LIST,
+    hedged_number,
     named_options,
-    normalize,
     parse_fields,
     plain_math,
     quantities,
@@ -40,7 +41,8 @@ def names_several_answers(text: str, answer_type: str, choices: Sequence[str], f
     if answer_type == "choice":
         return len(named_options([text], choices, final)) > 1
     if answer_type == "number":
-        return len(distinct(quantities(text), lambda a, b: same_quantity(a, b, RuleSettings()))) > 1
+        numbers = distinct(quantities(text), lambda a, b: same_quantity(a, b, RuleSettings()))
+        return len(numbers) > 1 or hedged_number(text)
     if answer_type == "math":
         return bool(HEDGE.search(text) or NUMBER_LIST.search(plain_math(text)))
     if answer_type == "structured":
@@ -55,7 +57,7 @@ def same_final(a: str, b: str, answer_type: str, choices: Sequence[str]) -> bool
     if answer_type == "number":
         qa, qb = quantities(a), quantities(b)
         return len(qa) == len(qb) and all(same_quantity(x, y, RuleSettings()) for x, y in zip(qa, qb))
-    return normalize(a) == normalize(b)
+    return normalize_answer(a) == normalize_answer(b)
 
 
 def echoes_options(response: str, choices: Sequence[str]) -> bool:
@@ -75,7 +77,7 @@ def gaming_patterns(response: str, answer_type: str, choices: Sequence[str], max
         found.append("several_named")
     if answer_type == "choice" and echoes_options(response, choices):
         found.append("echoed_options")
-    marked = marked_answers(response)
+    marked = marked_answers(response, stated=True)  # "Answer:", boxes and "The answer is ..."
     if len(distinct(marked, lambda a, b: same_final(a, b, answer_type, choices))) > 1:
         found.append("answer_lines_disagree")
     if max_words is not None and len(response.split()) > max_words:
