@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from vlm_rl_assets.judging.contract import JudgeFailure, Verdict
-from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.judging.rules import RuleJudge, text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.judging.scoring import judge_item, score_rollouts
 
@@ -52,9 +52,9 @@ def test_scoring_distinct_inputs_once_gives_the_per_row_verdicts(judge):
     )
     result = score_rollouts(rollouts, prompts, judge)
 
-    vocabulary = object_vocabulary(prompts["objects"])
+    vocabulary, answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
     rows = rollouts.join(prompts, on="prompt_id").iter_rows(named=True)
-    items = [judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary) for row in rows]
+    items = [judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary, answers) for row in rows]
     outcomes = judge.judge(items).outcomes
     verdicts = [o for o in outcomes if isinstance(o, Verdict)]
     expected = rollouts.filter(pl.Series([isinstance(o, Verdict) for o in outcomes])).with_columns(

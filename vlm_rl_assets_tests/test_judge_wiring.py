@@ -28,9 +28,9 @@ from vlm_rl_assets_tests.scripted_endpoint import GARBAGE, ScriptedEndpoint, sco
 
 
 def test_rule_failures_are_returned_not_scored_and_the_rest_keep_their_reasons():
-    prompts = prompt_table({"a": ("number", "2"), "b": ("number", "two")})  # b's ground truth is no number
+    prompts = prompt_table({"a": ("number", "2"), "b": ("number", "many")})  # b's ground truth is no number
     judged = score_rollouts(rollout_table({"a": ["Answer: 2", "Answer: 3"], "b": ["Answer: 2"]}), prompts)
-    assert judged.failures == [("b/0", "answer_not_a_number: ground truth 'two' holds 0 numbers, not one")]
+    assert judged.failures == [("b/0", "answer_not_a_number: ground truth 'many' holds 0 numbers, not one")]
     assert judged.failure_counts == {"answer_not_a_number": 1}
     assert judged.scored["prompt_id"].to_list() == ["a", "a"] and judged.scored["score"].to_list() == [1.0, 0.0]
     filtered = filter_rollouts(judged.scored, min_words=1)
@@ -116,7 +116,7 @@ def test_judge_settings_are_validated_on_load(tmp_path, judges, message):
 def test_strict_format_scores_unmarked_answers_wrong_and_filtered_rollouts_reports_compliance(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.write_table("prompt_mixture", "count", prompt_table({"a": ("number", "2")}), schemas.PROMPTS)
-    responses = ["I count one, two. Answer: 2", "I count one, two. So 2.", "one, two: \\boxed{2}", "Answer: 3"]
+    responses = ["I count one, two. Answer: 2", "I count the shapes. So 2.", "one, two: \\boxed{2}", "Answer: 3"]
     store.write_table("rollouts", "count", rollout_table({"a": responses}), schemas.ROLLOUTS)
     config = tmp_path / "pipeline.yaml"
     config.write_text("categories:\n  count: {source: 'synthetic:count', template: cot, strict_format: true}\n")
@@ -171,7 +171,7 @@ def test_bench_verdicts_are_judged_with_the_training_settings(tmp_path):
         "judges: {reference: {synonyms: {couch: sofa}}, rule: {rel_tol: 0.1}}\n"
     )
     judging = bench_judging(load_config(path))
-    vocabulary = {"count": frozenset(), "loose": frozenset(), "scene": frozenset({"dog", "sofa", "cat"})}
+    vocabulary = {c: (frozenset(), frozenset()) for c in ("count", "loose")} | {"scene": (frozenset({"dog", "sofa", "cat"}), frozenset())}
 
     def verdict(category, answer_type, answer, response, objects=(), settings=judging):
         return bench_verdict(bench_prompt(category, answer_type, answer, list(objects)), response, vocabulary, settings)
@@ -182,3 +182,15 @@ def test_bench_verdicts_are_judged_with_the_training_settings(tmp_path):
     assert verdict("scene", "open", "", "A dog on a couch.", ["dog", "sofa"]).correct  # couch is a sofa
     assert not verdict("scene", "open", "", "A dog on a couch.", ["dog", "sofa"], BenchJudging()).correct
     assert verdict("loose", "number", "100", "Answer: 95").correct  # within judges.rule.rel_tol
+
+
+def test_the_text_judge_reads_an_answer_against_its_categorys_text_answers_in_training_and_on_bench():
+    """Rollouts and bench answers are judged with the category's text answers as candidates: an answer naming one
+    of them is read as it ("Colour: dark red", no copula), one naming two is ambiguous whatever it affirms."""
+    prompts = prompt_table({"p0": ("text", "dark red"), "p1": ("text", "light blue")}, category="color")
+    responses = ["Colour: dark red", "dark red, not light blue", "It is light blue."]
+    scored = score_rollouts(rollout_table({"p0": responses[:2], "p1": responses[2:]}), prompts).scored
+    assert scored["correct"].to_list() == [True, False, True]
+    assert scored["judge_reason"][1].startswith("ambiguous")
+    vocabulary = {"color": (frozenset(), frozenset({"dark red", "light blue"}))}
+    assert bench_verdict(prompts.row(0, named=True), responses[0], vocabulary, BenchJudging()).correct

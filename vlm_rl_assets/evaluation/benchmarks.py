@@ -12,7 +12,7 @@ from PIL import Image
 from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, pass_at_k_curve
 from vlm_rl_assets.judging.contract import Verdict
-from vlm_rl_assets.judging.rules import judge
+from vlm_rl_assets.judging.rules import judge, text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
@@ -32,17 +32,23 @@ class BenchJudging:
     strict_format: frozenset[str] = frozenset()  # categories crediting only a marked final answer
 
 
-def vocabularies(prompts: pl.DataFrame) -> dict[str, frozenset[str]]:
-    """Each category's objects: the open judge's vocabulary."""
-    return {category: object_vocabulary(group["objects"]) for (category,), group in prompts.group_by("category")}
+def vocabularies(prompts: pl.DataFrame) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Each category's objects (the open judge's vocabulary) and text answers (the text judge's candidates)."""
+    return {
+        category: (object_vocabulary(group["objects"]), text_answers(group))
+        for (category,), group in prompts.group_by("category")
+    }
 
 
-def bench_verdict(prompt: dict, text: str, vocabulary: dict[str, frozenset[str]], judging: BenchJudging) -> Verdict:
+def bench_verdict(
+    prompt: dict, text: str, vocabulary: dict[str, tuple[frozenset[str], frozenset[str]]], judging: BenchJudging
+) -> Verdict:
     """A response judged by rule against its prompt row."""
+    objects, answers = vocabulary[prompt["category"]]
     return judge(
         prompt["answer_type"], text, prompt["answer"], prompt["objects"], prompt["choices"], judging.rule,
-        vocabulary=vocabulary[prompt["category"]], synonyms=judging.reference.synonyms,
-        strict_format=prompt["category"] in judging.strict_format,
+        vocabulary=objects, synonyms=judging.reference.synonyms,
+        strict_format=prompt["category"] in judging.strict_format, answers=answers,
     )
 
 

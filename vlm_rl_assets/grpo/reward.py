@@ -18,6 +18,7 @@ import polars as pl
 
 from vlm_rl_assets import metering
 from vlm_rl_assets.judging.contract import JudgeFailure, RolloutJudge
+from vlm_rl_assets.judging.rules import text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.judging.scoring import judge_item
 
@@ -31,7 +32,8 @@ class JudgeReward:
         self.__name__ = category  # TRL logs rewards/<__name__>/mean and /std
         self.judge, self.judge_settings = judge, judge_settings
         self.truth = {row["prompt_id"]: row for row in prompts.iter_rows(named=True)}
-        self.vocabulary = object_vocabulary(prompts["objects"])  # as filtered_rollouts judges: the whole table's
+        # as filtered_rollouts judges: the whole table's objects and text answers
+        self.vocabulary, self.answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
         self.failures: list[tuple[str, str]] = []
         self.judged = 0  # completions given to the judge
         self.calls = 0
@@ -49,7 +51,7 @@ class JudgeReward:
         if completion_ids is not None:  # GRPO samples inside TRL, not through an engine: its tokens are counted here
             metering.count(metering.GENERATED_TOKENS, sum(len(completion_ids[i]) for i, _ in mine))
         items = [
-            judge_item(self.truth[pid], f"{pid}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary)
+            judge_item(self.truth[pid], f"{pid}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary, self.answers)
             for i, pid in mine
         ]
         outcomes = self.judge.judge(items).outcomes if items else []

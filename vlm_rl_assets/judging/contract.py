@@ -49,6 +49,7 @@ class JudgeItem:
     objects: Sequence[str] = ()
     images: Sequence[str] = ()  # store URIs
     vocabulary: frozenset[str] = frozenset()  # every object of the category's prompts: the open judge's words
+    answers: frozenset[str] = frozenset()  # every text answer of the category's prompts: the text judge's candidates
 
 
 @dataclass(frozen=True)

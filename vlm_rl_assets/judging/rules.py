@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+import polars as pl
 from rapidfuzz.distance import Levenshtein
 
 from vlm_rl_assets.judging.answers import (
@@ -309,6 +310,11 @@ def named_candidates(normal: str, candidates: Sequence[str]) -> dict[str, bool]:
     return named
 
 
+def text_answers(prompts: pl.DataFrame) -> frozenset[str]:
+    """The distinct answers of a category's `text` prompts (a prompt table): the text judge's candidates."""
+    return frozenset(prompts.filter(pl.col("answer_type") == "text")["answer"].unique().to_list())
+
+
 def judge_text(response: str, answer: str, strict_format: bool = False, candidates: Collection[str] = ()) -> Verdict:
     """Correct when the final answer, in normal form (`normalize_answer`), is the ground truth, or names it as its
     one candidate: where `candidates` (the category's answers) hold the ground truth, the one candidate the answer
@@ -514,6 +520,7 @@ class RuleJudge:
                 vocabulary=item.vocabulary,
                 synonyms=self.reference.synonyms,
                 strict_format=self.strict_format,
+                answers=item.answers,
             )
         except JudgeFailure as failure:
             return failure

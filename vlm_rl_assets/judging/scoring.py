@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, RolloutJudge, Verdict
-from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.judging.rules import RuleJudge, text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
@@ -26,7 +26,7 @@ class Scored:
     metrics: dict[str, float]  # the judge's own, e.g. the vlm judge's consistency
 
 
-# With the judge's own settings and the category's vocabulary, all a pure judge's verdict depends on.
+# With the judge's own settings and the category's vocabulary and text answers, all a pure judge's verdict depends on.
 VERDICT_INPUTS = ("answer_type", "response", "answer", "choices", "objects")
 
 
@@ -36,7 +36,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     judges each distinct input once, at its first row: a sampled policy's rollouts repeat (few phrasings, short
     answers), so a million rule verdicts take seconds. Other judges see every row."""
     judge = judge or RuleJudge()
-    vocabulary = object_vocabulary(prompts["objects"])
+    vocabulary, answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
     truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
     joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
     orphans = joined.filter(pl.col("answer_type").is_null())
@@ -50,7 +50,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     joined = joined.with_columns(first=first)
     judged = joined.filter(pl.col("row") == pl.col("first"))
     items = [
-        judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary)
+        judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary, answers)
         for row in judged.iter_rows(named=True)
     ]
     run = judge.judge(items)
@@ -77,8 +77,11 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     return Scored(scored, list(refused.select("key", "reason").iter_rows()), failure_counts, run.metrics)
 
 
-def judge_item(prompt: Mapping[str, Any], key: str, response: str, vocabulary: frozenset[str]) -> JudgeItem:
-    """A response to `prompt` (a prompt-table row) as every judge sees it; `vocabulary` is its category's objects."""
+def judge_item(
+    prompt: Mapping[str, Any], key: str, response: str, vocabulary: frozenset[str], answers: frozenset[str]
+) -> JudgeItem:
+    """A response to `prompt` (a prompt-table row) as every judge sees it; `vocabulary` is its category's objects,
+    `answers` its text answers."""
     return JudgeItem(
         key=key,
         group=prompt["prompt_id"],
@@ -91,6 +94,7 @@ def judge_item(prompt: Mapping[str, Any], key: str, response: str, vocabulary: f
         objects=prompt["objects"],
         images=prompt["images"],
         vocabulary=vocabulary,
+        answers=answers,
     )
 
 
