@@ -86,6 +86,11 @@ class CategoryConfig(Settings):
     calibration_min_labels: int = Field(
         30, ge=1, description="calibration_labels: human: fewer current labels than this block judged_pairs (too few to trust)"
     )
+    allow_chance_base: bool = Field(
+        False,
+        description="run prompt_mixture and rollouts of this category even though base_model found the base at chance "
+        "on it (dev accuracy within noise of chance: DPO has nothing to sharpen); see base_model's at_chance",
+    )
 
     @field_validator("calibration_labels")
     @classmethod

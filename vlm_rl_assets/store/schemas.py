@@ -185,6 +185,18 @@ COSTS = {  # costs/<asset>/<category>: one row per materialization, what it spen
     **{f.name: pl.Int64 if f.type == "int" else pl.Float64 for f in dataclasses.fields(Usage)},
 }
 
+BASE_MODEL_CHANCE = {  # base_model/chance: each category's dev accuracy against chance (evaluation/chance.py)
+    "category": pl.String,
+    "model": pl.String,  # model.path the verdict is about ("embedded": the checkpoint base_model built)
+    "n": pl.Int64,  # dev items the accuracy was measured on
+    "chance": pl.Float64,  # null for open answers
+    "chance_rule": pl.String,  # how chance was found: the most common answer, or a uniform guess among the choices
+    "dev_accuracy": pl.Float64,  # greedy, at the bootstrap's last dev check; null: no dev check
+    "margin": pl.Float64,  # noise: two binomial standard errors of chance on n items, at least 0.05
+    "verdict": pl.String,  # at_chance | above_chance | unchecked | no_chance_level
+    "message": pl.String,  # at_chance: the warning, with what to do and the override
+}
+
 QUARANTINE = {
     "stage": pl.String,
     "category": pl.String,
