@@ -8,8 +8,15 @@ from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.prompt_mixture import category_prompts
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.bootstrap.embedded import NO_DATASET, DatasetRows, bootstrap_embedded_model
+from vlm_rl_assets.bootstrap.embedded import (
+    NO_DATASET,
+    BootstrapReport,
+    DatasetRows,
+    bootstrap_embedded_model,
+    dev_check_items,
+)
 from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.model.folder_check import check_image_placement
 from vlm_rl_assets.model.settings import EMBEDDED
 from vlm_rl_assets.model.tiny_model import load_processor
@@ -17,6 +24,10 @@ from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store.base import Store
 
 STAGE = "base_model"
+NOT_CHECKED = (
+    "not run: a configured model.path has no dev check here (base_model does not run it), so no category is compared "
+    "with chance and none is refused; benchmark_scores' base accuracy shows a category at chance"
+)
 
 
 @dg.asset(
@@ -34,7 +45,11 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     if config.model.path != EMBEDDED:
         folder = pipeline.base_model_dir()  # validates the folder's files
         check_image_placement(load_processor(folder), folder)
-        return dg.MaterializeResult(metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured"})
+        chance.write_verdicts(store, chance.unchecked(list(config.categories), config.model.path))
+        context.log.info(f"{STAGE}: {NOT_CHECKED}")
+        return dg.MaterializeResult(
+            metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured", "chance_check": NOT_CHECKED}
+        )
 
     import torch  # heavy (~3 s): only when the embedded model is built
 
@@ -46,6 +61,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
             context.log.info, dataset,
         )  # fmt: skip
     folder = pipeline.base_model_dir()
+    verdicts = chance_check(context, config, store, dataset, report)
     return dg.MaterializeResult(
         metadata={
             "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED)),
@@ -61,8 +77,33 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
             "sft_rows": report.sft_rows,
             "dev_checks": markdown_table(pl.DataFrame(report.checks), 40),
             "size_mb": round(sum(f.stat().st_size for f in folder.iterdir()) / 1e6, 2),
+            "chance": {c: round(x, 3) for c, x in zip(verdicts["category"], verdicts["chance"]) if x is not None},
+            "chance_verdict": dict(zip(verdicts["category"], verdicts["verdict"])),
+            "at_chance": verdicts.filter(pl.col("verdict") == chance.AT_CHANCE)["category"].to_list(),
+            "chance_check": markdown_table(verdicts.drop("model", "message"), 40),
         }
     )
+
+
+def chance_check(
+    context: dg.AssetExecutionContext,
+    config: PipelineConfig,
+    store: Store,
+    dataset: DatasetRows,
+    report: BootstrapReport,
+) -> pl.DataFrame:
+    """Each category's dev accuracy at the bootstrap's last check against its chance level on the same dev items;
+    stored (`chance.TABLE`) for prompt_mixture and rollouts, and a category at chance warned about by name."""
+    trained = set(report.sft_rows)
+    dev, _ = dev_check_items(config.synthetic_categories(), dataset, trained, config.bootstrap, lambda _: None)
+    verdicts = chance.chance_verdicts(
+        dev, report.dev_accuracy, list(config.categories), EMBEDDED, report.sft_rows, set(config.synthetic_categories()),
+        report.steps,
+    )  # fmt: skip
+    chance.write_verdicts(store, verdicts)
+    for message in verdicts["message"].drop_nulls():
+        context.log.warning(f"{STAGE}: {message}")
+    return verdicts
 
 
 def dataset_rows(context: dg.AssetExecutionContext, config: PipelineConfig, store: Store) -> DatasetRows:

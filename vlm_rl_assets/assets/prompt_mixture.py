@@ -9,6 +9,7 @@ from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.config import PipelineConfig
+from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.prompts.prompt_table import PromptTable, SourceLoad, build_prompt_table, word_count
 from vlm_rl_assets.prompts.sources import load_sources
@@ -34,6 +35,16 @@ def category_prompts(
     return loaded, table
 
 
+def refuse_at_chance(config: PipelineConfig, store: Store, category: str, stage: str) -> None:
+    """Fail `stage` of `category` when base_model found the base at chance on it (its stored verdict for this
+    model.path), unless `categories.<c>.allow_chance_base` says go."""
+    if config.category(category).allow_chance_base:
+        return
+    if why := chance.refusal(store, category, config.model.path, stage):
+        override = f"categories.{category}.allow_chance_base: true"
+        raise dg.Failure(description=why, metadata={"category": category, "override": override})
+
+
 @dg.asset(
     partitions_def=category_partitions,
     group_name="data",
@@ -48,6 +59,7 @@ def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource
     category = stage(context).category  # the prompts are the same in every round
     config, store = pipeline.config(), pipeline.store()
     cat = config.category(category)
+    refuse_at_chance(config, store, category, STAGE)
     loaded, table = category_prompts(config, store, category)
     refused = quarantine.rows(STAGE, category, loaded.refused)
     store.write_table("quarantine", f"{STAGE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE)

@@ -8,6 +8,7 @@ import polars as pl
 
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.metered import metered
+from vlm_rl_assets.assets.prompt_mixture import refuse_at_chance
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import Progress, markdown_table
@@ -36,6 +37,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     run, config, store = stage(context), pipeline.config(), pipeline.store()
     category, key = run.category, run.key()
     cat = config.category(category)
+    refuse_at_chance(config, store, category, "rollouts")
     model_dir = pipeline.start_model_dir(run.pipeline_round)
     prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
     prompts, images, refused = load_images(context, config, store, prompts, "rollouts")
