@@ -53,6 +53,13 @@ def test_noise_margin_is_two_binomial_standard_errors_at_least_five_points():
     assert chance.noise_margin(1.0, 50) == 0.05
 
 
+def test_chance_floors_are_chance_plus_the_noise_margin_per_category():
+    digits = items([str(i % 10) for i in range(30)], "number", category="digits")
+    scene = items(["a red circle"] * 5, "open", category="scene")
+    floors = chance.chance_floors(pl.concat([digits, scene]))
+    assert floors == {"digits": pytest.approx(0.1 + chance.noise_margin(0.1, 30))}  # open answers: no floor
+
+
 def test_verdicts_name_a_category_at_chance_and_what_to_do():
     digits = items([str(i % 10) for i in range(30)], "number", category="digits")  # chance 0.1, margin 0.11
     color = items(["red"] * 10 + [f"c{i}" for i in range(20)], "text", category="color")  # chance 0.33, margin 0.17

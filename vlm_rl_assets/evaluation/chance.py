@@ -76,6 +76,17 @@ def chance_floors(items: pl.DataFrame) -> dict[str, float]:
     return floors
 
 
+def chance_floors(dev_items: pl.DataFrame) -> dict[str, float]:
+    """Per category of `dev_items` (`category`, `answer`, `answer_type`, `choices`) with a chance level: the dev
+    accuracy below which it is at chance (chance + `noise_margin`). What the bootstrap's stop rule reads."""
+    floors = {}
+    for category in dev_items["category"].unique(maintain_order=True):
+        items = dev_items.filter(pl.col("category") == category)
+        if (found := chance_level(items)) is not None:
+            floors[category] = found[0] + noise_margin(found[0], items.height)
+    return floors
+
+
 def chance_verdicts(
     dev_items: pl.DataFrame,
     dev_accuracy: Mapping[str, float],
