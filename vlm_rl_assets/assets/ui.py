@@ -1,4 +1,5 @@
-"""What the Dagster UI shows: markdown tables and progress lines for long stages."""
+"""What the Dagster UI shows: metadata and markdown tables with their numbers rounded (`readable.py`) and progress
+lines for long stages."""
 
 from __future__ import annotations
 
@@ -7,9 +8,24 @@ import time
 import dagster as dg
 import polars as pl
 
+from vlm_rl_assets.readable import number, readable_values, rounded, seconds_value
+
+
+def readable_metadata(metadata: dict) -> dict:
+    """`metadata` as people read it: every float (in dicts and lists too, and `MetadataValue.float`s) rounded by
+    `readable.rounded`; markdown, paths and the rest as they are."""
+    return {key: _readable(value) for key, value in metadata.items()}
+
+
+def _readable(value: object) -> object:
+    if isinstance(value, dg.FloatMetadataValue):
+        return dg.MetadataValue.float(rounded(value.value))
+    return value if isinstance(value, dg.MetadataValue) else readable_values(value)
+
 
 def markdown_table(df: pl.DataFrame, max_rows: int = 10, max_chars: int | None = None) -> dg.MetadataValue:
-    """The first `max_rows` rows, each cell on one line and cut to `max_chars` characters (with …) when given."""
+    """The first `max_rows` rows, each cell on one line and cut to `max_chars` characters (with …) when given, floats
+    with 3 decimals (`readable.number`)."""
     shown = df.head(max_rows)
     cells = [[_cell(v, max_chars) for v in row] for row in shown.iter_rows()]
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
@@ -20,7 +36,7 @@ def markdown_table(df: pl.DataFrame, max_rows: int = 10, max_chars: int | None =
 
 
 def _cell(value: object, max_chars: int | None) -> str:
-    text = str(value).replace("\n", " ")
+    text = number(value).replace("\n", " ")
     if max_chars is not None and len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     return text.replace("|", "\\|")
@@ -50,6 +66,6 @@ class Progress:
 
     def metadata(self, name: str) -> dict[str, float]:
         """`<name>/done`, `<name>/seconds` and `<name>/per_second` as of the last report."""
-        seconds, rate = round(self.elapsed, 2), round(self.rate(), 3)
+        seconds, rate = seconds_value(self.elapsed), rounded(self.rate())
         return {f"{name}/done": self.done, f"{name}/seconds": seconds, f"{name}/per_second": rate}
 

@@ -13,29 +13,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from vlm_rl_assets.metering import USAGE_FIELDS
+from vlm_rl_assets.readable import mebibytes, quantity, seconds
 
 TOTAL = "total"
 MAXIMA = ("accelerators", "peak_memory_mib", "peak_accelerator_memory_mib")
-
-
-def seconds(value: float) -> str:
-    """`42.5 s`, `12.3 min`, `3.42 h`."""
-    if value < 60:
-        return f"{value:.3g} s"
-    return f"{value / 60:.3g} min" if value < 3600 else f"{value / 3600:.3g} h"
-
-
-def quantity(value: float, unit: str = "") -> str:
-    """`980`, `4.03 k`, `1.23 M`; with a unit `980 B`, `3.68 MB`."""
-    for divisor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= divisor:
-            return f"{value / divisor:.3g} {prefix}{unit}"
-    return f"{value:.0f} {unit}".rstrip()
-
-
-def mebibytes(value: float) -> str:
-    """`820 MiB`, `1.23 GiB`."""
-    return f"{value / 1024:.3g} GiB" if value >= 1024 else f"{value:.3g} MiB"
 
 
 PEOPLE_UNITS = {  # column: (its name for people, how they read it)

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
+from vlm_rl_assets.readable import delta_points
 from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED, Experiment
 
@@ -80,14 +81,9 @@ def metric(results: pl.DataFrame, name: str, model: str | None = None) -> pl.Dat
     return rows if model is None else rows.filter(pl.col("model") == model)
 
 
-def _points(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:+.1f}"
-
-
 def _delta_cell(row: dict) -> str:
-    if row["value"] is None:
-        return "-"
-    return f"{_points(row['value'])} [{_points(row['ci_low'])}, {_points(row['ci_high'])}]"
+    """`+5.2 [+3.5, +7.1]` (points, as the pipeline's metadata shows deltas: `readable.delta_points`)."""
+    return delta_points(row["value"], row["ci_low"], row["ci_high"], unit="")
 
 
 def _cell(value: str, low: str, high: str) -> pl.Expr:
