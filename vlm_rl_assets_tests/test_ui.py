@@ -1,16 +1,20 @@
 """The Dagster UI in headless Chromium: dagster-webserver on loopback shows every asset, the category partitions
-and the asset graph; the graph's screenshot is saved to vlm_rl_assets_tests/artifacts/asset_graph.png."""
+and the asset graph, without the first-open community dialog; the graph's screenshot is saved to
+vlm_rl_assets_tests/artifacts/asset_graph.png."""
 
 from __future__ import annotations
 
 import html
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,7 @@ from vlm_rl_assets.partitions import category_partitions
 from vlm_rl_assets_tests.services import chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+REPO = Path(__file__).parent.parent
 # As root on a machine with a closed network: no sandbox, no GPU, no calls home
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -35,17 +40,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def webserver(tmp_path_factory):
-    """dagster-webserver on the code location, on an empty instance; yields its base URL."""
-    home = tmp_path_factory.mktemp("ui_home")
-    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\nnux: {enabled: false}\n")  # no welcome dialog
+@contextmanager
+def dagster_webserver(home: Path, **env: str) -> Iterator[str]:
+    """dagster-webserver on the code location and the instance in `home` (its dagster.yaml the shipped one: no
+    telemetry, no welcome dialog), with `env` added; yields its base URL."""
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     command = [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port)]
     log = (home / "webserver.log").open("w")
     server = subprocess.Popen(
         [*command, "-m", "vlm_rl_assets.definitions"],
-        env={**os.environ, "DAGSTER_HOME": str(home)},
+        env={**os.environ, "DAGSTER_HOME": str(home), **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its code server child goes down with it
@@ -62,10 +67,19 @@ def webserver(tmp_path_factory):
             os.killpg(server.pid, signal.SIGTERM)
             pytest.fail(f"dagster-webserver did not come up: {(home / 'webserver.log').read_text()[-3000:]}")
         time.sleep(1)
-    yield url
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
-    log.close()
+    try:
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory):
+    """dagster-webserver on the code location, on an empty instance; yields its base URL."""
+    with dagster_webserver(tmp_path_factory.mktemp("ui_home")) as url:
+        yield url
 
 
 def browse(page: str, tmp_path: Path, *action: str) -> str:
@@ -90,6 +104,12 @@ def test_catalog_lists_every_asset(webserver, tmp_path):
     text = visible_text(browse(f"{webserver}/assets", tmp_path, "--dump-dom"))
     missing = [a.key.to_user_string() for a in ASSETS if a.key.to_user_string() not in text]
     assert not missing, f"not in the catalog: {missing}; page: {text[:2000]}"
+    assert not welcome_dialog(text), text[:2000]  # the shipped dagster.yaml's nux: enabled: false
+
+
+def welcome_dialog(text: str) -> bool:
+    """Whether Dagster's first-open dialog (join the community, sign up for the newsletter) is on the page."""
+    return "newsletter" in text.lower() or "join the dagster community" in text.lower()
 
 
 def test_partitions_page_shows_every_category(webserver, tmp_path):
