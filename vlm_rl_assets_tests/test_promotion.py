@@ -48,12 +48,13 @@ def test_a_category_loss_blocks_only_when_its_whole_ci_lies_below_the_allowed_lo
     noisy = deltas(GAIN, a=(0.25, 0.2, 0.3), b=(-0.05, -0.1, 0.0))  # point estimate below -0.01, CI reaches 0
     assert problems(noisy) == []
     [loss] = problems(deltas(GAIN, a=(0.25, 0.2, 0.3), b=(-0.08, -0.12, -0.03)))
-    assert "category 'b' loses accuracy: delta -0.080, 95% CI [-0.120, -0.030]" in loss and "-0.010" in loss
+    assert "category 'b' loses accuracy: delta -8.0 points, 95% CI [-12.0, -3.0]" in loss and "(-1.0 points)" in loss
 
 
 def test_an_overall_gain_whose_ci_reaches_zero_fails():
     [uncertain] = problems(deltas((0.1, -0.01, 0.2), a=(0.1, 0.0, 0.2), b=(0.1, 0.0, 0.2)))
-    assert uncertain.startswith("overall delta +0.100") and "does not lie above zero" in uncertain
+    assert uncertain.startswith("overall delta +10.0 points, 95% CI [-1.0, +20.0]")
+    assert "does not lie above zero" in uncertain
 
 
 def test_missing_verdicts_and_nan_deltas_fail_naming_what_is_missing():

@@ -19,6 +19,7 @@ import polars as pl
 
 from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.model.fingerprint import model_fingerprint
+from vlm_rl_assets.readable import points
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, Store, round_key
 
@@ -93,13 +94,14 @@ def _delta_problems(deltas: pl.DataFrame, categories: Sequence[str], max_categor
         elif category != OVERALL and row["ci_high"] < -max_category_loss:
             problems.append(
                 f"category {category!r} loses accuracy: delta {_interval(row)} lies wholly below "
-                f"-max_category_loss ({-max_category_loss:+.3f})"
+                f"-max_category_loss ({points(-max_category_loss)} points)"
             )
     return problems
 
 
 def _interval(row: dict) -> str:
-    return f"{row['delta']:+.3f}, 95% CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    """`+2.0 points, 95% CI [+0.2, +3.8]`."""
+    return f"{points(row['delta'])} points, 95% CI [{points(row['ci_low'])}, {points(row['ci_high'])}]"
 
 
 def promote(store: Store, checkpoint: Path, asset: str, key: str) -> str:
