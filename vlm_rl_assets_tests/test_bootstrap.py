@@ -60,7 +60,8 @@ def test_the_dev_checks_tighten_near_the_band_and_stop_inside_it():
     assert settings.next_check(0, None) == 200
     assert settings.next_check(200, 0.25) == 400  # far below: the coarse schedule
     assert settings.next_check(400, 0.38) == 450  # within 0.15 of 0.47: every 50 steps
-    assert not settings.stops(0.46) and settings.stops(0.47) and settings.stops(0.52)
+    assert not settings.stops(0.46, []) and settings.stops(0.47, []) and settings.stops(0.52, [])
+    assert not settings.stops(0.60, ["shape_choice"])  # a category at chance keeps it going, past the band too
 
 
 def test_a_band_whose_ends_are_swapped_is_refused():

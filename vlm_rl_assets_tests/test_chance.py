@@ -47,8 +47,8 @@ def test_open_answers_and_no_items_have_no_chance_level():
     assert chance.chance_level(items([], "number")) is None
 
 
-def test_noise_margin_is_two_binomial_standard_errors_at_least_five_points():
-    assert chance.noise_margin(0.1, 30) == pytest.approx(2 * math.sqrt(0.1 * 0.9 / 30))  # 0.110
+def test_noise_margin_is_one_and_a_half_binomial_standard_errors_at_least_five_points():
+    assert chance.noise_margin(0.1, 30) == pytest.approx(1.5 * math.sqrt(0.1 * 0.9 / 30))  # 0.082
     assert chance.noise_margin(0.5, 10_000) == 0.05
     assert chance.noise_margin(1.0, 50) == 0.05
 
@@ -61,10 +61,10 @@ def test_chance_floors_are_chance_plus_the_noise_margin_per_category():
 
 
 def test_verdicts_name_a_category_at_chance_and_what_to_do():
-    digits = items([str(i % 10) for i in range(30)], "number", category="digits")  # chance 0.1, margin 0.11
-    color = items(["red"] * 10 + [f"c{i}" for i in range(20)], "text", category="color")  # chance 0.33, margin 0.17
+    digits = items([str(i % 10) for i in range(30)], "number", category="digits")  # chance 0.1, margin 0.08
+    color = items(["red"] * 10 + [f"c{i}" for i in range(20)], "text", category="color")  # chance 0.33, margin 0.13
     verdicts = chance.chance_verdicts(
-        pl.concat([digits, color]), {"digits": 0.2, "color": 0.6}, ["digits", "color", "scans"], "embedded",
+        pl.concat([digits, color]), {"digits": 0.15, "color": 0.6}, ["digits", "color", "scans"], "embedded",
         {"digits": 120, "color": 120}, {"color"}, 300,
     )  # fmt: skip
     by = {row["category"]: row for row in verdicts.iter_rows(named=True)}
@@ -73,7 +73,7 @@ def test_verdicts_name_a_category_at_chance_and_what_to_do():
     }  # fmt: skip
     assert by["digits"]["n"] == 30 and by["digits"]["chance"] == pytest.approx(0.1)
     message = by["digits"]["message"]
-    assert message.startswith("category 'digits' is at chance on the base model: dev accuracy 0.20 on 30 items vs. chance 0.10")
+    assert message.startswith("category 'digits' is at chance on the base model: dev accuracy 0.15 on 30 items vs. chance 0.10")
     for advice in ("more bootstrap rows and steps (it had 120 of 240 SFT rows (50%) for 300 steps;",
                    "categories.digits.bootstrap_fraction", "bootstrap.max_steps", "56x56", "model.path",
                    "categories.digits.allow_chance_base: true"):  # fmt: skip

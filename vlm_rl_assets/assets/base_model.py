@@ -15,6 +15,7 @@ from vlm_rl_assets.bootstrap.embedded import (
     bootstrap_embedded_model,
     dev_check_items,
 )
+from vlm_rl_assets.bootstrap.settings import BootstrapSettings
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.model.folder_check import check_image_placement
@@ -70,10 +71,9 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
             "sft_seconds": round(report.seconds, 1),
             "sft_final_loss": report.final_loss,
             "dev_accuracy": report.dev_accuracy,
-            "dev_accuracy_mean": sum(report.dev_accuracy.values()) / max(len(report.dev_accuracy), 1),
-            "below_min_category_accuracy": sorted(
-                c for c, accuracy in report.dev_accuracy.items() if accuracy < config.bootstrap.min_category_accuracy
-            ),
+            "dev_accuracy_mean": report.dev_mean,
+            "dev_band": [config.bootstrap.min_mean_accuracy, config.bootstrap.max_mean_accuracy],
+            "dev_band_verdict": band_verdict(context, config.bootstrap, report),
             "sft_rows": report.sft_rows,
             "dev_checks": markdown_table(pl.DataFrame(report.checks), 40),
             "size_mb": round(sum(f.stat().st_size for f in folder.iterdir()) / 1e6, 2),
@@ -104,6 +104,30 @@ def chance_check(
     for message in verdicts["message"].drop_nulls():
         context.log.warning(f"{STAGE}: {message}")
     return verdicts
+
+
+def band_verdict(context: dg.AssetExecutionContext, settings: BootstrapSettings, report: BootstrapReport) -> str:
+    """Where the base's dev mean landed against the bootstrap band, warned about when outside it."""
+    mean = report.dev_mean
+    if mean is None:
+        return "no dev check"
+    low, high = settings.min_mean_accuracy, settings.max_mean_accuracy
+    if low <= mean <= high:
+        return "inside"
+    if mean > high:
+        context.log.warning(
+            f"{STAGE}: the base's mean dev accuracy {mean:.3f} is above the bootstrap band [{low}, {high}], so DPO has "
+            "less headroom: a category near chance kept training going (see dev_checks and the log), or it learned "
+            f"faster between two checks than the band is wide (lower bootstrap.eval_every_near, now "
+            f"{settings.eval_every_near})"
+        )
+        return "above"
+    context.log.warning(
+        f"{STAGE}: the base's mean dev accuracy {mean:.3f} stayed below the bootstrap band [{low}, {high}] after "
+        f"{report.steps} steps (bootstrap.max_steps {settings.max_steps}): raise max_steps, or see which categories lag "
+        "in dev_checks"
+    )
+    return "below"
 
 
 def dataset_rows(context: dg.AssetExecutionContext, config: PipelineConfig, store: Store) -> DatasetRows:

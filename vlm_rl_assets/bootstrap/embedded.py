@@ -5,10 +5,12 @@ It learns the synthetic categories from their own `sft` seed stream, and a user'
 dataset's `bootstrap` rows (their reference responses, templated as prompt_mixture templates its prompts; those rows
 are never rolled out), so a dataset category starts above chance and its rollout groups hold right and wrong answers.
 SFT stops at the first check on the dev split (the synthetic categories' dev seed stream, a dataset's first dev
-rows: the prompts prompt_mixture puts in dev; bench is never read here) whose mean accuracy reaches a band: an
-imperfect but teachable base. How fast the tiny model learns depends on the host's CPU kernels and the seed (the same
-step count gave a dev mean of 0.51 on one host and 0.64 on another), so the checks tighten near the band instead of
-stopping at a fixed step: the base lands in the band on any machine, and base_model warns when a stop overshot it.
+rows: the prompts prompt_mixture puts in dev; bench is never read here) whose mean accuracy reaches a band, an
+imperfect but teachable base, with no trained category within noise of its chance level (`evaluation/chance.py`): one
+that is keeps training going, since DPO cannot lift a category the base has not learned and prompt_mixture would
+refuse it. How fast the tiny model learns depends on the host's CPU kernels and the seed (the same step count gave a
+dev mean of 0.51 on one host and 0.64 on another), so the checks tighten near the band instead of stopping at a fixed
+step; base_model warns when the stop landed above the band.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PIL import Image
 
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
 from vlm_rl_assets.evaluation.benchmarks import greedy_verdicts
+from vlm_rl_assets.evaluation.chance import chance_floors
 from vlm_rl_assets.prompts import world
 from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
 from vlm_rl_assets.rollouts.engine import HFEngine
@@ -134,6 +137,7 @@ def bootstrap_embedded_model(
     sft_rows = sft_sizes | dict(learned.group_by("category", maintain_order=True).len().iter_rows())
     dev, dev_images = dev_check_items(categories, dataset, set(sft_rows), settings, log)
     checks: list[dict[str, float]] = []
+    floors = chance_floors(dev)  # per category: the dev accuracy below which it is at chance
 
     due = [settings.next_check(0, None)]  # the step of the next dev check
 
@@ -152,7 +156,10 @@ def bootstrap_embedded_model(
         due[0] = settings.next_check(step, max(check["mean"] for check in checks))
         rounded = {k: round(v, 2) for k, v in accuracy.items()}
         log(f"bootstrap check {len(checks)} at step {step}: mean dev accuracy {mean:.3f} {rounded}")
-        return settings.stops(mean)
+        at_chance = sorted(c for c, floor in floors.items() if accuracy.get(c, 0.0) < floor)
+        if mean >= settings.min_mean_accuracy and at_chance:
+            log(f"bootstrap: the mean is in the band but {at_chance} are within noise of chance: training goes on")
+        return settings.stops(mean, at_chance)
 
     corpus = [e.prompt_text for e in examples] + [e.answer for e in examples]
     start = time.monotonic()

@@ -1,6 +1,7 @@
 """The embedded base model's SFT: how long and how hard it trains, and where it stops (imperfect on purpose)."""
 
 import math
+from collections.abc import Collection
 
 from pydantic import Field, model_validator
 
@@ -40,18 +41,18 @@ class BootstrapSettings(SFTSettings):
         50, ge=1, description="items for the early-stop check: the first of each category's dev split, never bench"
     )
     min_mean_accuracy: float = Field(
-        0.47,
+        0.45,
         ge=0,
         le=1,
         description="the low end of the band of mean greedy dev accuracy the base is stopped in (an imperfect but "
-        "teachable base): SFT stops at the first check that reaches it",
+        "teachable base): SFT stops at the first check that reaches it with no category within noise of chance",
     )
     max_mean_accuracy: float = Field(
         0.55,
         gt=0,
         le=1,
-        description="the band's high end: a stop above it (checks too far apart for how fast this host learns) is "
-        "warned about, since a stronger base leaves DPO less headroom",
+        description="the band's high end: a stop above it is warned about (a category near chance kept training going, "
+        "or the checks were too far apart for how fast this host learns): a stronger base leaves DPO less headroom",
     )
     eval_every_near: int = Field(
         50, ge=1, description="steps between dev checks once the mean is within near_band of the band: the stop lands inside it"
@@ -84,9 +85,11 @@ class BootstrapSettings(SFTSettings):
         near = best_mean is not None and best_mean >= self.min_mean_accuracy - self.near_band
         return step + (self.eval_every_near if near else self.eval_every)
 
-    def stops(self, mean: float) -> bool:
-        """Whether a dev check with this mean accuracy ends SFT: it reached the band."""
-        return mean >= self.min_mean_accuracy
+    def stops(self, mean: float, at_chance: Collection[str]) -> bool:
+        """Whether a dev check ends SFT: its mean reached the band and no category (`at_chance` names them) is within
+        noise of chance. One that is keeps training going, past the band if need be: the base is meant to learn every
+        category, and DPO cannot lift one it has not."""
+        return mean >= self.min_mean_accuracy and not at_chance
 
     def examples_for(self, category: str) -> int:
         """How many SFT examples `category` gets (a dataset category: at most, in file order)."""

@@ -4,7 +4,7 @@ Chance is what a model that never looks at the image scores on the category's de
 `structured`, `math` and `ocr` answers always giving the most common answer (its share of the items); for `choice`
 that, or guessing an option uniformly (1 / number of choices, averaged over the items), whichever is higher. `open`
 answers (scored CHAIR-style, not right or wrong by one answer) have no chance level. A category is at chance when its
-dev accuracy is below chance + `noise_margin`: two binomial standard errors of chance on its n dev items, at least
+dev accuracy is below chance + `noise_margin`: 1.5 binomial standard errors of chance on its n dev items, at least
 5 points. DPO sharpens what a base already does; on a category at chance it has nothing to sharpen, so base_model
 warns by name and stores its verdicts (`TABLE`), and prompt_mixture and rollouts of such a category refuse to run
 until the category's `allow_chance_base` says go.
@@ -23,6 +23,9 @@ from vlm_rl_assets.store.base import Store
 
 TABLE = ("base_model", "chance")  # (asset, key): the verdicts of the base model base_model last built or checked
 MIN_MARGIN = 0.05
+# 1.5 (one-sided, ~93%): at 2 the bootstrap's stop (which waits for every category to clear chance) held one first run
+# 150 steps past the band on shape_choice hovering at 0.40-0.43 against a floor of 0.41 (bench/RESULTS.md, first run)
+STANDARD_ERRORS = 1.5
 AT_CHANCE, ABOVE_CHANCE, UNCHECKED, NO_CHANCE_LEVEL = "at_chance", "above_chance", "unchecked", "no_chance_level"
 NO_CHANCE_TYPES = frozenset({"open"})
 # What a 10-class task of real images (scikit-learn's handwritten digits at 56x56) needed on the embedded model to
@@ -60,20 +63,9 @@ def chance_level(items: pl.DataFrame) -> tuple[float, str] | None:
 
 
 def noise_margin(chance: float, n: int) -> float:
-    """How far above chance an accuracy on `n` items must be to tell it from chance: two binomial standard errors of
-    chance, at least `MIN_MARGIN`."""
-    return max(MIN_MARGIN, 2 * math.sqrt(chance * (1 - chance) / max(n, 1)))
-
-
-def chance_floors(items: pl.DataFrame) -> dict[str, float]:
-    """Per category of `items`, the accuracy below which it is at chance: chance plus the noise margin on its items
-    (a category of `open` answers has none)."""
-    floors = {}
-    for (category,), rows in items.group_by("category", maintain_order=True):
-        found = chance_level(rows)
-        if found is not None:
-            floors[category] = found[0] + noise_margin(found[0], rows.height)
-    return floors
+    """How far above chance an accuracy on `n` items must be to tell it from chance: `STANDARD_ERRORS` binomial
+    standard errors of chance, at least `MIN_MARGIN`."""
+    return max(MIN_MARGIN, STANDARD_ERRORS * math.sqrt(chance * (1 - chance) / max(n, 1)))
 
 
 def chance_floors(dev_items: pl.DataFrame) -> dict[str, float]:
@@ -148,7 +140,8 @@ def at_chance_message(row: Mapping, learned: tuple[int, int, int], synthetic: bo
     return (
         f"category {c!r} is at chance on the base model: dev accuracy {row['dev_accuracy']:.2f} on {row['n']} items "
         f"vs. chance {row['chance']:.2f} ({row['chance_rule']}), below {row['chance'] + row['margin']:.2f}: chance "
-        f"plus {row['margin']:.2f} of noise (two standard errors on {row['n']} items, at least 0.05). DPO "
+        f"plus {row['margin']:.2f} of noise ({STANDARD_ERRORS} standard errors on {row['n']} items, at least "
+        f"{MIN_MARGIN}). DPO "
         f"sharpens what the base can already do and will not lift it. To fix: {more}; or set model.path to an SFT "
         f"model of your own. Until then prompt_mixture[{c}] and rollouts[{c}] refuse to run; set "
         f"categories.{c}.allow_chance_base: true to run them anyway."

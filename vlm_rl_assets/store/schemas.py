@@ -192,7 +192,7 @@ BASE_MODEL_CHANCE = {  # base_model/chance: each category's dev accuracy against
     "chance": pl.Float64,  # null for open answers
     "chance_rule": pl.String,  # how chance was found: the most common answer, or a uniform guess among the choices
     "dev_accuracy": pl.Float64,  # greedy, at the bootstrap's last dev check; null: no dev check
-    "margin": pl.Float64,  # noise: two binomial standard errors of chance on n items, at least 0.05
+    "margin": pl.Float64,  # noise: 1.5 binomial standard errors of chance on n items, at least 0.05
     "verdict": pl.String,  # at_chance | above_chance | unchecked | no_chance_level
     "message": pl.String,  # at_chance: the warning, with what to do and the override
 }
