@@ -156,7 +156,7 @@ def test_benchmark_scores_shows_gaming_shares_and_its_check_warns_on_a_rise(stor
         store.local_path(checkpoint).mkdir(parents=True)
     result = dg.materialize(ALL_ASSETS, selection=["benchmark_scores"], partition_key="count", resources=resources(store))
     [event] = result.get_asset_materialization_events()
-    assert "| dpo | 20 | 0.3 | 0.0 | 0.0 | 0.0 | 0.3 |" in event.materialization.metadata["gaming"].value
+    assert "| dpo | 20 | 0.300 | 0.000 | 0.000 | 0.000 | 0.300 |" in event.materialization.metadata["gaming"].value
     evaluation = monitor(result)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert "rose from 0.050 to 0.300 (+0.250" in evaluation.description

@@ -289,4 +289,4 @@ def test_metadata_tables_cut_long_cells():
     from vlm_rl_assets.assets.ui import markdown_table
 
     table = markdown_table(pl.DataFrame({"chosen": ["a|b\n" + "x" * 100], "score": [1.0]}), max_chars=10).value
-    assert table.splitlines()[2] == "| a\\|b xxxxx… | 1.0 |"
+    assert table.splitlines()[2] == "| a\\|b xxxxx… | 1.000 |"
