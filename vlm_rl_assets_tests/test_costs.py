@@ -155,7 +155,7 @@ def test_the_gain_per_unit_of_cost_says_which_hours():
     assert gain.per_million_generated_tokens == pytest.approx(5.4)
     assert gain.per_hour == pytest.approx(5.4 / (4050 / 3600))
     assert gain.summary() == (
-        "+5.4 points for 1 M generated tokens and 1.1 CPU-hours: +5.4 per M tokens, +4.8 per CPU-hour"
+        "+5.4 points for 1 M generated tokens and 1.12 h of CPU time: +5.4 per M tokens, +4.8 per CPU-hour"
     )
     on_gpu = gain_per_cost(-0.02, total | {"accelerator_seconds": 7200.0})
     assert on_gpu.hour == "accelerator-hour" and on_gpu.per_hour == pytest.approx(-1.0)

@@ -1,8 +1,11 @@
-"""The whole graph through Dagster on a very small config, then one category rematerialized by the CLI."""
+"""The whole graph through Dagster on a very small config, then one category rematerialized by the CLI; what its
+metadata and the release report's page in the UI show is rounded."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,20 +19,29 @@ from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.assets.release_report import NOT_COSTED
 from vlm_rl_assets.evaluation.cost_report import cost_table, gain_per_cost
 from vlm_rl_assets.metering import USAGE_FIELDS
+from vlm_rl_assets.readable import rounded
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.costs import ALL, latest_costs
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.test_ui import REPO, browse, dagster_webserver, visible_text, welcome_dialog
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 CATEGORIES = ("color", "count")
+TOO_PRECISE = re.compile(r"\d\.\d{5,}")  # a number with more than 4 decimals: 0.6220000000000001
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
+def dagster_home(tmp_path_factory) -> Path:
+    """The pipeline run's instance, with the shipped dagster.yaml."""
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, dagster_home):
+    root, home = tmp_path_factory.mktemp("store"), dagster_home
     resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(root))}
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         results = [dg.materialize(ALL_ASSETS, selection=["base_model"], instance=instance, resources=resources)]
@@ -107,6 +119,40 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
     assert all({"base_share", "trained_share", "rise", "base_rollouts_share"} <= set(e.metadata) for e in monitors)
 
 
+def too_precise(value: object) -> list[str]:
+    """The numbers in a metadata value with more than 4 decimals (inline PNGs left out)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return TOO_PRECISE.findall(re.sub(r"data:image/png;base64,[^)]*", "", text))
+
+
+def test_metadata_numbers_are_rounded_and_the_stored_tables_are_not(pipeline_run):
+    root, results, _ = pipeline_run
+    events = [e.materialization for r in results for e in r.get_asset_materialization_events()]
+    events += [e for r in results for e in r.get_asset_check_evaluations()]
+    shown = {(str(e.asset_key.to_user_string()), name): v.value for e in events for name, v in e.metadata.items()}
+    precise = {key: found for key, value in shown.items() if (found := too_precise(value))}
+    assert not precise, precise
+    report = metadata(results, "release_report")
+    assert re.fullmatch(r"[+-]\d+\.\d points \[[+-]\d+\.\d, [+-]\d+\.\d\]", report["mean_delta"]), report["mean_delta"]
+    points_row = r"\| (color|count|overall) \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| \d+ \|"
+    assert all(re.fullmatch(points_row, row) for row in report["deltas"].splitlines()[2:]), report["deltas"]
+    assert re.fullmatch(r"[+-]\d+\.\d points \[.*\]", metadata(results[1:2], "benchmark_scores")["delta"])
+    deltas = LocalStore(root).read_table("release_report", "deltas", schemas.BENCHMARK_DELTAS)
+    overall = deltas.filter(pl.col("category") == "overall").row(0, named=True)
+    assert report["mean_delta_accuracy"] == rounded(overall["delta"])  # the table keeps the raw value
+    assert report["mean_delta_accuracy_ci"] == [rounded(overall["ci_low"]), rounded(overall["ci_high"])]
+
+
+def test_the_release_report_page_reads_rounded_without_a_welcome_dialog(pipeline_run, dagster_home, tmp_path):
+    """The release report's page in the UI, on the pipeline run's instance: the headline delta in points, no number
+    with more than 4 decimals, no first-open community dialog (the shipped dagster.yaml)."""
+    with dagster_webserver(dagster_home, VLM_RL_CONFIG=str(CONFIG)) as url:
+        text = visible_text(browse(f"{url}/assets/release_report", tmp_path, "--dump-dom"))
+    assert "mean_delta" in text and "mean_policy_accuracy" in text and " points [" in text, text[:3000]
+    assert not TOO_PRECISE.findall(text), TOO_PRECISE.findall(text)
+    assert not welcome_dialog(text), text[:3000]
+
+
 def test_every_materialization_records_its_cost_and_the_report_adds_them_up(pipeline_run):
     root, results, _ = pipeline_run
     events = [e for r in results for e in r.get_asset_materialization_events()]
@@ -134,7 +180,9 @@ def test_every_materialization_records_its_cost_and_the_report_adds_them_up(pipe
     assert total["generated_tokens"] == sum(s["generated_tokens"] for s in costed)
     assert total["trained_tokens"] == sum(s["trained_tokens"] for s in costed)
     report = metadata(results, "release_report")
-    assert report["gain"] == gain_per_cost(report["mean_delta_accuracy"], total).summary()
+    deltas = LocalStore(root).read_table("release_report", "deltas", schemas.BENCHMARK_DELTAS)
+    overall = deltas.filter(pl.col("category") == "overall")["delta"][0]  # the raw value: metadata shows it rounded
+    assert report["gain"] == gain_per_cost(overall, total).summary()
     assert report["gain/hour"] == "CPU-hour" and "gain/points_per_million_generated_tokens" in report
     assert report["costs"].count("\n| ") == len(costed) + 1  # a row per stage and category, then the total
 

@@ -14,6 +14,7 @@ from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.stats import paired_deltas
 from vlm_rl_assets.partitions import category_partitions, stage
+from vlm_rl_assets.readable import delta_points, scores_as_read, seconds_value
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
@@ -41,19 +42,22 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
     delta = paired_deltas(verdicts, "dpo", seed=config.engine.seed).row(0, named=True)
     pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).select("metric", "base", "dpo", "delta")
+    shown = scores_as_read(table.filter(~pl.col("metric").str.starts_with("pass@")), ["base", "dpo"])
     return dg.MaterializeResult(
         metadata={
+            # the headline: paired (same prompts, per-item difference), in points with its 95% CI
+            "delta": delta_points(delta["delta"], delta["ci_low"], delta["ci_high"]),
             "base_accuracy": accuracy["base"],
             "base_accuracy_ci": [accuracy["base_ci_low"], accuracy["base_ci_high"]],
             "dpo_accuracy": accuracy["dpo"],
             "dpo_accuracy_ci": [accuracy["dpo_ci_low"], accuracy["dpo_ci_high"]],
-            "delta_accuracy": delta["delta"],  # paired: same prompts, per-item difference
+            "delta_accuracy": delta["delta"],
             "delta_accuracy_ci": [delta["ci_low"], delta["ci_high"]],
             "n": int(scores["n"][0]),
-            "pass_at_k": markdown_table(pass_at_k, 64),
-            "scores": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@"))),
+            "pass_at_k": markdown_table(scores_as_read(pass_at_k, ["base", "dpo"]), 64),
+            "scores": markdown_table(shown),
             # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
             "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, [category]))),
-            "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
+            "bench_seconds": seconds_value(time.monotonic() - start),  # every model on every bench prompt
         }
     )

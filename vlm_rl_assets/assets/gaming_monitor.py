@@ -13,7 +13,7 @@ from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
 from vlm_rl_assets.assets.benchmarking import flagged_bench
 from vlm_rl_assets.assets.release_report import ASSET as REPORT_ASSET
 from vlm_rl_assets.assets.release_report import release_report
-from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.hack_monitor import flagged_examples, gaming_problems, gaming_rises
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
@@ -54,7 +54,7 @@ def gaming_check(
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(problems) or None,
-        metadata={
+        metadata=readable_metadata({
             "worst_category": worst.get("category"),
             "base_share": worst.get("base"),
             "trained_share": worst.get("trained"),
@@ -63,7 +63,7 @@ def gaming_check(
             "max_gaming_rise": config.eval.max_gaming_rise,
             "rises": markdown_table(shown, 50),
             "examples": markdown_table(flagged_examples(flagged, candidate), 5),
-        },
+        }),
     )
 
 

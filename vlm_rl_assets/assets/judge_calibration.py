@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
-from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.judging import calibration
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.partitions import category_partitions, stage
@@ -81,7 +81,7 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         severity=dg.AssetCheckSeverity.ERROR,
         description=problem and f"{problem}. Fix the judge (judges.{cat.judge}) or the labels "
         f"(categories.{category}.calibration_labels); judged_pairs[{category}] does not run after this failure",
-        metadata={
+        metadata=readable_metadata({
             "labels": cat.calibration_labels,
             "judge": cat.judge,
             **human,
@@ -96,7 +96,7 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
             "judge_failures": agreement.failed,
             "judge_failures_by_reason": result.failure_counts,
             "disagreements": markdown_table(disagreements),
-        },
+        }),
     )
 
 

@@ -11,6 +11,7 @@ from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.pairs.pairing import make_pairs
 from vlm_rl_assets.partitions import category_partitions, stage
+from vlm_rl_assets.readable import rounded
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
@@ -59,8 +60,8 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "mean_margin": float(pairs["margin"].mean()),
             "mean_chosen_score": float(pairs["chosen_score"].mean()),
             "mean_rejected_score": float(pairs["rejected_score"].mean()),
-            "mean_chosen_words": mean_words["chosen"],
-            "mean_rejected_words": mean_words["rejected"],
+            "mean_chosen_words": rounded(mean_words["chosen"], 1),
+            "mean_rejected_words": rounded(mean_words["rejected"], 1),
             "on_policy_fraction": float(pairs["on_policy"].mean()),
             "chosen_source": pairing.chosen_source,
             "max_length_ratio": pairing.max_length_ratio,

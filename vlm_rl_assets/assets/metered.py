@@ -1,5 +1,6 @@
 """Every asset's cost: what its body spent (`metering.Meter`), as `cost/<name>` metadata with the same keys on CPU
-and GPU, and as a row of the store's costs table (`store/costs.py`), which release_report reads."""
+and GPU, and as a row of the store's costs table (`store/costs.py`), which release_report reads. The one place every
+asset's metadata passes: its floats leave rounded (`assets/ui.py`'s `readable_metadata`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Concatenate, ParamSpec
 import dagster as dg
 
 from vlm_rl_assets.assets.retries import GPU_POOL
+from vlm_rl_assets.assets.ui import readable_metadata
 from vlm_rl_assets.metering import Meter, Usage
 from vlm_rl_assets.partitions import stage
 from vlm_rl_assets.resources import PipelineResource
@@ -45,6 +47,7 @@ def metered(
         run = stage(context)
         asset = context.asset_key.to_user_string()
         record_cost(pipeline.store(), asset, run.category, meter.usage, context.run.run_id, run.pipeline_round)
-        return result._replace(metadata={**(result.metadata or {}), **cost_metadata(meter.usage)})
+        # every asset's metadata passes here: its floats rounded as people read them (readable.py)
+        return result._replace(metadata=readable_metadata({**(result.metadata or {}), **cost_metadata(meter.usage)}))
 
     return body

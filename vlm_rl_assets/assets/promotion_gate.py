@@ -8,11 +8,12 @@ from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
 from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
 from vlm_rl_assets.assets.release_report import ASSET as REPORT_ASSET
 from vlm_rl_assets.assets.release_report import release_report
-from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.promotion import Gate, release_gate
 from vlm_rl_assets.evaluation.stats import OVERALL
 from vlm_rl_assets.partitions import round_partitions, stage
+from vlm_rl_assets.readable import delta_points, deltas_in_points
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store.base import Store
 
@@ -30,14 +31,15 @@ def gate_metadata(gate: Gate, max_category_loss: float) -> dict:
     metadata = {
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in gate.problems) or "none: promote"),
         "max_category_loss": max_category_loss,
-        "deltas": markdown_table(gate.deltas, 50),
+        "deltas": markdown_table(deltas_in_points(gate.deltas), 50),
     }
     for row in gate.deltas.filter(pl.col("category") == OVERALL).iter_rows(named=True):
-        metadata |= {f"overall_{k}": round(row[k], 3) for k in ("delta", "ci_low", "ci_high")}
+        metadata["overall"] = delta_points(row["delta"], row["ci_low"], row["ci_high"])
+        metadata |= {f"overall_{k}": row[k] for k in ("delta", "ci_low", "ci_high")}
     categories = gate.deltas.filter(pl.col("category") != OVERALL)["delta"]
     if categories.len():
-        metadata["worst_category_delta"] = round(categories.min(), 3)
-    return metadata
+        metadata["worst_category_delta"] = categories.min()
+    return readable_metadata(metadata)
 
 
 @dg.asset_check(

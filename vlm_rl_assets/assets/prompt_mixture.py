@@ -13,6 +13,7 @@ from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.prompts.prompt_table import PromptTable, SourceLoad, build_prompt_table, word_count
 from vlm_rl_assets.prompts.sources import load_sources
+from vlm_rl_assets.readable import rounded
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
@@ -93,7 +94,9 @@ def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource
             "dropped": table.dropped.height,
             "dropped_by_reason": quarantine.code_counts(table.dropped),
             "rewrites": table.rewrites,
-            "mean_reference_words": float(prompts["reference"].map_elements(word_count, return_dtype=pl.Int64).mean()),
+            "mean_reference_words": rounded(
+                prompts["reference"].map_elements(word_count, return_dtype=pl.Int64).mean(), 1
+            ),
             "template": cat.template,
             "preview": markdown_table(prompts.select("prompt_id", "split", "prompt_text", "reference"), 5),
         }

@@ -21,6 +21,7 @@ from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.partitions import round_partitions, stage
+from vlm_rl_assets.readable import delta_points, deltas_in_points, scores_as_read, seconds_value
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.costs import latest_costs
@@ -28,6 +29,7 @@ from vlm_rl_assets.store.costs import latest_costs
 ASSET = "release_report"
 # not part of what the gain cost: this report itself and what comes after it (their rows are a previous release's)
 NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
+MODELS = ["base", CANDIDATE]
 
 
 @dg.asset(
@@ -59,6 +61,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     }
     store.write_table(ASSET, run.key("candidate"), pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
     table = compare(scores, CANDIDATE)
+    greedy = table.filter(~pl.col("metric").str.starts_with("pass@"))
     accuracy = table.filter(pl.col("metric") == "accuracy")
     overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
     pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).with_columns(
@@ -71,21 +74,23 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     gain = gain_per_cost(overall["delta"], costs.row(-1, named=True))
     return dg.MaterializeResult(
         metadata={
+            # the headline: paired, mean over categories, in points with its 95% CI (the fractions below, rounded)
+            "mean_delta": delta_points(overall["delta"], overall["ci_low"], overall["ci_high"]),
             "mean_base_accuracy": float(accuracy["base"].mean()),
             "mean_policy_accuracy": float(accuracy["policy"].mean()),
             "policy_id": candidate["policy_id"][0],
             "split": config.eval.split,
-            "mean_delta_accuracy": overall["delta"],  # paired, mean over categories
+            "mean_delta_accuracy": overall["delta"],
             "mean_delta_accuracy_ci": [overall["ci_low"], overall["ci_high"]],
             "worst_category_delta": float(deltas.filter(pl.col("category") != OVERALL)["delta"].min()),
-            "deltas": markdown_table(deltas, 50),
+            "deltas": markdown_table(deltas_in_points(deltas), 50),
             "pass_at_k_curves": dg.MetadataValue.md(
                 pass_at_k_markdown({"base": curves["base"].to_list(), "policy": curves["policy"].to_list()})
             ),
-            "report": markdown_table(table.filter(~pl.col("metric").str.starts_with("pass@")), 50),
+            "report": markdown_table(scores_as_read(greedy, MODELS), 50),
             # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
             "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, list(config.categories))), 50),
-            "bench_seconds": round(time.monotonic() - start, 1),  # every model on every bench prompt
+            "bench_seconds": seconds_value(time.monotonic() - start),  # every model on every bench prompt
             # what the gain cost: every upstream asset's latest materialization per category (store/costs.py)
             "costs": markdown_table(for_people(costs), 100),
             "gain": gain.summary(),

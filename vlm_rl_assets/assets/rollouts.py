@@ -14,6 +14,7 @@ from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.partitions import category_partitions, stage
+from vlm_rl_assets.readable import rounded
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts import diversity
 from vlm_rl_assets.rollouts.engine import SamplingParams
@@ -80,7 +81,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         "quarantined_prompts": refused.height,
         "quarantined_by_reason": quarantine.reason_counts(refused),
         "generated_tokens": sampled.generated_tokens,
-        "mean_response_tokens": float(table["n_tokens"].mean()),
+        "mean_response_tokens": rounded(table["n_tokens"].mean(), 1),
         "finish_reasons": dict(table.group_by("finish_reason").len().iter_rows()),
         **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
         "diversity_histogram": markdown_table(diversity.histogram(groups)),

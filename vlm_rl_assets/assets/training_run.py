@@ -7,10 +7,11 @@ import dagster as dg
 import polars as pl
 
 from vlm_rl_assets.assets.curves import GRPO_PANELS, curves_markdown
-from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
 from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
+from vlm_rl_assets.readable import rounded, seconds_value
 from vlm_rl_assets.resources import PipelineResource
 
 HEALTH_CHECK = "training_health"
@@ -43,7 +44,7 @@ def health_check(context: dg.AssetExecutionContext, health: Health, label: str) 
         check_name=HEALTH_CHECK,
         passed=not health.alarms,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"alarms": health.alarms, **health.metrics},
+        metadata=readable_metadata({"alarms": health.alarms, **health.metrics}),
     )
 
 
@@ -57,7 +58,7 @@ def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> 
         "quarantined_pairs": quarantined.height,
         "steps": result.steps,
         "resumed_from_step": result.resumed_from,
-        **{key: last[key] for key in ("train_runtime", "train_steps_per_second") if key in last},
+        **_runtime(last),
         "beta_per_category": dict(pairs.group_by("category").agg(pl.col("beta").first()).sort("category").iter_rows()),
         "loss_type": ", ".join(trained.settings.loss_type),
         "reference_logps_computed": trained.reference_logps_computed,
@@ -77,7 +78,7 @@ def grpo_training_metadata(trained: TrainedPolicy, quarantined: pl.DataFrame) ->
         "prompts_per_category": dict(trained.prompts.group_by("category").len().sort("category").iter_rows()),
         "quarantined_prompts": quarantined.height,
         "steps": result.steps,
-        **{key: last[key] for key in ("train_runtime", "train_steps_per_second") if key in last},
+        **_runtime(last),
         "num_generations": grpo.num_generations,
         "loss_type": grpo.loss_type,
         "kl_beta": grpo.beta,
@@ -88,3 +89,9 @@ def grpo_training_metadata(trained: TrainedPolicy, quarantined: pl.DataFrame) ->
         "curves": dg.MetadataValue.md(curves_markdown(curve, GRPO_PANELS)),
         "curve": markdown_table(curve, 20),
     }
+
+
+def _runtime(last: dict) -> dict:
+    """The Trainer's last log's runtime (seconds to 0.1) and steps per second, where it has them."""
+    shown = {"train_runtime": seconds_value, "train_steps_per_second": rounded}
+    return {key: show(last[key]) for key, show in shown.items() if key in last}

@@ -70,16 +70,17 @@ class Gain:
     per_hour: float | None
 
     def summary(self) -> str:
-        """`+5.4 points for 1.23 M generated tokens and 0.8 accelerator-hours: +4.39 per M tokens, +6.75 per
-        accelerator-hour`."""
+        """`+5.4 points for 1.23 M generated tokens and 48 min of accelerator time: +4.39 per M tokens, +6.75 per
+        accelerator-hour` (a small run: `4.02 k generated tokens and 15.2 s of CPU time`)."""
         rates = [
             f"{rate:+.3g} per {unit}"
             for rate, unit in ((self.per_million_generated_tokens, "M tokens"), (self.per_hour, self.hour))
             if rate is not None
         ]
         return (
-            f"{self.points:+.1f} points for {self.generated_tokens / 1e6:.3g} M generated tokens and "
-            f"{self.hours:.2g} {self.hour}s: " + (", ".join(rates) or "no cost recorded")
+            f"{self.points:+.1f} points for {quantity(self.generated_tokens)} generated tokens and "
+            f"{seconds(self.hours * 3600)} of {self.hour.removesuffix('-hour')} time: "
+            + (", ".join(rates) or "no cost recorded")
         )
 
 
