@@ -8,13 +8,7 @@ from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.prompt_mixture import category_prompts
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.bootstrap.embedded import (
-    NO_DATASET,
-    BootstrapReport,
-    DatasetRows,
-    bootstrap_embedded_model,
-    dev_check_items,
-)
+from vlm_rl_assets.bootstrap.embedded import NO_DATASET, BootstrapReport, DatasetRows, bootstrap_embedded_model
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation import chance
@@ -62,7 +56,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
             context.log.info, dataset,
         )  # fmt: skip
     folder = pipeline.base_model_dir()
-    verdicts = chance_check(context, config, store, dataset, report)
+    verdicts = chance_check(context, config, store, report)
     return dg.MaterializeResult(
         metadata={
             "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED)),
@@ -89,16 +83,13 @@ def chance_check(
     context: dg.AssetExecutionContext,
     config: PipelineConfig,
     store: Store,
-    dataset: DatasetRows,
     report: BootstrapReport,
 ) -> pl.DataFrame:
     """Each category's dev accuracy at the bootstrap's last check against its chance level on the same dev items;
     stored (`chance.TABLE`) for prompt_mixture and rollouts, and a category at chance warned about by name."""
-    trained = set(report.sft_rows)
-    dev, _ = dev_check_items(config.synthetic_categories(), dataset, trained, config.bootstrap, lambda _: None)
     verdicts = chance.chance_verdicts(
-        dev, report.dev_accuracy, list(config.categories), EMBEDDED, report.sft_rows, set(config.synthetic_categories()),
-        report.steps,
+        report.dev_items, report.dev_accuracy, list(config.categories), EMBEDDED, report.sft_rows,
+        set(config.synthetic_categories()), report.steps,
     )  # fmt: skip
     chance.write_verdicts(store, verdicts)
     for message in verdicts["message"].drop_nulls():

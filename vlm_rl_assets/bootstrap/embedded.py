@@ -42,6 +42,7 @@ class BootstrapReport:
     dev_accuracy: dict[str, float]  # per category, at the last check
     checks: list[dict[str, float]] = field(default_factory=list)  # each check's number, step, mean, per-category accuracy
     sft_rows: dict[str, int] = field(default_factory=dict)  # SFT examples per category
+    dev_items: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ITEMS))  # what the checks answered
 
     @property
     def dev_mean(self) -> float | None:
@@ -168,7 +169,7 @@ def bootstrap_embedded_model(
         result = sft_train(init_dir, out_dir, examples, settings, stop_when=good_enough, log=log)
     last = {k: v for k, v in checks[-1].items() if k not in ("check", "step", "mean")} if checks else {}
     loss = result.final.get("loss", float("nan"))
-    return BootstrapReport(result.steps, time.monotonic() - start, loss, last, checks, sft_rows)
+    return BootstrapReport(result.steps, time.monotonic() - start, loss, last, checks, sft_rows, dev)
 
 
 def dev_check_items(
