@@ -137,39 +137,56 @@ def bootstrap_embedded_model(
     random.Random(settings.seed).shuffle(examples)
     sft_rows = sft_sizes | dict(learned.group_by("category", maintain_order=True).len().iter_rows())
     dev, dev_images = dev_check_items(categories, dataset, set(sft_rows), settings, log)
-    checks: list[dict[str, float]] = []
-    floors = chance_floors(dev)  # per category: the dev accuracy below which it is at chance
-
-    due = [settings.next_check(0, None)]  # the step of the next dev check
-
-    def good_enough(model, processor, step: int) -> bool:
-        if step < due[0] and step < settings.max_steps:
-            return False
-        with HFEngine.from_loaded(model, processor, batch_size=batch_size) as engine:  # drops only its reference
-            verdicts = greedy_verdicts(engine, dev, dev_images, max_new_tokens)
-        accuracy = dict(verdicts.group_by("category", maintain_order=True).agg(pl.col("correct").mean()).iter_rows())
-        if not accuracy:
-            log("bootstrap: no dev items to check; training runs max_steps")
-            due[0] = settings.max_steps
-            return False
-        mean = sum(accuracy.values()) / len(accuracy)
-        checks.append({"check": len(checks) + 1, "step": step, "mean": mean, **accuracy})
-        due[0] = settings.next_check(step, max(check["mean"] for check in checks))
-        rounded = {k: round(v, 2) for k, v in accuracy.items()}
-        log(f"bootstrap check {len(checks)} at step {step}: mean dev accuracy {mean:.3f} {rounded}")
-        at_chance = sorted(c for c, floor in floors.items() if accuracy.get(c, 0.0) < floor)
-        if mean >= settings.min_mean_accuracy and at_chance:
-            log(f"bootstrap: the mean is in the band but {at_chance} are within noise of chance: training goes on")
-        return settings.stops(mean, at_chance)
-
+    stop = DevBandStop(settings, dev, dev_images, batch_size, max_new_tokens, log)
     corpus = [e.prompt_text for e in examples] + [e.answer for e in examples]
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         init_dir = build_tiny_vlm(Path(tmp) / "init", corpus, seed=settings.seed)
-        result = sft_train(init_dir, out_dir, examples, settings, stop_when=good_enough, log=log)
-    last = {k: v for k, v in checks[-1].items() if k not in ("check", "step", "mean")} if checks else {}
+        result = sft_train(init_dir, out_dir, examples, settings, stop_when=stop, log=log)
+    last = {k: v for k, v in stop.checks[-1].items() if k not in ("check", "step", "mean")} if stop.checks else {}
     loss = result.final.get("loss", float("nan"))
-    return BootstrapReport(result.steps, time.monotonic() - start, loss, last, checks, sft_rows, dev)
+    return BootstrapReport(result.steps, time.monotonic() - start, loss, last, stop.checks, sft_rows, dev)
+
+
+class DevBandStop:
+    """SFT's early stop: greedy dev checks on the band's schedule (`BootstrapSettings.next_check`), each recorded in
+    `checks`; training ends at the first whose mean reaches the band with no category below its chance floor."""
+
+    def __init__(
+        self,
+        settings: BootstrapSettings,
+        dev: pl.DataFrame,
+        dev_images: Sequence[tuple[Image.Image, ...]],
+        batch_size: int,
+        max_new_tokens: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.settings, self.dev, self.dev_images, self.log = settings, dev, dev_images, log
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.floors = chance_floors(dev)  # per category: the dev accuracy below which it is at chance
+        self.checks: list[dict[str, float]] = []
+        self.due = settings.next_check(0, None)  # the step of the next dev check
+
+    def __call__(self, model, processor, step: int) -> bool:
+        settings = self.settings
+        if step < self.due and step < settings.max_steps:
+            return False
+        with HFEngine.from_loaded(model, processor, batch_size=self.batch_size) as engine:  # drops only its reference
+            verdicts = greedy_verdicts(engine, self.dev, self.dev_images, self.max_new_tokens)
+        accuracy = dict(verdicts.group_by("category", maintain_order=True).agg(pl.col("correct").mean()).iter_rows())
+        if not accuracy:
+            self.log("bootstrap: no dev items to check; training runs max_steps")
+            self.due = settings.max_steps
+            return False
+        mean = sum(accuracy.values()) / len(accuracy)
+        self.checks.append({"check": len(self.checks) + 1, "step": step, "mean": mean, **accuracy})
+        self.due = settings.next_check(step, max(check["mean"] for check in self.checks))
+        rounded = {k: round(v, 2) for k, v in accuracy.items()}
+        self.log(f"bootstrap check {len(self.checks)} at step {step}: mean dev accuracy {mean:.3f} {rounded}")
+        at_chance = sorted(c for c, floor in self.floors.items() if accuracy.get(c, 0.0) < floor)
+        if mean >= settings.min_mean_accuracy and at_chance:
+            self.log(f"bootstrap: the mean is in the band but {at_chance} are within noise of chance: training goes on")
+        return settings.stops(mean, at_chance)
 
 
 def dev_check_items(
