@@ -59,12 +59,19 @@ def test_several_pairs_per_prompt_only_while_the_margin_holds():
     assert make_pairs(filtered(), PROMPTS, min_margin=1.5, max_pairs_per_prompt=1, beta=0.1, judge_name="rule").pairs.is_empty()
 
 
-def test_balanced_mixture_follows_weights():
+def test_balanced_mixture_follows_weights_keeping_every_pair_and_repeating_the_scarce_ones_evenly():
     frame = lambda n, c: pl.DataFrame({"category": [c] * n, "pair_id": [f"{c}{i}" for i in range(n)]})  # noqa: E731
-    mixed = balanced_mixture({"x": frame(100, "x"), "y": frame(10, "y"), "z": frame(50, "z")}, {"x": 2, "y": 1, "z": 0}, 0)
-    assert dict(mixed.group_by("category").len().iter_rows()) == {"x": 20, "y": 10}
+    pairs = {"x": frame(100, "x"), "y": frame(12, "y"), "z": frame(50, "z")}
+    mixed = balanced_mixture(pairs, {"x": 2, "y": 1, "z": 0}, 0, max_repeat=8)
+    assert dict(mixed.group_by("category").len().iter_rows()) == {"x": 100, "y": 50}  # x's 50 per unit of weight
+    assert mixed.filter(pl.col("category") == "x")["pair_id"].n_unique() == 100  # none of the richest dropped
+    repeats = mixed.filter(pl.col("category") == "y").group_by("pair_id").len()["len"]
+    assert repeats.len() == 12 and set(repeats) == {4, 5}  # 50 = 4 whole copies of 12, then 2 more
+    # at most max_repeat copies: y's 12 pairs make 24 at most, and x is sampled down to twice that
+    capped = balanced_mixture(pairs, {"x": 2, "y": 1}, 0, max_repeat=2)
+    assert dict(capped.group_by("category").len().iter_rows()) == {"x": 48, "y": 24}
     with pytest.raises(ValueError, match="no pairs"):
-        balanced_mixture({"x": frame(0, "x")}, {"x": 1}, 0)
+        balanced_mixture({"x": frame(0, "x")}, {"x": 1}, 0, max_repeat=8)
 
 
 def scored_table(groups: dict[str, list[tuple[str, float]]]) -> pl.DataFrame:

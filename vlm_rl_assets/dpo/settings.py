@@ -86,6 +86,10 @@ class DPOSettings(LossSettings):
     epochs: int = Field(2, ge=1, description="passes over the pairs (grpo: the train prompts), unless max_steps is set")
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     seed: int = Field(0, description="seeds the data order")
+    mixture_max_repeat: float = Field(
+        8.0, ge=1, description="the policy's balanced mixture repeats a scarce category's pairs (or GRPO's prompts) up "
+        "to this many times to match the richest category; beyond it the richer ones are sampled down (dpo/mixture.py)"
+    )
     log_every: int = Field(5, ge=1, description="steps between log entries; the last step is always logged")
     lora: LoRASettings | None = Field(None, description="train LoRA adapters instead of every weight; null: full fine-tuning")
     freeze_vision_tower: bool = Field(
