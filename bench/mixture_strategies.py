@@ -31,7 +31,7 @@ def mixed(pairs: dict[str, pl.DataFrame], strategy: str, seed: int) -> pl.DataFr
     from vlm_rl_assets.dpo.settings import DPOSettings
 
     if strategy == "repeat":
-        return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, DPOSettings().mixture_max_repeat)
+        return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, DPOSettings().mixture.max_repeat)
     if strategy == "scarcest":
         n = min(df.height for df in pairs.values())
         return pl.concat(df.sample(n=n, seed=seed, shuffle=True) for df in pairs.values()).sample(fraction=1.0, seed=seed, shuffle=True)
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["scarcest", "repeat", "all"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", nargs="+", type=int, default=[], help="training.epochs to try (default: the run's)")
+    parser.add_argument("--lrs", nargs="+", type=float, default=[], help="training.learning_rate to try (default: the run's)")
     args = parser.parse_args()
     os.environ["VLM_RL_CONFIG"] = str(args.run / "pipeline.yaml")
 
@@ -82,15 +83,16 @@ def main() -> None:
     rows["own dpo_checkpoint"] = own
     pairs = {c: store.read_table("judged_pairs", c, schemas.JUDGED_PAIRS) for c in categories}
     print("pairs per category:", {c: df.height for c, df in pairs.items()}, flush=True)
-    runs = [(strategy, seed, epochs) for strategy in args.strategies for seed in args.seeds
-            for epochs in args.epochs or [config.training.epochs]]  # fmt: skip
-    for strategy, seed, epochs in runs:
-        settings = config.dpo_settings().model_copy(update={"epochs": epochs})
+    policy = config.dpo_settings()  # the mixture's run as the config sets it
+    runs = [(strategy, seed, epochs, lr) for strategy in args.strategies for seed in args.seeds
+            for epochs in args.epochs or [policy.epochs] for lr in args.lrs or [policy.learning_rate]]  # fmt: skip
+    for strategy, seed, epochs, lr in runs:
+        settings = policy.model_copy(update={"epochs": epochs, "learning_rate": lr})
         mixture = mixed(pairs, strategy, seed)
         loaded, images, _ = load_prompt_images(
             store, mixture, stage="bench", category="all", max_pixels=config.max_image_pixels
         )
-        key = f"{strategy}-seed{seed}-epochs{settings.epochs}"
+        key = f"{strategy}-seed{seed}-epochs{epochs}-lr{lr:g}"
         trained = train_pairs(
             store, loaded, images, base, "mixture_strategies", key, settings, model=config.model,
             engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path, log=print,

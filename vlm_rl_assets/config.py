@@ -208,8 +208,11 @@ class PipelineConfig(Settings):
         return self.categories[name]
 
     def dpo_settings(self, category: str | None = None) -> DPOSettings:
-        """`training`, with category's own `loss` when it has one (dpo_checkpoint[c]); the mixture uses training's."""
-        loss = self.category(category).loss if category is not None else None
+        """`training`, with category's own `loss` when it has one (dpo_checkpoint[c]); without a category, the
+        mixture's (policy_checkpoint): training's loss, with `training.mixture`'s epochs and learning rate."""
+        if category is None:
+            return self.training.model_copy(update=self.training.mixture.overrides())
+        loss = self.category(category).loss
         return self.training if loss is None else self.training.model_copy(update=loss.model_dump())
 
     def prompt_splits(self, category: str) -> tuple[dict[str, int], dict[str, float]]:

@@ -69,6 +69,17 @@ def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tm
         load_config(write(tmp_path, "training: {loss_type: [dpo]}\n" + text.split("\n", 1)[1]))
 
 
+def test_the_mixtures_own_epochs_and_learning_rate_train_only_the_policy(tmp_path):
+    text = (
+        "training: {epochs: 3, learning_rate: 2.0e-5, mixture: {epochs: 1, learning_rate: 1.0e-4}}\n"
+        "categories:\n  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n  d: {source: 'synthetic:color'}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    policy, own, shared = config.dpo_settings(), config.dpo_settings("c"), config.dpo_settings("d")
+    assert (policy.epochs, policy.learning_rate, policy.loss_type) == (1, 1.0e-4, config.training.loss_type)
+    assert {(s.epochs, s.learning_rate) for s in (own, shared)} == {(3, 2.0e-5)}  # dpo_checkpoint[c]: training's
+
+
 def test_training_scale_options(tmp_path):
     category = "categories:\n  c: {source: 'synthetic:color'}\n"
     default = load_config(write(tmp_path, category)).training

@@ -30,7 +30,7 @@ def grpo_checkpoint(
     tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
     train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
     weights = {c: config.category(c).mixture_weight for c in categories}
-    prompts = train[categories[0]] if len(categories) == 1 else balanced_mixture(train, weights, config.training.seed, config.training.mixture_max_repeat)
+    prompts = train[categories[0]] if len(categories) == 1 else balanced_mixture(train, weights, config.training.seed, config.training.mixture.max_repeat)
     loaded, images, refused = load_images(context, config, store, prompts, asset)
     judged = {c: config.category(c) for c in loaded["category"].unique(maintain_order=True)}  # weight 0: left out
     judge_settings = config.judges.model_dump(mode="json")  # keys a GRPO run's work folder: a change starts afresh

@@ -39,7 +39,7 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
         return grpo_checkpoint(context, pipeline, ASSET, key, list(config.categories), start)
     pairs = {c: store.read_table("judged_pairs", run.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
-    mixture = balanced_mixture(pairs, weights, config.training.seed, config.training.mixture_max_repeat)
+    mixture = balanced_mixture(pairs, weights, config.training.seed, config.training.mixture.max_repeat)
     loaded, images, refused = load_images(context, config, store, mixture, ASSET)
     # each pair trains with its own category's beta (its row's); the loss is training's for all (one loss per run)
     trained = train_pairs(

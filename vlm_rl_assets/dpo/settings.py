@@ -72,6 +72,22 @@ class GRPOSettings(Settings):
     epsilon: float = Field(0.2, gt=0, lt=1, description="the policy ratio is clipped to [1 - epsilon, 1 + epsilon]")
 
 
+class MixtureSettings(Settings):
+    """How the release candidate (`policy_checkpoint`) trains by DPO on every category's pairs at once: how they are
+    balanced (dpo/mixture.py) and the passes and learning rate of that run, where they differ from training's."""
+
+    max_repeat: float = Field(
+        8.0, ge=1, description="a scarce category's pairs (GRPO: prompts) repeat up to this many times to match the "
+        "richest category; beyond it the richer ones are sampled down"
+    )
+    epochs: int | None = Field(None, ge=1, description="passes over the balanced mixture; null: training.epochs")
+    learning_rate: float | None = Field(None, gt=0, description="null: training.learning_rate")
+
+    def overrides(self) -> dict[str, float]:
+        """What the mixture's run changes in training's settings."""
+        return {k: v for k, v in (("epochs", self.epochs), ("learning_rate", self.learning_rate)) if v is not None}
+
+
 class DPOSettings(LossSettings):
     """One training run. Beta is not here: each pair carries its category's own (the `beta` column of judged_pairs);
     GRPO's KL beta is `grpo.beta`."""
@@ -86,10 +102,7 @@ class DPOSettings(LossSettings):
     epochs: int = Field(2, ge=1, description="passes over the pairs (grpo: the train prompts), unless max_steps is set")
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     seed: int = Field(0, description="seeds the data order")
-    mixture_max_repeat: float = Field(
-        8.0, ge=1, description="the policy's balanced mixture repeats a scarce category's pairs (or GRPO's prompts) up "
-        "to this many times to match the richest category; beyond it the richer ones are sampled down (dpo/mixture.py)"
-    )
+    mixture: MixtureSettings = Field(MixtureSettings(), description="the release candidate's run on all categories")
     log_every: int = Field(5, ge=1, description="steps between log entries; the last step is always logged")
     lora: LoRASettings | None = Field(None, description="train LoRA adapters instead of every weight; null: full fine-tuning")
     freeze_vision_tower: bool = Field(
