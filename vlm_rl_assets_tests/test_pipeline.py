@@ -28,7 +28,9 @@ from vlm_rl_assets_tests.test_ui import REPO, browse, dagster_webserver, visible
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 CATEGORIES = ("color", "count")
-TOO_PRECISE = re.compile(r"\d\.\d{5,}")  # a number with more than 4 decimals: 0.6220000000000001
+# more than 4 decimals and more than 2 significant digits: 0.6220000000000001, not 0.00018 (readable.py keeps a value
+# below its last decimal to 2 significant digits)
+TOO_PRECISE = re.compile(r"\d\.(?=\d{5})0*[1-9]\d{2,}")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,7 @@ def test_metadata_shows_counts_reasons_and_training_health(pipeline_run):
 
 
 def too_precise(value: object) -> list[str]:
-    """The numbers in a metadata value with more than 4 decimals (inline PNGs left out)."""
+    """The numbers in a metadata value shown too precisely (TOO_PRECISE; inline PNGs left out)."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return TOO_PRECISE.findall(re.sub(r"data:image/png;base64,[^)]*", "", text))
 
