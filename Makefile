@@ -1,4 +1,4 @@
-# `make demo` runs the whole pipeline on the embedded default; `make test` runs the tests: the project's suite, then
+# `make demo` runs the whole pipeline on the embedded default; `make test` runs the linters, then the project's suite, then
 # the vLLM tests on vLLM's CPU build in a venv of their own (`make test-hf` and `make test-vllm` run one of them).
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-hf test-vllm dev install clean
+.PHONY: demo test test-hf test-vllm lint dev install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: test-hf test-vllm
+test: lint test-hf test-vllm
+
+# ruff's formatter and linter (settings in pyproject.toml); `ruff format .` fixes what the first line reports
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 test-hf: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not vllm"

@@ -48,17 +48,31 @@ def main() -> None:
     torch.set_num_threads(config.model.torch_threads)
     # a band no check can reach: every check runs, training runs all --steps
     settings = config.bootstrap.model_copy(
-        update={"seed": args.seed, "max_steps": args.steps, "eval_every": args.every, "eval_every_near": args.every,
-                "min_mean_accuracy": 1.0, "max_mean_accuracy": 1.0}
-    )  # fmt: skip
+        update={
+            "seed": args.seed,
+            "max_steps": args.steps,
+            "eval_every": args.every,
+            "eval_every_near": args.every,
+            "min_mean_accuracy": 1.0,
+            "max_mean_accuracy": 1.0,
+        }
+    )
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         report = bootstrap_embedded_model(
-            Path(out), settings, config.synthetic_categories(), config.engine.batch_size, config.eval.max_new_tokens,
+            Path(out),
+            settings,
+            config.synthetic_categories(),
+            config.engine.batch_size,
+            config.eval.max_new_tokens,
             lambda line: print(line, file=sys.stderr, flush=True),
-        )  # fmt: skip
+        )
     checks = [
-        {"step": c["step"], "mean": round(c["mean"], 3), **{k: round(v, 2) for k, v in c.items() if k not in ("step", "mean", "check")}}
+        {
+            "step": c["step"],
+            "mean": round(c["mean"], 3),
+            **{k: round(v, 2) for k, v in c.items() if k not in ("step", "mean", "check")},
+        }
         for c in report.checks
     ]
     print(

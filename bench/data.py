@@ -130,7 +130,9 @@ def scene_task(rng: np.random.Generator, n: int, p: np.ndarray) -> tuple[dict, p
     got = guesses(rng, truth, len(names), p)
     response = concat(prefixes(rng, got.size), pick(sentence, got))
     objects = pick(names, truth).to_list()
-    return prompt("Describe the image.", pick(sentence, truth), "open", pick(sentence, truth), objects=objects), response
+    return prompt(
+        "Describe the image.", pick(sentence, truth), "open", pick(sentence, truth), objects=objects
+    ), response
 
 
 TASKS = (count_task, choice_task, colour_task, describe_task, scene_task)
@@ -145,7 +147,9 @@ def generate(n_prompts: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         columns, response = task(rng, n, rng.random(n))
         ids = [hashlib.sha256(f"{task.__name__}/{i}".encode()).hexdigest()[:16] for i in range(n)]
         short = rng.random(response.len()) < 0.02
-        response = pl.Series(np.where(short, np.array(["", "Hmm."])[rng.integers(0, 2, short.size)], response.to_numpy()))
+        response = pl.Series(
+            np.where(short, np.array(["", "Hmm."])[rng.integers(0, 2, short.size)], response.to_numpy())
+        )
         objects = [[name] for name in columns.pop("objects", [])]
         choices = columns.pop("choices", [])
         prompt_parts.append(
@@ -159,7 +163,9 @@ def generate(n_prompts: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
             )
         )
         sample_idx = np.tile(np.arange(SAMPLES, dtype=np.int32), n)
-        rollout_parts.append(pl.DataFrame({"prompt_id": np.repeat(ids, SAMPLES), "sample_idx": sample_idx, "response": response}))
+        rollout_parts.append(
+            pl.DataFrame({"prompt_id": np.repeat(ids, SAMPLES), "sample_idx": sample_idx, "response": response})
+        )
     prompts = pl.concat(prompt_parts, how="diagonal")
     rollouts = pl.concat(rollout_parts).with_columns(
         n_tokens=pl.col("response").str.len_chars().cast(pl.Int32) // 4 + 1,
@@ -212,9 +218,13 @@ def measure(stage: str, folder: Path) -> dict:
 
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
+    )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"nproc {os.cpu_count()}, {cpu}, polars {pl.__version__} ({pl.thread_pool_size()} threads), load average {load}"
+    return (
+        f"nproc {os.cpu_count()}, {cpu}, polars {pl.__version__} ({pl.thread_pool_size()} threads), load average {load}"
+    )
 
 
 def report(args: argparse.Namespace, runs: dict[str, list[dict]], generate_s: float) -> str:
@@ -236,12 +246,24 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], generate_s: fl
     for stage, values in runs.items():
         if not values:
             continue
-        med = {key: statistics.median(v.get(key, 0.0) for v in values) for key in ("total_s", "filter_s", "pair_s", "score_s")}
+        med = {
+            key: statistics.median(v.get(key, 0.0) for v in values)
+            for key in ("total_s", "filter_s", "pair_s", "score_s")
+        }
         every = ", ".join(f"{v['total_s']:.2f}" for v in values)
         name = "filter+pair (scores precomputed)" if stage == "filter_pair" else "score+filter+pair (rule judge)"
         score = f"{med['score_s']:.1f}" if stage == "score" else "–"
         peak = max(v["peak_rss_gib"] for v in values)
-        cells = [name, len(values), f"{med['total_s']:.2f}", f"{med['filter_s']:.2f}", f"{med['pair_s']:.2f}", score, f"{peak:.2f}", every]
+        cells = [
+            name,
+            len(values),
+            f"{med['total_s']:.2f}",
+            f"{med['filter_s']:.2f}",
+            f"{med['pair_s']:.2f}",
+            score,
+            f"{peak:.2f}",
+            every,
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
@@ -250,7 +272,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=125_000)
     parser.add_argument("--reps", type=int, default=3, help="filter+pair repetitions (scores from the first score run)")
-    parser.add_argument("--score-reps", type=int, default=3, help="score+filter+pair repetitions; 0 scores once, untimed")
+    parser.add_argument(
+        "--score-reps", type=int, default=3, help="score+filter+pair repetitions; 0 scores once, untimed"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", nargs="?", const="bench/RESULTS.md", help="append the results to this file")
     parser.add_argument("--stage", choices=["score", "filter_pair"], help=argparse.SUPPRESS)  # a measured subprocess

@@ -48,12 +48,14 @@ def run(folder: Path) -> dict:
 
 
 def report(metadata: dict) -> str:
-    base, prompts, pairs, bench = (metadata[a] for a in ("base_model", "prompt_mixture", "judged_pairs", "benchmark_scores"))
+    base, prompts, pairs, bench = (
+        metadata[a] for a in ("base_model", "prompt_mixture", "judged_pairs", "benchmark_scores")
+    )
     ci = lambda pair: f"[{pair[0]:.3f}, {pair[1]:.3f}]"  # noqa: E731
     return "\n".join(
         [
             f"bootstrap: {base['sft_steps']} steps in {base['sft_seconds']} s; SFT rows {base['sft_rows']}",
-            f"  dev accuracy {({c: round(a, 3) for c, a in base['dev_accuracy'].items()})}",
+            f"  dev accuracy { ({c: round(a, 3) for c, a in base['dev_accuracy'].items()}) }",
             f"digits splits: train {prompts['train_prompts']}, dev {prompts['dev_prompts']}, bench {prompts['bench_prompts']}, "
             f"bootstrap (left out) {prompts['bootstrap_rows_left_out']}; pairs {pairs['pairs']}",
             f"digits bench (n={bench['n']}, chance {CHANCE}): base {bench['base_accuracy']:.3f} {ci(bench['base_accuracy_ci'])}, "

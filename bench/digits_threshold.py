@@ -42,17 +42,23 @@ def config_for(folder: Path, digits: Path, rows: int, steps: int, every: int, be
     synthetic = default["categories"] if beside == "default" else {"color": default["categories"]["color"]}
     bootstrap = default["bootstrap"] | {
         "examples_override": {**default["bootstrap"]["examples_override"], "digits": rows},
-        "max_steps": steps, "eval_every": every, "min_mean_accuracy": 1.0, "max_mean_accuracy": 1.0,
-    }  # fmt: skip
+        "max_steps": steps,
+        "eval_every": every,
+        "min_mean_accuracy": 1.0,
+        "max_mean_accuracy": 1.0,
+    }
     if "eval_every_near" in BootstrapSettings.model_fields:  # checks at one cadence, however near a stop band
         bootstrap["eval_every_near"] = every
     config = {
-        "model": default["model"], "engine": default["engine"], "eval": default["eval"], "bootstrap": bootstrap,
+        "model": default["model"],
+        "engine": default["engine"],
+        "eval": default["eval"],
+        "bootstrap": bootstrap,
         "categories": {
             **synthetic,
             "digits": {"source": str(digits), "template": "plain", "bootstrap_fraction": 0.69},
         },
-    }  # fmt: skip
+    }
     path = folder / f"pipeline_{beside}_{rows}.yaml"
     path.write_text(yaml.safe_dump(config))
     return load_config(path)
@@ -74,9 +80,14 @@ def run(folder: Path, digits: Path, rows: int, steps: int, every: int, beside: s
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         report = bootstrap_embedded_model(
-            Path(out), config.bootstrap, config.synthetic_categories(), config.engine.batch_size,
-            config.eval.max_new_tokens, log, dataset,
-        )  # fmt: skip
+            Path(out),
+            config.bootstrap,
+            config.synthetic_categories(),
+            config.engine.batch_size,
+            config.eval.max_new_tokens,
+            log,
+            dataset,
+        )
     checks = [
         {"step": c.get("step", every * int(c["check"])), **{k: round(c[k], 3) for k in config.categories if k in c}}
         for c in report.checks
@@ -112,7 +123,9 @@ def main() -> None:
         for rows in [int(r) for r in args.rows.split(",")]:
             results.append(run(Path(tmp), digits, rows, args.steps, args.every, args.beside))
             print(json.dumps(results[-1]), flush=True)
-    print("| beside | bootstrap rows (share) | chance | goal | digits dev accuracy per check | best | at goal from | s |")
+    print(
+        "| beside | bootstrap rows (share) | chance | goal | digits dev accuracy per check | best | at goal from | s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         trajectory = ", ".join(f"{c['step']}: {c['digits']:.2f}" for c in r["checks"])

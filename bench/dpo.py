@@ -44,7 +44,9 @@ def bench_pairs(n: int) -> list[PreferencePair]:
     config = load_config()
     share, extra = divmod(n, len(config.categories))
     sizes = {c: share + (i < extra) for i, c in enumerate(config.categories)}
-    table, images, references = synthetic_split(config.synthetic_categories(), "dpo-bench", sizes, config.bootstrap.seed)
+    table, images, references = synthetic_split(
+        config.synthetic_categories(), "dpo-bench", sizes, config.bootstrap.seed
+    )
     texts = list(table["prompt_text"])
     return [
         PreferencePair(texts[i], imgs, references[i], references[(i + 1) % n] + " " + references[i], beta=0.1)
@@ -111,15 +113,32 @@ def worker(args: argparse.Namespace) -> None:
     seconds = clock.ends[-1] - clock.ends[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     samples_per_s = (len(clock.ends) - 1) * args.batch_size / seconds
-    print(json.dumps({"samples_per_s": samples_per_s, "peak_rss_mib": peak, "setup_s": clock.first_begin - clock.created}))
+    print(
+        json.dumps({"samples_per_s": samples_per_s, "peak_rss_mib": peak, "setup_s": clock.first_begin - clock.created})
+    )
 
 
 def run_worker(name: str, args: argparse.Namespace, model_dir: Path, scratch: Path, refs: Path) -> dict[str, float]:
     command = [
-        sys.executable, __file__, "--worker", name, "--model", str(model_dir), "--scratch", str(scratch),
-        "--refs", str(refs), "--pairs", str(args.pairs), "--steps", str(args.steps),
-        "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--model",
+        str(model_dir),
+        "--scratch",
+        str(scratch),
+        "--refs",
+        str(refs),
+        "--pairs",
+        str(args.pairs),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{name} run failed:\n{done.stderr[-3000:]}")

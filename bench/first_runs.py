@@ -63,16 +63,24 @@ def first_run(folder: Path, kernels: str, seed: int) -> dict:
     (folder / "dagster_home").mkdir()
     (folder / "dagster_home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     env = {
-        **os.environ, "VLM_RL_CONFIG": str(path), "DAGSTER_HOME": str(folder / "dagster_home"),
-        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(AVX2 if kernels == "avx2" else {}),
-    }  # fmt: skip
+        **os.environ,
+        "VLM_RL_CONFIG": str(path),
+        "DAGSTER_HOME": str(folder / "dagster_home"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **(AVX2 if kernels == "avx2" else {}),
+    }
     start = time.monotonic()
-    demo = subprocess.run([sys.executable, "-m", "vlm_rl_assets.demo"], cwd=REPO, env=env, capture_output=True, text=True)
+    demo = subprocess.run(
+        [sys.executable, "-m", "vlm_rl_assets.demo"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     seconds = time.monotonic() - start
     (folder / "demo.log").write_text(demo.stdout + demo.stderr)
     if demo.returncode:
         raise SystemExit(f"the demo failed ({kernels}, seed {seed}):\n{demo.stderr[-3000:]}")
-    summary = subprocess.run([sys.executable, "-c", SUMMARY], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    summary = subprocess.run(
+        [sys.executable, "-c", SUMMARY], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
     return {"seed": seed, "seconds": seconds, **json.loads(summary.stdout.strip().splitlines()[-1])}
 
 
@@ -94,8 +102,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path(tempfile.gettempdir()) / "first_runs")
     args = parser.parse_args()
     cpu = cpu_model()
-    print("| host CPU | kernels | bootstrap seed | SFT steps | base dev mean | base bench | policy bench | policy - base "
-          "(points, 95% CI) | worst category | pipeline wall time |")  # fmt: skip
+    print(
+        "| host CPU | kernels | bootstrap seed | SFT steps | base dev mean | base bench | policy bench | policy - base "
+        "(points, 95% CI) | worst category | pipeline wall time |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for kernels in args.kernels.split(","):
         for seed in map(int, args.seeds.split(",")):

@@ -166,7 +166,11 @@ def main() -> None:
             with HFEngine(Path(tmp) / "model", device=args.device, batch_size=batch_size) as engine:
                 load_seconds = round(time.perf_counter() - t0, 1)
                 engine.generate(reqs[:2], SamplingParams(n=2, max_new_tokens=4))  # warm-up: kernels, allocator
-                run = {"batch_size": batch_size, "load_seconds": load_seconds, **measure(engine, reqs, params, args.device)}
+                run = {
+                    "batch_size": batch_size,
+                    "load_seconds": load_seconds,
+                    **measure(engine, reqs, params, args.device),
+                }
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
             write()

@@ -34,7 +34,9 @@ def mixed(pairs: dict[str, pl.DataFrame], strategy: str, seed: int) -> pl.DataFr
         return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, DPOSettings().mixture.max_repeat)
     if strategy == "scarcest":
         n = min(df.height for df in pairs.values())
-        return pl.concat(df.sample(n=n, seed=seed, shuffle=True) for df in pairs.values()).sample(fraction=1.0, seed=seed, shuffle=True)
+        return pl.concat(df.sample(n=n, seed=seed, shuffle=True) for df in pairs.values()).sample(
+            fraction=1.0, seed=seed, shuffle=True
+        )
     if strategy == "all":
         return pl.concat(pairs.values()).sample(fraction=1.0, seed=seed, shuffle=True)
     raise ValueError(f"unknown strategy {strategy!r}")
@@ -46,7 +48,9 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["scarcest", "repeat", "all"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", nargs="+", type=int, default=[], help="training.epochs to try (default: the run's)")
-    parser.add_argument("--lrs", nargs="+", type=float, default=[], help="training.learning_rate to try (default: the run's)")
+    parser.add_argument(
+        "--lrs", nargs="+", type=float, default=[], help="training.learning_rate to try (default: the run's)"
+    )
     args = parser.parse_args()
     os.environ["VLM_RL_CONFIG"] = str(args.run / "pipeline.yaml")
 
@@ -63,7 +67,11 @@ def main() -> None:
     categories = list(config.categories)
     base = pipeline.base_model_dir()
     dev, dev_images, _ = load_prompt_images(
-        store, bench_prompts(store, categories, "dev"), stage="bench", category="all", max_pixels=config.max_image_pixels
+        store,
+        bench_prompts(store, categories, "dev"),
+        stage="bench",
+        category="all",
+        max_pixels=config.max_image_pixels,
     )
     judging = bench_judging(config)
 
@@ -71,8 +79,9 @@ def main() -> None:
         keep = [i for i, c in enumerate(dev["category"]) if only in (None, c)]
         prompts = dev[keep]
         with open_engine(config.engine, config.model, model_dir) as engine:
-            verdicts = greedy_verdicts(engine, prompts, [dev_images[i] for i in keep], config.engine.max_new_tokens,
-                                       judging=judging)  # fmt: skip
+            verdicts = greedy_verdicts(
+                engine, prompts, [dev_images[i] for i in keep], config.engine.max_new_tokens, judging=judging
+            )
         means = verdicts.group_by("category").agg(pl.col("correct").mean())
         return dict(means.iter_rows())
 
@@ -84,8 +93,13 @@ def main() -> None:
     pairs = {c: store.read_table("judged_pairs", c, schemas.JUDGED_PAIRS) for c in categories}
     print("pairs per category:", {c: df.height for c, df in pairs.items()}, flush=True)
     policy = config.dpo_settings()  # the mixture's run as the config sets it
-    runs = [(strategy, seed, epochs, lr) for strategy in args.strategies for seed in args.seeds
-            for epochs in args.epochs or [policy.epochs] for lr in args.lrs or [policy.learning_rate]]  # fmt: skip
+    runs = [
+        (strategy, seed, epochs, lr)
+        for strategy in args.strategies
+        for seed in args.seeds
+        for epochs in args.epochs or [policy.epochs]
+        for lr in args.lrs or [policy.learning_rate]
+    ]
     for strategy, seed, epochs, lr in runs:
         settings = policy.model_copy(update={"epochs": epochs, "learning_rate": lr})
         mixture = mixed(pairs, strategy, seed)
@@ -94,11 +108,27 @@ def main() -> None:
         )
         key = f"{strategy}-seed{seed}-epochs{epochs}-lr{lr:g}"
         trained = train_pairs(
-            store, loaded, images, base, "mixture_strategies", key, settings, model=config.model,
-            engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path, log=print,
-        )  # fmt: skip
-        print(key, "steps", trained.result.history[-1].get("step"), "train_runtime",
-              trained.result.history[-1].get("train_runtime"), flush=True)  # fmt: skip
+            store,
+            loaded,
+            images,
+            base,
+            "mixture_strategies",
+            key,
+            settings,
+            model=config.model,
+            engine=config.engine,
+            health=config.training_health,
+            cache_dir=config.storage.cache_path,
+            log=print,
+        )
+        print(
+            key,
+            "steps",
+            trained.result.history[-1].get("step"),
+            "train_runtime",
+            trained.result.history[-1].get("train_runtime"),
+            flush=True,
+        )
         rows[f"{key} ({mixture.height} pairs)"] = dev_accuracy(store.local_checkpoint("mixture_strategies", key))
     print(f"\ndev greedy accuracy, {args.run.name}\n")
     print("| model | " + " | ".join(categories) + " | mean | vs base |")

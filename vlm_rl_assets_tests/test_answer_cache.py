@@ -50,7 +50,9 @@ BASE = BenchModel("base", Path("base"), "base-id")
 def answer(store, prompts=PROMPTS, settings=SETTINGS, model=BASE):
     asked: list[list[str]] = []
     images = IMAGES[: prompts.height]
-    got = models_answers(store, [model], prompts, images, lambda _: CountingEngine(asked), "hf", settings, 0, lambda s: None)
+    got = models_answers(
+        store, [model], prompts, images, lambda _: CountingEngine(asked), "hf", settings, 0, lambda s: None
+    )
     return got[model.name], asked
 
 
@@ -63,7 +65,10 @@ def test_a_second_benchmark_of_the_same_checkpoint_generates_nothing_and_scores_
     assert_frame_equal(again.sort("prompt_id"), first.sort("prompt_id"))
     scores = [bench_scores(PROMPTS, {"base": a}, SETTINGS, BenchJudging(), seed=0)[0] for a in (first, again)]
     assert_frame_equal(*scores)
-    assert scores[0].filter(pl.col("metric") == "accuracy")["value"].to_list() == [0.5, 1.0]  # "Answer: 1" is right for c1, s1
+    assert scores[0].filter(pl.col("metric") == "accuracy")["value"].to_list() == [
+        0.5,
+        1.0,
+    ]  # "Answer: 1" is right for c1, s1
 
 
 def test_only_the_categories_without_kept_answers_are_asked(tmp_path):
@@ -90,9 +95,13 @@ def test_another_checkpoint_setting_or_prompt_text_asks_again(tmp_path):
 
 def test_answers_are_judged_against_their_own_prompts_in_any_row_order():
     answers = pl.DataFrame(
-        {"category": ["count"] * 2, "prompt_id": ["c1", "c2"], "response": ["Answer: 1", "Answer: 1"],
-         "samples": [["Answer: 1", "Answer: 1"], ["Answer: 3", "Answer: 1"]]},
-    )  # fmt: skip
+        {
+            "category": ["count"] * 2,
+            "prompt_id": ["c1", "c2"],
+            "response": ["Answer: 1", "Answer: 1"],
+            "samples": [["Answer: 1", "Answer: 1"], ["Answer: 3", "Answer: 1"]],
+        },
+    )
     prompts = PROMPTS.filter(pl.col("category") == "count")
     verdicts = [
         bench_scores(prompts, {"base": frame}, SETTINGS, BenchJudging(), seed=0)[1].select("prompt_id", "correct")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
@@ -25,10 +25,12 @@ CATEGORIES = category_partitions.get_partition_keys()
 
 
 def test_nightly_schedule_requests_one_run_per_category():
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 26, 2, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 26, 2, tzinfo=UTC))
     requests = nightly_categories(context)
     assert [r.partition_key for r in requests] == CATEGORIES
-    assert len({r.run_key for r in requests}) == len(CATEGORIES) and all(r.run_key.startswith("2026-11-26/") for r in requests)
+    assert len({r.run_key for r in requests}) == len(CATEGORIES) and all(
+        r.run_key.startswith("2026-11-26/") for r in requests
+    )
     assert nightly_categories.job_name == "category_pipeline" and nightly_categories in defs.schedules
 
 
@@ -118,4 +120,12 @@ def test_transient_errors_are_retried_and_others_fail_at_once(monkeypatch):
 
 def test_gpu_bound_assets_share_the_gpu_pool():
     pooled = {a.key.to_user_string() for a in ASSETS if a.op.pool == GPU_POOL}
-    assert pooled == {"base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report", "external_benchmarks"}
+    assert pooled == {
+        "base_model",
+        "rollouts",
+        "dpo_checkpoint",
+        "benchmark_scores",
+        "policy_checkpoint",
+        "release_report",
+        "external_benchmarks",
+    }

@@ -54,7 +54,9 @@ def test_scoring_distinct_inputs_once_gives_the_per_row_verdicts(judge):
 
     vocabulary, answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
     rows = rollouts.join(prompts, on="prompt_id").iter_rows(named=True)
-    items = [judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary, answers) for row in rows]
+    items = [
+        judge_item(row, f"{row['prompt_id']}/{row['sample_idx']}", row["response"], vocabulary, answers) for row in rows
+    ]
     outcomes = judge.judge(items).outcomes
     verdicts = [o for o in outcomes if isinstance(o, Verdict)]
     expected = rollouts.filter(pl.Series([isinstance(o, Verdict) for o in outcomes])).with_columns(

@@ -13,7 +13,9 @@ from vlm_rl_assets_tests.helpers import prompt_table
 
 def test_a_share_of_chain_of_thought_items_is_asked_plainly_with_the_short_answer():
     config = load_config()
-    table, _, references = synthetic_split(config.synthetic_categories(), "sft", {"count": 400, "color": 50}, 0, short_answer_share=0.25)
+    table, _, references = synthetic_split(
+        config.synthetic_categories(), "sft", {"count": 400, "color": 50}, 0, short_answer_share=0.25
+    )
     count = table.with_row_index().filter(table["category"] == "count")
     plain = [i for i, text in zip(count["index"], count["prompt_text"]) if COT_INSTRUCTIONS["number"] not in text]
     assert 60 <= len(plain) <= 140  # ~25% of 400
@@ -22,7 +24,9 @@ def test_a_share_of_chain_of_thought_items_is_asked_plainly_with_the_short_answe
     assert all(references[i].endswith(f"Answer: {table['answer'][i]}") for i in cot)
     colour = table.filter(table["category"] == "color")
     assert colour["prompt_text"].to_list() == ["What colour is the shape?"] * 50  # plain categories unchanged
-    again, _, _ = synthetic_split(config.synthetic_categories(), "sft", {"count": 400, "color": 50}, 0, short_answer_share=0.25)
+    again, _, _ = synthetic_split(
+        config.synthetic_categories(), "sft", {"count": 400, "color": 50}, 0, short_answer_share=0.25
+    )
     assert again.equals(table)  # deterministic
     none, _, _ = synthetic_split(config.synthetic_categories(), "sft", {"count": 400}, 0, short_answer_share=0.0)
     assert none["prompt_text"].str.contains("Think step by step").all()
@@ -33,10 +37,18 @@ def test_a_dataset_category_is_learned_from_its_bootstrap_rows_and_checked_on_it
     items in the early-stop check, and a dataset category without bootstrap rows stays out of it."""
     from PIL import Image
 
-    rows = [("digits", "bootstrap", "3"), ("digits", "dev", "1"), ("digits", "dev", "2"), ("digits", "dev", "4"),
-            ("shapes", "dev", "5"), ("digits", "bootstrap", "7")]  # fmt: skip
+    rows = [
+        ("digits", "bootstrap", "3"),
+        ("digits", "dev", "1"),
+        ("digits", "dev", "2"),
+        ("digits", "dev", "4"),
+        ("shapes", "dev", "5"),
+        ("digits", "bootstrap", "7"),
+    ]
     prompts = prompt_table({f"p{i}": ("number", answer) for i, (_, _, answer) in enumerate(rows)})
-    prompts = prompts.with_columns(category=pl.Series([c for c, _, _ in rows]), split=pl.Series([s for _, s, _ in rows]))
+    prompts = prompts.with_columns(
+        category=pl.Series([c for c, _, _ in rows]), split=pl.Series([s for _, s, _ in rows])
+    )
     images = [(Image.new("RGB", (56, 56), (i, 0, 0)),) for i in range(len(rows))]
     dataset = DatasetRows(prompts, images)
     learned, learned_images = dataset.split("bootstrap")
@@ -44,10 +56,14 @@ def test_a_dataset_category_is_learned_from_its_bootstrap_rows_and_checked_on_it
     config = load_config()
     settings = config.bootstrap.model_copy(update={"dev_per_category": 2})
     logged = []
-    dev, dev_images = dev_check_items({"color": config.synthetic_categories()["color"]}, dataset, {"color", "digits"}, settings, logged.append)
+    dev, dev_images = dev_check_items(
+        {"color": config.synthetic_categories()["color"]}, dataset, {"color", "digits"}, settings, logged.append
+    )
     assert dev["category"].to_list() == ["color", "color", "digits", "digits"]
     assert dev["prompt_id"].to_list()[2:] == ["p1", "p2"] and dev_images[2:] == [images[1], images[2]]
-    assert logged == ["bootstrap: dataset categories ['shapes'] have no bootstrap rows; the base is not trained on them"]
+    assert logged == [
+        "bootstrap: dataset categories ['shapes'] have no bootstrap rows; the base is not trained on them"
+    ]
 
 
 def test_the_dev_checks_tighten_near_the_band_and_stop_inside_it():

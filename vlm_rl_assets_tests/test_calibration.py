@@ -33,12 +33,16 @@ PROMPTS = prompt_table({"a": ("number", "2"), "b": ("number", "1")})
 
 
 def labels(rows: list[tuple[str, str, bool]]) -> pl.DataFrame:
-    frame = pl.DataFrame(rows, schema={"prompt_id": pl.String, "response": pl.String, "label": pl.Boolean}, orient="row")
+    frame = pl.DataFrame(
+        rows, schema={"prompt_id": pl.String, "response": pl.String, "label": pl.Boolean}, orient="row"
+    )
     return frame.with_columns(sample_idx=pl.lit(None, dtype=pl.Int32))
 
 
 def test_agreement_counts_f1_and_agreement():
-    sample = labels([("a", "Answer: 2", True), ("a", "Answer: 3", True), ("b", "Answer: 1", False), ("b", "Answer: 5", False)])
+    sample = labels(
+        [("a", "Answer: 2", True), ("a", "Answer: 3", True), ("b", "Answer: 1", False), ("b", "Answer: 5", False)]
+    )
     result = calibrate(sample, PROMPTS, RuleJudge())
     assert result.agreement == Agreement(true_pos=1, false_pos=1, false_neg=1, true_neg=1, failed=0)
     assert (result.agreement.f1, result.agreement.agreement, result.agreement.n) == (0.5, 0.5, 4)
@@ -68,7 +72,9 @@ def test_a_judge_failing_on_most_labels_fails_calibration():
 
 def test_labels_by_sample_idx_take_the_rollouts_response(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_text('{"prompt_id": "a", "sample_idx": 1, "label": 1}\n{"prompt_id": "a", "sample_idx": 0, "label": 0}\n')
+    path.write_text(
+        '{"prompt_id": "a", "sample_idx": 1, "label": 1}\n{"prompt_id": "a", "sample_idx": 0, "label": 0}\n'
+    )
     rollouts = rollout_table({"a": ["Answer: 3", "Answer: 2"]})
     filled = with_responses(read_labels(path), rollouts)
     assert filled.select("response", "label").rows() == [("Answer: 2", True), ("Answer: 3", False)]
@@ -83,7 +89,10 @@ def test_labels_by_sample_idx_take_the_rollouts_response(tmp_path):
         ('{"prompt_id": "a", "response": "x"}\n', "needs prompt_id, label"),
         ('{"prompt_id": "a", "label": true}\n', "response or sample_idx"),
         ('{"prompt_id": "a", "response": "x", "label": 2}\n', "true/false or 1/0"),
-        ('{"prompt_id": "a", "response": "x", "label": true}\n{"prompt_id": "a", "response": "y", "label": null}\n', "every label"),
+        (
+            '{"prompt_id": "a", "response": "x", "label": true}\n{"prompt_id": "a", "response": "y", "label": null}\n',
+            "every label",
+        ),
     ],
 )
 def test_bad_label_files_say_what_they_need(tmp_path, text, message):
@@ -152,9 +161,13 @@ def run_count_category(tmp_path: Path, label_rows: list[dict] | str | None) -> d
     store = LocalStore(tmp_path / "store")
     store.write_table("prompt_mixture", "count", PROMPTS, schemas.PROMPTS)
     store.write_table("rollouts", "count", rollout_table(GROUPS), schemas.ROLLOUTS)
-    resources = {"pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(tmp_path / "store"))}
+    resources = {
+        "pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(tmp_path / "store"))
+    }
     selection = ["filtered_rollouts", "judged_pairs"]
-    return dg.materialize(ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False)
+    return dg.materialize(
+        ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False
+    )
 
 
 def outcome(result: dg.ExecuteInProcessResult) -> tuple[dg.AssetCheckEvaluation, set[str]]:
@@ -182,7 +195,10 @@ def test_a_judge_that_disagrees_with_the_labels_blocks_judged_pairs(tmp_path):
     check, materialized = outcome(result)
     assert not result.success and not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert materialized == {"filtered_rollouts"}  # judged_pairs never ran
-    assert "F1 0.000 on 4 labelled responses" in check.description and "judged_pairs[count] does not run" in check.description
+    assert (
+        "F1 0.000 on 4 labelled responses" in check.description
+        and "judged_pairs[count] does not run" in check.description
+    )
     assert check.metadata["f1"].value == 0.0 and check.metadata["false_neg"].value == 2
     assert not LocalStore(tmp_path / "store").has_table("judged_pairs", "count")
 

@@ -64,28 +64,46 @@ def test_verdicts_name_a_category_at_chance_and_what_to_do():
     digits = items([str(i % 10) for i in range(30)], "number", category="digits")  # chance 0.1, margin 0.08
     color = items(["red"] * 10 + [f"c{i}" for i in range(20)], "text", category="color")  # chance 0.33, margin 0.13
     verdicts = chance.chance_verdicts(
-        pl.concat([digits, color]), {"digits": 0.15, "color": 0.6}, ["digits", "color", "scans"], "embedded",
-        {"digits": 120, "color": 120}, {"color"}, 300,
-    )  # fmt: skip
+        pl.concat([digits, color]),
+        {"digits": 0.15, "color": 0.6},
+        ["digits", "color", "scans"],
+        "embedded",
+        {"digits": 120, "color": 120},
+        {"color"},
+        300,
+    )
     by = {row["category"]: row for row in verdicts.iter_rows(named=True)}
     assert {c: row["verdict"] for c, row in by.items()} == {
-        "digits": chance.AT_CHANCE, "color": chance.ABOVE_CHANCE, "scans": chance.UNCHECKED,
-    }  # fmt: skip
+        "digits": chance.AT_CHANCE,
+        "color": chance.ABOVE_CHANCE,
+        "scans": chance.UNCHECKED,
+    }
     assert by["digits"]["n"] == 30 and by["digits"]["chance"] == pytest.approx(0.1)
     message = by["digits"]["message"]
-    assert message.startswith("category 'digits' is at chance on the base model: dev accuracy 0.15 on 30 items vs. chance 0.10")
-    for advice in ("more bootstrap rows and steps (it had 120 of 240 SFT rows (50%) for 300 steps;",
-                   "categories.digits.bootstrap_fraction", "bootstrap.max_steps", "56x56", "model.path",
-                   "categories.digits.allow_chance_base: true"):  # fmt: skip
+    assert message.startswith(
+        "category 'digits' is at chance on the base model: dev accuracy 0.15 on 30 items vs. chance 0.10"
+    )
+    for advice in (
+        "more bootstrap rows and steps (it had 120 of 240 SFT rows (50%) for 300 steps;",
+        "categories.digits.bootstrap_fraction",
+        "bootstrap.max_steps",
+        "56x56",
+        "model.path",
+        "categories.digits.allow_chance_base: true",
+    ):
         assert advice in message
     assert by["color"]["message"] is None
     # just above the margin is above chance
-    above = chance.chance_verdicts(digits, {"digits": 0.1 + chance.noise_margin(0.1, 30)}, ["digits"], "embedded", {}, ())
+    above = chance.chance_verdicts(
+        digits, {"digits": 0.1 + chance.noise_margin(0.1, 30)}, ["digits"], "embedded", {}, ()
+    )
     assert above["verdict"].to_list() == [chance.ABOVE_CHANCE]
 
 
 def test_a_synthetic_category_at_chance_is_told_to_train_longer_or_on_more_examples():
-    verdicts = chance.chance_verdicts(items(["red", "blue"] * 20, "text"), {"c": 0.5}, ["c"], "embedded", {"c": 120}, {"c"})
+    verdicts = chance.chance_verdicts(
+        items(["red", "blue"] * 20, "text"), {"c": 0.5}, ["c"], "embedded", {"c": 120}, {"c"}
+    )
     assert "bootstrap.examples_override.c" in verdicts["message"][0] and "bootstrap.max_steps" in verdicts["message"][0]
 
 
@@ -93,7 +111,9 @@ def test_refusal_reads_the_stored_verdict_for_this_model_only(tmp_path):
     store = LocalStore(tmp_path)
     assert chance.refusal(store, "digits", "embedded", "rollouts") is None  # base_model not run yet
     digits = items([str(i % 10) for i in range(30)], "number", category="digits")
-    chance.write_verdicts(store, chance.chance_verdicts(digits, {"digits": 0.1}, ["digits"], "embedded", {"digits": 9}, ()))
+    chance.write_verdicts(
+        store, chance.chance_verdicts(digits, {"digits": 0.1}, ["digits"], "embedded", {"digits": 9}, ())
+    )
     why = chance.refusal(store, "digits", "embedded", "rollouts")
     assert why.startswith("rollouts[digits] refused: category 'digits' is at chance")
     assert chance.refusal(store, "color", "embedded", "rollouts") is None

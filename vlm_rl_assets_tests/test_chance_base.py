@@ -34,7 +34,14 @@ def test_a_category_at_chance_is_named_by_base_model_and_refused_downstream_unti
     config.write_text(CONFIG.format(digits=digits, allow=""))
     allowing.write_text(CONFIG.format(digits=digits, allow=", allow_chance_base: true"))
     env = {**os.environ, "VLM_RL_CONFIG": str(config), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "vlm_rl_assets_tests.chance_worker", str(tmp_path / "store"), "digits", str(allowing)]
+    command = [
+        sys.executable,
+        "-m",
+        "vlm_rl_assets_tests.chance_worker",
+        str(tmp_path / "store"),
+        "digits",
+        str(allowing),
+    ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -44,9 +51,14 @@ def test_a_category_at_chance_is_named_by_base_model_and_refused_downstream_unti
     assert base["sft_rows"]["digits"] < 200 and 0 < base["chance"]["digits"] < 0.35
     [warning] = [w for w in out["base_model"]["warnings"] if "'digits'" in w]
     assert warning.startswith("base_model: category 'digits' is at chance on the base model: dev accuracy ")
-    for advice in ("give it more bootstrap rows and steps (it had", "categories.digits.bootstrap_fraction",
-                   "bootstrap.max_steps", "56x56", "set model.path to an SFT model of your own",
-                   "categories.digits.allow_chance_base: true"):  # fmt: skip
+    for advice in (
+        "give it more bootstrap rows and steps (it had",
+        "categories.digits.bootstrap_fraction",
+        "bootstrap.max_steps",
+        "56x56",
+        "set model.path to an SFT model of your own",
+        "categories.digits.allow_chance_base: true",
+    ):
         assert advice in warning
 
     for asset in ("prompt_mixture", "rollouts"):

@@ -31,7 +31,10 @@ def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
         ("engine: {kind: sglang}\ncategories:\n  c: {source: 'synthetic:color'}\n", "engine.kind"),
         ("max_image_pixels: 0\ncategories:\n  c: {source: 'synthetic:color'}\n", "max_image_pixels"),
         ("categories:\n  c: {source: d.jsonl, bench_fraction: 0.6, dev_fraction: 0.4}\n", "leave no rows for train"),
-        ("categories:\n  c: {source: d.jsonl, bootstrap_fraction: 0.7}\n", "0.1 \\+ bootstrap_fraction 0.7 leave no rows"),
+        (
+            "categories:\n  c: {source: d.jsonl, bootstrap_fraction: 0.7}\n",
+            "0.1 \\+ bootstrap_fraction 0.7 leave no rows",
+        ),
         ("eval: {split: test}\ncategories:\n  c: {source: 'synthetic:color'}\n", "eval.split"),
         ("- a list\n", "must hold a mapping"),
         ("categories: [unclosed\n", "not valid YAML"),
@@ -58,13 +61,19 @@ def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tm
         "categories:\n  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n  d: {source: 'synthetic:color'}\n"
     )
     config = load_config(write(tmp_path, text))
-    assert config.training.loss_type == ("sigmoid", "bco_pair", "sft") and config.training.loss_weights == (0.8, 0.2, 1.0)
+    assert config.training.loss_type == ("sigmoid", "bco_pair", "sft") and config.training.loss_weights == (
+        0.8,
+        0.2,
+        1.0,
+    )
     assert config.category("c").loss.loss_type == ("ipo",) and config.category("d").loss is None
     own, shared = config.dpo_settings("c"), config.dpo_settings("d")  # what dpo_checkpoint[c] trains with
     assert (own.loss_type, own.loss_weights, own.learning_rate) == (("ipo",), None, config.training.learning_rate)
     assert shared == config.training == config.dpo_settings()  # and the mixture: training's loss
     with pytest.raises(ConfigError, match="loss_weights has 1 entries for 2"):
-        load_config(write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1]))
+        load_config(
+            write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1])
+        )
     with pytest.raises(ConfigError, match="training.loss_type"):
         load_config(write(tmp_path, "training: {loss_type: [dpo]}\n" + text.split("\n", 1)[1]))
 
@@ -83,7 +92,12 @@ def test_the_mixtures_own_epochs_and_learning_rate_train_only_the_policy(tmp_pat
 def test_training_scale_options(tmp_path):
     category = "categories:\n  c: {source: 'synthetic:color'}\n"
     default = load_config(write(tmp_path, category)).training
-    assert (default.lora, default.freeze_vision_tower, default.num_processes, default.save_steps) == (None, False, 1, 50)
+    assert (default.lora, default.freeze_vision_tower, default.num_processes, default.save_steps) == (
+        None,
+        False,
+        1,
+        50,
+    )
     text = "training: {lora: {r: 8, target_modules: [q_proj, v_proj]}, freeze_vision_tower: true, num_processes: 2}\n"
     training = load_config(write(tmp_path, text + category)).training
     assert training.lora.r == 8 and training.lora.alpha == 32 and training.lora.target_modules == ("q_proj", "v_proj")

@@ -13,7 +13,12 @@ from vlm_rl_assets.assets.curves import PANEL_H, PANEL_W, curves_markdown, curve
 
 def test_curves_png_is_small_and_decodes() -> None:
     curve = pl.DataFrame(
-        {"step": [1, 2, 3], "loss": [0.69, 0.5, 0.3], "logps/chosen": [-3.0, -2.5, -2.0], "logps/rejected": [-3.0, -4.0, -5.0]}
+        {
+            "step": [1, 2, 3],
+            "loss": [0.69, 0.5, 0.3],
+            "logps/chosen": [-3.0, -2.5, -2.0],
+            "logps/rejected": [-3.0, -4.0, -5.0],
+        }
     )
     png = curves_png(curve)
     assert Image.open(io.BytesIO(png)).size == (2 * PANEL_W, 2 * PANEL_H)

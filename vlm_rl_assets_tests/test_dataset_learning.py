@@ -64,4 +64,7 @@ def test_the_embedded_base_learns_a_dataset_category_and_dpo_gets_right_and_wron
     assert (pairs["chosen_score"] > pairs["rejected_score"]).all()
     rollouts = store.read_table("filtered_rollouts", "digits", schemas.FILTERED_ROLLOUTS)
     correct = dict(zip(zip(rollouts["prompt_id"], rollouts["response"]), rollouts["correct"]))
-    assert all(correct[(p, c)] and not correct[(p, r)] for p, c, r in pairs.select("prompt_id", "chosen", "rejected").iter_rows())
+    assert all(
+        correct[(p, c)] and not correct[(p, r)]
+        for p, c, r in pairs.select("prompt_id", "chosen", "rejected").iter_rows()
+    )

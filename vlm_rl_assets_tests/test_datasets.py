@@ -71,7 +71,9 @@ def test_parquet_and_s3_give_the_same_prompts_as_local_jsonl(tmp_path, s3):
 
 
 def test_sizes_cap_each_split_in_file_order(tmp_path):
-    loaded = load_dataset(str(EXAMPLE / "data.jsonl"), LocalStore(tmp_path), {"train": 2, "bench": 1}, fractions=FRACTIONS)
+    loaded = load_dataset(
+        str(EXAMPLE / "data.jsonl"), LocalStore(tmp_path), {"train": 2, "bench": 1}, fractions=FRACTIONS
+    )
     assert [len(loaded.sources[s]) for s in ("train", "bench")] == [2, 1]
     assert loaded.rows == 9  # rows 1-8 are train, row 9 the first bench: reading stops there
 
@@ -153,7 +155,9 @@ def test_prompt_mixture_quarantines_bad_rows_counts_rewrites_and_fails_above_the
 
     config = category_config(tmp_path, path, max_bad_fraction=0.3)
     strict = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(store))}
-    with pytest.raises(Exception, match=r"7 of 20 rows of .*data.jsonl refused .*'bad_encoding': 1.*max_bad_fraction=0.3"):
+    with pytest.raises(
+        Exception, match=r"7 of 20 rows of .*data.jsonl refused .*'bad_encoding': 1.*max_bad_fraction=0.3"
+    ):
         dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="color", resources=strict)
 
 
@@ -191,7 +195,9 @@ def test_the_embedded_model_needs_a_synthetic_category_or_bootstrap_rows_to_lear
     path.write_text("categories:\n  mine: {source: data.jsonl}\n")
     config = load_config(path)
     assert config.synthetic_categories() == {}
-    with pytest.raises(ValueError, match=r"there is none; add a synthetic category .*bootstrap_fraction.* or set model.path"):
+    with pytest.raises(
+        ValueError, match=r"there is none; add a synthetic category .*bootstrap_fraction.* or set model.path"
+    ):
         bootstrap_embedded_model(tmp_path / "out", config.bootstrap, config.synthetic_categories(), 8, 8, print)
 
 

@@ -17,11 +17,21 @@ from dagster._serdes.config_class import class_from_code_pointer
 
 REPO = Path(__file__).parents[1]
 DOCKER = REPO / "docker"
-POSTGRES_ENV = ("DAGSTER_POSTGRES_HOSTNAME", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB")
+POSTGRES_ENV = (
+    "DAGSTER_POSTGRES_HOSTNAME",
+    "DAGSTER_POSTGRES_USER",
+    "DAGSTER_POSTGRES_PASSWORD",
+    "DAGSTER_POSTGRES_DB",
+)
 GPU_ASSETS = {
-    "base_model", "rollouts", "dpo_checkpoint", "benchmark_scores", "policy_checkpoint", "release_report",
+    "base_model",
+    "rollouts",
+    "dpo_checkpoint",
+    "benchmark_scores",
+    "policy_checkpoint",
+    "release_report",
     "external_benchmarks",
-}  # fmt: skip
+}
 
 
 def load(name: str) -> dict:
@@ -95,7 +105,10 @@ def test_compose_wires_services_launcher_and_workspace():
     assert logs in services["webserver"]["volumes"]
     config = "${VLM_RL_CONFIG_DIR:-vlm_rl_assets_config}:/etc/vlm_rl:ro"  # the code server reads what runs read
     assert config in services["user_code"]["volumes"] and mounts["/etc/vlm_rl"] == "vlm_rl_assets_config"
-    assert "dagster-daemon" in services["daemon"]["entrypoint"] and "dagster-webserver" in services["webserver"]["entrypoint"]
+    assert (
+        "dagster-daemon" in services["daemon"]["entrypoint"]
+        and "dagster-webserver" in services["webserver"]["entrypoint"]
+    )
 
 
 COMPOSE_VARIABLE = re.compile(r"\$(?:\$|\{(\w+)(?::([-?])([^}]*))?\})")  # $$, ${X}, ${X:-default}, ${X:?error}

@@ -205,8 +205,10 @@ def test_a_killed_runs_vllm_engine_processes_are_ended_before_the_next_engine(ca
     process's engine core, and other processes, are not."""
     orphan = subprocess.run(
         ["bash", "-c", "(exec -a VLLM::EngineCore sleep 120) > /dev/null 2>&1 & echo $!"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     orphan_pid = int(orphan.stdout)
     owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 120"])  # its parent (this test) lives
     try:
@@ -216,7 +218,9 @@ def test_a_killed_runs_vllm_engine_processes_are_ended_before_the_next_engine(ca
         with caplog.at_level("WARNING"):
             reap_orphaned_engines()
         assert not running(psutil.Process(orphan_pid)) and owned.poll() is None
-        assert re.search(rf"ended \d+ vLLM engine processes a killed run left holding memory \(pids .*\b{orphan_pid}\b", caplog.text)
+        assert re.search(
+            rf"ended \d+ vLLM engine processes a killed run left holding memory \(pids .*\b{orphan_pid}\b", caplog.text
+        )
         caplog.clear()
         reap_orphaned_engines()  # nothing left: nothing said
         assert orphaned_engines() == [] and "ended" not in caplog.text

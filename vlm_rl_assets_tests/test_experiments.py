@@ -106,7 +106,9 @@ def rollout_metadata(instance: dg.DagsterInstance) -> dict[str, dict]:
     """The rollouts materialization's metadata of each variant's run."""
     records = instance.fetch_materializations(dg.AssetKey("rollouts"), limit=10).records
     return {
-        instance.get_run_by_id(r.run_id).tags["variant"]: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+        instance.get_run_by_id(r.run_id).tags["variant"]: {
+            k: v.value for k, v in r.asset_materialization.metadata.items()
+        }
         for r in records
     }
 
@@ -123,9 +125,15 @@ def test_variants_run_into_their_own_stores_from_one_base_model(tiny_run):
     assert_frame_equal(stored, results)
     got = set(results.select("variant", "model", "metric").unique().iter_rows())
     for variant in ("low", "high"):
-        assert {(variant, "base", "accuracy"), (variant, "dpo", "accuracy"), (variant, "dpo", "delta"),
-                (variant, "dpo", "pass@6"), (variant, "dpo", "rewards/accuracies"), (variant, "dpo", "train_steps"),
-                (variant, "base", "response_words")} <= got  # fmt: skip
+        assert {
+            (variant, "base", "accuracy"),
+            (variant, "dpo", "accuracy"),
+            (variant, "dpo", "delta"),
+            (variant, "dpo", "pass@6"),
+            (variant, "dpo", "rewards/accuracies"),
+            (variant, "dpo", "train_steps"),
+            (variant, "base", "response_words"),
+        } <= got
     base = results.filter((pl.col("model") == "base") & (pl.col("metric") == "accuracy"))
     assert base["value"].n_unique() == 1  # both variants benchmark the same base on the same prompts
     prompts = pl.read_parquet(root / "experiments" / "tiny" / "low" / "prompt_mixture" / "count.parquet")
@@ -138,7 +146,9 @@ def test_a_variant_that_changes_only_training_reuses_the_first_variants_rollouts
     root, _, _, _, _, rollouts = tiny_run
     assert rollouts["low"]["shards_generated"] == 3 and rollouts["low"]["shards_reused"] == 0
     assert rollouts["high"]["shards_generated"] == 0 and rollouts["high"]["shards_reused"] == 3
-    tables = [pl.read_parquet(root / "experiments" / "tiny" / v / "rollouts" / "count.parquet") for v in ("low", "high")]
+    tables = [
+        pl.read_parquet(root / "experiments" / "tiny" / v / "rollouts" / "count.parquet") for v in ("low", "high")
+    ]
     assert_frame_equal(*tables)
 
 
@@ -216,13 +226,19 @@ def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per
     assert (dev["ci_low"] <= dev["value"]).all() and (dev["value"] <= dev["ci_high"]).all()
     items = pl.read_parquet(root / ITEMS / "tiny_rounds.parquet")
     released = pl.concat(
-        pl.read_parquet(root / "experiments" / "tiny_rounds" / v / "release_report" / f"{round_key('verdicts', r)}.parquet")
-        .filter(pl.col("model") == "policy").select(variant=pl.lit(v), step=pl.lit(r, pl.Int64), correct="correct")
+        pl.read_parquet(
+            root / "experiments" / "tiny_rounds" / v / "release_report" / f"{round_key('verdicts', r)}.parquet"
+        )
+        .filter(pl.col("model") == "policy")
+        .select(variant=pl.lit(v), step=pl.lit(r, pl.Int64), correct="correct")
         for v, r in (("one", 1), ("two", 1), ("two", 2))
-    )  # fmt: skip
+    )
     assert items.select("variant", "step", "correct").equals(released)  # every round's policy verdict per prompt
     gap = paired_gaps(items.with_columns(variant=pl.col("variant") + "_seed0"), "two", "one", ["0"])
-    two, one = (rows.filter((pl.col("variant") == v) & (pl.col("metric") == "delta")).sort("step")["value"][-1] for v in ("two", "one"))
+    two, one = (
+        rows.filter((pl.col("variant") == v) & (pl.col("metric") == "delta")).sort("step")["value"][-1]
+        for v in ("two", "one")
+    )
     assert gap["0"][0] == pytest.approx(two - one)  # paired on the same prompts: the gap of their deltas over base
 
 
@@ -239,7 +255,7 @@ def fake_results(experiment: Experiment) -> pl.DataFrame:
     if not experiment.per_category:
         return fake_round_results(experiment)
     rows = []
-    for v, variant in enumerate(experiment.variants):
+    for variant in experiment.variants:
         for c, category in enumerate(experiment.categories):
             good = {"ground_truth": 0.0, "short_answer": 0.01, "sft_on_chosen": 0.005}.get(variant.name, 0.04)
             if variant.name.startswith("beta_"):
@@ -251,20 +267,35 @@ def fake_results(experiment: Experiment) -> pl.DataFrame:
                 (variant.name, category, "dpo", "delta", None, good),
                 (variant.name, category, "base", "response_words", None, 2.0 + 3 * c),
                 (variant.name, category, "dpo", "response_words", None, 2.0 + 3 * c),
-                (variant.name, category, "dpo", "saturation_step", None, 5.0 if variant.name == "ground_truth" else None),
+                (
+                    variant.name,
+                    category,
+                    "dpo",
+                    "saturation_step",
+                    None,
+                    5.0 if variant.name == "ground_truth" else None,
+                ),
             ]
             rows += [(variant.name, category, "dpo", "rewards/accuracies", s, min(1.0, 0.5 + s / 10)) for s in (5, 10)]
-            rows += [(variant.name, category, m, f"pass@{k}", None, 0.5 + k / 10 + (good if m == "dpo" else 0) / k) for k in range(1, 5) for m in ("base", "dpo")]
+            rows += [
+                (variant.name, category, m, f"pass@{k}", None, 0.5 + k / 10 + (good if m == "dpo" else 0) / k)
+                for k in range(1, 5)
+                for m in ("base", "dpo")
+            ]
             if experiment.release:
                 rows.append((variant.name, category, "policy", "delta", None, 0.04))
         if experiment.release:
             rows.append((variant.name, "overall", "policy", "delta", None, 0.04))
     df = pl.DataFrame(rows, schema=["variant", "category", "model", "metric", "step", "value"], orient="row")
-    return df.with_columns(
-        experiment=pl.lit(experiment.name),
-        ci_low=pl.when(pl.col("metric") == "delta").then(pl.col("value") - 0.02),
-        ci_high=pl.when(pl.col("metric") == "delta").then(pl.col("value") + 0.02),
-    ).select(list(schemas.EXPERIMENT_RESULTS)).cast(schemas.EXPERIMENT_RESULTS)
+    return (
+        df.with_columns(
+            experiment=pl.lit(experiment.name),
+            ci_low=pl.when(pl.col("metric") == "delta").then(pl.col("value") - 0.02),
+            ci_high=pl.when(pl.col("metric") == "delta").then(pl.col("value") + 0.02),
+        )
+        .select(list(schemas.EXPERIMENT_RESULTS))
+        .cast(schemas.EXPERIMENT_RESULTS)
+    )
 
 
 def fake_round_results(experiment: Experiment, gain_per_round: float = 0.02, grpo_gain: float = 0.07) -> pl.DataFrame:
@@ -277,24 +308,32 @@ def fake_round_results(experiment: Experiment, gain_per_round: float = 0.02, grp
         for r in range(1, rounds + 1):
             gain = grpo_gain if grpo else gain_per_round * r
             for category in experiment.categories:
-                rows += [(variant.name, category, "base", "accuracy", r, 0.5),
-                         (variant.name, category, "policy", "accuracy", r, 0.5 + gain),
-                         (variant.name, category, "policy", "delta", r, gain)]  # fmt: skip
+                rows += [
+                    (variant.name, category, "base", "accuracy", r, 0.5),
+                    (variant.name, category, "policy", "accuracy", r, 0.5 + gain),
+                    (variant.name, category, "policy", "delta", r, gain),
+                ]
             rows.append((variant.name, "overall", "policy", "delta", r, gain))
             if rounds > 1:
                 rows.append((variant.name, "overall", "policy", "dev_gain", r, gain_per_round))
         for step, share in [(r, 1 / rounds) for r in range(1, rounds + 1)] + [(None, 1.0)]:
-            rows += [(variant.name, "overall", "policy", "generated_tokens", step, 1e6 * share),
-                     (variant.name, "overall", "policy", "cpu_hours", step, 0.5 * share),
-                     (variant.name, "overall", "policy", "accelerator_hours", step, 0.0),
-                     (variant.name, "overall", "policy", "wall_hours", step, 0.3 * share)]  # fmt: skip
+            rows += [
+                (variant.name, "overall", "policy", "generated_tokens", step, 1e6 * share),
+                (variant.name, "overall", "policy", "cpu_hours", step, 0.5 * share),
+                (variant.name, "overall", "policy", "accelerator_hours", step, 0.0),
+                (variant.name, "overall", "policy", "wall_hours", step, 0.3 * share),
+            ]
     df = pl.DataFrame(rows, schema=["variant", "category", "model", "metric", "step", "value"], orient="row")
     with_ci = pl.col("metric").is_in(["delta", "dev_gain"])
-    return df.with_columns(
-        experiment=pl.lit(experiment.name),
-        ci_low=pl.when(with_ci).then(pl.col("value") - 0.02),
-        ci_high=pl.when(with_ci).then(pl.col("value") + 0.02),
-    ).select(list(schemas.EXPERIMENT_RESULTS)).cast(schemas.EXPERIMENT_RESULTS)
+    return (
+        df.with_columns(
+            experiment=pl.lit(experiment.name),
+            ci_low=pl.when(with_ci).then(pl.col("value") - 0.02),
+            ci_high=pl.when(with_ci).then(pl.col("value") + 0.02),
+        )
+        .select(list(schemas.EXPERIMENT_RESULTS))
+        .cast(schemas.EXPERIMENT_RESULTS)
+    )
 
 
 def fake_round_items(experiment: Experiment, gain_per_round: float = 0.02, grpo_gain: float = 0.07) -> pl.DataFrame:
@@ -324,9 +363,13 @@ def test_findings_page_shows_each_experiment_with_its_verdict_and_plots(tmp_path
     assert page.count("Measured on the `dev` split") == len(EXPERIMENTS) - len(REPORTS)
     assert page.count("Measured on the `bench` split") == len(REPORTS)
     assert {p.name for p in plots} == {
-        "chosen_source_rewards_accuracies.png", "pass_at_k.png", "beta_sweep.png", "controls_deltas.png",
-        "rounds_gain_vs_cost.png", "grpo_vs_dpo_deltas.png",
-    }  # fmt: skip
+        "chosen_source_rewards_accuracies.png",
+        "pass_at_k.png",
+        "beta_sweep.png",
+        "controls_deltas.png",
+        "rounds_gain_vs_cost.png",
+        "grpo_vs_dpo_deltas.png",
+    }
     assert all(p.read_bytes().startswith(b"\x89PNG") and f"(findings/{p.name})" in page for p in plots)
 
 
@@ -353,8 +396,10 @@ def test_rounds_and_grpo_sections_show_each_round_with_its_gain_and_cost(tmp_pat
     assert "| comparison | seed 0 | seed 1 | seed 2 | over seeds |" in page  # arm minus arm, paired per prompt
     assert re.search(r"\| rounds2 - rounds1 \| \+2\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)
     assert re.search(r"\| rounds3 - rounds1 \| \+4\.0 \[\+\d\.\d, \+\d\.\d\] \|", page)  # most vs fewest
-    assert "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, " \
-        "comparisons in 6 of 6" in page  # fmt: skip
+    assert (
+        "**Direction held**: an arm with a round more gained more than the arm with a round fewer, seed by seed, "
+        "comparisons in 6 of 6" in page
+    )
     assert re.search(r"rounds3 - rounds2 over seeds: \+2\.0 \[\+\d\.\d, \+\d\.\d\] points, beyond noise", page)
     held = "**Direction held**: GRPO gained more than iterative DPO for the same generated tokens, seeds in 3 of 3"
     assert held in page
@@ -412,10 +457,15 @@ def test_arms_benchmarked_on_different_prompts_are_not_compared():
 
 def test_findings_say_plainly_when_a_direction_did_not_hold(tmp_path):
     flipped = fake_results(EXPERIMENTS["controls"]).with_columns(
-        value=pl.when((pl.col("variant") == "sft_on_chosen") & (pl.col("metric") == "delta")).then(0.2).otherwise("value")
+        value=pl.when((pl.col("variant") == "sft_on_chosen") & (pl.col("metric") == "delta"))
+        .then(0.2)
+        .otherwise("value")
     )
     write_findings({"controls": flipped}, tmp_path / "findings.md")
-    assert "**Direction did not hold**: a preference loss (DPO or DPO + SFT) beat SFT" in (tmp_path / "findings.md").read_text()
+    assert (
+        "**Direction did not hold**: a preference loss (DPO or DPO + SFT) beat SFT"
+        in (tmp_path / "findings.md").read_text()
+    )
 
 
 def test_ground_truth_that_gains_less_without_saturating_is_not_called_the_recipes_direction(tmp_path):

@@ -24,7 +24,7 @@ from vlm_rl_assets.store.open import open_store
 
 # lmms_eval/__main__.py's flags; the results file as lmms_eval/loggers/evaluation_tracker.py writes it:
 # <output_path>/<sanitized model name>/<date>_results.json. The score is 0.5 for a folder named base, else 0.6.
-FAKE_LMMS_EVAL = '''
+FAKE_LMMS_EVAL = """
 import argparse, json, pathlib, sys
 parser = argparse.ArgumentParser()
 for flag in ("--model", "--model_args", "--tasks", "--batch_size", "--output_path", "--limit"):
@@ -52,11 +52,11 @@ results = {
 folder = pathlib.Path(args.output_path) / pretrained.replace("/", "__")
 folder.mkdir(parents=True)
 (folder / "20261126_120000_results.json").write_text(json.dumps(results))
-'''
+"""
 
 # run.py's --config JSON and --work-dir; score files as vlmeval/smp/file.py names them in <work-dir>/<model>/<eval id>/,
 # linked into <work-dir>/<model>/; MCQ tables as report_acc builds them.
-FAKE_VLMEVALKIT_RUN = '''
+FAKE_VLMEVALKIT_RUN = """
 import argparse, json, os, pathlib
 parser = argparse.ArgumentParser()
 parser.add_argument("--config")
@@ -84,7 +84,7 @@ for name, model in config["model"].items():
             pathlib.Path(f"{stem}_score.json").write_text(json.dumps({"Final Score": 700, "Norm": {"all": score}}))
     for file in run.iterdir():
         os.symlink(file, root / file.name)
-'''
+"""
 
 
 def settings(**overrides) -> ExternalEvalSettings:
@@ -126,22 +126,39 @@ def fake_vlmevalkit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_lmms_eval_command_line():
     config = settings(
-        model_args={"max_pixels": 602112, "use_flash_attention_2": True}, batch_size=4, log_samples=True,
+        model_args={"max_pixels": 602112, "use_flash_attention_2": True},
+        batch_size=4,
+        log_samples=True,
         extra_args=["--limit", "8"],
-    )  # fmt: skip
+    )
     assert external_eval.lmms_eval_command(config, Path("/ckpt/policy"), Path("/out")) == [
-        sys.executable, "-m", "lmms_eval", "--model", "qwen2_vl",
-        "--model_args", "pretrained=/ckpt/policy,max_pixels=602112,use_flash_attention_2=True",
-        "--tasks", "mmstar,ai2d", "--batch_size", "4", "--output_path", "/out", "--log_samples", "--limit", "8",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        "qwen2_vl",
+        "--model_args",
+        "pretrained=/ckpt/policy,max_pixels=602112,use_flash_attention_2=True",
+        "--tasks",
+        "mmstar,ai2d",
+        "--batch_size",
+        "4",
+        "--output_path",
+        "/out",
+        "--log_samples",
+        "--limit",
+        "8",
+    ]
     assert external_eval.lmms_eval_command(settings(model_type="qwen2_5_vl"), Path("/c"), Path("/o"))[4] == "qwen2_5_vl"
 
 
 def test_vlmevalkit_config_and_command_line():
     config = settings(
-        harness="vlmevalkit", tasks=["ImageMCQDataset:MMStar", "ImageYORNDataset:POPE"],
-        model_args={"max_new_tokens": 128}, extra_args=["--judge", "exact_matching"],
-    )  # fmt: skip
+        harness="vlmevalkit",
+        tasks=["ImageMCQDataset:MMStar", "ImageYORNDataset:POPE"],
+        model_args={"max_new_tokens": 128},
+        extra_args=["--judge", "exact_matching"],
+    )
     assert external_eval.vlmevalkit_config(config, "policy", Path("/w/qwen2_vl-policy")) == {
         "model": {"policy": {"class": "Qwen2VLChat", "model_path": "/w/qwen2_vl-policy", "max_new_tokens": 128}},
         "data": {
@@ -150,8 +167,15 @@ def test_vlmevalkit_config_and_command_line():
         },
     }
     assert external_eval.vlmevalkit_command(Path("/kit/run.py"), Path("/w/config.json"), Path("/w"), config) == [
-        sys.executable, "/kit/run.py", "--config", "/w/config.json", "--work-dir", "/w", "--judge", "exact_matching",
-    ]  # fmt: skip
+        sys.executable,
+        "/kit/run.py",
+        "--config",
+        "/w/config.json",
+        "--work-dir",
+        "/w",
+        "--judge",
+        "exact_matching",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -184,19 +208,26 @@ def test_fake_lmms_eval_runs_and_its_results_become_score_rows(fake_lmms_eval, t
     assert not stale.exists()
     rows = {(r["category"], r["metric"]): r for r in scores.iter_rows(named=True)}
     assert set(rows) == {
-        ("external/mmstar", "average"), ("external/mmstar", "coarse perception"),
+        ("external/mmstar", "average"),
+        ("external/mmstar", "coarse perception"),
         ("external/ai2d", "exact_match,flexible-extract"),
-    }  # fmt: skip
+    }
     assert rows["external/mmstar", "average"] == {
-        "category": "external/mmstar", "model": "base", "metric": "average", "value": 0.5, "n": 1500,
-        "ci_low": None, "ci_high": None,
-    }  # fmt: skip
+        "category": "external/mmstar",
+        "model": "base",
+        "metric": "average",
+        "value": 0.5,
+        "n": 1500,
+        "ci_low": None,
+        "ci_high": None,
+    }
     assert rows["external/ai2d", "exact_match,flexible-extract"]["n"] == 8
     assert scores.schema == pl.Schema(schemas.BENCHMARK_SCORES)
 
 
 @pytest.mark.parametrize(
-    "tasks, message", [(["unknown_task"], "wrote no results file under"), (["crash"], "(?s)exited with 1.*CUDA out of memory")]
+    "tasks, message",
+    [(["unknown_task"], "wrote no results file under"), (["crash"], "(?s)exited with 1.*CUDA out of memory")],
 )
 def test_a_failed_lmms_eval_run_raises_with_its_output(fake_lmms_eval, tmp_path, tasks, message):
     with pytest.raises(HarnessFailed, match=message):
@@ -207,9 +238,11 @@ def test_fake_vlmevalkit_runs_and_its_score_files_become_rows(fake_vlmevalkit, t
     config = settings(
         harness="vlmevalkit",
         tasks=[
-            "ImageMCQDataset:MMBench_DEV_EN", "ImageMCQDataset:MMBench_DEV_EN_V11", "ImageYORNDataset:POPE",
+            "ImageMCQDataset:MMBench_DEV_EN",
+            "ImageMCQDataset:MMBench_DEV_EN_V11",
+            "ImageYORNDataset:POPE",
             "OCRBench:OCRBench",
-        ],  # fmt: skip
+        ],
         extra_args=["--judge", "exact_matching"],
     )
     lines: list[str] = []
@@ -219,11 +252,15 @@ def test_fake_vlmevalkit_runs_and_its_score_files_become_rows(fake_vlmevalkit, t
     assert "Qwen2VLChat loads qwen2_5_vl-policy" in lines
     values = {(r["category"], r["metric"]): r["value"] for r in scores.iter_rows(named=True)}
     assert values == {
-        ("external/MMBench_DEV_EN", "dev/Overall"): 0.6, ("external/MMBench_DEV_EN", "dev/CP"): 0.9,
-        ("external/MMBench_DEV_EN_V11", "dev/Overall"): pytest.approx(0.8), ("external/MMBench_DEV_EN_V11", "dev/CP"): 0.9,
-        ("external/POPE", "Overall/Overall"): 0.6, ("external/POPE", "Overall/precision"): 0.8,
-        ("external/OCRBench", "Final Score"): 700.0, ("external/OCRBench", "Norm/all"): 0.6,
-    }  # fmt: skip
+        ("external/MMBench_DEV_EN", "dev/Overall"): 0.6,
+        ("external/MMBench_DEV_EN", "dev/CP"): 0.9,
+        ("external/MMBench_DEV_EN_V11", "dev/Overall"): pytest.approx(0.8),
+        ("external/MMBench_DEV_EN_V11", "dev/CP"): 0.9,
+        ("external/POPE", "Overall/Overall"): 0.6,
+        ("external/POPE", "Overall/precision"): 0.8,
+        ("external/OCRBench", "Final Score"): 700.0,
+        ("external/OCRBench", "Norm/all"): 0.6,
+    }
     assert set(scores["model"]) == {"policy"} and scores["n"].null_count() == scores.height
 
 
@@ -277,5 +314,7 @@ def test_readme_examples_are_valid_config():
     assert ExternalEvalSettings(**yaml.safe_load(lmms_eval)["external_eval"]).model_type == "qwen2_5_vl"
     kit = ExternalEvalSettings(**yaml.safe_load(vlmevalkit)["external_eval"])
     assert external_eval.vlmevalkit_datasets(kit) == {
-        "MMStar": "ImageMCQDataset", "AI2D_TEST": "ImageMCQDataset", "POPE": "ImageYORNDataset"
-    }  # fmt: skip
+        "MMStar": "ImageMCQDataset",
+        "AI2D_TEST": "ImageMCQDataset",
+        "POPE": "ImageYORNDataset",
+    }

@@ -13,7 +13,13 @@ from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 PROMPTS = prompt_table({"a": ("number", "2"), "b": ("number", "1"), "c": ("number", "3")})
 ROLLOUTS = rollout_table(
     {
-        "a": ["I count: two. Answer: 2", "I count: two. Answer: 2", "I count: three. Answer: 3", "", "I count: one. Answer: 1"],
+        "a": [
+            "I count: two. Answer: 2",
+            "I count: two. Answer: 2",
+            "I count: three. Answer: 3",
+            "",
+            "I count: one. Answer: 1",
+        ],
         "b": ["I count: one. Answer: 1", "I count: one, two. Answer: 2"],
         "c": ["I count: one. Answer: 1", "I count: two. Answer: 2"],  # all wrong: nothing to learn
     }
@@ -31,7 +37,13 @@ def test_every_rollout_is_kept_or_dropped_with_a_reason():
     assert reasons[("a", 1)] == "duplicate" and reasons[("a", 0)] is None
     assert reasons[("a", 3)] == "too_short"
     assert reasons[("c", 0)] == reasons[("c", 1)] == "no_right_wrong_split"
-    assert drop_counts(out) == {"kept": 5, "too_short": 1, "duplicate": 1, "low_diversity": 0, "no_right_wrong_split": 2}
+    assert drop_counts(out) == {
+        "kept": 5,
+        "too_short": 1,
+        "duplicate": 1,
+        "low_diversity": 0,
+        "no_right_wrong_split": 2,
+    }
 
 
 def test_orphan_rollouts_are_an_error():
@@ -56,7 +68,9 @@ def test_several_pairs_per_prompt_only_while_the_margin_holds():
     pairs = make_pairs(filtered(), PROMPTS, min_margin=0.5, max_pairs_per_prompt=3, beta=0.1, judge_name="rule").pairs
     # group a keeps one right and two wrong: the second-best is wrong, so only one pair clears the margin
     assert pairs.filter(pl.col("prompt_id") == "a").height == 1
-    assert make_pairs(filtered(), PROMPTS, min_margin=1.5, max_pairs_per_prompt=1, beta=0.1, judge_name="rule").pairs.is_empty()
+    assert make_pairs(
+        filtered(), PROMPTS, min_margin=1.5, max_pairs_per_prompt=1, beta=0.1, judge_name="rule"
+    ).pairs.is_empty()
 
 
 def test_balanced_mixture_follows_weights_keeping_every_pair_and_repeating_the_scarce_ones_evenly():
@@ -92,13 +106,33 @@ def test_word_counts_are_exactly_python_split():
 def test_low_diversity_groups_are_dropped_after_row_reasons():
     scored = scored_table(
         {
-            "d": [("Answer: 2", 1.0), ("Answer: 2", 1.0), ("Answer: 2", 1.0), ("Answer: 3", 0.0)],  # unique fraction 0.5
+            "d": [
+                ("Answer: 2", 1.0),
+                ("Answer: 2", 1.0),
+                ("Answer: 2", 1.0),
+                ("Answer: 3", 0.0),
+            ],  # unique fraction 0.5
             "e": [("Answer: 2", 1.0), ("Answer: 3", 0.0), ("Answer: 4", 0.0), ("Answer: 5", 0.0)],
         }
     )
     out = filter_rollouts(scored, min_words=1, min_group_diversity=0.6)
-    assert out["drop_reason"].to_list() == ["low_diversity", "duplicate", "duplicate", "low_diversity", None, None, None, None]
-    assert drop_counts(out) == {"kept": 4, "too_short": 0, "duplicate": 2, "low_diversity": 2, "no_right_wrong_split": 0}
+    assert out["drop_reason"].to_list() == [
+        "low_diversity",
+        "duplicate",
+        "duplicate",
+        "low_diversity",
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert drop_counts(out) == {
+        "kept": 4,
+        "too_short": 0,
+        "duplicate": 2,
+        "low_diversity": 2,
+        "no_right_wrong_split": 0,
+    }
     assert unique_fraction(scored.filter(pl.col("prompt_id") == "d")["response"].to_list()) == 0.5
     at_threshold = filter_rollouts(scored, min_words=1, min_group_diversity=0.5)  # not below: kept
     assert drop_counts(at_threshold)["low_diversity"] == 0
@@ -118,7 +152,9 @@ GROUP = scored_table(
         "q": [("right one", 1.0), ("half way", 0.5), ("wrong one", 0.0)],  # odd: the middle is never paired
     }
 )
-PAIR_PROMPTS = prompt_table({"p": ("number", "1"), "q": ("number", "1")}).with_columns(reference=pl.lit("the reference answer"))
+PAIR_PROMPTS = prompt_table({"p": ("number", "1"), "q": ("number", "1")}).with_columns(
+    reference=pl.lit("the reference answer")
+)
 SAMPLE_IDX = {**dict(zip(GROUP["response"], GROUP["sample_idx"])), "the reference answer": -1}  # responses are distinct
 
 
@@ -130,7 +166,9 @@ def sample_pairs(pairs: pl.DataFrame) -> list[tuple[str, int, int]]:
 
 def paired(min_margin: float, max_pairs: int, **policy) -> Paired:
     kept = filter_rollouts(GROUP, min_words=1)
-    return make_pairs(kept, PAIR_PROMPTS, min_margin=min_margin, max_pairs_per_prompt=max_pairs, beta=0.1, judge_name="rule", **policy)
+    return make_pairs(
+        kept, PAIR_PROMPTS, min_margin=min_margin, max_pairs_per_prompt=max_pairs, beta=0.1, judge_name="rule", **policy
+    )
 
 
 def pair(min_margin: float, max_pairs: int, **policy) -> tuple[list[tuple[str, int, int]], dict[str, int]]:

@@ -71,9 +71,12 @@ def test_length_outliers_need_a_limit_and_the_limit_is_a_multiple_of_the_median(
 def test_shares_per_pattern_and_any_are_rounded():
     shares = gaming_share([("several_named",), (), ("several_named", "length_outlier")])
     assert shares == {
-        "several_named": 0.667, "echoed_options": 0.0, "answer_lines_disagree": 0.0, "length_outlier": 0.333,
+        "several_named": 0.667,
+        "echoed_options": 0.0,
+        "answer_lines_disagree": 0.0,
+        "length_outlier": 0.333,
         "any": 0.667,
-    }  # fmt: skip
+    }
     assert gaming_share([]) == {}
 
 
@@ -95,12 +98,20 @@ def bench(category: str, model: str, responses: list[str]) -> pl.DataFrame:
 def prompts(category: str, n: int) -> pl.DataFrame:
     rows = [
         {
-            "prompt_id": f"{category}{i}", "category": category, "split": "bench", "question": "How many?",
-            "prompt_text": "How many?", "answer": "3", "answer_type": "number", "reference": "Answer: 3",
-            "choices": [], "images": [], "objects": [],
+            "prompt_id": f"{category}{i}",
+            "category": category,
+            "split": "bench",
+            "question": "How many?",
+            "prompt_text": "How many?",
+            "answer": "3",
+            "answer_type": "number",
+            "reference": "Answer: 3",
+            "choices": [],
+            "images": [],
+            "objects": [],
         }
         for i in range(n)
-    ]  # fmt: skip
+    ]
     return pl.DataFrame(rows, schema=schemas.PROMPTS)
 
 
@@ -122,7 +133,9 @@ def test_a_rise_above_the_threshold_warns_and_one_equal_or_below_passes():
 
 
 def test_length_outliers_on_the_bench_are_measured_against_the_base_models_median():
-    verdicts = pl.concat([bench("count", "base", ["Answer: 3"] * 4), bench("count", "dpo", [RAMBLE] + ["Answer: 3"] * 3)])
+    verdicts = pl.concat(
+        [bench("count", "base", ["Answer: 3"] * 4), bench("count", "dpo", [RAMBLE] + ["Answer: 3"] * 3)]
+    )
     flagged = bench_gaming(verdicts, prompts("count", 4), factor=3.0)  # base median 2 words: over 6 is an outlier
     shares = {row["model"]: row for row in gaming_shares(flagged).iter_rows(named=True)}
     assert shares["base"]["length_outlier"] == 0.0 and shares["dpo"]["length_outlier"] == 0.25
@@ -154,7 +167,9 @@ def test_benchmark_scores_shows_gaming_shares_and_its_check_warns_on_a_rise(stor
     monkeypatch.setattr(benchmark_scores_module, "benchmark", lambda *args: (scores, verdicts))
     for checkpoint in ("base_model/embedded", "dpo_checkpoint/count"):  # folders the asset looks up
         store.local_path(checkpoint).mkdir(parents=True)
-    result = dg.materialize(ALL_ASSETS, selection=["benchmark_scores"], partition_key="count", resources=resources(store))
+    result = dg.materialize(
+        ALL_ASSETS, selection=["benchmark_scores"], partition_key="count", resources=resources(store)
+    )
     [event] = result.get_asset_materialization_events()
     assert "| dpo | 20 | 0.300 | 0.000 | 0.000 | 0.000 | 0.300 |" in event.materialization.metadata["gaming"].value
     evaluation = monitor(result)
@@ -170,6 +185,8 @@ def test_the_release_check_passes_when_no_category_rises_beyond_the_threshold(st
     verdicts = pl.concat([gaming_verdicts("color", 20, 2, 3, "policy"), gaming_verdicts("count", 20, 4, 4, "policy")])
     store.write_table("release_report", "verdicts", verdicts, schemas.BENCHMARK_VERDICTS)
     check = dg.AssetCheckKey(dg.AssetKey("release_report"), "gaming_monitor")
-    evaluation = monitor(dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.checks(check), resources=resources(store)))
+    evaluation = monitor(
+        dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.checks(check), resources=resources(store))
+    )
     assert evaluation.passed
     assert evaluation.metadata["worst_category"].value == "color" and evaluation.metadata["rise"].value == 0.05

@@ -30,11 +30,14 @@ class EveryThirdFails:
     pure = False  # its outcome depends on the item key
 
     def judge(self, items: list[JudgeItem]) -> JudgeRun:
-        return JudgeRun([
-            JudgeFailure("timeout", "no reply in 60 s") if int(item.key.rsplit("/", 1)[1]) % 3 == 0
-            else Verdict(score=len(item.response) % 5 / 4, correct=False, reason="length")
-            for item in items
-        ])  # fmt: skip
+        return JudgeRun(
+            [
+                JudgeFailure("timeout", "no reply in 60 s")
+                if int(item.key.rsplit("/", 1)[1]) % 3 == 0
+                else Verdict(score=len(item.response) % 5 / 4, correct=False, reason="length")
+                for item in items
+            ]
+        )
 
 
 def said(*texts: str) -> list[list[dict]]:
@@ -44,8 +47,11 @@ def said(*texts: str) -> list[list[dict]]:
 
 def test_the_rule_judge_scores_completions_and_leaves_other_categories_to_theirs():
     reward = JudgeReward("count", RuleJudge(), prompt_table({"a": ("number", "3"), "b": ("number", "4")}))
-    scores = reward(prompts=[None] * 4, completions=said("Answer: 3", "Answer: 5", "Answer: 4", "Answer: 4"),
-                    prompt_id=["a", "a", "b", "elsewhere"])  # fmt: skip
+    scores = reward(
+        prompts=[None] * 4,
+        completions=said("Answer: 3", "Answer: 5", "Answer: 4", "Answer: 4"),
+        prompt_id=["a", "a", "b", "elsewhere"],
+    )
     assert scores == [1.0, 0.0, 1.0, None]  # "elsewhere" is another category's prompt: not this reward's to score
     assert reward.judged == 3 and reward.failures == [] and reward.__name__ == "count"
 
@@ -55,16 +61,24 @@ def test_the_reward_counts_its_own_categorys_sampled_tokens_as_generated():
 
     reward = JudgeReward("count", RuleJudge(), prompt_table({"a": ("number", "3")}))
     before = metering.counts()[metering.GENERATED_TOKENS]
-    reward(prompts=[None] * 2, completions=said("Answer: 3", "Answer: 4"), prompt_id=["a", "elsewhere"],
-           completion_ids=[[5, 6, 7], [8, 9]])  # fmt: skip
+    reward(
+        prompts=[None] * 2,
+        completions=said("Answer: 3", "Answer: 4"),
+        prompt_id=["a", "elsewhere"],
+        completion_ids=[[5, 6, 7], [8, 9]],
+    )
     assert metering.counts()[metering.GENERATED_TOKENS] - before == 3  # the other category's reward counts its own
 
 
 def test_judge_failures_become_none_never_zero_and_are_kept_with_their_reason():
     reward = JudgeReward("count", EveryThirdFails(), prompt_table({"a": ("number", "3")}))
     logged = {}
-    scores = reward(prompts=[None] * 4, completions=said("x", "xy", "xyz", "wxyz"), prompt_id=["a"] * 4,
-                    log_metric=logged.__setitem__)  # fmt: skip
+    scores = reward(
+        prompts=[None] * 4,
+        completions=said("x", "xy", "xyz", "wxyz"),
+        prompt_id=["a"] * 4,
+        log_metric=logged.__setitem__,
+    )
     assert scores == [None, 0.5, 0.75, None]
     assert reward.failures == [("a/0/0", "timeout: no reply in 60 s"), ("a/0/3", "timeout: no reply in 60 s")]
     assert reward.failure_counts() == {"timeout": 2} and logged == {"judge_failures/count": 0.5}
@@ -75,7 +89,9 @@ def test_trl_leaves_unscored_completions_out_of_the_group_baseline(tiny_vlm_dir)
     and the others' advantages are centred on the mean of the scored ones only (a 0 would have pulled it down)."""
     from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
 
-    reward = JudgeReward("color", EveryThirdFails(), prompt_table({f"p{i}": ("text", "red") for i in range(2)}, "color"))
+    reward = JudgeReward(
+        "color", EveryThirdFails(), prompt_table({f"p{i}": ("text", "red") for i in range(2)}, "color")
+    )
     returned = []
 
     def recorded(**kwargs):
@@ -84,8 +100,9 @@ def test_trl_leaves_unscored_completions_out_of_the_group_baseline(tiny_vlm_dir)
 
     recorded.__name__ = "color"
     prompts = [RLPrompt(f"p{i}", pair.prompt_text, pair.images) for i, pair in enumerate(colour_pairs(2, seed=0))]
-    settings = DPOSettings(algorithm="grpo", max_steps=1, grpo={"num_generations": 4, "prompts_per_step": 2,
-                                                                "max_completion_length": 6})  # fmt: skip
+    settings = DPOSettings(
+        algorithm="grpo", max_steps=1, grpo={"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 6}
+    )
     trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_out", prompts, [recorded], settings)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train()
@@ -104,13 +121,19 @@ def _grpo_history(zero_std=0.2, kl=0.01, length=(20.0, 21.0), truncated=0.1, ste
     first, last = length
     return [
         {
-            "step": s, "loss": 0.01, "reward": 0.4 + 0.05 * s, "reward_std": 0.3, "rewards/color/mean": 0.4,
-            "frac_reward_zero_std": zero_std, "kl": kl * s / steps,
+            "step": s,
+            "loss": 0.01,
+            "reward": 0.4 + 0.05 * s,
+            "reward_std": 0.3,
+            "rewards/color/mean": 0.4,
+            "frac_reward_zero_std": zero_std,
+            "kl": kl * s / steps,
             "completions/mean_length": first + (last - first) * (s - 1) / (steps - 1),
-            "completions/clipped_ratio": truncated, "clip_ratio/region_mean": 0.0,
+            "completions/clipped_ratio": truncated,
+            "clip_ratio/region_mean": 0.0,
         }
         for s in range(1, steps + 1)
-    ] + [{"train_runtime": 1.0}]  # fmt: skip
+    ] + [{"train_runtime": 1.0}]
 
 
 def test_a_healthy_grpo_run_has_no_alarms_and_reports_its_numbers():
@@ -175,8 +198,13 @@ def grpo_config(folder: Path, model_dir: Path) -> dict:
 
     raw = yaml.safe_load(CONFIG.read_text())
     raw["model"]["path"] = str(model_dir)
-    raw["training"] = {"algorithm": "grpo", "learning_rate": 1e-4, "max_steps": 2, "work_dir": str(folder / "work"),
-                       "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8}}  # fmt: skip
+    raw["training"] = {
+        "algorithm": "grpo",
+        "learning_rate": 1e-4,
+        "max_steps": 2,
+        "work_dir": str(folder / "work"),
+        "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8},
+    }
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     return {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
 
@@ -217,7 +245,9 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
     assert list((root.parent / "work" / "dpo_checkpoint" / "color").iterdir()) == []  # published: its run folder went
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "training_health"]
-    assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(check.metadata)
+    assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(
+        check.metadata
+    )
 
 
 def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_judge(grpo_run):
@@ -250,7 +280,9 @@ def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
     assert trainer.ref_model is None  # the KL reference is the model with its adapters off: no copy held
 
 
-def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_nothing(tiny_vlm_dir, tmp_path, monkeypatch):
+def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_nothing(
+    tiny_vlm_dir, tmp_path, monkeypatch
+):
     from vlm_rl_assets.assets import grpo_run
     from vlm_rl_assets.assets.graph import ALL_ASSETS
     from vlm_rl_assets.store import schemas
@@ -258,8 +290,13 @@ def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_noth
 
     monkeypatch.setattr(grpo_run, "open_judge", lambda *args: EveryThirdFails())  # 1/3 > max_bad_fraction 0.1
     resources = grpo_config(tmp_path, tiny_vlm_dir)
-    result = dg.materialize(ALL_ASSETS, selection=["prompt_mixture", "dpo_checkpoint"], partition_key="color",
-                            resources=resources, raise_on_error=False)  # fmt: skip
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=["prompt_mixture", "dpo_checkpoint"],
+        partition_key="color",
+        resources=resources,
+        raise_on_error=False,
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "the judges failed on 4 of 8 GRPO completions ({'timeout': 4}), above max_bad_fraction=0.1" in str(

@@ -63,19 +63,25 @@ def seed_store(root: Path) -> None:
 def test_vlm_judge_failures_become_counted_quarantine_rows_and_leave_pairing(tmp_path):
     seed_store(tmp_path / "store")
     script = [
-        scores(9, 9, 9), scores(9, 9, 8),  # p0/0
-        scores(2, 3, 5), scores(2, 3, 5),  # p0/1
-        scores(9, 9, 9), scores(8, 9, 9),  # p1/0
-        GARBAGE, GARBAGE,  # p1/1, first repeat: malformed twice (1 + max_retries), so the row fails
+        scores(9, 9, 9),
+        scores(9, 9, 8),  # p0/0
+        scores(2, 3, 5),
+        scores(2, 3, 5),  # p0/1
+        scores(9, 9, 9),
+        scores(8, 9, 9),  # p1/0
+        GARBAGE,
+        GARBAGE,  # p1/1, first repeat: malformed twice (1 + max_retries), so the row fails
         scores(1, 1, 1),  # p1/1, second repeat
-    ]  # fmt: skip
+    ]
     with ScriptedEndpoint(script) as endpoint:
         config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=0.3)
         resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
         result = dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
     store = LocalStore(tmp_path / "store")
     quarantined = store.read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE)
-    assert quarantined["key"].to_list() == ["p1/1"] and quarantined["reason"][0].startswith("vlm_malformed_json: 2 attempts")
+    assert quarantined["key"].to_list() == ["p1/1"] and quarantined["reason"][0].startswith(
+        "vlm_malformed_json: 2 attempts"
+    )
     filtered = store.read_table("filtered_rollouts", "scene", schemas.FILTERED_ROLLOUTS)
     assert "p1/1" not in (filtered["prompt_id"] + "/" + filtered["sample_idx"].cast(pl.String)).to_list()
     assert filtered.filter(pl.col("kept"))["prompt_id"].to_list() == ["p0", "p0"]  # p1 has no wrong answer left
@@ -95,7 +101,10 @@ def test_vlm_judge_failing_too_often_fails_the_stage_naming_the_quarantine(tmp_p
         expected = r"vlm judge failed on 4 of 4 rollouts.*vlm_malformed_json.*every one, so nothing is left to pair"
         with pytest.raises(Exception, match=expected + r".*quarantine"):
             dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
-    assert LocalStore(tmp_path / "store").read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE).height == 4
+    assert (
+        LocalStore(tmp_path / "store").read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE).height
+        == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,7 +180,9 @@ def test_bench_verdicts_are_judged_with_the_training_settings(tmp_path):
         "judges: {reference: {synonyms: {couch: sofa}}, rule: {rel_tol: 0.1}}\n"
     )
     judging = bench_judging(load_config(path))
-    vocabulary = {c: (frozenset(), frozenset()) for c in ("count", "loose")} | {"scene": (frozenset({"dog", "sofa", "cat"}), frozenset())}
+    vocabulary = {c: (frozenset(), frozenset()) for c in ("count", "loose")} | {
+        "scene": (frozenset({"dog", "sofa", "cat"}), frozenset())
+    }
 
     def verdict(category, answer_type, answer, response, objects=(), settings=judging):
         return bench_verdict(bench_prompt(category, answer_type, answer, list(objects)), response, vocabulary, settings)

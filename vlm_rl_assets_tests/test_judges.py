@@ -212,20 +212,38 @@ GAMING = {
     "number: rationale only (strict)": ("number", "3", "I count the shapes: one, two, three. So 3.", True, "format"),
     # choice
     "choice: echoed options": ("choice", "C", "(A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
-    "choice: echoed options as answer": ("choice", "D", "Answer: (A) circle (B) square (C) triangle (D) cross", False, "ambiguous"),
+    "choice: echoed options as answer": (
+        "choice",
+        "D",
+        "Answer: (A) circle (B) square (C) triangle (D) cross",
+        False,
+        "ambiguous",
+    ),
     "choice: letter hedge": ("choice", "B", "Answer: (A) or (B)", False, "ambiguous"),
     "choice: bare letter hedge": ("choice", "B", "Answer: A or B", False, "ambiguous"),
     "choice: bare letter list": ("choice", "A", "Answer: A and C", False, "ambiguous"),
     "choice: bare letters": ("choice", "C", "Answer: A B C D", False, "ambiguous"),
     "choice: text hedge": ("choice", "C", "Answer: triangle or cross", False, "ambiguous"),
-    "choice: every option text": ("choice", "D", "It could be a circle, a square, a triangle or a cross.", False, "ambiguous"),
+    "choice: every option text": (
+        "choice",
+        "D",
+        "It could be a circle, a square, a triangle or a cross.",
+        False,
+        "ambiguous",
+    ),
     "choice: disagreeing answer lines": ("choice", "C", "Answer: (C)\nAnswer: (D)", False, "ambiguous"),
     "choice: answer line and box disagree": ("choice", "C", "Answer: (C) \\boxed{D}", False, "ambiguous"),
     "choice: letter and other text": ("choice", "A", "Answer: (A) square", False, "ambiguous"),
     "choice: right and negated other": ("choice", "C", "Answer: a triangle, not a cross", False, "ambiguous"),
     "choice: negation in free text": ("choice", "A", "It is a square, not a circle.", False, "ambiguous"),
     "choice: only negated": ("choice", "A", "Answer: not a circle", False, "no option"),
-    "choice: rationale only (strict)": ("choice", "C", "The shape has 3 corners, so it is a triangle (C).", True, "format"),
+    "choice: rationale only (strict)": (
+        "choice",
+        "C",
+        "The shape has 3 corners, so it is a triangle (C).",
+        True,
+        "format",
+    ),
     # text (colour, and shape_choice's mcq_to_open variant)
     "text: hedge": ("text", "dark red", "Answer: dark red or light red", False, "ambiguous"),
     "text: slash": ("text", "dark red", "dark red/light red", False, "ambiguous"),
@@ -233,8 +251,20 @@ GAMING = {
     "text: disagreeing answer lines": ("text", "dark red", "Answer: dark red\nAnswer: light blue", False, "ambiguous"),
     "text: rationale only (strict)": ("text", "triangle", "It has 3 corners, so it is a triangle.", True, "format"),
     # ocr
-    "ocr: hedge": ("ocr", "the quick brown fox", "Answer: the quick brown fox or the quick brown box", False, "ambiguous"),
-    "ocr: disagreeing answer lines": ("ocr", "the quick brown fox", "Answer: the quick brown fox\nAnswer: the lazy dog", False, "ambiguous"),
+    "ocr: hedge": (
+        "ocr",
+        "the quick brown fox",
+        "Answer: the quick brown fox or the quick brown box",
+        False,
+        "ambiguous",
+    ),
+    "ocr: disagreeing answer lines": (
+        "ocr",
+        "the quick brown fox",
+        "Answer: the quick brown fox\nAnswer: the lazy dog",
+        False,
+        "ambiguous",
+    ),
     "ocr: no answer line (strict)": ("ocr", "the quick brown fox", "It reads the quick brown fox.", True, "format"),
     # math
     "math: hedge": ("math", "4", "Answer: 3 or 4", False, "ambiguous"),
@@ -246,14 +276,33 @@ GAMING = {
     "math: rationale only (strict)": ("math", "4", "2 + 2 = 4", True, "format"),
     # structured (describe)
     "structured: stuffed fields": (
-        "structured", DESCRIBE, "colour: red; colour: blue; size: large; size: small; position: top left; position: bottom right",
-        False, "ambiguous",
+        "structured",
+        DESCRIBE,
+        "colour: red; colour: blue; size: large; size: small; position: top left; position: bottom right",
+        False,
+        "ambiguous",
     ),
-    "structured: hedged field": ("structured", DESCRIBE, "colour: red or blue; size: large; position: top left", False, "ambiguous"),
-    "structured: listed field": ("structured", DESCRIBE, "colour: red, blue, green; size: large; position: top left", False, "ambiguous"),
+    "structured: hedged field": (
+        "structured",
+        DESCRIBE,
+        "colour: red or blue; size: large; position: top left",
+        False,
+        "ambiguous",
+    ),
+    "structured: listed field": (
+        "structured",
+        DESCRIBE,
+        "colour: red, blue, green; size: large; position: top left",
+        False,
+        "ambiguous",
+    ),
     # open (scene): every object word of the vocabulary
     "open: every object": (
-        "open", "", "A red circle, a blue square, a green cross, a yellow triangle and a purple circle.", False, "covered 1/1",
+        "open",
+        "",
+        "A red circle, a blue square, a green cross, a yellow triangle and a purple circle.",
+        False,
+        "covered 1/1",
     ),
 }
 HONEST = {
@@ -281,15 +330,15 @@ HONEST = {
     "open: reference": ("open", "", "The image shows a red circle on a grey background.", False),
 }
 SCENE_OBJECTS = ["red circle"]
-ALL_SCENE_OBJECTS = [f"{colour} {shape}" for colour in ("red", "blue", "green", "yellow", "purple") for shape in SHAPE_OPTIONS]
+ALL_SCENE_OBJECTS = [
+    f"{colour} {shape}" for colour in ("red", "blue", "green", "yellow", "purple") for shape in SHAPE_OPTIONS
+]
 
 
 def rule_verdict(answer_type: str, answer: str, response: str, strict: bool):
     objects = SCENE_OBJECTS if answer_type == "open" else []
     choices = SHAPE_OPTIONS if answer_type == "choice" else []
-    return judge(
-        answer_type, response, answer, objects, choices, vocabulary=ALL_SCENE_OBJECTS, strict_format=strict
-    )
+    return judge(answer_type, response, answer, objects, choices, vocabulary=ALL_SCENE_OBJECTS, strict_format=strict)
 
 
 @pytest.mark.parametrize("answer_type, answer, response, strict, reason", GAMING.values(), ids=GAMING.keys())
@@ -307,7 +356,9 @@ def test_honest_responses_stay_credited(answer_type, answer, response, strict):
 
 
 def test_strict_format_reaches_the_rule_judge():
-    item = JudgeItem("p/0", "p", "How many? Think step by step, then finish with 'Answer: number'.", "So 3.", "number", "3", "")
+    item = JudgeItem(
+        "p/0", "p", "How many? Think step by step, then finish with 'Answer: number'.", "So 3.", "number", "3", ""
+    )
     assert RuleJudge().judge([item]).outcomes[0].correct
     assert RuleJudge(strict_format=True).judge([item]).outcomes[0].reason.startswith("format")
 
@@ -373,8 +424,16 @@ def test_a_pure_judge_sees_each_distinct_input_once_and_other_judges_every_row(p
     every_row = [f"{pid}/{idx}" for pid, idx in rollouts.select("prompt_id", "sample_idx").rows()]
     assert [item.key for item in judge_.items] == (judged or every_row)  # b's ground truth and response are a's
     scores = result.scored.select("prompt_id", "sample_idx", "score").rows()
-    assert scores == [("a", 0, 1.0), ("a", 1, 1.0), ("a", 2, 0.0), ("b", 0, 1.0), ("d", 0, 1.0), ("e", 0, 0.0),
-                      ("f", 0, 1.0), ("g", 0, 0.0)]  # fmt: skip
+    assert scores == [
+        ("a", 0, 1.0),
+        ("a", 1, 1.0),
+        ("a", 2, 0.0),
+        ("b", 0, 1.0),
+        ("d", 0, 1.0),
+        ("e", 0, 0.0),
+        ("f", 0, 1.0),
+        ("g", 0, 0.0),
+    ]
     assert [key for key, _ in result.failures] == ["c/0", "c/1"]  # every row of an unreadable ground truth
     assert result.failure_counts == {"answer_not_a_number": 2}
 

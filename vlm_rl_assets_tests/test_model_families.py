@@ -99,18 +99,28 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
     from vlm_rl_assets.model.trainer import lazy_dataset
 
     ours = dpo_trainer(family_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], DPOSettings())
-    config = DPOConfig(output_dir=str(tmp_path), beta=0.3, bf16=False, report_to="none", remove_unused_columns=False,
-                       gradient_checkpointing=False)  # fmt: skip
+    config = DPOConfig(
+        output_dir=str(tmp_path),
+        beta=0.3,
+        bf16=False,
+        report_to="none",
+        remove_unused_columns=False,
+        gradient_checkpointing=False,
+    )
     examples = [preference_example(p.prompt_text, p.images, p.chosen, p.rejected) for p in pairs]
     stock = DPOTrainer(
-        model=load_model(family_dir), args=config, train_dataset=lazy_dataset(examples, dict),
+        model=load_model(family_dir),
+        args=config,
+        train_dataset=lazy_dataset(examples, dict),
         processing_class=load_processor(family_dir),
-    )  # fmt: skip
+    )
     for trainer in (ours, stock):
         perturb(trainer.model)
     ours.get_train_dataloader()  # tokenizes the examples once, where the processor's batches allow it
     expected = loss_on(stock, [dict(e) for e in examples])
-    assert torch.allclose(loss_on(ours, [ours.train_dataset[i] for i in range(len(pairs))]), expected, atol=1e-5, rtol=0)
+    assert torch.allclose(
+        loss_on(ours, [ours.train_dataset[i] for i in range(len(pairs))]), expected, atol=1e-5, rtol=0
+    )
 
 
 def test_dpo_steps_with_per_pair_betas_on_cached_reference(family_dir: Path, pairs, tmp_path: Path) -> None:

@@ -48,9 +48,14 @@ def _ours_and_stock(
     settings = DPOSettings(loss_type=loss_type, batch_size=6)
     ours = dpo_trainer(model_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
     config = DPOConfig(
-        output_dir=str(tmp_path), beta=0.3, loss_type=list(loss_type), bf16=False, report_to="none",
-        remove_unused_columns=False, gradient_checkpointing=False,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        beta=0.3,
+        loss_type=list(loss_type),
+        bf16=False,
+        report_to="none",
+        remove_unused_columns=False,
+        gradient_checkpointing=False,
+    )
     stock_data = lazy_dataset(pairs, lambda p: preference_example(p.prompt_text, p.images, p.chosen, p.rejected))
     stock = DPOTrainer(
         model=load_model(model_dir), args=config, train_dataset=stock_data, processing_class=load_processor(model_dir)
@@ -94,8 +99,13 @@ def test_each_pairs_prompt_runs_through_the_language_model_once(
 
 def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
     """A batch with betas (0.5, 0.1) has the mean loss of pair 0 trained at beta 0.5 and pair 1 at beta 0.1."""
-    mixed = dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings())
-    at = {b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], DPOSettings()) for b in (0.5, 0.1)}
+    mixed = dpo_trainer(
+        tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings()
+    )
+    at = {
+        b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], DPOSettings())
+        for b in (0.5, 0.1)
+    }
     for trainer in (mixed, *at.values()):
         perturb(trainer.model)
     expected = (loss_on(at[0.5], [at[0.5].train_dataset[0]]) + loss_on(at[0.1], [at[0.1].train_dataset[1]])) / 2

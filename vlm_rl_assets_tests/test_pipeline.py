@@ -49,10 +49,18 @@ def pipeline_run(tmp_path_factory, dagster_home):
         results = [dg.materialize(ALL_ASSETS, selection=["base_model"], instance=instance, resources=resources)]
         for category in CATEGORIES:
             results.append(
-                dg.materialize(ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key=category, instance=instance, resources=resources)
+                dg.materialize(
+                    ALL_ASSETS,
+                    selection=CATEGORY_ASSETS,
+                    partition_key=category,
+                    instance=instance,
+                    resources=resources,
+                )
             )
         results.append(
-            dg.materialize(ALL_ASSETS, selection=["policy_checkpoint", "release_report"], instance=instance, resources=resources)
+            dg.materialize(
+                ALL_ASSETS, selection=["policy_checkpoint", "release_report"], instance=instance, resources=resources
+            )
         )
         yield root, results, resources
 
@@ -232,7 +240,9 @@ def test_undecodable_images_are_quarantined_then_fail_above_the_threshold(pipeli
     assert metadata([result], "rollouts")["quarantined_prompts"] == 1
     assert store.read_table("rollouts", "color", schemas.ROLLOUTS)["prompt_id"].n_unique() == train.height - 1
     quarantined = store.read_table("quarantine", "rollouts/color", schemas.QUARANTINE)
-    assert quarantined["key"].to_list() == [train["prompt_id"][0]] and quarantined["reason"][0].startswith("image_undecodable")
+    assert quarantined["key"].to_list() == [train["prompt_id"][0]] and quarantined["reason"][0].startswith(
+        "image_undecodable"
+    )
     (copy / train["images"][1][0]).write_bytes(b"")
     with pytest.raises(Exception, match=r"2 of 12 prompts have unusable images.*max_bad_fraction"):
         dg.materialize(ALL_ASSETS, selection=["rollouts"], partition_key="color", resources=resources)

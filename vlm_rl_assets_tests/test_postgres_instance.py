@@ -39,7 +39,12 @@ def test_pipeline_runs_on_a_postgres_instance(database_url, tmp_path, monkeypatc
     import psycopg2
 
     url = urlparse(database_url)
-    for name, value in {"HOSTNAME": url.hostname, "USER": url.username, "PASSWORD": url.password, "DB": url.path[1:]}.items():
+    for name, value in {
+        "HOSTNAME": url.hostname,
+        "USER": url.username,
+        "PASSWORD": url.password,
+        "DB": url.path[1:],
+    }.items():
         monkeypatch.setenv(f"DAGSTER_POSTGRES_{name}", value)
     storage = yaml.safe_load(DOCKER_INSTANCE.read_text())["storage"]
     storage["postgres"]["postgres_db"]["port"] = url.port or 5432
@@ -51,7 +56,9 @@ def test_pipeline_runs_on_a_postgres_instance(database_url, tmp_path, monkeypatc
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         results = [
             dg.materialize(ALL_ASSETS, selection=["base_model"], instance=instance, resources=resources),
-            dg.materialize(ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key="color", instance=instance, resources=resources),
+            dg.materialize(
+                ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key="color", instance=instance, resources=resources
+            ),
         ]
         assert all(r.success for r in results)
         scores = instance.get_latest_materialization_event(dg.AssetKey("benchmark_scores"))
@@ -65,8 +72,6 @@ def test_pipeline_runs_on_a_postgres_instance(database_url, tmp_path, monkeypatc
     with psycopg2.connect(database_url) as db, db.cursor() as cursor:  # read back from the server itself
         cursor.execute("SELECT run_id, status FROM runs")
         assert dict(cursor.fetchall()) == {run_id: "SUCCESS" for run_id in run_ids}
-        cursor.execute(
-            "SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
-        )
+        cursor.execute("SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
         stored = {(dg.AssetKey.from_db_string(key).to_user_string(), partition) for key, partition in cursor.fetchall()}
     assert stored == {("base_model", None)} | {(a.key.to_user_string(), "color") for a in CATEGORY_ASSETS}

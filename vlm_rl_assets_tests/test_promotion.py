@@ -35,9 +35,14 @@ def complete_verdicts(*categories: str) -> pl.DataFrame:
 def problems(table: pl.DataFrame, verdict_table: pl.DataFrame | None = None, current: str = "p1") -> list[str]:
     categories = [c for c in table["category"] if c != OVERALL]
     return promotion_problems(
-        complete_verdicts(*categories) if verdict_table is None else verdict_table, table, candidate="policy",
-        categories=categories, max_category_loss=0.01, evaluated_policy="p1", current_policy=current,
-    )  # fmt: skip
+        complete_verdicts(*categories) if verdict_table is None else verdict_table,
+        table,
+        candidate="policy",
+        categories=categories,
+        max_category_loss=0.01,
+        evaluated_policy="p1",
+        current_policy=current,
+    )
 
 
 def test_a_clear_gain_without_category_losses_passes():
@@ -67,9 +72,14 @@ def test_missing_verdicts_and_nan_deltas_fail_naming_what_is_missing():
         ]
     )
     found = promotion_problems(
-        table, paired_deltas(table, "policy"), candidate="policy", categories=["a", "b", "c"],
-        max_category_loss=0.01, evaluated_policy="p1", current_policy="p1",
-    )  # fmt: skip
+        table,
+        paired_deltas(table, "policy"),
+        candidate="policy",
+        categories=["a", "b", "c"],
+        max_category_loss=0.01,
+        evaluated_policy="p1",
+        current_policy="p1",
+    )
     assert "category 'a': 1 of 4 bench prompts lack a policy verdict (a3)" in found
     assert "category 'b': 1 of 2 bench prompts lack a policy verdict (b1)" in found
     assert "category 'c' has no benchmark verdicts" in found
@@ -86,9 +96,15 @@ def test_a_report_of_another_checkpoint_fails():
 def test_a_report_on_the_dev_split_fails():
     categories = ["a"]
     [dev] = promotion_problems(
-        complete_verdicts(*categories), deltas(GAIN, a=(0.2, 0.1, 0.3)), candidate="policy", categories=categories,
-        max_category_loss=0.01, evaluated_policy="p1", current_policy="p1", evaluated_split="dev",
-    )  # fmt: skip
+        complete_verdicts(*categories),
+        deltas(GAIN, a=(0.2, 0.1, 0.3)),
+        candidate="policy",
+        categories=categories,
+        max_category_loss=0.01,
+        evaluated_policy="p1",
+        current_policy="p1",
+        evaluated_split="dev",
+    )
     assert "measured the 'dev' split" in dev and "set eval.split: bench" in dev
 
 

@@ -9,13 +9,23 @@ from vlm_rl_assets.prompts.prompt_table import (
     reference_response,
 )
 
-CHOICE = PromptSource("Which shape?\n(A) circle\n(B) square", "B", "choice", ("images/1.png",), ("circle", "square"), "It has 4 corners, so it is a square.")
+CHOICE = PromptSource(
+    "Which shape?\n(A) circle\n(B) square",
+    "B",
+    "choice",
+    ("images/1.png",),
+    ("circle", "square"),
+    "It has 4 corners, so it is a square.",
+)
 LETTER_ONLY = "Answer with the option's letter from the given choices directly."
 
 
 def test_cot_template_makes_choice_answers_long():
     assert apply_template("cot", "Which shape?", "choice").endswith("finish with 'Answer: (letter)'.")
-    assert reference_response("cot", CHOICE.answer, "choice", CHOICE.rationale) == "It has 4 corners, so it is a square. Answer: (B)"
+    assert (
+        reference_response("cot", CHOICE.answer, "choice", CHOICE.rationale)
+        == "It has 4 corners, so it is a square. Answer: (B)"
+    )
     assert reference_response("plain", CHOICE.answer, "choice", CHOICE.rationale) == "B"
 
 
@@ -42,8 +52,15 @@ def test_cot_replaces_short_answer_instructions_plain_keeps_them(question, answe
 
 
 def test_multiple_choice_becomes_an_open_question_answered_by_the_option_text():
-    opened = open_question(PromptSource(f"{CHOICE.question}\n{LETTER_ONLY}", "(B)", "choice", CHOICE.images, CHOICE.choices))
-    assert (opened.question, opened.answer, opened.answer_type, opened.choices) == ("Which shape?", "square", "text", ())
+    opened = open_question(
+        PromptSource(f"{CHOICE.question}\n{LETTER_ONLY}", "(B)", "choice", CHOICE.images, CHOICE.choices)
+    )
+    assert (opened.question, opened.answer, opened.answer_type, opened.choices) == (
+        "Which shape?",
+        "square",
+        "text",
+        (),
+    )
     # options only in the question (no choices column): read from its option lines
     inline = open_question(PromptSource("Which?\nOptions:\nA. red car\nB. blue car", "A", "choice", ("i",)))
     assert (inline.question, inline.answer) == ("Which?", "red car")
@@ -57,11 +74,16 @@ def test_an_answer_key_that_names_no_option_is_refused(answer):
 
 def test_rewrites_are_counted_and_bad_answer_keys_quarantined():
     bad = PromptSource("Which colour?\n(A) red\n(B) blue", "D", "choice", ("images/3.png",))
-    short = PromptSource("How many? Answer with a single word.", "2", "number", ("images/4.png",), rationale="One, two.")
+    short = PromptSource(
+        "How many? Answer with a single word.", "2", "number", ("images/4.png",), rationale="One, two."
+    )
     table = build_prompt_table("c", "cot", 3, {"train": [CHOICE, bad, short]}, mcq_to_open=True)
     assert table.rewrites == {"short_answer_instruction": 1, "mcq_to_open": 1}
     assert table.prompts["answer"].to_list() == ["square", "2"]
-    assert table.prompts["reference"].to_list() == ["It has 4 corners, so it is a square. Answer: square", "One, two. Answer: 2"]
+    assert table.prompts["reference"].to_list() == [
+        "It has 4 corners, so it is a square. Answer: square",
+        "One, two. Answer: 2",
+    ]
     assert table.dropped["reason"].to_list() == ["bad_answer_key: 'D' names none of the 2 options"]
 
 
@@ -86,15 +108,23 @@ def test_prompt_ids_are_stable_and_distinct():
 def test_held_out_splits_own_overlaps_bench_before_dev_before_train():
     other = PromptSource("What colour?", "red", "text", ("images/2.png",))
     table = build_prompt_table("c", "plain", 1, {"train": [CHOICE, other], "dev": [CHOICE, other], "bench": [CHOICE]})
-    assert dict(table.prompts.select("question", "split").iter_rows()) == {CHOICE.question: "bench", "What colour?": "dev"}
+    assert dict(table.prompts.select("question", "split").iter_rows()) == {
+        CHOICE.question: "bench",
+        "What colour?": "dev",
+    }
     assert sorted(table.dropped["reason"]) == ["in_bench_split", "in_bench_split", "in_dev_split"]
 
 
 def test_bootstrap_rows_own_overlaps_with_train_and_give_way_to_held_out_splits():
     """A prompt the embedded base was SFT-trained on is never rolled out, and SFT never sees a dev or bench prompt."""
     other = PromptSource("What colour?", "red", "text", ("images/2.png",))
-    table = build_prompt_table("c", "plain", 1, {"train": [CHOICE, other], "bootstrap": [CHOICE, other], "dev": [CHOICE]})
-    assert dict(table.prompts.select("question", "split").iter_rows()) == {CHOICE.question: "dev", "What colour?": "bootstrap"}
+    table = build_prompt_table(
+        "c", "plain", 1, {"train": [CHOICE, other], "bootstrap": [CHOICE, other], "dev": [CHOICE]}
+    )
+    assert dict(table.prompts.select("question", "split").iter_rows()) == {
+        CHOICE.question: "dev",
+        "What colour?": "bootstrap",
+    }
     assert sorted(table.dropped["reason"]) == ["in_bootstrap_split", "in_dev_split", "in_dev_split"]
 
 

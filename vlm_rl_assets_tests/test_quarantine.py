@@ -21,7 +21,10 @@ def test_images_above_max_pixels_are_quarantined_with_their_size(tmp_path):
     loaded, images, refused = quarantine.load_prompt_images(
         store, prompts, stage="rollouts", category="count", max_pixels=100 * 100
     )
-    assert loaded["prompt_id"].to_list() == ["small", "edge"] and [img[0].size for img in images] == [(64, 64), (100, 100)]
+    assert loaded["prompt_id"].to_list() == ["small", "edge"] and [img[0].size for img in images] == [
+        (64, 64),
+        (100, 100),
+    ]
     assert dict(zip(refused["key"], refused["reason"])) == {"wide": "image_oversize: 101x100"}
     assert quarantine.load_prompt_images(store, prompts, stage="rollouts", category="count")[2].is_empty()
 

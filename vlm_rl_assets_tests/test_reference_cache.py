@@ -43,7 +43,9 @@ def test_computes_once_then_reads_back(tmp_path: Path) -> None:
     again, computed = with_reference_logps(store, "ref-a", pairs.reverse(), compute)
     assert computed == 0 and again["ref_rejected_logps"].to_list() == first["ref_rejected_logps"].reverse().to_list()
 
-    edited = pairs.with_columns(chosen=pl.when(pl.col("pair_id") == "colour-1").then(pl.lit("yes!")).otherwise("chosen"))
+    edited = pairs.with_columns(
+        chosen=pl.when(pl.col("pair_id") == "colour-1").then(pl.lit("yes!")).otherwise("chosen")
+    )
     _, computed = with_reference_logps(store, "ref-a", edited, compute)
     assert computed == 1 and asked[-1] == [1]  # edited content is a new pair
 

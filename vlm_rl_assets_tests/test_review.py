@@ -186,10 +186,18 @@ def test_the_server_refuses_unknown_categories_and_paths(store, tmp_path, path):
 def raw_request(app, method: str, path: str) -> int:
     """The status of `path` sent as it is (an HTTP client would resolve `..` first), decoded as uvicorn decodes it."""
     scope = {
-        "type": "http", "http_version": "1.1", "method": method, "scheme": "http", "root_path": "",
-        "path": unquote(path), "raw_path": path.encode(), "query_string": b"",
-        "headers": [(b"content-type", b"application/json")], "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
-    }  # fmt: skip
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "root_path": "",
+        "path": unquote(path),
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+    }
     body = b'{"prompt_id": "a", "sample_idx": 0, "label": true, "who": "x"}'
     sent = []
 
@@ -206,7 +214,10 @@ def raw_request(app, method: str, path: str) -> int:
 def test_the_server_refuses_bad_labels_and_keeps_an_unreadable_file(client, store, tmp_path):
     assert client.post("/review/count").status_code == 405
     json_header = {"content-type": "application/json"}
-    assert "the body must be JSON" in client.post("/labels/count", content=b"{not json", headers=json_header).json()["error"]
+    assert (
+        "the body must be JSON"
+        in client.post("/labels/count", content=b"{not json", headers=json_header).json()["error"]
+    )
     label = b'{"prompt_id": "a", "sample_idx": 1, "label": true, "who": "x"}'
     cross_site = client.post("/labels/count", content=label, headers={"content-type": "text/plain"})
     assert cross_site.status_code == 415  # a form or simple fetch from another site cannot label
@@ -256,8 +267,12 @@ def test_human_labels_gate_judged_pairs(store, tmp_path):
     assert not check.passed and materialized == {"filtered_rollouts"}
     values = {k: v.value for k, v in check.metadata.items()}
     assert {k: values[k] for k in ("n", "f1", "true_pos", "true_neg", "false_neg")} == {
-        "n": 3, "f1": 0.667, "true_pos": 1, "true_neg": 1, "false_neg": 1,
-    }  # fmt: skip
+        "n": 3,
+        "f1": 0.667,
+        "true_pos": 1,
+        "true_neg": 1,
+        "false_neg": 1,
+    }
     assert (values["human_labels"], values["labels_stale"], values["labels_replaced"]) == (3, 1, 1)
     assert "an older rollout" in values["stale_labels"]
 
@@ -273,11 +288,22 @@ def test_the_cli_writes_pages_and_exports_label_studio_tasks(store, tmp_path, ca
     main(["--config", str(CONFIG), "--root", str(store.root), "export-labelstudio", "count", str(out)])
     tasks = json.loads(out.read_text())
     assert [(t["data"]["prompt_id"], t["data"]["sample_idx"]) for t in tasks] == [
-        ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("c", 0), ("c", 1),
-    ]  # fmt: skip
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("b", 0),
+        ("b", 1),
+        ("c", 0),
+        ("c", 1),
+    ]
     first = tasks[0]["data"]
     assert first["image"].startswith("data:image/png;base64,") and tasks[-1]["data"]["image"] == ""  # c's is gone
-    assert (first["ground_truth"], first["response"], first["verdict"], first["stratum"]) == ("2", "Answer: 2", "right", PAIRED)
+    assert (first["ground_truth"], first["response"], first["verdict"], first["stratum"]) == (
+        "2",
+        "Answer: 2",
+        "right",
+        PAIRED,
+    )
     assert '<Choices name="label" toName="response"' in capsys.readouterr().out
     main(["--config", str(CONFIG), "--root", str(store.root), "write", "count"])
     assert (store.root / page_path("count")).read_text().count("data:image/png") == 2

@@ -31,9 +31,17 @@ CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
 CATEGORY = "color"
 STAGES = ["prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs"]
 BROWSER_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=1400,1000", "--remote-debugging-port=0",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    "--remote-debugging-port=0",
+)
 
 
 def config_file(folder: Path, name: str, **category) -> Path:

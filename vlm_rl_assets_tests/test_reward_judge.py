@@ -60,7 +60,11 @@ def test_scores_are_probabilities_deterministic_and_batch_independent(reward_mod
 
 def test_inputs_over_max_length_are_quarantined_not_truncated(reward_model_dir):
     long = JudgeItem("p/9", "p", "How many shapes are there?", "red circle " * 200, "open", "2", "Answer: 2")
-    outcomes = RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), max_length=64)).judge([*items(), long]).outcomes
+    outcomes = (
+        RewardModelJudge(RewardModelSettings(path=str(reward_model_dir), max_length=64))
+        .judge([*items(), long])
+        .outcomes
+    )
     assert all(isinstance(v, Verdict) for v in outcomes[:-1])
     assert isinstance(outcomes[-1], JudgeFailure) and outcomes[-1].code == "reward_input_too_long"
 
@@ -69,8 +73,15 @@ def test_a_classifier_with_several_labels_is_refused(tiny_vlm_dir, tmp_path):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_vlm_dir)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=3)  # fmt: skip
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=3,
+    )
     Qwen2ForSequenceClassification(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="num_labels=1"):

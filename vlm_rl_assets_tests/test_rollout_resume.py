@@ -27,7 +27,9 @@ def _kill_after_some_shards(model_dir: Path, root: Path) -> dict[int, int]:
     return _shards(root)
 
 
-def test_killed_run_resumes_missing_shards_only_and_equals_an_uninterrupted_run(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_missing_shards_only_and_equals_an_uninterrupted_run(
+    tiny_vlm_dir: Path, tmp_path: Path
+) -> None:
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     survivors = _kill_after_some_shards(tiny_vlm_dir, killed)
     assert 0 < len(survivors) < SHARDS

@@ -30,7 +30,9 @@ class FakeEngine:
     def __init__(self) -> None:
         self.prompts_sampled = 0
 
-    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams, progress=None) -> list[list[Completion]]:
+    def generate(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress=None
+    ) -> list[list[Completion]]:
         self.prompts_sampled += len(requests)
         out = []
         for request in requests:

@@ -42,10 +42,22 @@ def two_rounds(tmp_path_factory):
     )
     shards_before = sorted(p.name for p in shards.rglob("*.parquet"))
     resumed = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "vlm_rl_assets.definitions",
-         "--select", "rollouts", "--partition", "color|2"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "vlm_rl_assets.definitions",
+            "--select",
+            "rollouts",
+            "--partition",
+            "color|2",
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     last = finish_worker(_worker(env, home / "round2", "2", "2"), home / "round2")
     yield store, home, first, last, round1, shards_before

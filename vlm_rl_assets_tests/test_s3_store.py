@@ -105,9 +105,16 @@ def test_checkpoint_without_its_manifest_is_absent(s3, tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "name"),
-    [("files", "../../escape.txt"), ("files", "/tmp/escape.txt"), ("files", "sub/../../../escape.txt"),
-     ("files", "sub\\..\\escape.txt"), ("files", "./config.json"), ("files", ""), ("version", "../elsewhere")],
-)  # fmt: skip
+    [
+        ("files", "../../escape.txt"),
+        ("files", "/tmp/escape.txt"),
+        ("files", "sub/../../../escape.txt"),
+        ("files", "sub\\..\\escape.txt"),
+        ("files", "./config.json"),
+        ("files", ""),
+        ("version", "../elsewhere"),
+    ],
+)
 def test_a_manifest_naming_paths_outside_the_checkpoint_is_refused_before_any_download(s3, tmp_path, field, name):
     writer = open_store(f"s3://{BUCKET}/forged", tmp_path / "writer_cache")
     with writer.staged_dir("dpo_checkpoint", "c") as out:
@@ -131,7 +138,9 @@ def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):
     resources = {"pipeline": PipelineResource(config_path=str(config_path), storage_root=root)}
     with dg.instance_for_test() as instance:
         for selection, partition in ((["base_model"], None), (CATEGORY_ASSETS, "color")):
-            run = dg.materialize(ALL_ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources)
+            run = dg.materialize(
+                ALL_ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources
+            )
             assert run.success
     stored = keys(s3, "run/")
     for asset in ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "benchmark_scores"):

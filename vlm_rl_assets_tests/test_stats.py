@@ -62,7 +62,9 @@ def test_summarize_gives_accuracy_with_ci_and_pass_at_k_rows():
     scores = schemas.check(summarize(greedy, sampled, 4, "base"), schemas.BENCHMARK_SCORES, "scores")
     by_metric = {r["metric"]: r for r in scores.iter_rows(named=True)}
     assert set(by_metric) == {"accuracy", "mean_score", "pass@1", "pass@2", "pass@3", "pass@4"}
-    assert by_metric["accuracy"]["value"] == 0.75 and by_metric["accuracy"]["ci_low"] <= 0.75 <= by_metric["accuracy"]["ci_high"]
+    assert (
+        by_metric["accuracy"]["value"] == 0.75
+        and by_metric["accuracy"]["ci_low"] <= 0.75 <= by_metric["accuracy"]["ci_high"]
+    )
     assert by_metric["pass@1"]["value"] == pytest.approx(7 / 16) and by_metric["pass@4"]["value"] == 0.75
     assert by_metric["pass@4"]["ci_low"] is None and (scores["n"] == 4).all()
-

@@ -28,7 +28,9 @@ def test_tables_round_trip_and_missing_upstream_says_what_to_run(tmp_path):
 
 def test_a_table_missing_a_column_is_refused(tmp_path):
     with pytest.raises(schemas.SchemaError, match=r"lacks columns \['answer'\]"):
-        LocalStore(tmp_path).write_table("prompt_mixture", "c", prompt_table({"a": ("number", "1")}).drop("answer"), schemas.PROMPTS)
+        LocalStore(tmp_path).write_table(
+            "prompt_mixture", "c", prompt_table({"a": ("number", "1")}).drop("answer"), schemas.PROMPTS
+        )
 
 
 def test_staged_dir_replaces_only_on_success(tmp_path):

@@ -23,11 +23,21 @@ def environment_after_import(module: str, **env: str) -> dict:
 
 
 def test_the_package_makes_openmp_threads_sleep_and_the_demo_lets_them_spin_before_torch_loads():
-    assert environment_after_import("vlm_rl_assets.definitions") == {"torch_loaded": False, "policy": "PASSIVE", "spin": None}
-    assert environment_after_import("vlm_rl_assets.demo") == {"torch_loaded": False, "policy": "PASSIVE", "spin": "300000"}
+    assert environment_after_import("vlm_rl_assets.definitions") == {
+        "torch_loaded": False,
+        "policy": "PASSIVE",
+        "spin": None,
+    }
+    assert environment_after_import("vlm_rl_assets.demo") == {
+        "torch_loaded": False,
+        "policy": "PASSIVE",
+        "spin": "300000",
+    }
 
 
 def test_an_explicit_value_in_the_environment_wins():
     assert environment_after_import("vlm_rl_assets.demo", GOMP_SPINCOUNT="0", OMP_WAIT_POLICY="ACTIVE") == {
-        "torch_loaded": False, "policy": "ACTIVE", "spin": "0",
-    }  # fmt: skip
+        "torch_loaded": False,
+        "policy": "ACTIVE",
+        "spin": "0",
+    }

@@ -104,7 +104,9 @@ def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
         for i, ex in enumerate(examples)
     ]
     lines: list[str] = []
-    result = dpo_train(tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append)
+    result = dpo_train(
+        tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append
+    )
 
     assert result.steps == 3
     assert lines[0].startswith("step 1/3 (") and " steps/s, ETA " in lines[0] and "rewards/accuracies=" in lines[0]
@@ -135,7 +137,9 @@ LORA_QV = LoRASettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_p
 
 
 def test_lora_trains_only_the_adapters(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, _pairs(examples), DPOSettings(max_steps=2, batch_size=8, lora=LORA_QV))
+    trainer = dpo_trainer(
+        tiny_vlm_dir, tmp_path, _pairs(examples), DPOSettings(max_steps=2, batch_size=8, lora=LORA_QV)
+    )
     params = dict(trainer.model.named_parameters())
     trainable = sorted(name for name, param in params.items() if param.requires_grad)
     assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
@@ -159,9 +163,14 @@ def test_lora_checkpoint_is_merged_and_loads_like_any_model(
     assert result.steps == 2
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("adapter_")]
     base = load_model(tiny_vlm_dir).state_dict()
-    for merged in (load_model(tmp_path).state_dict(), AutoModelForImageTextToText.from_pretrained(tmp_path).state_dict()):
+    for merged in (
+        load_model(tmp_path).state_dict(),
+        AutoModelForImageTextToText.from_pretrained(tmp_path).state_dict(),
+    ):
         assert merged.keys() == base.keys()  # plain weights: no lora_ or base_layer names
-        targeted = {name for name in base if name.endswith(("q_proj.weight", "v_proj.weight")) and ".visual." not in name}
+        targeted = {
+            name for name in base if name.endswith(("q_proj.weight", "v_proj.weight")) and ".visual." not in name
+        }
         assert targeted and all(not torch.equal(merged[name], base[name]) for name in targeted)  # adapters merged in
         assert all(torch.equal(merged[name], base[name]) for name in base.keys() - targeted)
     assert _generates(load_model(tmp_path), load_processor(tmp_path), examples[0].images[0])
@@ -183,22 +192,35 @@ def test_freeze_vision_tower_keeps_it_bit_identical(
     else:
         assert {name for name in changed if "language_model.layers.0." in name} == {
             f"model.language_model.layers.0.{module}.weight"
-            for module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-        }  # fmt: skip
+            for module in (
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            )
+        }
 
 
 def test_freeze_vision_tower_without_one_says_what_to_do(tmp_path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    text_only = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2))
+    text_only = LlamaForCausalLM(
+        LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
     with pytest.raises(ValueError, match="set training.freeze_vision_tower: false"):
         vision_tower(text_only)
 
 
-def test_lora_still_encodes_each_image_once_per_step(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
+def test_lora_still_encodes_each_image_once_per_step(
+    tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path
+) -> None:
     cached = [dataclasses.replace(p, ref_chosen_logps=-9.0, ref_rejected_logps=-9.0) for p in _pairs(examples)[:4]]
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, cached, DPOSettings(lora=LoRASettings(r=4)))  # one forward: no reference
+    trainer = dpo_trainer(
+        tiny_vlm_dir, tmp_path, cached, DPOSettings(lora=LoRASettings(r=4))
+    )  # one forward: no reference
     seen: list[int] = []
     vision_tower(trainer.model).patch_embed.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])

@@ -16,7 +16,9 @@ from vlm_rl_assets_tests.helpers import colour_pairs
 
 def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp_path: Path) -> None:
     # cached reference log-probs, as the assets train: no reference model in any process
-    pairs = colour_pairs(8, seed=3, rejected=lambda i: "Answer: no", beta=0.1, ref_chosen_logps=-30.0, ref_rejected_logps=-31.0)
+    pairs = colour_pairs(
+        8, seed=3, rejected=lambda i: "Answer: no", beta=0.1, ref_chosen_logps=-30.0, ref_rejected_logps=-31.0
+    )
     settings = DPOSettings(batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3, num_processes=2)
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), settings)
     job_dir = write_job(tmp_path / "work", job, pairs, "tiny")
@@ -28,7 +30,10 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
     assert result.examples == 8 and result.input_tokens > 0  # both processes' share (2 steps of 4 pairs), its cost
     assert [line.split(" (")[0] for line in lines if line.startswith("step ")] == ["step 1/2", "step 2/2", "step 2/2"]
     checkpoint = job_dir / TRAINER_DIR / "checkpoint-2"
-    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]  # 2 ranks
+    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == [
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    ]  # 2 ranks
     assert not list((tmp_path / "out").glob("adapter_*"))
     trained = load_model(tmp_path / "out").state_dict()
     assert AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict().keys() == trained.keys()

@@ -60,7 +60,9 @@ def _job(root: Path, model_dir: Path, pairs: list[PreferencePair]) -> tuple[Path
 def test_killed_run_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrupted_run(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
-    (killed_dir, killed_out), (fresh_dir, fresh_out) = (_job(tmp_path / n, tiny_vlm_dir, pairs) for n in ("killed", "fresh"))
+    (killed_dir, killed_out), (fresh_dir, fresh_out) = (
+        _job(tmp_path / n, tiny_vlm_dir, pairs) for n in ("killed", "fresh")
+    )
     kill_when(_start(killed_dir, 0.5), killed_dir, lambda: bool(_saved_steps(killed_dir / TRAINER_DIR)), "checkpoint")
     assert not killed_out.exists()
 
@@ -125,13 +127,20 @@ def test_the_run_key_follows_what_determines_the_weights(
 ) -> None:
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), SETTINGS)
     folder = write_job(tmp_path, job, pairs, "tiny")
-    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "elsewhere", SETTINGS, torch_threads=2), pairs, "tiny") == folder
-    assert write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"log_every": 3})), pairs, "tiny") == folder
+    assert (
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "elsewhere", SETTINGS, torch_threads=2), pairs, "tiny") == folder
+    )
+    assert (
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"log_every": 3})), pairs, "tiny")
+        == folder
+    )
     changed = (
         write_job(tmp_path, job, pairs, "another base model"),
         write_job(tmp_path, job, pairs[:-1], "tiny"),
         write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"seed": 1})), pairs, "tiny"),
-        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"num_processes": 2})), pairs, "tiny"),
+        write_job(
+            tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"num_processes": 2})), pairs, "tiny"
+        ),
     )
     assert len({folder, *changed}) == 5
 

@@ -28,9 +28,17 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 REPO = Path(__file__).parent.parent
 # As root on a machine with a closed network: no sandbox, no GPU, no calls home
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=1400,900", "--virtual-time-budget=15000",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+    "--virtual-time-budget=15000",
+)
 LINEAGE = "/assets/benchmark_scores?view=lineage&lineageScope=upstream&lineageDepth=10"
 
 

@@ -18,10 +18,10 @@ import pytest
 from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.judging.settings import VLMJudgeSettings
 from vlm_rl_assets.judging.vlm_judge import serve_command
+from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 from vlm_rl_assets.rollouts.vllm_orphans import orphaned_engines
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import REPO
@@ -110,7 +110,9 @@ def test_a_server_slower_than_the_timeout_quarantines_after_the_retries(judge_se
     result = judge_scene(tmp_path, *judge_server[:2], response_format="none", max_tokens=1024, timeout_s=0.5)
     assert not result.success
     reasons = quarantined(tmp_path)["reason"]
-    assert reasons.len() == ROWS and reasons.str.starts_with("vlm_timeout: 2 attempts; last: no reply within 0.5s").all()
+    assert (
+        reasons.len() == ROWS and reasons.str.starts_with("vlm_timeout: 2 attempts; last: no reply within 0.5s").all()
+    )
 
 
 def test_a_killed_servers_engine_processes_are_ended_by_the_next_engine(

@@ -72,9 +72,16 @@ def _rollouts_cli(out: Path, env: dict[str, str], in_process: bool) -> subproces
     """`dagster asset materialize` of rollouts[color]; `in_process`: the step in the CLI's own process, so killing
     the CLI kills the step, as a crashed worker would."""
     command = [
-        str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "vlm_rl_assets.definitions",
-        "--select", "rollouts", "--partition", CATEGORY,
-    ]  # fmt: skip
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "vlm_rl_assets.definitions",
+        "--select",
+        "rollouts",
+        "--partition",
+        CATEGORY,
+    ]
     if in_process:
         command += ["--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})]
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +122,9 @@ def _sample_accuracy(engine, prompts: pl.DataFrame, images, out: Path) -> tuple[
     """The engine's rollouts of `prompts` (as the rollouts stage samples them) and each prompt's share judged right."""
     params = SamplingParams(n=16, temperature=1.0, max_new_tokens=24, seed=11)
     with engine:
-        table = sharded_rollouts(engine, LocalStore(out), CATEGORY, prompts, images, params, "base", shard_prompts=64).table
+        table = sharded_rollouts(
+            engine, LocalStore(out), CATEGORY, prompts, images, params, "base", shard_prompts=64
+        ).table
     scored = score_rollouts(table, prompts).scored
     per_prompt = scored.group_by("prompt_id", maintain_order=True).agg(pl.col("correct").mean()).sort("prompt_id")
     return table, per_prompt["correct"].to_list()
@@ -127,7 +136,9 @@ def test_vllm_and_hf_sample_the_same_policy_equally_well(vllm_run: tuple[Path, d
     root, _, _ = vllm_run
     config = load_config(CONFIG)
     prompts = LocalStore(root).read_table("prompt_mixture", CATEGORY, schemas.PROMPTS)
-    prompts, images, refused = load_prompt_images(LocalStore(root), prompts, stage="test", category=CATEGORY, max_pixels=10**8)
+    prompts, images, refused = load_prompt_images(
+        LocalStore(root), prompts, stage="test", category=CATEGORY, max_pixels=10**8
+    )
     assert refused.height == 0 and prompts.height == 48
     base = root / "base_model" / "embedded"
     engine_settings = config.engine.model_copy(update={"vllm_kv_cache_gib": 0.5})
@@ -138,7 +149,9 @@ def test_vllm_and_hf_sample_the_same_policy_equally_well(vllm_run: tuple[Path, d
     assert vllm_table["response"].to_list() != hf_table["response"].to_list()
     delta, low, high = paired_delta(vllm_acc, hf_acc)
     (vllm_mean, *vllm_ci), (hf_mean, *hf_ci) = bootstrap_ci(vllm_acc), bootstrap_ci(hf_acc)
-    print(f"sample accuracy: vllm {vllm_mean:.3f} {vllm_ci}, hf {hf_mean:.3f} {hf_ci}, delta {delta:+.3f} [{low:+.3f}, {high:+.3f}]")
+    print(
+        f"sample accuracy: vllm {vllm_mean:.3f} {vllm_ci}, hf {hf_mean:.3f} {hf_ci}, delta {delta:+.3f} [{low:+.3f}, {high:+.3f}]"
+    )
     assert low <= 0 <= high
     assert 0.05 < hf_mean < 0.95  # a policy that learned something and left room: the comparison can tell
 

@@ -40,7 +40,13 @@ def item(response: str = "A red circle on the left.", group: str = "p0", idx: in
 
 def vlm_judge(endpoint: ScriptedEndpoint, api_key: str = "", **overrides) -> VLMJudge:
     settings = dict(
-        base_url=endpoint.base_url, model="judge", timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.0, repeats=1, concurrency=1
+        base_url=endpoint.base_url,
+        model="judge",
+        timeout_s=TIMEOUT_S,
+        max_retries=2,
+        backoff_s=0.0,
+        repeats=1,
+        concurrency=1,
     )
     load_image = lambda uri: Image.new("RGB", (8, 8), "red")  # noqa: E731
     return VLMJudge(VLMJudgeSettings(**(settings | overrides)), load_image, api_key=api_key)
@@ -54,9 +60,12 @@ def vlm_judge(endpoint: ScriptedEndpoint, api_key: str = "", **overrides) -> VLM
         (None, "vlm_empty_reply"),
         ('{"facts": 8, "hallucination": 9, "style": 7}', "vlm_invalid_scores"),  # no reason
         ('{"facts": 11, "hallucination": 9, "style": 7, "reason": "x"}', "vlm_invalid_scores"),  # out of range
-        ('{"facts": "8", "hallucination": 9, "style": 7, "reason": "x"}', "vlm_invalid_scores"),  # a string, not a number
+        (
+            '{"facts": "8", "hallucination": 9, "style": 7, "reason": "x"}',
+            "vlm_invalid_scores",
+        ),  # a string, not a number
         ('{"facts": 8, "hallucination": 9, "style": 7, "reason": "x", "bonus": 1}', "vlm_invalid_scores"),
-        ('[8, 9, 7]', "vlm_invalid_scores"),
+        ("[8, 9, 7]", "vlm_invalid_scores"),
     ],
 )
 def test_malformed_grades_are_retryable_failures(content, code):
@@ -110,10 +119,13 @@ def test_a_rejected_request_is_not_retried():
 def test_repeats_swap_positions_and_report_consistency_and_rank_agreement():
     items = [item("A red circle.", idx=0), item("A blue star.", idx=1), item("Red circle", group="p1")]
     script = [
-        scores(8, 8, 8), scores(8, 8, 8),  # p0/0: the repeats agree
-        scores(2, 2, 2), scores(9, 9, 9),  # p0/1: they do not, and flip the group's order
-        scores(5, 5, 5), scores(5.4, 5, 5),  # p1/0: within tolerance
-    ]  # fmt: skip
+        scores(8, 8, 8),
+        scores(8, 8, 8),  # p0/0: the repeats agree
+        scores(2, 2, 2),
+        scores(9, 9, 9),  # p0/1: they do not, and flip the group's order
+        scores(5, 5, 5),
+        scores(5.4, 5, 5),  # p1/0: within tolerance
+    ]
     with ScriptedEndpoint(script) as endpoint:
         run = vlm_judge(endpoint, repeats=2, agreement_tolerance=0.1).judge(items)
     assert [round(o.score, 3) for o in run.outcomes] == [0.8, 0.55, 0.51]
@@ -145,7 +157,9 @@ def test_concurrent_requests_keep_each_verdict_with_its_item():
     with ScriptedEndpoint([scores(5, 5, 5)] * 6) as endpoint:
         run = vlm_judge(endpoint, concurrency=4).judge(items)
     assert len(endpoint.requests) == 6 and all(isinstance(o, Verdict) for o in run.outcomes)
-    assert {r["messages"][1]["content"][-1]["text"].rsplit("\n", 1)[-1] for r in endpoint.requests} == {i.response for i in items}
+    assert {r["messages"][1]["content"][-1]["text"].rsplit("\n", 1)[-1] for r in endpoint.requests} == {
+        i.response for i in items
+    }
 
 
 def test_the_api_key_is_sent_as_a_bearer_token():
@@ -159,7 +173,9 @@ def test_an_unreadable_image_fails_the_row_with_its_reason():
         raise FileNotFoundError(2, "No such file", uri)
 
     with ScriptedEndpoint([]) as endpoint:
-        judge = VLMJudge(VLMJudgeSettings(base_url=endpoint.base_url, model="judge", timeout_s=TIMEOUT_S), load_image=missing)
+        judge = VLMJudge(
+            VLMJudgeSettings(base_url=endpoint.base_url, model="judge", timeout_s=TIMEOUT_S), load_image=missing
+        )
         (outcome,) = judge.judge([item()]).outcomes
     assert isinstance(outcome, JudgeFailure) and outcome.code == "image_unreadable" and not endpoint.requests
 

@@ -52,9 +52,14 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     dataset = dataset_rows(context, config, store)
     with store.staged_dir("base_model", EMBEDDED) as out_dir:
         report = bootstrap_embedded_model(
-            out_dir, config.bootstrap, config.synthetic_categories(), config.engine.batch_size, config.eval.max_new_tokens,
-            context.log.info, dataset,
-        )  # fmt: skip
+            out_dir,
+            config.bootstrap,
+            config.synthetic_categories(),
+            config.engine.batch_size,
+            config.eval.max_new_tokens,
+            context.log.info,
+            dataset,
+        )
     folder = pipeline.base_model_dir()
     verdicts = chance_check(context, config, store, report)
     return dg.MaterializeResult(
@@ -88,9 +93,14 @@ def chance_check(
     """Each category's dev accuracy at the bootstrap's last check against its chance level on the same dev items;
     stored (`chance.TABLE`) for prompt_mixture and rollouts, and a category at chance warned about by name."""
     verdicts = chance.chance_verdicts(
-        report.dev_items, report.dev_accuracy, list(config.categories), EMBEDDED, report.sft_rows,
-        set(config.synthetic_categories()), report.steps,
-    )  # fmt: skip
+        report.dev_items,
+        report.dev_accuracy,
+        list(config.categories),
+        EMBEDDED,
+        report.sft_rows,
+        set(config.synthetic_categories()),
+        report.steps,
+    )
     chance.write_verdicts(store, verdicts)
     for message in verdicts["message"].drop_nulls():
         context.log.warning(f"{STAGE}: {message}")

@@ -35,7 +35,9 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     category, key = run.category, run.key()
     dpo_dir = store.local_checkpoint("dpo_checkpoint", key)
     start = time.monotonic()
-    scores, verdicts = benchmark(context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category])
+    scores, verdicts = benchmark(
+        context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category]
+    )
     store.write_table("benchmark_scores", key, scores, schemas.BENCHMARK_SCORES)
     store.write_table("benchmark_verdicts", key, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
     table = compare(scores, "dpo")

@@ -36,7 +36,9 @@ def benchmark(
     (default: `eval`); a checkpoint's answers kept from an earlier benchmark are judged again, not generated again
     (`evaluation/answer_cache.py`)."""
     settings = settings or config.eval
-    prompts, images, _ = load_images(context, config, store, bench_prompts(store, categories, settings.split), "benchmark")
+    prompts, images, _ = load_images(
+        context, config, store, bench_prompts(store, categories, settings.split), "benchmark"
+    )
     answers = models_answers(
         store,
         [BenchModel(name, folder, model_fingerprint(folder)) for name, folder in models.items()],
@@ -54,4 +56,6 @@ def benchmark(
 
 def flagged_bench(config: PipelineConfig, store: Store, verdicts: pl.DataFrame, categories: list[str]) -> pl.DataFrame:
     """The greedy bench responses with the gaming patterns each shows (`evaluation/hack_monitor.py`)."""
-    return bench_gaming(verdicts, bench_prompts(store, categories, config.eval.split), config.eval.length_outlier_factor)
+    return bench_gaming(
+        verdicts, bench_prompts(store, categories, config.eval.split), config.eval.length_outlier_factor
+    )

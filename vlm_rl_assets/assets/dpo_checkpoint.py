@@ -35,12 +35,25 @@ def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource
     start, reference = round_models(pipeline, run.pipeline_round)
     if config.training.algorithm == "grpo":
         return grpo_checkpoint(context, pipeline, ASSET, key, [category], start)
-    pairs, images, refused = load_images(context, config, store, store.read_table("judged_pairs", key, schemas.JUDGED_PAIRS), ASSET)
+    pairs, images, refused = load_images(
+        context, config, store, store.read_table("judged_pairs", key, schemas.JUDGED_PAIRS), ASSET
+    )
     trained = train_pairs(
-        store, pairs, images, start, ASSET, key, config.dpo_settings(category),
-        model=config.model, engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path,
-        log=context.log.info, reference_dir=reference,
-    )  # fmt: skip
+        store,
+        pairs,
+        images,
+        start,
+        ASSET,
+        key,
+        config.dpo_settings(category),
+        model=config.model,
+        engine=config.engine,
+        health=config.training_health,
+        cache_dir=config.storage.cache_path,
+        log=context.log.info,
+        reference_dir=reference,
+    )
     return dg.MaterializeResult(
-        metadata=training_metadata(trained, refused), check_results=[health_check(context, trained.health, f"{ASSET}[{key}]")]
+        metadata=training_metadata(trained, refused),
+        check_results=[health_check(context, trained.health, f"{ASSET}[{key}]")],
     )

@@ -54,7 +54,11 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "review_page": review_page(store, run, "filtered_rollouts"),
             "strict_format": cat.strict_format,
             # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
-            **({"format_compliance": round(format_compliance(rollouts["response"]), 3)} if cat.template == "cot" else {}),
+            **(
+                {"format_compliance": round(format_compliance(rollouts["response"]), 3)}
+                if cat.template == "cot"
+                else {}
+            ),
             # share of rollouts per gaming pattern: the hack monitor's baseline before DPO
             "gaming": rollout_gaming(rollouts, prompts, config.eval.length_outlier_factor),
             "judge_failures": len(judged.failures),
@@ -62,4 +66,3 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             **{f"judge_{name}": value for name, value in judged.metrics.items()},  # vlm: consistency, rank_agreement
         }
     )
-

@@ -54,16 +54,18 @@ def gaming_check(
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(problems) or None,
-        metadata=readable_metadata({
-            "worst_category": worst.get("category"),
-            "base_share": worst.get("base"),
-            "trained_share": worst.get("trained"),
-            "rise": worst.get("rise"),
-            "base_rollouts_share": worst.get("rollouts"),  # context: the rollouts DPO trained on
-            "max_gaming_rise": config.eval.max_gaming_rise,
-            "rises": markdown_table(shown, 50),
-            "examples": markdown_table(flagged_examples(flagged, candidate), 5),
-        }),
+        metadata=readable_metadata(
+            {
+                "worst_category": worst.get("category"),
+                "base_share": worst.get("base"),
+                "trained_share": worst.get("trained"),
+                "rise": worst.get("rise"),
+                "base_rollouts_share": worst.get("rollouts"),  # context: the rollouts DPO trained on
+                "max_gaming_rise": config.eval.max_gaming_rise,
+                "rises": markdown_table(shown, 50),
+                "examples": markdown_table(flagged_examples(flagged, candidate), 5),
+            }
+        ),
     )
 
 

@@ -30,22 +30,38 @@ def grpo_checkpoint(
     tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
     train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
     weights = {c: config.category(c).mixture_weight for c in categories}
-    prompts = train[categories[0]] if len(categories) == 1 else balanced_mixture(train, weights, config.training.seed, config.training.mixture.max_repeat)
+    prompts = (
+        train[categories[0]]
+        if len(categories) == 1
+        else balanced_mixture(train, weights, config.training.seed, config.training.mixture.max_repeat)
+    )
     loaded, images, refused = load_images(context, config, store, prompts, asset)
     judged = {c: config.category(c) for c in loaded["category"].unique(maintain_order=True)}  # weight 0: left out
     judge_settings = config.judges.model_dump(mode="json")  # keys a GRPO run's work folder: a change starts afresh
     rewards = [
         JudgeReward(
-            c, open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format), tables[c],
+            c,
+            open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format),
+            tables[c],
             judge_settings={"kind": cat.judge, "strict_format": cat.strict_format, "judges": judge_settings},
         )
         for c, cat in judged.items()
-    ]  # fmt: skip
+    ]
     trained = train_prompts(
-        store, loaded, images, rewards, start_dir, asset, key, config.training,
-        model=config.model, health=config.training_health, max_bad_fraction=config.max_bad_fraction,
-        cache_dir=config.storage.cache_path, log=context.log.info,
-    )  # fmt: skip
+        store,
+        loaded,
+        images,
+        rewards,
+        start_dir,
+        asset,
+        key,
+        config.training,
+        model=config.model,
+        health=config.training_health,
+        max_bad_fraction=config.max_bad_fraction,
+        cache_dir=config.storage.cache_path,
+        log=context.log.info,
+    )
     return dg.MaterializeResult(
         metadata=grpo_training_metadata(trained, refused),
         check_results=[health_check(context, trained.health, f"{asset}[{key}]")],

@@ -70,7 +70,9 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
     if agreement.n == 0:
         problem = "the labelled sample has no rows"
     elif agreement.f1 < cat.calibration_min_f1:
-        unscored = f" ({agreement.failed} unscored: {result.failure_counts}, each a disagreement)" if agreement.failed else ""
+        unscored = (
+            f" ({agreement.failed} unscored: {result.failure_counts}, each a disagreement)" if agreement.failed else ""
+        )
         problem = f"the {cat.judge} judge's F1 {agreement.f1:.3f} on {agreement.n} labelled responses{unscored} is "
         problem += f"below calibration_min_f1={cat.calibration_min_f1}; the disagreements are in this check's metadata"
     else:
@@ -79,24 +81,27 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
     return dg.AssetCheckResult(
         passed=problem is None,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=problem and f"{problem}. Fix the judge (judges.{cat.judge}) or the labels "
+        description=problem
+        and f"{problem}. Fix the judge (judges.{cat.judge}) or the labels "
         f"(categories.{category}.calibration_labels); judged_pairs[{category}] does not run after this failure",
-        metadata=readable_metadata({
-            "labels": cat.calibration_labels,
-            "judge": cat.judge,
-            **human,
-            "f1": round(agreement.f1, 3),
-            "agreement": round(agreement.agreement, 3),
-            "min_f1": cat.calibration_min_f1,
-            "n": agreement.n,
-            "true_pos": agreement.true_pos,
-            "false_pos": agreement.false_pos,
-            "false_neg": agreement.false_neg,
-            "true_neg": agreement.true_neg,
-            "judge_failures": agreement.failed,
-            "judge_failures_by_reason": result.failure_counts,
-            "disagreements": markdown_table(disagreements),
-        }),
+        metadata=readable_metadata(
+            {
+                "labels": cat.calibration_labels,
+                "judge": cat.judge,
+                **human,
+                "f1": round(agreement.f1, 3),
+                "agreement": round(agreement.agreement, 3),
+                "min_f1": cat.calibration_min_f1,
+                "n": agreement.n,
+                "true_pos": agreement.true_pos,
+                "false_pos": agreement.false_pos,
+                "false_neg": agreement.false_neg,
+                "true_neg": agreement.true_neg,
+                "judge_failures": agreement.failed,
+                "judge_failures_by_reason": result.failure_counts,
+                "disagreements": markdown_table(disagreements),
+            }
+        ),
     )
 
 

@@ -43,10 +43,20 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
     loaded, images, refused = load_images(context, config, store, mixture, ASSET)
     # each pair trains with its own category's beta (its row's); the loss is training's for all (one loss per run)
     trained = train_pairs(
-        store, loaded, images, start, ASSET, key, config.dpo_settings(),
-        model=config.model, engine=config.engine, health=config.training_health, cache_dir=config.storage.cache_path,
-        log=context.log.info, reference_dir=reference,
-    )  # fmt: skip
+        store,
+        loaded,
+        images,
+        start,
+        ASSET,
+        key,
+        config.dpo_settings(),
+        model=config.model,
+        engine=config.engine,
+        health=config.training_health,
+        cache_dir=config.storage.cache_path,
+        log=context.log.info,
+        reference_dir=reference,
+    )
     return dg.MaterializeResult(
         metadata={
             **training_metadata(trained, refused),

@@ -21,9 +21,13 @@ from vlm_rl_assets.store.base import Store
 def gate(config: PipelineConfig, store: Store, pipeline_round: int = 1) -> Gate:
     """The gate on the stored release report of the current policy checkpoint (of a round)."""
     return release_gate(
-        store, REPORT_ASSET, (POLICY_ASSET, POLICY_KEY), list(config.categories), config.eval.max_category_loss,
+        store,
+        REPORT_ASSET,
+        (POLICY_ASSET, POLICY_KEY),
+        list(config.categories),
+        config.eval.max_category_loss,
         pipeline_round,
-    )  # fmt: skip
+    )
 
 
 def gate_metadata(gate: Gate, max_category_loss: float) -> dict:

@@ -30,9 +30,13 @@ def category_prompts(
     sizes, fractions = config.prompt_splits(category)
     loaded = load_sources(store, cat.source, {s: n for s, n in sizes.items() if s not in skip}, config.seed, fractions)
     table = build_prompt_table(
-        category, cat.template, cat.min_response_words, loaded.sources,
-        mcq_to_open=cat.mcq_to_open, require_objects=cat.judge == "reference",
-    )  # fmt: skip
+        category,
+        cat.template,
+        cat.min_response_words,
+        loaded.sources,
+        mcq_to_open=cat.mcq_to_open,
+        require_objects=cat.judge == "reference",
+    )
     return loaded, table
 
 

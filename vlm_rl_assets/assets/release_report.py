@@ -89,7 +89,9 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
             ),
             "report": markdown_table(scores_as_read(greedy, MODELS), 50),
             # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
-            "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, list(config.categories))), 50),
+            "gaming": markdown_table(
+                gaming_shares(flagged_bench(config, store, verdicts, list(config.categories))), 50
+            ),
             "bench_seconds": seconds_value(time.monotonic() - start),  # every model on every bench prompt
             # what the gain cost: every upstream asset's latest materialization per category (store/costs.py)
             "costs": markdown_table(for_people(costs), 100),

@@ -12,7 +12,9 @@ import botocore.exceptions
 import dagster as dg
 import httpx
 
-GPU_POOL = "gpu"  # concurrency pool of the assets that hold a GPU; its limit is set on the instance (docker/dagster.yaml)
+GPU_POOL = (
+    "gpu"  # concurrency pool of the assets that hold a GPU; its limit is set on the instance (docker/dagster.yaml)
+)
 MAX_RETRIES = 2
 FIRST_DELAY_S = 30
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,7 +37,7 @@ def retry_transient(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except TRANSIENT_ERRORS as error:
             context = args[0] if args else kwargs["context"]
-            wait = FIRST_DELAY_S * 2 ** context.retry_number  # type: ignore[attr-defined]
+            wait = FIRST_DELAY_S * 2**context.retry_number  # type: ignore[attr-defined]
             raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
 
     return body

@@ -43,9 +43,12 @@ def round_gain(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     )
     decision = gate(config, store, run.pipeline_round)
     outcome = RoundOutcome(
-        run.pipeline_round, 100 * overall["delta"], (100 * overall["ci_low"], 100 * overall["ci_high"]),
-        config.rounds.min_gain, tuple(decision.problems),
-    )  # fmt: skip
+        run.pipeline_round,
+        100 * overall["delta"],
+        (100 * overall["ci_low"], 100 * overall["ci_high"]),
+        config.rounds.min_gain,
+        tuple(decision.problems),
+    )
     write_outcome(store, outcome)
     reason, last = outcome.stop_reason(), run.pipeline_round == ROUNDS
     runs = not last and (reason is None or not config.rounds.stop_early)

@@ -68,4 +68,3 @@ class Progress:
         """`<name>/done`, `<name>/seconds` and `<name>/per_second` as of the last report."""
         seconds, rate = seconds_value(self.elapsed), rounded(self.rate())
         return {f"{name}/done": self.done, f"{name}/seconds": seconds, f"{name}/per_second": rate}
-

@@ -40,7 +40,9 @@ class BootstrapReport:
     seconds: float
     final_loss: float
     dev_accuracy: dict[str, float]  # per category, at the last check
-    checks: list[dict[str, float]] = field(default_factory=list)  # each check's number, step, mean, per-category accuracy
+    checks: list[dict[str, float]] = field(
+        default_factory=list
+    )  # each check's number, step, mean, per-category accuracy
     sft_rows: dict[str, int] = field(default_factory=dict)  # SFT examples per category
     dev_items: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ITEMS))  # what the checks answered
 
@@ -118,7 +120,9 @@ def bootstrap_embedded_model(
 
     synthetic = list(categories)
     sft_sizes = {c: settings.examples_for(c) for c in synthetic}
-    train, train_images, references = synthetic_split(categories, "sft", sft_sizes, settings.seed, settings.short_answer_share)
+    train, train_images, references = synthetic_split(
+        categories, "sft", sft_sizes, settings.seed, settings.short_answer_share
+    )
     learned, learned_images = dataset.split("bootstrap")
     examples = [
         TrainExample(text, imgs, ref)

@@ -16,7 +16,9 @@ class SFTSettings(Settings):
     )
     seed: int = Field(0, description="seeds the data order and the tiny model's initial weights")
     eval_every: int = Field(25, ge=1, description="steps between held-out checks (early stop)")
-    log_every: int | None = Field(None, ge=1, description="steps between log entries (the last is always logged); null: eval_every")
+    log_every: int | None = Field(
+        None, ge=1, description="steps between log entries (the last is always logged); null: eval_every"
+    )
 
     @property
     def logging_steps(self) -> int:
@@ -55,9 +57,13 @@ class BootstrapSettings(SFTSettings):
         "or the checks were too far apart for how fast this host learns): a stronger base leaves DPO less headroom",
     )
     eval_every_near: int = Field(
-        50, ge=1, description="steps between dev checks once the mean is within near_band of the band: the stop lands inside it"
+        50,
+        ge=1,
+        description="steps between dev checks once the mean is within near_band of the band: the stop lands inside it",
     )
-    near_band: float = Field(0.15, ge=0, le=1, description="how far below the band the checks tighten to eval_every_near")
+    near_band: float = Field(
+        0.15, ge=0, le=1, description="how far below the band the checks tighten to eval_every_near"
+    )
     short_answer_share: float = Field(
         0.25,
         ge=0,

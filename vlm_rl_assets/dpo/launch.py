@@ -26,11 +26,24 @@ class TrainingLaunchError(RuntimeError):
 def launch_command(job_dir: str | Path, num_processes: int) -> list[str]:
     """`accelerate launch` of the worker on `num_processes` local processes (a free rendezvous port each time)."""
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        "-m", WORKER, str(job_dir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        "-m",
+        WORKER,
+        str(job_dir),
+    ]
 
 
 def launch_job(job_dir: str | Path, job: DPOJob, device: str, log: Callable[[str], None]) -> TrainResult:

@@ -18,7 +18,9 @@ def balanced_mixture(
     active = {c: df for c, df in pairs_by_category.items() if weights.get(c, 0) > 0}
     if not active or any(df.is_empty() for df in active.values()):
         empty = sorted(c for c, df in active.items() if df.is_empty()) or sorted(pairs_by_category)
-        raise ValueError(f"no pairs to mix for categories {empty}; materialize judged_pairs for them or set their mixture_weight to 0")
+        raise ValueError(
+            f"no pairs to mix for categories {empty}; materialize judged_pairs for them or set their mixture_weight to 0"
+        )
     per_weight = [df.height / weights[c] for c, df in active.items()]
     scale = min(max(per_weight), max_repeat * min(per_weight))  # pairs per unit of weight
     parts = [_resized(df, max(1, round(scale * weights[c])), seed) for c, df in active.items()]

@@ -48,12 +48,18 @@ def with_reference_logps(
     missing = [i for i, h in enumerate(pairs["pair_hash"]) if h not in known]
     if missing:
         chosen, rejected = zip(*compute(missing))
-        fresh = pairs[missing].select("category", "pair_hash", "pair_id").with_columns(
-            reference=pl.lit(reference), ref_chosen_logps=pl.Series(chosen), ref_rejected_logps=pl.Series(rejected)
+        fresh = (
+            pairs[missing]
+            .select("category", "pair_hash", "pair_id")
+            .with_columns(
+                reference=pl.lit(reference), ref_chosen_logps=pl.Series(chosen), ref_rejected_logps=pl.Series(rejected)
+            )
         )
         for (category,), part in fresh.group_by("category"):
             merged = pl.concat([_read(store, category), part.select(list(schemas.REFERENCE_LOGPS))])
-            store.write_table(TABLE, category, merged.unique(["reference", "pair_hash"], keep="last"), schemas.REFERENCE_LOGPS)
+            store.write_table(
+                TABLE, category, merged.unique(["reference", "pair_hash"], keep="last"), schemas.REFERENCE_LOGPS
+            )
         cached = pl.concat([cached, fresh.select(list(schemas.REFERENCE_LOGPS))])
     logps = cached.unique("pair_hash", keep="last").select("pair_hash", "ref_chosen_logps", "ref_rejected_logps")
     return pairs.join(logps, on="pair_hash", how="left", maintain_order="left"), len(missing)

@@ -8,8 +8,21 @@ from pydantic import Field, field_validator, model_validator
 from vlm_rl_assets.settings import Settings
 
 LossType = Literal[
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
 ]  # TRL 1.16's DPO loss types
 SORTED_LOSS_TYPES = frozenset({"aot", "aot_unpaired"})
 Algorithm = Literal["dpo", "grpo"]
@@ -48,7 +61,8 @@ class LoRASettings(Settings):
     alpha: float = Field(32, gt=0, description="the adapter's update is scaled by alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
     target_modules: tuple[str, ...] | Literal["all-linear"] = Field(
-        "all-linear", description="module names to adapt (e.g. [q_proj, v_proj]), or all-linear: every linear but the LM head"
+        "all-linear",
+        description="module names to adapt (e.g. [q_proj, v_proj]), or all-linear: every linear but the LM head",
     )
 
 
@@ -58,14 +72,20 @@ class GRPOSettings(Settings):
 
     num_generations: int = Field(8, ge=2, description="completions sampled per prompt and step: the group compared")
     prompts_per_step: int = Field(
-        4, ge=1, description="prompts per optimizer step; a step trains on prompts_per_step * num_generations completions"
+        4,
+        ge=1,
+        description="prompts per optimizer step; a step trains on prompts_per_step * num_generations completions",
     )
-    max_completion_length: int = Field(256, ge=1, description="tokens per completion; longer ones are cut (truncated_share)")
+    max_completion_length: int = Field(
+        256, ge=1, description="tokens per completion; longer ones are cut (truncated_share)"
+    )
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
     beta: float = Field(
         0.04, ge=0, description="KL penalty towards the base model; 0 loads no reference copy and logs no kl"
     )
-    loss_type: GRPOLossType = Field("dapo", description="TRL's token aggregation: dapo (its default), grpo, dr_grpo, bnpo")
+    loss_type: GRPOLossType = Field(
+        "dapo", description="TRL's token aggregation: dapo (its default), grpo, dr_grpo, bnpo"
+    )
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="divide advantages by the group's reward std, the batch's, or not at all (Dr. GRPO)"
     )
@@ -77,8 +97,10 @@ class MixtureSettings(Settings):
     balanced (dpo/mixture.py) and the passes and learning rate of that run, where they differ from training's."""
 
     max_repeat: float = Field(
-        8.0, ge=1, description="a scarce category's pairs (GRPO: prompts) repeat up to this many times to match the "
-        "richest category; beyond it the richer ones are sampled down"
+        8.0,
+        ge=1,
+        description="a scarce category's pairs (GRPO: prompts) repeat up to this many times to match the "
+        "richest category; beyond it the richer ones are sampled down",
     )
     epochs: int | None = Field(None, ge=1, description="passes over the balanced mixture; null: training.epochs")
     learning_rate: float | None = Field(None, gt=0, description="null: training.learning_rate")
@@ -97,19 +119,27 @@ class DPOSettings(LossSettings):
     )
     grpo: GRPOSettings = Field(GRPOSettings(), description="read only with algorithm: grpo")
 
-    learning_rate: float = Field(2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)")
-    batch_size: int = Field(16, ge=1, description="pairs per optimizer step, over all processes (DPO; GRPO's is grpo.prompts_per_step)")
+    learning_rate: float = Field(
+        2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)"
+    )
+    batch_size: int = Field(
+        16, ge=1, description="pairs per optimizer step, over all processes (DPO; GRPO's is grpo.prompts_per_step)"
+    )
     epochs: int = Field(2, ge=1, description="passes over the pairs (grpo: the train prompts), unless max_steps is set")
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     seed: int = Field(0, description="seeds the data order")
     mixture: MixtureSettings = Field(MixtureSettings(), description="the release candidate's run on all categories")
     log_every: int = Field(5, ge=1, description="steps between log entries; the last step is always logged")
-    lora: LoRASettings | None = Field(None, description="train LoRA adapters instead of every weight; null: full fine-tuning")
+    lora: LoRASettings | None = Field(
+        None, description="train LoRA adapters instead of every weight; null: full fine-tuning"
+    )
     freeze_vision_tower: bool = Field(
         False, description="keep the vision encoder (and its projector) as the base model has it; train the rest"
     )
     save_steps: int = Field(
-        50, ge=1, description="steps between resumable Trainer checkpoints: a killed run (DPO or GRPO) loses at most these"
+        50,
+        ge=1,
+        description="steps between resumable Trainer checkpoints: a killed run (DPO or GRPO) loses at most these",
     )
     work_dir: str = Field(
         "",
@@ -117,8 +147,10 @@ class DPOSettings(LossSettings):
         "is published; empty: <storage cache>/training",
     )
     num_processes: int = Field(
-        1, ge=1, description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "
-        "(CPU: gloo; GPUs: NCCL, one process per GPU)"
+        1,
+        ge=1,
+        description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "
+        "(CPU: gloo; GPUs: NCCL, one process per GPU)",
     )
 
     @model_validator(mode="after")
@@ -150,30 +182,48 @@ class HealthSettings(Settings):
     """When the WARN-only `training_health` check on a training asset alarms (dpo/health.py; grpo/health.py)."""
 
     max_chosen_logp_drop: float = Field(
-        5.0, gt=0, description="nats logps/chosen may fall below its first logged value (beyond it the format collapsed)"
+        5.0,
+        gt=0,
+        description="nats logps/chosen may fall below its first logged value (beyond it the format collapsed)",
     )
     saturation_accuracy: float = Field(0.98, gt=0, le=1, description="rewards/accuracies that counts as saturated...")
     saturation_window: float = Field(0.1, gt=0, le=1, description="...when reached within this share of the steps")
-    chosen_logps_slope: float = Field(-0.02, description="nats/step: a least-squares slope of logps/chosen below this...")
-    falling_share: float = Field(0.75, gt=0, le=1, description="...with this share of logged steps falling is a steady fall")
+    chosen_logps_slope: float = Field(
+        -0.02, description="nats/step: a least-squares slope of logps/chosen below this..."
+    )
+    falling_share: float = Field(
+        0.75, gt=0, le=1, description="...with this share of logged steps falling is a steady fall"
+    )
     min_trend_points: int = Field(4, ge=3, description="logged points needed to judge a trend")
     max_length_drift: float = Field(
-        0.25, gt=0, description="alarm when the mean generated length changes by more (0.25: ±25%; DPO: greedy, base "
-        "vs. trained; GRPO: sampled, first vs. last logged step)"
+        0.25,
+        gt=0,
+        description="alarm when the mean generated length changes by more (0.25: ±25%; DPO: greedy, base "
+        "vs. trained; GRPO: sampled, first vs. last logged step)",
     )
     min_reward_accuracy: float = Field(
-        0.6, ge=0, le=1,
+        0.6,
+        ge=0,
+        le=1,
         description="alarm when rewards/accuracies averages less over the second half of the run (pairs not learned)",
     )
     length_sample: int = Field(
-        16, ge=0, description="training prompts generated greedily by base and trained model for the length drift; 0: off"
+        16,
+        ge=0,
+        description="training prompts generated greedily by base and trained model for the length drift; 0: off",
     )
     max_zero_std_share: float = Field(
-        0.8, gt=0, le=1, description="GRPO: alarm when on average more groups than this got one reward for every "
-        "completion (frac_reward_zero_std): no advantage, nothing to learn"
+        0.8,
+        gt=0,
+        le=1,
+        description="GRPO: alarm when on average more groups than this got one reward for every "
+        "completion (frac_reward_zero_std): no advantage, nothing to learn",
     )
     max_kl: float = Field(0.5, gt=0, description="GRPO: alarm when the per-token KL to the base model exceeds this")
     max_truncated_share: float = Field(
-        0.5, gt=0, le=1, description="GRPO: alarm when more completions than this hit max_completion_length over the "
-        "second half of the run"
+        0.5,
+        gt=0,
+        le=1,
+        description="GRPO: alarm when more completions than this hit max_completion_length over the "
+        "second half of the run",
     )

@@ -67,7 +67,11 @@ def models_answers(
             category: f"{category}/{answers_key(model.model_id, engine, settings, seed, group)}"
             for (category,), group in prompts.group_by("category", maintain_order=True)
         }
-        kept = {c: store.read_table(ASSET, k, schemas.BENCHMARK_ANSWERS) for c, k in keys.items() if store.has_table(ASSET, k)}
+        kept = {
+            c: store.read_table(ASSET, k, schemas.BENCHMARK_ANSWERS)
+            for c, k in keys.items()
+            if store.has_table(ASSET, k)
+        }
         missing = [c for c in keys if c not in kept]
         if kept:
             log(f"bench {model.name}: answers kept from an earlier benchmark of this checkpoint for {sorted(kept)}")
@@ -77,9 +81,15 @@ def models_answers(
             todo_images = [images[i] for i in todo["_row"]]
             with open_engine(model.folder) as opened:
                 fresh = bench_answers(
-                    opened, todo.drop("_row"), todo_images, settings, seed,
-                    lambda stage: progress(f"bench {model.name}" + ("" if stage == "greedy" else f" {stage}")),
-                )  # fmt: skip
+                    opened,
+                    todo.drop("_row"),
+                    todo_images,
+                    settings,
+                    seed,
+                    lambda stage, name=model.name: progress(
+                        f"bench {name}" + ("" if stage == "greedy" else f" {stage}")
+                    ),
+                )
             for category in missing:
                 part = fresh.filter(pl.col("category") == category)
                 store.write_table(ASSET, keys[category], part, schemas.BENCHMARK_ANSWERS)

@@ -46,9 +46,16 @@ def bench_verdict(
     """A response judged by rule against its prompt row."""
     objects, answers = vocabulary[prompt["category"]]
     return judge(
-        prompt["answer_type"], text, prompt["answer"], prompt["objects"], prompt["choices"], judging.rule,
-        vocabulary=objects, synonyms=judging.reference.synonyms,
-        strict_format=prompt["category"] in judging.strict_format, answers=answers,
+        prompt["answer_type"],
+        text,
+        prompt["answer"],
+        prompt["objects"],
+        prompt["choices"],
+        judging.rule,
+        vocabulary=objects,
+        synonyms=judging.reference.synonyms,
+        strict_format=prompt["category"] in judging.strict_format,
+        answers=answers,
     )
 
 
@@ -80,7 +87,16 @@ def judged_greedy(prompts: pl.DataFrame, responses: Sequence[str], judging: Benc
                 "correct": verdict.correct,
             }
         )
-    return pl.DataFrame(rows, schema={"prompt_id": pl.String, "category": pl.String, "response": pl.String, "score": pl.Float64, "correct": pl.Boolean})
+    return pl.DataFrame(
+        rows,
+        schema={
+            "prompt_id": pl.String,
+            "category": pl.String,
+            "response": pl.String,
+            "score": pl.Float64,
+            "correct": pl.Boolean,
+        },
+    )
 
 
 def sampled_correct(prompts: pl.DataFrame, samples: Sequence[Sequence[str]], judging: BenchJudging) -> pl.DataFrame:
@@ -105,7 +121,10 @@ def bench_answers(
     requests = _requests(prompts, images)
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=settings.max_new_tokens)
     sampling = SamplingParams(
-        n=settings.samples_per_prompt, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
+        n=settings.samples_per_prompt,
+        temperature=settings.temperature,
+        max_new_tokens=settings.max_new_tokens,
+        seed=seed,
     )
     responses = [completion.text for (completion,) in engine.generate(requests, greedy, progress("greedy"))]
     samples = [[s.text for s in group] for group in engine.generate(requests, sampling, progress("pass@k"))]
@@ -130,7 +149,9 @@ def summarize(verdicts: pl.DataFrame, sampled: pl.DataFrame, samples: int, model
             mean, low, high = bootstrap_ci(values.to_list(), seed=seed)
             rows.append((category, model, metric, mean, n, low, high))
         counts = sampled.filter(pl.col("category") == category)["n_correct"].to_list()
-        rows += [(category, model, f"pass@{k}", p, n, None, None) for k, p in enumerate(pass_at_k_curve(counts, samples), 1)]
+        rows += [
+            (category, model, f"pass@{k}", p, n, None, None) for k, p in enumerate(pass_at_k_curve(counts, samples), 1)
+        ]
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_SCORES, orient="row")
 
 
@@ -152,7 +173,9 @@ def bench_scores(
             model_answers, on=["category", "prompt_id"], how="left", maintain_order="left"
         )  # row i answers prompt i
         if ordered["response"].null_count():
-            raise ValueError(f"{name} has no answer to {ordered['response'].null_count()} of {prompts.height} bench prompts")
+            raise ValueError(
+                f"{name} has no answer to {ordered['response'].null_count()} of {prompts.height} bench prompts"
+            )
         verdicts = judged_greedy(prompts, ordered["response"].to_list(), judging)
         sampled = sampled_correct(prompts, ordered["samples"].to_list(), judging)
         summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))

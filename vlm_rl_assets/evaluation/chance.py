@@ -99,9 +99,16 @@ def chance_verdicts(
         found = chance_level(items)
         accuracy = dev_accuracy.get(category)
         row = {
-            "category": category, "model": model, "n": items.height, "chance": None, "chance_rule": None,
-            "dev_accuracy": accuracy, "margin": None, "verdict": UNCHECKED, "message": None,
-        }  # fmt: skip
+            "category": category,
+            "model": model,
+            "n": items.height,
+            "chance": None,
+            "chance_rule": None,
+            "dev_accuracy": accuracy,
+            "margin": None,
+            "verdict": UNCHECKED,
+            "message": None,
+        }
         if found is not None:
             chance, rule = found
             margin = noise_margin(chance, items.height)
@@ -134,7 +141,7 @@ def at_chance_message(row: Mapping, learned: tuple[int, int, int], synthetic: bo
         f"give it more SFT examples (bootstrap.examples_override.{c} or bootstrap.examples_per_category; {had}) or "
         "more steps (bootstrap.max_steps)"
         if synthetic
-        else f"give it more bootstrap rows and steps ({had}; {MEASURED}; README \"How much data\"): more rows in the "
+        else f'give it more bootstrap rows and steps ({had}; {MEASURED}; README "How much data"): more rows in the '
         f"dataset, a higher categories.{c}.bootstrap_fraction, or a higher bootstrap.max_steps; use small images "
         "(56x56 learned digits far better than 112x112)"
     )

@@ -93,15 +93,22 @@ def lmms_eval_command(settings: ExternalEvalSettings, model_dir: Path, output_di
     """`python -m lmms_eval` on `model_dir`, results under `output_dir`."""
     model_args = ",".join(f"{key}={value}" for key, value in {"pretrained": model_dir, **settings.model_args}.items())
     return [
-        sys.executable, "-m", "lmms_eval",
-        "--model", model_type(settings),
-        "--model_args", model_args,
-        "--tasks", ",".join(settings.tasks),
-        "--batch_size", str(settings.batch_size),
-        "--output_path", str(output_dir),
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        model_type(settings),
+        "--model_args",
+        model_args,
+        "--tasks",
+        ",".join(settings.tasks),
+        "--batch_size",
+        str(settings.batch_size),
+        "--output_path",
+        str(output_dir),
         *(["--log_samples"] if settings.log_samples else []),
         *settings.extra_args,
-    ]  # fmt: skip
+    ]
 
 
 def vlmevalkit_datasets(settings: ExternalEvalSettings) -> dict[str, str]:
@@ -117,7 +124,15 @@ def vlmevalkit_config(settings: ExternalEvalSettings, name: str, model_path: Pat
 
 
 def vlmevalkit_command(run_py: Path, config_file: Path, work_dir: Path, settings: ExternalEvalSettings) -> list[str]:
-    return [sys.executable, str(run_py), "--config", str(config_file), "--work-dir", str(work_dir), *settings.extra_args]
+    return [
+        sys.executable,
+        str(run_py),
+        "--config",
+        str(config_file),
+        "--work-dir",
+        str(work_dir),
+        *settings.extra_args,
+    ]
 
 
 def architecture_link(model_dir: Path, name: str, folder: Path) -> Path:
@@ -130,7 +145,9 @@ def architecture_link(model_dir: Path, name: str, folder: Path) -> Path:
     return link
 
 
-def run_harness(command: list[str], log: Callable[[str], None], cwd: Path | None = None, env: dict | None = None) -> None:
+def run_harness(
+    command: list[str], log: Callable[[str], None], cwd: Path | None = None, env: dict | None = None
+) -> None:
     """Run `command`, each output line to `log`; a stopped run kills the harness's process group."""
     log(f"running {shlex.join(command)}")
     exited = run_streamed(command, log, keep_lines=LOG_TAIL, cwd=cwd, env=env)

@@ -62,4 +62,3 @@ def flagged_examples(flagged: pl.DataFrame, candidate: str, limit: int = 5) -> p
     """Up to `limit` of the candidate's responses that show a pattern, to read."""
     examples = flagged.filter((pl.col("model") == candidate) & pl.col("gaming"))
     return examples.head(limit).select("category", "prompt_id", pl.col("patterns").list.join(", "), "response")
-

@@ -138,7 +138,13 @@ def release_gate(
     except MissingUpstreamError as missing:
         return Gate([str(missing)], schemas.empty(schemas.BENCHMARK_DELTAS), None)
     problems = promotion_problems(
-        verdicts, deltas, candidate=CANDIDATE, categories=categories, max_category_loss=max_category_loss,
-        evaluated_policy=evaluated, current_policy=current, evaluated_split=split,
-    )  # fmt: skip
+        verdicts,
+        deltas,
+        candidate=CANDIDATE,
+        categories=categories,
+        max_category_loss=max_category_loss,
+        evaluated_policy=evaluated,
+        current_policy=current,
+        evaluated_split=split,
+    )
     return Gate(problems, deltas, evaluated)

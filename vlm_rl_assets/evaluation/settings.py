@@ -57,8 +57,9 @@ class ExternalEvalSettings(Settings):
         "ImageMCQDataset:MMStar, ImageYORNDataset:POPE): its --config JSON needs each dataset's class",
     )
     model_type: str = Field(
-        "", description="lmms_eval: its --model (qwen2_vl, qwen2_5_vl); vlmevalkit: a vlmeval.vlm class (Qwen2VLChat); "
-        "empty: qwen2_vl / Qwen2VLChat"
+        "",
+        description="lmms_eval: its --model (qwen2_vl, qwen2_5_vl); vlmevalkit: a vlmeval.vlm class (Qwen2VLChat); "
+        "empty: qwen2_vl / Qwen2VLChat",
     )
     model_args: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
@@ -68,7 +69,8 @@ class ExternalEvalSettings(Settings):
     batch_size: int = Field(1, ge=1, description="lmms_eval --batch_size (VLMEvalKit generates one sample at a time)")
     log_samples: bool = Field(False, description="lmms_eval --log_samples: every response saved beside the results")
     extra_args: list[str] = Field(
-        default_factory=list, description="appended to the harness's command line, e.g. [--limit, '8'] or [--judge, exact_matching]"
+        default_factory=list,
+        description="appended to the harness's command line, e.g. [--limit, '8'] or [--judge, exact_matching]",
     )
     work_dir: str = Field(
         "",

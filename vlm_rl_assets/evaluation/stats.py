@@ -63,6 +63,7 @@ def paired_deltas(verdicts: pl.DataFrame, candidate: str, n_resamples: int = 100
         for (c,), g in sorted(wide.group_by("category"), key=lambda item: item[0])
     }
     rows = [(c, *_stratified_ci([d], n_resamples, seed), len(d)) for c, d in diffs.items()]
-    rows.append((OVERALL, *_stratified_ci(list(diffs.values()), n_resamples, seed), sum(len(d) for d in diffs.values())))
+    rows.append(
+        (OVERALL, *_stratified_ci(list(diffs.values()), n_resamples, seed), sum(len(d) for d in diffs.values()))
+    )
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_DELTAS, orient="row")
-

@@ -51,7 +51,13 @@ class JudgeReward:
         if completion_ids is not None:  # GRPO samples inside TRL, not through an engine: its tokens are counted here
             metering.count(metering.GENERATED_TOKENS, sum(len(completion_ids[i]) for i, _ in mine))
         items = [
-            judge_item(self.truth[pid], f"{pid}/{self.calls}/{i}", completion_text(completions[i]), self.vocabulary, self.answers)
+            judge_item(
+                self.truth[pid],
+                f"{pid}/{self.calls}/{i}",
+                completion_text(completions[i]),
+                self.vocabulary,
+                self.answers,
+            )
             for i, pid in mine
         ]
         outcomes = self.judge.judge(items).outcomes if items else []

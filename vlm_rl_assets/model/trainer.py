@@ -44,7 +44,9 @@ def common_args(
     `accelerate launch` started (WORLD_SIZE)."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if batch_size % processes:
-        raise ValueError(f"batch size {batch_size} does not split over {processes} processes: use a multiple of {processes}")
+        raise ValueError(
+            f"batch size {batch_size} does not split over {processes} processes: use a multiple of {processes}"
+        )
     checkpoints = {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 2} if save_steps else {}
     return {
         "output_dir": str(out_dir),
@@ -91,7 +93,9 @@ class FlowCallback(TrainerCallback):
     def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.start, self.start_step = time.monotonic(), state.global_step  # a resumed run starts past 0
 
-    def on_log(self, args, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any
+    ) -> None:
         if self.log is not None and logs and state.is_world_process_zero:
             values = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, float | int))
             rate = (state.global_step - self.start_step) / max(time.monotonic() - self.start, 1e-9)

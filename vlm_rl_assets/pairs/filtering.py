@@ -45,7 +45,9 @@ def filter_rollouts(scored: pl.DataFrame, min_words: int, min_group_diversity: f
     any_wrong = (survivors & ~pl.col("correct")).any().over("prompt_id")
     has_split = any_right & any_wrong
     marked = marked.with_columns(
-        drop_reason=pl.when(survivors & ~has_split).then(pl.lit("no_right_wrong_split")).otherwise(pl.col("drop_reason"))
+        drop_reason=pl.when(survivors & ~has_split)
+        .then(pl.lit("no_right_wrong_split"))
+        .otherwise(pl.col("drop_reason"))
     )
     marked = marked.with_columns(kept=pl.col("drop_reason").is_null())
     return schemas.check(marked, schemas.FILTERED_ROLLOUTS, "filtered_rollouts")

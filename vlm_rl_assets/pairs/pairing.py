@@ -59,7 +59,11 @@ def make_pairs(
     rank = pl.int_range(pl.len()).over("prompt_id").alias("rank")
     ranked = kept.sort(["prompt_id", "score", "sample_idx"], descending=[False, True, False])
     worst = ranked.reverse().select(
-        "prompt_id", rank, rejected=pl.col("response"), rejected_idx=pl.col("sample_idx"), rejected_score=pl.col("score")
+        "prompt_id",
+        rank,
+        rejected=pl.col("response"),
+        rejected_idx=pl.col("sample_idx"),
+        rejected_score=pl.col("score"),
     )
     if chosen_source == "policy":
         limit = pl.min_horizontal(pl.len().over("prompt_id") // 2, max_pairs_per_prompt)
@@ -78,7 +82,9 @@ def make_pairs(
     candidates = candidates.with_columns(margin=pl.col("chosen_score") - pl.col("rejected_score"))
     below_margin = pl.col("margin") < min_margin
     chosen_words, rejected_words = words("chosen"), words("rejected")
-    length_ratio = pl.max_horizontal(chosen_words, rejected_words) / pl.min_horizontal(chosen_words, rejected_words).clip(1)
+    length_ratio = pl.max_horizontal(chosen_words, rejected_words) / pl.min_horizontal(
+        chosen_words, rejected_words
+    ).clip(1)
     unbalanced = length_ratio > max_length_ratio if max_length_ratio is not None else pl.lit(False)
     same_text = pl.col("chosen") == pl.col("rejected")
     candidates = candidates.with_columns(
@@ -97,7 +103,8 @@ def make_pairs(
     )
     pairs = pairs.with_columns(
         pair_id=pl.Series(
-            [pair_id(*key) for key in zip(pairs["prompt_id"], pairs["chosen_idx"], pairs["rejected_idx"])], dtype=pl.String
+            [pair_id(*key) for key in zip(pairs["prompt_id"], pairs["chosen_idx"], pairs["rejected_idx"])],
+            dtype=pl.String,
         ),
         beta=pl.lit(beta, dtype=pl.Float64),
         judge=pl.lit(judge_name),

@@ -49,8 +49,6 @@ def is_dataset_source(source: str) -> bool:
     return source.lower().endswith(SUFFIXES)
 
 
-
-
 def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict[str, float]) -> SourceLoad:
     """The first `limits[split]` usable rows of each split `limits` names, in file order, with their images imported.
 
@@ -65,7 +63,9 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict
             f"dataset {uri} not found; fix categories.<c>.source (a relative path is relative to the config file's folder)"
         ) from None
     except OSError as err:
-        raise DatasetError(f"cannot read dataset {uri}: {err}; for s3:// check the AWS_* credentials and endpoint") from err
+        raise DatasetError(
+            f"cannot read dataset {uri}: {err}; for s3:// check the AWS_* credentials and endpoint"
+        ) from err
     images = ImageImporter(store, reader, parent_uri(uri))
     sources: dict[str, list[PromptSource]] = {split: [] for split in SPLITS}
     refused: list[tuple[str, str]] = []
@@ -104,7 +104,9 @@ def _rows(uri: str, data: bytes) -> Iterator[tuple[int, dict | RowError]]:
     try:
         table = pl.read_parquet(io.BytesIO(data))
     except Exception as err:  # polars raises several error types for a file that is not Parquet
-        raise DatasetError(f"dataset {uri} is not a readable Parquet file ({err}); write it with polars or pyarrow") from err
+        raise DatasetError(
+            f"dataset {uri} is not a readable Parquet file ({err}); write it with polars or pyarrow"
+        ) from err
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise DatasetError(_missing_columns(uri, missing, table.columns))
@@ -202,7 +204,9 @@ def _option_letter(answer: str, choices: tuple[str, ...]) -> str:
     valid = LETTERS[: len(choices)] if choices else LETTERS
     if len(letter) != 1 or letter not in valid:
         options = f"A-{valid[-1]}" if choices else "a letter A-Z"
-        raise RowError(f"bad_answer_key: {answer!r} is not an option ({options}); a choice answer is the option's letter")
+        raise RowError(
+            f"bad_answer_key: {answer!r} is not an option ({options}); a choice answer is the option's letter"
+        )
     return letter
 
 

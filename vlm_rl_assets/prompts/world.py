@@ -110,7 +110,9 @@ def place_objects(rng: random.Random, radii: list[int]) -> list[tuple[int, int]]
     raise RuntimeError(f"could not place {len(radii)} objects of radii {radii} without overlap")
 
 
-def random_objects(rng: random.Random, count: int, radius: tuple[int, int], distinct: bool = False) -> tuple[SceneObject, ...]:
+def random_objects(
+    rng: random.Random, count: int, radius: tuple[int, int], distinct: bool = False
+) -> tuple[SceneObject, ...]:
     radii = [rng.randint(*radius) for _ in range(count)]
     centres = place_objects(rng, radii)
     names: set[tuple[str, str]] = set()
@@ -157,7 +159,9 @@ def describe_task(rng: random.Random) -> SyntheticItem:
     objects = random_objects(rng, 1, radius)
     obj = objects[0]
     fields = f"colour: {obj.colour}; size: {obj.size}; position: {obj.position}"
-    return SyntheticItem("Describe the shape: colour, size and position.", fields, "structured", draw_scene(objects), objects)
+    return SyntheticItem(
+        "Describe the shape: colour, size and position.", fields, "structured", draw_scene(objects), objects
+    )
 
 
 def scene_task(rng: random.Random) -> SyntheticItem:

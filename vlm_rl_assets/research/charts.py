@@ -13,7 +13,9 @@ PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 1
 PANEL_W, PANEL_H, MARGIN, LEGEND_H = 260, 170, 34, 22
 
 
-def line_panels_png(panels: Sequence[tuple[str, Series]], columns: int = 3, y_range: tuple[float, float] | None = None) -> bytes:
+def line_panels_png(
+    panels: Sequence[tuple[str, Series]], columns: int = 3, y_range: tuple[float, float] | None = None
+) -> bytes:
     """One line chart per (title, series) panel; a label keeps its colour in every panel (legend on top)."""
     labels = list(dict.fromkeys(label for _, series in panels for label in series))
     colour = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}

@@ -160,7 +160,11 @@ EXPERIMENTS: dict[str, Experiment] = {
             CATEGORIES,
             tuple(
                 Variant(name, _every_category("loss", {"loss_type": loss}) | GREEDY_ONLY)
-                for name, loss in (("dpo", ["sigmoid"]), ("sft_on_chosen", ["sft"]), ("dpo_plus_sft", ["sigmoid", "sft"]))
+                for name, loss in (
+                    ("dpo", ["sigmoid"]),
+                    ("sft_on_chosen", ["sft"]),
+                    ("dpo_plus_sft", ["sigmoid", "sft"]),
+                )
             ),
         ),
         Experiment(
@@ -174,9 +178,11 @@ EXPERIMENTS: dict[str, Experiment] = {
             tuple(
                 Variant(
                     f"rounds{n}_seed{s}",
-                    _rounds(n) | _every_category("samples_per_prompt", max(ROUND_COUNTS) * SAMPLES // n) | _seeded(s)
+                    _rounds(n)
+                    | _every_category("samples_per_prompt", max(ROUND_COUNTS) * SAMPLES // n)
+                    | _seeded(s)
                     | GREEDY_ONLY,
-                )  # fmt: skip
+                )
                 for s in SEEDS  # seed by seed: a run stopped early has whole seeds of every arm
                 for n in ROUND_COUNTS
             ),
@@ -270,10 +276,17 @@ def cost_rows(store: Store, rounds: int) -> pl.DataFrame:
         part = spent if pipeline_round is None else spent.filter(pl.col("round") == pipeline_round)
         total = cost_table(part).row(-1, named=True)
         rows += [
-            {"category": OVERALL, "model": "policy", "metric": name, "step": pipeline_round,
-             "value": total[column] / divisor, "ci_low": None, "ci_high": None}
+            {
+                "category": OVERALL,
+                "model": "policy",
+                "metric": name,
+                "step": pipeline_round,
+                "value": total[column] / divisor,
+                "ci_low": None,
+                "ci_high": None,
+            }
             for name, (column, divisor) in COSTS.items()
-        ]  # fmt: skip
+        ]
     return pl.DataFrame(rows, schema=ROW)
 
 
@@ -287,7 +300,9 @@ def _dev_gain(store: Store, pipeline_round: int) -> pl.DataFrame:
 
 
 def _scores(scores: pl.DataFrame) -> pl.DataFrame:
-    return scores.select("category", "model", "metric", pl.lit(None, pl.Int64).alias("step"), "value", "ci_low", "ci_high")
+    return scores.select(
+        "category", "model", "metric", pl.lit(None, pl.Int64).alias("step"), "value", "ci_low", "ci_high"
+    )
 
 
 def _deltas(verdicts: pl.DataFrame, candidate: str) -> pl.DataFrame:

@@ -133,8 +133,12 @@ def seeds_section(results: pl.DataFrame) -> Section:
         overall = rows.filter(pl.col("category") == OVERALL).row(0, named=True)
         worst = rows.filter(pl.col("category") != OVERALL)["value"].min()
         gate.append(
-            {"variant": variant, "mean delta >= 3 points": _exact(overall["value"]) >= 0.03,
-             "CI above 0": _exact(overall["ci_low"]) > 0, "no category below -1 point": _exact(worst) >= -0.01}  # fmt: skip
+            {
+                "variant": variant,
+                "mean delta >= 3 points": _exact(overall["value"]) >= 0.03,
+                "CI above 0": _exact(overall["ci_low"]) > 0,
+                "no category below -1 point": _exact(worst) >= -0.01,
+            }
         )
     gates = pl.DataFrame(gate)
     passed = sum(all(row[1:]) for row in gates.iter_rows())
@@ -148,7 +152,11 @@ def seeds_section(results: pl.DataFrame) -> Section:
         + "\nMean accuracy over categories:\n\n"
         + _table(mean_acc.pivot(on="model", index="variant", values="value"))
         + "\n"
-        + _verdict(passed, gates.height, "the policy beat base by >= 3 points with a CI above zero and no category more than 1 point worse")
+        + _verdict(
+            passed,
+            gates.height,
+            "the policy beat base by >= 3 points with a CI above zero and no category more than 1 point worse",
+        )
     )
     return markdown, {}
 
@@ -157,10 +165,20 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
     deltas = metric(results, "delta", "dpo")
     saturation = metric(results, "saturation_step").select("variant", "category", pl.col("value").cast(pl.Int64))
     curves = metric(results, "rewards/accuracies")
-    final = curves.sort("step").group_by("variant", "category", maintain_order=True).agg(pl.col("value").last().round(3))
+    final = (
+        curves.sort("step").group_by("variant", "category", maintain_order=True).agg(pl.col("value").last().round(3))
+    )
     summary = (
-        deltas.select("variant", "category", pl.struct("value", "ci_low", "ci_high").map_elements(_delta_cell, pl.String).alias("delta"))
-        .join(saturation.rename({"value": f"first step rewards/accuracies >= {SATURATED}"}), on=["variant", "category"], how="left")
+        deltas.select(
+            "variant",
+            "category",
+            pl.struct("value", "ci_low", "ci_high").map_elements(_delta_cell, pl.String).alias("delta"),
+        )
+        .join(
+            saturation.rename({"value": f"first step rewards/accuracies >= {SATURATED}"}),
+            on=["variant", "category"],
+            how="left",
+        )
         .join(final.rename({"value": "final rewards/accuracies"}), on=["variant", "category"], how="left")
         .sort("category", "variant")
     )
@@ -168,31 +186,60 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
     checks = []  # per category: ground truth gained less, saturated first, ended better separated
     for category in categories:
         d = dict(deltas.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        s = dict(saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows())  # None: never
+        s = dict(
+            saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows()
+        )  # None: never
         f = dict(final.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        saturated_first = s["ground_truth"] is not None and (s["own_best_sample"] is None or s["ground_truth"] <= s["own_best_sample"])
-        checks.append((d["ground_truth"] < d["own_best_sample"], saturated_first, f["ground_truth"] > f["own_best_sample"]))
+        saturated_first = s["ground_truth"] is not None and (
+            s["own_best_sample"] is None or s["ground_truth"] <= s["own_best_sample"]
+        )
+        checks.append(
+            (d["ground_truth"] < d["own_best_sample"], saturated_first, f["ground_truth"] > f["own_best_sample"])
+        )
     held = sum(less and first for less, first, _ in checks)
     gained_less, saturated, separated_more = (sum(column) for column in zip(*checks))
     panels = [
-        (category, {v: list(zip(g["step"], g["value"])) for (v,), g in curves.filter(pl.col("category") == category).sort("step").group_by("variant", maintain_order=True)})
+        (
+            category,
+            {
+                v: list(zip(g["step"], g["value"]))
+                for (v,), g in curves.filter(pl.col("category") == category)
+                .sort("step")
+                .group_by("variant", maintain_order=True)
+            },
+        )
         for category in categories
     ]
     n = len(categories)
     markdown = (
-        _table(summary) + "\n" + _verdict(held, n, f"ground truth as chosen saturated (rewards/accuracies >= {SATURATED}) first and gained less, categories")
+        _table(summary)
+        + "\n"
+        + _verdict(
+            held,
+            n,
+            f"ground truth as chosen saturated (rewards/accuracies >= {SATURATED}) first and gained less, categories",
+        )
         + f"\nEach half apart: ground truth as chosen gained less in {gained_less} of {n}, saturated in {saturated} of {n}, "
         f"and ended with higher rewards/accuracies than the model's own samples in {separated_more} of {n}.\n"
-    )  # fmt: skip
+    )
     return markdown, {"chosen_source_rewards_accuracies.png": line_panels_png(panels, y_range=(0.0, 1.0))}
 
 
 def answer_format_section(results: pl.DataFrame) -> Section:
     deltas = metric(results, "delta", "dpo")
-    words = metric(results, "response_words", "dpo").select("variant", "category", pl.col("value").round(1).alias("DPO response words"))
+    words = metric(results, "response_words", "dpo").select(
+        "variant", "category", pl.col("value").round(1).alias("DPO response words")
+    )
     accuracy = metric(results, "accuracy").pivot(on="model", index=["variant", "category"], values="value")
     summary = (
-        accuracy.join(deltas.select("variant", "category", pl.struct("value", "ci_low", "ci_high").map_elements(_delta_cell, pl.String).alias("delta")), on=["variant", "category"])
+        accuracy.join(
+            deltas.select(
+                "variant",
+                "category",
+                pl.struct("value", "ci_low", "ci_high").map_elements(_delta_cell, pl.String).alias("delta"),
+            ),
+            on=["variant", "category"],
+        )
         .join(words, on=["variant", "category"])
         .sort("category", "variant")
     )
@@ -200,7 +247,11 @@ def answer_format_section(results: pl.DataFrame) -> Section:
     by = {(v, c): x for v, c, x in deltas.select("variant", "category", "value").iter_rows()}
     held = sum(by[("chain_of_thought", c)] > by[("short_answer", c)] for c in categories)
     series = {v: [by[(v, c)] * 100 for c in categories] for v in ("short_answer", "chain_of_thought")}
-    markdown = _table(summary) + "\n" + _verdict(held, len(categories), "chain of thought gained more than short answers, categories")
+    markdown = (
+        _table(summary)
+        + "\n"
+        + _verdict(held, len(categories), "chain of thought gained more than short answers, categories")
+    )
     return markdown, {"answer_format_deltas.png": grouped_bars_png("DPO - base accuracy (points)", categories, series)}
 
 
@@ -219,33 +270,69 @@ def pass_at_k_section(results: pl.DataFrame) -> Section:
         crossover = next((k for k in ks if gap[k] <= 0), None)
         held += gap[ks[0]] > 0 and gap[ks[-1]] < gap[ks[0]]
         table.append(
-            {"category": category, **{f"{m} pass@{k}": round(curve[m][k], 3) for k in (1, ks[len(ks) // 4], ks[-1]) for m in ("base", "dpo")},
-             "gap at k=1 (points)": round(100 * gap[ks[0]], 1), f"gap at k={ks[-1]}": round(100 * gap[ks[-1]], 1),
-             "base catches up at k": crossover}  # fmt: skip
+            {
+                "category": category,
+                **{
+                    f"{m} pass@{k}": round(curve[m][k], 3)
+                    for k in (1, ks[len(ks) // 4], ks[-1])
+                    for m in ("base", "dpo")
+                },
+                "gap at k=1 (points)": round(100 * gap[ks[0]], 1),
+                f"gap at k={ks[-1]}": round(100 * gap[ks[-1]], 1),
+                "base catches up at k": crossover,
+            }
         )
-    markdown = _table(pl.DataFrame(table)) + "\n" + _verdict(
-        held, len(categories), "DPO led at pass@1 and its lead shrank as k grew, categories"
+    markdown = (
+        _table(pl.DataFrame(table))
+        + "\n"
+        + _verdict(held, len(categories), "DPO led at pass@1 and its lead shrank as k grew, categories")
     )
     return markdown, {"pass_at_k.png": line_panels_png(panels, y_range=(0.0, 1.0))}
 
 
 def beta_section(results: pl.DataFrame) -> Section:
-    deltas = metric(results, "delta", "dpo").with_columns(beta=pl.col("variant").str.strip_prefix("beta_").cast(pl.Float64))
-    words = metric(results, "response_words", "base").group_by("category").agg(pl.col("value").mean().round(1).alias("base response words"))
+    deltas = metric(results, "delta", "dpo").with_columns(
+        beta=pl.col("variant").str.strip_prefix("beta_").cast(pl.Float64)
+    )
+    words = (
+        metric(results, "response_words", "base")
+        .group_by("category")
+        .agg(pl.col("value").mean().round(1).alias("base response words"))
+    )
     best = (
-        deltas.sort("value", descending=True).group_by("category", maintain_order=True).first()
-        .select("category", pl.col("beta").alias("best beta"), (100 * pl.col("value")).round(1).alias("its delta (points)"))
-        .join(words, on="category").sort("base response words", "category")  # ties in a fixed order
-    )  # fmt: skip
+        deltas.sort("value", descending=True)
+        .group_by("category", maintain_order=True)
+        .first()
+        .select(
+            "category", pl.col("beta").alias("best beta"), (100 * pl.col("value")).round(1).alias("its delta (points)")
+        )
+        .join(words, on="category")
+        .sort("base response words", "category")  # ties in a fixed order
+    )
     table = _delta_table(deltas.sort("beta"), "category", "variant")
     short = best.head(len(best) // 2)["best beta"].mean()
     long = best.tail(len(best) - len(best) // 2)["best beta"].mean()
-    panels = [("delta (points) vs beta", {c: list(zip(g["beta"], 100 * g["value"])) for (c,), g in deltas.sort("beta").group_by("category", maintain_order=True)})]
+    panels = [
+        (
+            "delta (points) vs beta",
+            {
+                c: list(zip(g["beta"], 100 * g["value"]))
+                for (c,), g in deltas.sort("beta").group_by("category", maintain_order=True)
+            },
+        )
+    ]
     markdown = (
-        "Paired DPO - base delta per beta, points [95% CI]:\n\n" + _table(table)
-        + "\nBest beta per category, shortest answers first:\n\n" + _table(best)
-        + "\n" + _verdict(int(long > short), 1, f"the longer-answer half wanted a higher beta (mean best beta {long:.2f} vs. {short:.2f} for the shorter half), comparisons")
-    )  # fmt: skip
+        "Paired DPO - base delta per beta, points [95% CI]:\n\n"
+        + _table(table)
+        + "\nBest beta per category, shortest answers first:\n\n"
+        + _table(best)
+        + "\n"
+        + _verdict(
+            int(long > short),
+            1,
+            f"the longer-answer half wanted a higher beta (mean best beta {long:.2f} vs. {short:.2f} for the shorter half), comparisons",
+        )
+    )
     return markdown, {"beta_sweep.png": line_panels_png(panels, columns=1)}
 
 
@@ -258,10 +345,15 @@ def controls_section(results: pl.DataFrame) -> Section:
     means = {v: sum(by[(v, c)] for c in categories) / len(categories) for v in variants}
     held = sum(max(by[("dpo", c)], by[("dpo_plus_sft", c)]) > by[("sft_on_chosen", c)] for c in categories)
     markdown = (
-        "Paired delta over base, points [95% CI]; same pairs, same steps:\n\n" + _table(table)
-        + "\nMean over categories: " + ", ".join(f"{v} {100 * m:+.1f}" for v, m in means.items()) + " points.\n\n"
-        + _verdict(held, len(categories), "a preference loss (DPO or DPO + SFT) beat SFT on the chosen halves, categories")
-    )  # fmt: skip
+        "Paired delta over base, points [95% CI]; same pairs, same steps:\n\n"
+        + _table(table)
+        + "\nMean over categories: "
+        + ", ".join(f"{v} {100 * m:+.1f}" for v, m in means.items())
+        + " points.\n\n"
+        + _verdict(
+            held, len(categories), "a preference loss (DPO or DPO + SFT) beat SFT on the chosen halves, categories"
+        )
+    )
     series = {v: [100 * by[(v, c)] for c in categories] for v in variants}
     return markdown, {"controls_deltas.png": grouped_bars_png("delta over base (points)", categories, series)}
 
@@ -279,16 +371,19 @@ def per_round(results: pl.DataFrame) -> pl.DataFrame:
     key = ["variant", "step"]
     delta = metric(results, "delta", "policy").filter(pl.col("category") == OVERALL)
     accuracy = (
-        metric(results, "accuracy").filter(pl.col("model").is_in(["base", "policy"]) & pl.col("step").is_not_null())
-        .group_by("variant", "step", "model", maintain_order=True).agg(pl.col("value").mean())
+        metric(results, "accuracy")
+        .filter(pl.col("model").is_in(["base", "policy"]) & pl.col("step").is_not_null())
+        .group_by("variant", "step", "model", maintain_order=True)
+        .agg(pl.col("value").mean())
         .pivot(on="model", index=key, values="value")
-    )  # fmt: skip
+    )
     dev = metric(results, "dev_gain").select(*key, dev_gain="value", dev_low="ci_low", dev_high="ci_high")
     spent = (
         results.filter(pl.col("metric").is_in(list(COSTS)) & pl.col("step").is_not_null())
-        .pivot(on="metric", index=key, values="value").sort(key)
+        .pivot(on="metric", index=key, values="value")
+        .sort(key)
         .with_columns(pl.col(list(COSTS)).cum_sum().over("variant"))
-    )  # fmt: skip
+    )
     rows = delta.select(*key, delta="value", low="ci_low", high="ci_high").join(accuracy, on=key)
     rows = rows.join(dev, on=key, how="left").join(spent, on=key, how="left").rename({"step": "round"})
     return rows.with_columns(**ARM_AND_SEED)
@@ -303,14 +398,16 @@ def _hours(rows: pl.DataFrame) -> tuple[str, str]:
 def _round_table(rows: pl.DataFrame) -> pl.DataFrame:
     hours, unit = _hours(rows)
     return rows.select(
-        "variant", "round",
-        pl.col("base").round(3).alias("base accuracy"), pl.col("policy").round(3).alias("policy accuracy"),
+        "variant",
+        "round",
+        pl.col("base").round(3).alias("base accuracy"),
+        pl.col("policy").round(3).alias("policy accuracy"),
         _cell("delta", "low", "high").alias("policy - base, points [95% CI]"),
         _cell("dev_gain", "dev_low", "dev_high").alias("dev gain of the round [95% CI]"),
         (pl.col("generated_tokens") / 1e6).round(2).alias("M generated tokens so far"),
         pl.col(hours).round(2).alias(f"{unit}s so far"),
         (100 * pl.col("delta") / (pl.col("generated_tokens") / 1e6)).round(1).alias("points per M tokens"),
-    )  # fmt: skip
+    )
 
 
 def _last_rounds(rows: pl.DataFrame) -> pl.DataFrame:
@@ -322,16 +419,20 @@ def _arms(rows: pl.DataFrame) -> pl.DataFrame:
     points per M generated tokens and per hour."""
     hours, unit = _hours(rows)
     points = 100 * pl.col("delta")
-    return _last_rounds(rows).group_by("arm", maintain_order=True).agg(
-        pl.len().alias("seeds"),
-        pl.col("round").first().alias("rounds"),
-        points.mean().round(1).alias("mean policy - base (points)"),
-        points.min().round(1).alias("lowest seed"),
-        points.max().round(1).alias("highest seed"),
-        (pl.col("generated_tokens") / 1e6).mean().round(2).alias("M generated tokens"),
-        pl.col(hours).mean().round(2).alias(f"{unit}s"),
-        (points / (pl.col("generated_tokens") / 1e6)).mean().round(1).alias("points per M tokens"),
-        (points / pl.col(hours)).mean().round(1).alias(f"points per {unit}"),
+    return (
+        _last_rounds(rows)
+        .group_by("arm", maintain_order=True)
+        .agg(
+            pl.len().alias("seeds"),
+            pl.col("round").first().alias("rounds"),
+            points.mean().round(1).alias("mean policy - base (points)"),
+            points.min().round(1).alias("lowest seed"),
+            points.max().round(1).alias("highest seed"),
+            (pl.col("generated_tokens") / 1e6).mean().round(2).alias("M generated tokens"),
+            pl.col(hours).mean().round(2).alias(f"{unit}s"),
+            (points / (pl.col("generated_tokens") / 1e6)).mean().round(1).alias("points per M tokens"),
+            (points / pl.col(hours)).mean().round(1).alias(f"points per {unit}"),
+        )
     )
 
 
@@ -344,9 +445,12 @@ def _round_tables(rows: pl.DataFrame) -> str:
     return (
         "Each variant's mixture policy after every round: greedy bench accuracy (mean over categories), policy minus "
         "base, the round's dev gain over the policy it started from (round_gain; none with one round), and what the "
-        "rounds so far cost:\n\n" + _table(_round_table(rows))
-        + "\nPer arm, the last round of each seed:\n\n" + _table(_arms(rows)) + "\n"
-    )  # fmt: skip
+        "rounds so far cost:\n\n"
+        + _table(_round_table(rows))
+        + "\nPer arm, the last round of each seed:\n\n"
+        + _table(_arms(rows))
+        + "\n"
+    )
 
 
 NO_COMPARISON = "\nNo verdict yet: no seed has run in every arm.\n"
@@ -370,9 +474,12 @@ def paired_gaps(items: pl.DataFrame, candidate: str, other: str, seeds: list[str
     over the seeds, then paired), which is the comparison's CI."""
     last = items.filter(pl.col("step") == pl.col("step").max().over("variant")).with_columns(**ARM_AND_SEED)
     both = last.filter(pl.col("arm").is_in([candidate, other]) & pl.col("seed").is_in(seeds)).select(
-        "seed", "category", "prompt_id", pl.col("correct").cast(pl.Float64),
+        "seed",
+        "category",
+        "prompt_id",
+        pl.col("correct").cast(pl.Float64),
         model=pl.when(pl.col("arm") == candidate).then(pl.lit("candidate")).otherwise(pl.lit("base")),
-    )  # fmt: skip
+    )
     parts = {s: both.filter(pl.col("seed") == s).drop("seed") for s in seeds}
     parts["all"] = both.group_by("model", "category", "prompt_id").agg(pl.col("correct").mean())
     parts = {key: part.sort("category", "prompt_id", "model") for key, part in parts.items()}  # the same draws
@@ -392,10 +499,13 @@ def _gap_table(items: pl.DataFrame, comparisons: list[tuple[str, str]], seeds: l
     """Per comparison (candidate, other): its paired gaps (`paired_gaps`), and the table of them, points [95% CI]."""
     gaps = [paired_gaps(items, candidate, other, seeds) for candidate, other in comparisons]
     rows = [
-        {"comparison": f"{candidate} - {other}", **{f"seed {s}": _gap_cell(g[s]) for s in seeds},
-         "over seeds": _gap_cell(g["all"])}
+        {
+            "comparison": f"{candidate} - {other}",
+            **{f"seed {s}": _gap_cell(g[s]) for s in seeds},
+            "over seeds": _gap_cell(g["all"]),
+        }
         for (candidate, other), g in zip(comparisons, gaps)
-    ]  # fmt: skip
+    ]
     header = (
         "Arm minus arm after each one's last round, paired on the same bench prompts, points [95% CI]; over seeds, "
         "each prompt's verdicts are averaged over the seeds first:\n\n"
@@ -447,11 +557,15 @@ def rounds_section(rows: pl.DataFrame, items: pl.DataFrame, arms: list[str], see
         for title, x in (("points vs M generated tokens", "tokens"), (f"points vs {unit}s", hours))
     ]
     markdown = (
-        table + "\n"
-        + _verdict(held, len(steps) * len(seeds), "an arm with a round more gained more than the arm with a round "
-                   "fewer, seed by seed, comparisons")
+        table
+        + "\n"
+        + _verdict(
+            held,
+            len(steps) * len(seeds),
+            "an arm with a round more gained more than the arm with a round fewer, seed by seed, comparisons",
+        )
         + "".join(_noise_line(f"{more} - {fewer}", g["all"]) for (more, fewer), g in zip(comparisons, gaps))
-    )  # fmt: skip
+    )
     return markdown, {"rounds_gain_vs_cost.png": line_panels_png(panels, columns=2)}
 
 
@@ -460,10 +574,11 @@ def grpo_vs_dpo_section(rows: pl.DataFrame, items: pl.DataFrame, arms: list[str]
     table, (gaps,) = _gap_table(items, [(grpo, dpo)], seeds)
     held = sum(gaps[s][0] > 0 for s in seeds)
     markdown = (
-        table + "\n"
+        table
+        + "\n"
         + _verdict(held, len(seeds), "GRPO gained more than iterative DPO for the same generated tokens, seeds")
         + _noise_line("GRPO minus iterative DPO", gaps["all"])
-    )  # fmt: skip
+    )
     final = _final_deltas(rows)
     series = {arm: [100 * final[(arm, s)] for s in seeds] for arm in (dpo, grpo)}
     bars = grouped_bars_png("policy - base (points), last round", [f"seed {s}" for s in seeds], series)

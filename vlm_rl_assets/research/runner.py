@@ -143,7 +143,11 @@ def experiment_job(experiment: Experiment) -> dg.JobDefinition:
         results = run_experiment(experiment, pipeline, context.instance, context.log.info)
         context.log.info(f"{experiment.name}: {results.height} result rows stored in {RESULTS}/{experiment.name}")
 
-    @dg.job(name=experiment.job, description=f"{experiment.question} Expected: {experiment.expected}", tags={"kind": "experiment"})
+    @dg.job(
+        name=experiment.job,
+        description=f"{experiment.question} Expected: {experiment.expected}",
+        tags={"kind": "experiment"},
+    )
     def job() -> None:
         run()
 

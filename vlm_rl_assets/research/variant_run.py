@@ -88,9 +88,14 @@ def materialize(
     partition_key: str | None = None,
 ) -> None:
     result = dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key=partition_key, instance=instance,
-        resources={"pipeline": resource}, tags=tags, raise_on_error=False,
-    )  # fmt: skip
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources={"pipeline": resource},
+        tags=tags,
+        raise_on_error=False,
+    )
     if not result.success:
         where = f"[{partition_key}]" if partition_key else ""
         raise RuntimeError(

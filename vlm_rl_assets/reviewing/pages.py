@@ -72,7 +72,11 @@ def read_tables(store: Store, category: str, upto: str, key: str = "") -> Review
         rollouts = store.read_table("rollouts", staged, schemas.ROLLOUTS).with_columns(**unjudged)
     pairs = store.read_table("judged_pairs", staged, schemas.JUDGED_PAIRS) if "judged_pairs" in shown else None
     quarantine_keys = [f"{stage}/{category if stage == STAGES[0] else staged}" for stage in shown]
-    quarantine = [store.read_table("quarantine", q, schemas.QUARANTINE) for q in quarantine_keys if store.has_table("quarantine", q)]
+    quarantine = [
+        store.read_table("quarantine", q, schemas.QUARANTINE)
+        for q in quarantine_keys
+        if store.has_table("quarantine", q)
+    ]
     quarantined = pl.concat([schemas.empty(schemas.QUARANTINE), *quarantine])
     return ReviewTables(category, prompts, rollouts, pairs, quarantined, key)
 

@@ -26,7 +26,9 @@ Embedder = Callable[[list[str]], np.ndarray]  # texts -> one vector per text
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """Unique n-grams / total n-grams over `texts`; None when no text has n tokens."""
     grams = [
-        tuple(tokens[i : i + n]) for tokens in (text.lower().split() for text in texts) for i in range(len(tokens) - n + 1)
+        tuple(tokens[i : i + n])
+        for tokens in (text.lower().split() for text in texts)
+        for i in range(len(tokens) - n + 1)
     ]
     return len(set(grams)) / len(grams) if grams else None
 

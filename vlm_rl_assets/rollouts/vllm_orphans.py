@@ -27,7 +27,12 @@ def orphaned_engines() -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline", "ppid", "uids"]):
         info = process.info
         title = " ".join(info["cmdline"] or []).strip()
-        if title.startswith(ENGINE_CORE_TITLE) and info["ppid"] == 1 and info["uids"] and info["uids"].real == os.getuid():
+        if (
+            title.startswith(ENGINE_CORE_TITLE)
+            and info["ppid"] == 1
+            and info["uids"]
+            and info["uids"].real == os.getuid()
+        ):
             try:
                 orphans += [*process.children(recursive=True), process]
             except psutil.NoSuchProcess:

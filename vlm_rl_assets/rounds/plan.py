@@ -46,9 +46,13 @@ class RoundOutcome:
     def row(self) -> pl.DataFrame:
         low, high = self.dev_gain_ci
         row = {
-            "round": self.pipeline_round, "dev_gain": self.dev_gain, "dev_gain_ci_low": low, "dev_gain_ci_high": high,
-            "min_gain": self.min_gain, "gate_problems": [list(self.gate_problems)],
-        }  # fmt: skip
+            "round": self.pipeline_round,
+            "dev_gain": self.dev_gain,
+            "dev_gain_ci_low": low,
+            "dev_gain_ci_high": high,
+            "min_gain": self.min_gain,
+            "gate_problems": [list(self.gate_problems)],
+        }
         return pl.DataFrame(row, schema=schemas.ROUND_OUTCOMES)
 
 
@@ -66,9 +70,12 @@ def read_outcome(store: Store, pipeline_round: int) -> RoundOutcome | None:
         return None
     row = store.read_table(TABLE, outcome_key(pipeline_round), schemas.ROUND_OUTCOMES).row(0, named=True)
     return RoundOutcome(
-        row["round"], row["dev_gain"], (row["dev_gain_ci_low"], row["dev_gain_ci_high"]), row["min_gain"],
+        row["round"],
+        row["dev_gain"],
+        (row["dev_gain_ci_low"], row["dev_gain_ci_high"]),
+        row["min_gain"],
         tuple(row["gate_problems"]),
-    )  # fmt: skip
+    )
 
 
 def latest_policy(store: Store, rounds: int) -> Path:

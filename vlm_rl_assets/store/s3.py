@@ -164,7 +164,9 @@ class S3Store(Store):
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         stale = [{"Key": obj["Key"]} for page in pages for obj in page.get("Contents", [])]
         for start in range(0, len(stale), 1000):
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": stale[start : start + 1000], "Quiet": True})
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": stale[start : start + 1000], "Quiet": True}
+            )
 
 
 class S3Reader:
