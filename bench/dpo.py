@@ -84,7 +84,7 @@ def worker(args: argparse.Namespace) -> None:
     from vlm_rl_assets.dpo.settings import DPOSettings
     from vlm_rl_assets.dpo.training import dpo_trainer
     from vlm_rl_assets.model.chat import preference_example
-    from vlm_rl_assets.model.tiny_model import load_model, load_processor
+    from vlm_rl_assets.model.loading import load_model, load_processor
     from vlm_rl_assets.model.trainer import common_args, lazy_dataset
 
     torch.set_num_threads(args.threads)
@@ -196,7 +196,7 @@ def main() -> None:
         return worker(args)
 
     from vlm_rl_assets.dpo.training import reference_logps
-    from vlm_rl_assets.model.tiny_model import load_model
+    from vlm_rl_assets.model.loading import load_model
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

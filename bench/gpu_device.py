@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, uni
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model  # noqa: E402
+from vlm_rl_assets.model.loading import load_model
+from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm  # noqa: E402
 from vlm_rl_assets.rollouts.engine import GenerationRequest, HFEngine, SamplingParams  # noqa: E402
 
 # Qwen2-0.5B's text shape (head dim 64) under an 8-block Qwen2-VL vision tower: ~0.5B parameters with a small vocab.

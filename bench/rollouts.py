@@ -41,7 +41,8 @@ from vlm_rl_assets.bootstrap.embedded import synthetic_split
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.evaluation.stats import bootstrap_ci, paired_delta
 from vlm_rl_assets.judging.scoring import score_rollouts
-from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm, load_model, load_processor
+from vlm_rl_assets.model.loading import load_model, load_processor
+from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm
 from vlm_rl_assets.rollouts.engine import Completion, GenerationRequest, HFEngine, SamplingParams, chat_prompt
 from vlm_rl_assets.rollouts.settings import EngineSettings
 

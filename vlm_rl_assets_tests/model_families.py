@@ -2,7 +2,7 @@
 
 Each family's folder is what a user would bring: the stock model class from a config, a byte-level BPE tokenizer
 trained on the test corpus with the family's special tokens, a chat template in the family's format, and the stock
-processor (image-only where torchvision is missing, as `tiny_model.image_only` loads it) saved beside the weights.
+processor (image-only where torchvision is missing, as `model.loading.image_only` loads it) saved beside the weights.
 Sizes are the smallest that keep each architecture's shape rules: 64-wide text models of one layer, 32-wide vision
 towers of one or two layers, images resized to 32-64 pixels.
 """
@@ -136,7 +136,7 @@ def _qwen_vl_processor(processor_class: str, patch: int) -> Callable[[Any, str],
         import transformers
         from transformers import Qwen2VLImageProcessorPil
 
-        from vlm_rl_assets.model.tiny_model import image_only
+        from vlm_rl_assets.model.loading import image_only
 
         side = 2 * 2 * patch  # 2 x 2 merged patches: 4 image tokens
         image = Qwen2VLImageProcessorPil(
@@ -222,7 +222,7 @@ def _processor(processor_class: str, image_processor: str, image: dict[str, Any]
 
         import transformers
 
-        from vlm_rl_assets.model.tiny_model import image_only
+        from vlm_rl_assets.model.loading import image_only
 
         module, name = image_processor.rsplit(".", 1)
         images = getattr(importlib.import_module(f"transformers.models.{module}"), name)(**image)

@@ -20,8 +20,8 @@ from vlm_rl_assets.dpo.health import probe_lengths
 from vlm_rl_assets.evaluation.answer_cache import BenchModel, models_answers
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_scores
 from vlm_rl_assets.evaluation.settings import EvalSettings
+from vlm_rl_assets.model.loading import checkpoint_dtype, load_model
 from vlm_rl_assets.model.settings import ModelSettings
-from vlm_rl_assets.model.tiny_model import checkpoint_dtype, load_model
 from vlm_rl_assets.rollouts import open as engine_opening
 from vlm_rl_assets.rollouts.engine import (
     Completion,

@@ -15,7 +15,8 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from vlm_rl_assets.model.chat import assistant_message, user_message
-from vlm_rl_assets.model.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tiny_vlm, load_model, load_processor
+from vlm_rl_assets.model.loading import load_model, load_processor
+from vlm_rl_assets.model.tiny_model import CHAT_TEMPLATE, SPECIAL_TOKENS, build_tiny_vlm
 from vlm_rl_assets_tests.conftest import TINY_CORPUS
 
 QUESTION = "What colour is the shape?"

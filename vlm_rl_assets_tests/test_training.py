@@ -21,7 +21,7 @@ from vlm_rl_assets.dpo.policy import vision_tower
 from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
 from vlm_rl_assets.dpo.training import PreferencePair, dpo_train, dpo_trainer
 from vlm_rl_assets.model.chat import user_message
-from vlm_rl_assets.model.tiny_model import load_model, load_processor
+from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.train_result import METRICS_FILE
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")

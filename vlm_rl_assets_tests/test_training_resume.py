@@ -17,8 +17,8 @@ from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.grpo.training import grpo_work_folder
 from vlm_rl_assets.model.fingerprint import model_fingerprint
+from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.model.resume import latest_checkpoint
-from vlm_rl_assets.model.tiny_model import load_model
 from vlm_rl_assets_tests import grpo_worker_slow
 from vlm_rl_assets_tests.helpers import (
     colour_pairs,

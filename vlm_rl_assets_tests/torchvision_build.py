@@ -37,10 +37,11 @@ def main() -> None:
     from PIL import Image
 
     from vlm_rl_assets.model.chat import user_message
-    from vlm_rl_assets.model.tiny_model import _torchvision_available, build_tiny_vlm, load_processor
+    from vlm_rl_assets.model.loading import load_processor, torchvision_available
+    from vlm_rl_assets.model.tiny_model import build_tiny_vlm
     from vlm_rl_assets_tests.conftest import TINY_CORPUS
 
-    assert _torchvision_available()
+    assert torchvision_available()
     processor = load_processor(build_tiny_vlm(out_dir, TINY_CORPUS, seed=0))
     text = processor.apply_chat_template([user_message("What colour?", 1)], add_generation_prompt=True)
     counts = {}

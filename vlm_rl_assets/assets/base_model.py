@@ -13,8 +13,8 @@ from vlm_rl_assets.bootstrap.settings import BootstrapSettings
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.model.folder_check import check_image_placement
+from vlm_rl_assets.model.loading import load_processor
 from vlm_rl_assets.model.settings import EMBEDDED
-from vlm_rl_assets.model.tiny_model import load_processor
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store.base import Store
 

@@ -12,7 +12,7 @@ from trl import SFTConfig, SFTTrainer
 from vlm_rl_assets.bootstrap.settings import SFTSettings
 from vlm_rl_assets.dpo.pair_dpo import score_completions_only
 from vlm_rl_assets.model.chat import assistant_message, user_message
-from vlm_rl_assets.model.tiny_model import load_model, load_processor
+from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import FlowCallback, StopCheck, common_args, lazy_dataset, train_and_save
 

@@ -16,7 +16,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
 from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
-from vlm_rl_assets.model.tiny_model import load_model, load_processor
+from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.trainer import FlowCallback, common_args
 
 _Trainer = TypeVar("_Trainer", bound=Trainer)

@@ -7,18 +7,16 @@ with `AutoProcessor`/`AutoModelForImageTextToText` or vLLM on machines that have
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from vlm_rl_assets.model.folder_check import needs_remote_code
+from vlm_rl_assets.model.loading import image_only, torchvision_available
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer, Qwen2VLConfig
+    from transformers import ProcessorMixin, Qwen2Tokenizer, Qwen2VLConfig
 
 # Qwen2-VL's special tokens, in Qwen's order; they take ids 0.. so the config's token ids are small.
 SPECIAL_TOKENS = (
@@ -72,39 +70,6 @@ class TinyVLMSpec:
     max_pixels: int = 112 * 112
 
 
-def _torchvision_available() -> bool:
-    return importlib.util.find_spec("torchvision") is not None
-
-
-@functools.cache
-def image_only(processor_class: type) -> type:
-    """`processor_class` where torchvision exists or it has no video processor, else a subclass without one.
-
-    transformers 5 loads and type-checks every sub-processor `get_attributes` names, and the video processors need
-    torchvision; the subclass leaves `video_processor` out of them, so it is never loaded and stays None. It keeps
-    the stock class name, which transformers writes into the saved configs, and writes back `video_settings` (the
-    checkpoint's video processor settings), so its checkpoints load with stock `AutoProcessor` and vLLM elsewhere.
-    """
-    if _torchvision_available() or "video_processor" not in processor_class.get_attributes():
-        return processor_class
-
-    class ImageOnly(processor_class):
-        video_settings: dict[str, Any] | None = None
-
-        @classmethod
-        def get_attributes(cls) -> list[str]:
-            return [name for name in super().get_attributes() if name != "video_processor"]
-
-        def to_dict(self) -> dict[str, Any]:
-            out = super().to_dict()
-            if self.video_settings is not None:
-                out["video_processor"] = self.video_settings
-            return out
-
-    ImageOnly.__name__ = ImageOnly.__qualname__ = processor_class.__name__
-    return ImageOnly
-
-
 def _build_processor(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> ProcessorMixin:
     """The processor of a new checkpoint: stock, with a video processor resizing as images do, where torchvision
     exists (the stock class requires one); the image-only subclass elsewhere, saving those same video settings
@@ -118,12 +83,12 @@ def _build_processor(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> ProcessorM
         "merge_size": spec.merge_size,
     }
     parts = {"image_processor": Qwen2VLImageProcessorPil(**resize), "tokenizer": tokenizer}
-    if _torchvision_available():
+    if torchvision_available():
         from transformers import Qwen2VLVideoProcessor
 
         parts["video_processor"] = Qwen2VLVideoProcessor(**resize)
     processor = image_only(Qwen2VLProcessor)(**parts, chat_template=CHAT_TEMPLATE)
-    if not _torchvision_available():
+    if not torchvision_available():
         image = {k: v for k, v in processor.image_processor.to_dict().items() if k != "image_processor_type"}
         processor.video_settings = {**image, "video_processor_type": "Qwen2VLVideoProcessor"}
     return processor
@@ -235,56 +200,3 @@ def build_tiny_vlm(out_dir: Path, corpus: Iterable[str], *, seed: int = 0, spec:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
-
-
-def load_processor(path: str | Path) -> ProcessorMixin:
-    """The checkpoint's processor; where torchvision is missing, its class's image-only subclass (`image_only`),
-    keeping the checkpoint's video settings to save them back."""
-    from transformers import AutoProcessor
-
-    if needs_remote_code(path):  # only past `check_model_folder` with model.trust_remote_code
-        return AutoProcessor.from_pretrained(path, trust_remote_code=True)
-    if _torchvision_available():
-        return AutoProcessor.from_pretrained(path)
-    from transformers.models.auto.processing_auto import processor_class_from_name
-
-    saved = _processor_config(Path(path))
-    if "processor_class" not in saved:  # no processor of its own: AutoProcessor returns what it finds (a tokenizer)
-        return AutoProcessor.from_pretrained(path)
-    processor = image_only(processor_class_from_name(saved["processor_class"])).from_pretrained(path)
-    if hasattr(processor, "video_settings"):
-        processor.video_settings = saved.get("video_processor") or _read_json(Path(path) / VIDEO_CONFIG)
-    return processor
-
-
-VIDEO_CONFIG = "video_preprocessor_config.json"  # where checkpoints saved before transformers 5 keep video settings
-
-
-def _processor_config(folder: Path) -> dict[str, Any]:
-    """The processor settings a checkpoint saved: processor_config.json (transformers 5 nests the image and video
-    processors' there), else the older processor_class entry of preprocessor_config.json."""
-    return _read_json(folder / "processor_config.json") or _read_json(folder / "preprocessor_config.json") or {}
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def checkpoint_dtype(path: str | Path) -> str:
-    """The dtype every engine and trainer runs a checkpoint in: the one its config.json names (transformers 5 writes
-    `dtype`, 4 wrote `torch_dtype`), float32 where it names none, as transformers loads it."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    return config.get("dtype") or config.get("torch_dtype") or "float32"
-
-
-def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
-    """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode; with the folder's own
-    code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code)."""
-    from transformers import AutoModelForImageTextToText
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()  # its "Loading weights" bar wrote two lines per load into the stages' logs
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path)
-    )
-    return model.to(device).eval()

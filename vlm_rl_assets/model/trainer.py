@@ -28,8 +28,8 @@ from transformers import (
     TrainingArguments,
 )
 
+from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
-from vlm_rl_assets.model.tiny_model import load_model
 from vlm_rl_assets.model.train_result import METRICS_FILE, TrainResult
 
 StopCheck = Callable[[PreTrainedModel, ProcessorMixin, int], bool]  # (model, processor, step): end training?

@@ -139,7 +139,7 @@ class HFEngine(Engine):
     name = "hf"
 
     def __init__(self, model_path: str | Path, *, device: str = "cpu", batch_size: int = 32) -> None:
-        from vlm_rl_assets.model.tiny_model import load_model, load_processor
+        from vlm_rl_assets.model.loading import load_model, load_processor
 
         self._setup(load_model(model_path, device), load_processor(model_path), device, batch_size)
 

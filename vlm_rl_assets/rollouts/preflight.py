@@ -30,7 +30,7 @@ def check_agreement(
 ) -> int:
     """Compare the engine's and the DPO trainer's prompt tokens on up to `sample_size` requests spread
     over `requests`; raise `PromptMismatchError` at the first difference, else return how many agreed."""
-    from vlm_rl_assets.model.tiny_model import load_processor
+    from vlm_rl_assets.model.loading import load_processor
 
     sample = list(requests[:: max(1, len(requests) // sample_size)][:sample_size])
     if not sample:

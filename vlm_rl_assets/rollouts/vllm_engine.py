@@ -13,7 +13,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from vlm_rl_assets.model.tiny_model import checkpoint_dtype
+from vlm_rl_assets.model.loading import checkpoint_dtype
 from vlm_rl_assets.rollouts.engine import (
     Completion,
     Engine,
@@ -77,7 +77,7 @@ class VLLMEngine(Engine):
         import vllm  # heavy, and absent without the extra: imported when the engine opens
         from vllm.platforms import current_platform
 
-        from vlm_rl_assets.model.tiny_model import load_processor
+        from vlm_rl_assets.model.loading import load_processor
 
         reap_orphaned_engines()  # a killed run's engine would hold the memory this one needs
         self._vllm = vllm
