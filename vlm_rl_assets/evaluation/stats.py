@@ -21,11 +21,21 @@ def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, seed: int = 0
 
 
 def paired_delta(
-    candidate: Sequence[float], base: Sequence[float], n_resamples: int = 1000, seed: int = 0
+    candidate: Sequence[float],
+    base: Sequence[float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> tuple[float, float, float]:
     """Candidate minus base with a 95% CI, resampling items (not models): both answered the same prompts, so
-    the per-item difference cancels prompt difficulty and the interval is much tighter than two separate ones."""
-    return bootstrap_ci(np.asarray(candidate, dtype=float) - np.asarray(base, dtype=float), n_resamples, seed)
+    the per-item difference cancels prompt difficulty and the interval is much tighter than two separate ones.
+    With `groups` (each item's group), the mean over groups of each group's mean delta, items resampled within
+    their group: every group weighs the same. A NaN on either side makes the delta NaN."""
+    diff = np.asarray(candidate, dtype=float) - np.asarray(base, dtype=float)
+    if groups is None:
+        return _stratified_ci([diff], n_resamples, seed)
+    labels = np.asarray(groups)
+    return _stratified_ci([diff[labels == g] for g in sorted(set(labels))], n_resamples, seed)
 
 
 def _stratified_ci(groups: list[np.ndarray], n_resamples: int, seed: int) -> tuple[float, float, float]:
@@ -58,12 +68,12 @@ def paired_deltas(verdicts: pl.DataFrame, candidate: str, n_resamples: int = 100
     wide = verdicts.with_columns(pl.col("correct").cast(pl.Float64)).pivot(
         on="model", index=["category", "prompt_id"], values="correct"
     )
-    diffs = {
-        c: (g[candidate] - g["base"]).to_numpy()
+    rows = [
+        (c, *paired_delta(g[candidate].to_numpy(), g["base"].to_numpy(), n_resamples, seed), g.height)
         for (c,), g in sorted(wide.group_by("category"), key=lambda item: item[0])
-    }
-    rows = [(c, *_stratified_ci([d], n_resamples, seed), len(d)) for c, d in diffs.items()]
-    rows.append(
-        (OVERALL, *_stratified_ci(list(diffs.values()), n_resamples, seed), sum(len(d) for d in diffs.values()))
+    ]
+    overall = paired_delta(
+        wide[candidate].to_numpy(), wide["base"].to_numpy(), n_resamples, seed, groups=wide["category"].to_list()
     )
+    rows.append((OVERALL, *overall, wide.height))
     return pl.DataFrame(rows, schema=schemas.BENCHMARK_DELTAS, orient="row")
