@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
+from vlm_rl_assets.charts import grouped_bars_png, line_panels_png
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.readable import delta_points
-from vlm_rl_assets.research.charts import grouped_bars_png, line_panels_png
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SATURATED, Experiment
 
 Section = tuple[str, dict[str, bytes]]  # markdown, plots by file name
