@@ -12,7 +12,9 @@ class SFTSettings(Settings):
     max_steps: int = Field(600, ge=1, description="upper bound; the held-out check usually stops training earlier")
     batch_size: int = Field(32, ge=1, description="examples per optimizer step")
     learning_rate: float = Field(
-        2e-3, gt=0, description="constant, no warmup: what made the tiny VLM learn on CPU (STACK.md)"
+        2e-3,
+        gt=0,
+        description="constant, no warmup: what made the tiny VLM learn on CPU (chance to 85% in 100 steps at batch 32)",
     )
     seed: int = Field(0, description="seeds the data order and the tiny model's initial weights")
     eval_every: int = Field(25, ge=1, description="steps between held-out checks (early stop)")

@@ -1,6 +1,7 @@
 """Procedurally generated visual tasks with verifiable answers: the embedded default's data.
 
-Sized to what a ~1M-parameter VLM learns on a CPU in minutes (../shared/STACK.md): large objects
+Sized to what a ~1M-parameter VLM learns on a CPU in minutes (measured: one shape's colour at radius 22 px went
+from chance to 85% held-out in 100 SFT steps, at radius 10 it stayed at chance): large objects
 (radius >= 16 px on 112x112) on a plain background, asked about attributes, positions, counts of
 at most three, and scenes of at most two objects. Every item is deterministic given its seed.
 """
