@@ -55,7 +55,19 @@ def make_pairs(
     """
     if min_margin <= 0:
         raise ValueError(f"min_margin must be > 0 so that chosen scores higher than rejected, got {min_margin}")
-    kept = filtered.filter("kept")
+    candidates = _candidates(filtered.filter("kept"), prompts, max_pairs_per_prompt, chosen_source)
+    candidates = candidates.with_columns(drop=_drop_reason(min_margin, max_length_ratio))
+    counts = dict(candidates.group_by("drop").len().iter_rows())
+    pairs = _pair_rows(
+        candidates.filter(pl.col("drop").is_null()), prompts, beta, judge_name, on_policy=chosen_source == "policy"
+    )
+    return Paired(pairs, {reason: counts.get(reason, 0) for reason in PAIR_DROP_REASONS})
+
+
+def _candidates(
+    kept: pl.DataFrame, prompts: pl.DataFrame, max_pairs_per_prompt: int, chosen_source: ChosenSource
+) -> pl.DataFrame:
+    """Every candidate pair before any drop: prompt_id, rank, chosen*/rejected* (text, idx, score), margin."""
     rank = pl.int_range(pl.len()).over("prompt_id").alias("rank")
     ranked = kept.sort(["prompt_id", "score", "sample_idx"], descending=[False, True, False])
     worst = ranked.reverse().select(
@@ -79,7 +91,11 @@ def make_pairs(
             chosen_score=pl.lit(1.0, dtype=pl.Float64),
         )
         candidates = worst.filter(pl.col("rank") < max_pairs_per_prompt).join(reference, on="prompt_id", validate="m:1")
-    candidates = candidates.with_columns(margin=pl.col("chosen_score") - pl.col("rejected_score"))
+    return candidates.with_columns(margin=pl.col("chosen_score") - pl.col("rejected_score"))
+
+
+def _drop_reason(min_margin: float, max_length_ratio: float | None) -> pl.Expr:
+    """The first of PAIR_DROP_REASONS a candidate pair meets, or null for a pair that is kept."""
     below_margin = pl.col("margin") < min_margin
     chosen_words, rejected_words = words("chosen"), words("rejected")
     length_ratio = pl.max_horizontal(chosen_words, rejected_words) / pl.min_horizontal(
@@ -87,20 +103,23 @@ def make_pairs(
     ).clip(1)
     unbalanced = length_ratio > max_length_ratio if max_length_ratio is not None else pl.lit(False)
     same_text = pl.col("chosen") == pl.col("rejected")
-    candidates = candidates.with_columns(
-        drop=pl.when(same_text)
+    return (
+        pl.when(same_text)
         .then(pl.lit("same_text"))
         .when(below_margin)
         .then(pl.lit("below_margin"))
         .when(unbalanced)
         .then(pl.lit("length_unbalanced"))
     )
-    counts = dict(candidates.group_by("drop").len().iter_rows())
-    pairs = (
-        candidates.filter(pl.col("drop").is_null())
-        .join(prompts.select("prompt_id", "category", "prompt_text", "images"), on="prompt_id", validate="m:1")
-        .sort("prompt_id", "rank")
-    )
+
+
+def _pair_rows(
+    kept: pl.DataFrame, prompts: pl.DataFrame, beta: float, judge_name: str, *, on_policy: bool
+) -> pl.DataFrame:
+    """The kept candidates as JUDGED_PAIRS rows: the prompt's fields joined on, ids and training settings added."""
+    pairs = kept.join(
+        prompts.select("prompt_id", "category", "prompt_text", "images"), on="prompt_id", validate="m:1"
+    ).sort("prompt_id", "rank")
     pairs = pairs.with_columns(
         pair_id=pl.Series(
             [pair_id(*key) for key in zip(pairs["prompt_id"], pairs["chosen_idx"], pairs["rejected_idx"])],
@@ -108,7 +127,6 @@ def make_pairs(
         ),
         beta=pl.lit(beta, dtype=pl.Float64),
         judge=pl.lit(judge_name),
-        on_policy=pl.lit(chosen_source == "policy"),
+        on_policy=pl.lit(on_policy),
     )
-    pairs = schemas.check(pairs, schemas.JUDGED_PAIRS, "judged_pairs")
-    return Paired(pairs, {reason: counts.get(reason, 0) for reason in PAIR_DROP_REASONS})
+    return schemas.check(pairs, schemas.JUDGED_PAIRS, "judged_pairs")
