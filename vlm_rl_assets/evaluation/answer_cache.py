@@ -72,27 +72,43 @@ def models_answers(
             for c, k in keys.items()
             if store.has_table(ASSET, k)
         }
-        missing = [c for c in keys if c not in kept]
+        missing = {c: k for c, k in keys.items() if c not in kept}
         if kept:
             log(f"bench {model.name}: answers kept from an earlier benchmark of this checkpoint for {sorted(kept)}")
         parts = list(kept.values())
         if missing:
-            todo = prompts.with_row_index("_row").filter(pl.col("category").is_in(missing))
-            todo_images = [images[i] for i in todo["_row"]]
-            with open_engine(model.folder) as opened:
-                fresh = bench_answers(
-                    opened,
-                    todo.drop("_row"),
-                    todo_images,
-                    settings,
-                    seed,
-                    lambda stage, name=model.name: progress(
-                        f"bench {name}" + ("" if stage == "greedy" else f" {stage}")
-                    ),
-                )
-            for category in missing:
-                part = fresh.filter(pl.col("category") == category)
-                store.write_table(ASSET, keys[category], part, schemas.BENCHMARK_ANSWERS)
-                parts.append(part)
+            parts += _generate_answers(store, model, prompts, images, missing, open_engine, settings, seed, progress)
         answers[model.name] = pl.concat(parts)
     return answers
+
+
+def _generate_answers(
+    store: Store,
+    model: BenchModel,
+    prompts: pl.DataFrame,
+    images: Sequence[tuple[Image.Image, ...]],
+    keys: dict[str, str],
+    open_engine: Callable[[Path], AbstractContextManager[Engine]],
+    settings: EvalSettings,
+    seed: int,
+    progress: Callable[[str], Progress | None],
+) -> list[pl.DataFrame]:
+    """`model`'s answers to the prompts of the categories `keys` names, generated in one engine opening and each
+    category's kept under its key."""
+    todo = prompts.with_row_index("_row").filter(pl.col("category").is_in(list(keys)))
+    todo_images = [images[i] for i in todo["_row"]]
+    with open_engine(model.folder) as opened:
+        fresh = bench_answers(
+            opened,
+            todo.drop("_row"),
+            todo_images,
+            settings,
+            seed,
+            lambda stage: progress(f"bench {model.name}" + ("" if stage == "greedy" else f" {stage}")),
+        )
+    parts = []
+    for category, key in keys.items():
+        part = fresh.filter(pl.col("category") == category)
+        store.write_table(ASSET, key, part, schemas.BENCHMARK_ANSWERS)
+        parts.append(part)
+    return parts

@@ -95,36 +95,40 @@ def chance_verdicts(
     `unchecked`."""
     rows = []
     for category in categories:
-        items = dev_items.filter(pl.col("category") == category)
-        found = chance_level(items)
-        accuracy = dev_accuracy.get(category)
-        row = {
-            "category": category,
-            "model": model,
-            "n": items.height,
-            "chance": None,
-            "chance_rule": None,
-            "dev_accuracy": accuracy,
-            "margin": None,
-            "verdict": UNCHECKED,
-            "message": None,
-        }
-        if found is not None:
-            chance, rule = found
-            margin = noise_margin(chance, items.height)
-            row |= {"chance": chance, "chance_rule": rule, "margin": margin}
-        if accuracy is None:
-            pass
-        elif found is None:
-            row["verdict"] = NO_CHANCE_LEVEL
-        elif accuracy < row["chance"] + row["margin"]:
-            row["verdict"] = AT_CHANCE
+        row = _chance_row(category, model, dev_items.filter(pl.col("category") == category), dev_accuracy.get(category))
+        if row["verdict"] == AT_CHANCE:
             learned = sft_rows.get(category, 0), sum(sft_rows.values()), steps
             row["message"] = at_chance_message(row, learned, category in synthetic)
-        else:
-            row["verdict"] = ABOVE_CHANCE
         rows.append(row)
     return pl.DataFrame(rows, schema=schemas.BASE_MODEL_CHANCE)
+
+
+def _chance_row(category: str, model: str, items: pl.DataFrame, accuracy: float | None) -> dict:
+    """One category's `TABLE` row without its message: its chance level on `items`, the margin, the verdict."""
+    found = chance_level(items)
+    row = {
+        "category": category,
+        "model": model,
+        "n": items.height,
+        "chance": None,
+        "chance_rule": None,
+        "dev_accuracy": accuracy,
+        "margin": None,
+        "verdict": UNCHECKED,
+        "message": None,
+    }
+    if found is not None:
+        chance, rule = found
+        row |= {"chance": chance, "chance_rule": rule, "margin": noise_margin(chance, items.height)}
+    if accuracy is None:
+        pass
+    elif found is None:
+        row["verdict"] = NO_CHANCE_LEVEL
+    elif accuracy < row["chance"] + row["margin"]:
+        row["verdict"] = AT_CHANCE
+    else:
+        row["verdict"] = ABOVE_CHANCE
+    return row
 
 
 def unchecked(categories: Collection[str], model: str) -> pl.DataFrame:

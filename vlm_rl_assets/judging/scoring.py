@@ -37,17 +37,7 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     answers), so a million rule verdicts take seconds. Other judges see every row."""
     judge = judge or RuleJudge()
     vocabulary, answers = object_vocabulary(prompts["objects"]), text_answers(prompts)
-    truth = prompts.select(
-        "prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images"
-    )
-    joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
-    orphans = joined.filter(pl.col("answer_type").is_null())
-    if orphans.height:
-        raise ValueError(
-            f"{orphans.height} rollouts reference prompt ids absent from the prompt table "
-            f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
-        )
-    joined = joined.with_row_index("row")
+    joined = _with_truth(rollouts, prompts).with_row_index("row")
     first = pl.col("row").min().over(VERDICT_INPUTS) if judge.pure else pl.col("row")
     joined = joined.with_columns(first=first)
     judged = joined.filter(pl.col("row") == pl.col("first"))
@@ -77,6 +67,21 @@ def score_rollouts(rollouts: pl.DataFrame, prompts: pl.DataFrame, judge: Rollout
     counts = refused.group_by("code").len().sort("code")
     failure_counts = dict(zip(counts["code"].to_list(), counts["len"].to_list()))
     return Scored(scored, list(refused.select("key", "reason").iter_rows()), failure_counts, run.metrics)
+
+
+def _with_truth(rollouts: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """Each rollout with its prompt's text, ground truth and images; a rollout of an unknown prompt is an error."""
+    truth = prompts.select(
+        "prompt_id", "prompt_text", "answer_type", "answer", "reference", "choices", "objects", "images"
+    )
+    joined = rollouts.join(truth, on="prompt_id", how="left", validate="m:1")
+    orphans = joined.filter(pl.col("answer_type").is_null())
+    if orphans.height:
+        raise ValueError(
+            f"{orphans.height} rollouts reference prompt ids absent from the prompt table "
+            f"(e.g. {orphans['prompt_id'][0]}); rematerialize rollouts for this category"
+        )
+    return joined
 
 
 def judge_item(

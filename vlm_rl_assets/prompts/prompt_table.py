@@ -166,34 +166,46 @@ def build_prompt_table(
                 continue
             pid = prompt_id(category, source.question, source.images)
             reference = reference_response(template, source.answer, source.answer_type, source.rationale)
-            reason = None
-            if pid in owner:
-                reason = "duplicate_prompt" if owner[pid] == split else f"in_{owner[pid]}_split"
-            elif require_objects and not source.objects:
-                reason = "no_objects: the reference judge scores a description against the image's objects; list them"
-            elif word_count(reference) < min_words:
-                reason = f"reference_shorter_than_{min_words}_words"
+            reason = _drop_reason(owner.get(pid), split, source, reference, min_words, require_objects)
             if reason:
                 dropped.append({"stage": "prompt_mixture", "category": category, "key": pid, "reason": reason})
                 continue
             owner[pid] = split
             for name in applied:
                 rewrites[name] += 1
-            rows.append(
-                {
-                    "prompt_id": pid,
-                    "category": category,
-                    "split": split,
-                    "question": source.question,
-                    "prompt_text": prompt_text,
-                    "answer": source.answer,
-                    "answer_type": source.answer_type,
-                    "reference": reference,
-                    "choices": list(source.choices),
-                    "images": list(source.images),
-                    "objects": list(source.objects),
-                }
-            )
+            rows.append(_prompt_row(pid, category, split, source, prompt_text, reference))
     prompts = pl.DataFrame(rows, schema=schemas.PROMPTS) if rows else schemas.empty(schemas.PROMPTS)
     quarantine = pl.DataFrame(dropped, schema=schemas.QUARANTINE) if dropped else schemas.empty(schemas.QUARANTINE)
     return PromptTable(prompts, quarantine, rewrites)
+
+
+def _drop_reason(
+    owner: str | None, split: str, source: PromptSource, reference: str, min_words: int, require_objects: bool
+) -> str | None:
+    """Why a prepared prompt is dropped from `split` (`owner`: the split that already holds it), or None."""
+    if owner is not None:
+        return "duplicate_prompt" if owner == split else f"in_{owner}_split"
+    if require_objects and not source.objects:
+        return "no_objects: the reference judge scores a description against the image's objects; list them"
+    if word_count(reference) < min_words:
+        return f"reference_shorter_than_{min_words}_words"
+    return None
+
+
+def _prompt_row(
+    pid: str, category: str, split: str, source: PromptSource, prompt_text: str, reference: str
+) -> dict[str, object]:
+    """One PROMPTS row."""
+    return {
+        "prompt_id": pid,
+        "category": category,
+        "split": split,
+        "question": source.question,
+        "prompt_text": prompt_text,
+        "answer": source.answer,
+        "answer_type": source.answer_type,
+        "reference": reference,
+        "choices": list(source.choices),
+        "images": list(source.images),
+        "objects": list(source.objects),
+    }
