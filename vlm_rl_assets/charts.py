@@ -1,6 +1,6 @@
 """Small PNG charts drawn with Pillow (matplotlib is not a dependency: a ~10 MB install for a few line plots):
 line charts in panels sharing one legend, and grouped bars. Plain Python; the training curves in asset metadata
-(assets/curves.py) and the findings' plots (research/findings.py) are drawn with it."""
+(orchestration/curves.py) and the findings' plots (research/findings.py) are drawn with it."""
 
 from __future__ import annotations
 
