@@ -81,11 +81,11 @@ def worker(args: argparse.Namespace) -> None:
     trainer and everything before the first step)."""
     from trl import DPOConfig, DPOTrainer
 
-    from vlm_rl_assets.dpo.settings import DPOSettings
     from vlm_rl_assets.dpo.training import dpo_trainer
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.loading import load_model, load_processor
     from vlm_rl_assets.model.trainer import common_args, lazy_dataset
+    from vlm_rl_assets.training.settings import DPOSettings
 
     torch.set_num_threads(args.threads)
     model_dir, out_dir = Path(args.model), Path(args.scratch) / args.worker

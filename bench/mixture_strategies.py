@@ -27,8 +27,8 @@ def mixed(pairs: dict[str, pl.DataFrame], strategy: str, seed: int) -> pl.DataFr
     """The mixture under `strategy`: `repeat` is the pipeline's (`dpo/mixture.py`: the scarcer categories' pairs
     repeated up to the richest's count), `scarcest` down-samples every category to the scarcest's count (the earlier
     default), `all` keeps every pair once (natural proportions)."""
-    from vlm_rl_assets.dpo.mixture import balanced_mixture
-    from vlm_rl_assets.dpo.settings import DPOSettings
+    from vlm_rl_assets.training.mixture import balanced_mixture
+    from vlm_rl_assets.training.settings import DPOSettings
 
     if strategy == "repeat":
         return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, DPOSettings().mixture.max_repeat)

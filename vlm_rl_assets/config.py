@@ -14,7 +14,6 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
-from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, HealthSettings, LossSettings
 from vlm_rl_assets.evaluation.settings import EvalSettings, ExternalEvalSettings
 from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
@@ -27,6 +26,7 @@ from vlm_rl_assets.rounds.settings import RoundsSettings
 from vlm_rl_assets.settings import Settings
 from vlm_rl_assets.store.open import resolve_uri
 from vlm_rl_assets.store.settings import StorageSettings
+from vlm_rl_assets.training.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, HealthSettings, LossSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 CONFIG_ENV_VAR = "VLM_RL_CONFIG"

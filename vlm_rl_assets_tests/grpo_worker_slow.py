@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.grpo.reward import completion_text
 from vlm_rl_assets.grpo.training import RLPrompt, grpo_train, grpo_work_folder
 from vlm_rl_assets.model.fingerprint import model_fingerprint
+from vlm_rl_assets.training.settings import DPOSettings
 from vlm_rl_assets_tests.helpers import colour_pairs
 
 # 6 prompts, 2 per step: 3 steps an epoch, so a run resumed from step 4 resumes in its second epoch

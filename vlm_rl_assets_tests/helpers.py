@@ -106,7 +106,7 @@ def retemplated_copy(model_dir: Path, dest: Path) -> Path:
 
 def pretend_upgraded(monkeypatch: pytest.MonkeyPatch, library: str) -> None:
     """Make `library` report another installed version to the keys that carry library versions."""
-    from vlm_rl_assets.dpo import libraries
+    from vlm_rl_assets.training import libraries
 
     installed = libraries.version
     monkeypatch.setattr(libraries, "version", lambda name: installed(name) + (".post1" if name == library else ""))

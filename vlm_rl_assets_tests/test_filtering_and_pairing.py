@@ -2,12 +2,12 @@ import polars as pl
 import pytest
 
 from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.dpo.mixture import balanced_mixture
 from vlm_rl_assets.judging.scoring import score_rollouts
 from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts, words
 from vlm_rl_assets.pairs.pairing import Paired, make_pairs
 from vlm_rl_assets.prompts.prompt_table import word_count
 from vlm_rl_assets.rollouts.diversity import unique_fraction
+from vlm_rl_assets.training.mixture import balanced_mixture
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 
 PROMPTS = prompt_table({"a": ("number", "2"), "b": ("number", "1"), "c": ("number", "3")})

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from vlm_rl_assets.config import ConfigError, load_config
-from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
 from vlm_rl_assets.grpo.health import grpo_health
 from vlm_rl_assets.grpo.reward import JudgeReward
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
 from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
 from vlm_rl_assets_tests.helpers import colour_pairs, prompt_table
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -268,8 +268,8 @@ def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_
 
 
 def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
-    from vlm_rl_assets.dpo.policy import vision_tower
     from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
+    from vlm_rl_assets.training.policy import vision_tower
 
     prompts = [RLPrompt("p0", pair.prompt_text, pair.images) for pair in colour_pairs(1, seed=0)]
     settings = DPOSettings(algorithm="grpo", lora={"r": 4}, freeze_vision_tower=True, grpo={"num_generations": 2})

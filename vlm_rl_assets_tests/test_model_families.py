@@ -92,11 +92,11 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
     import torch
     from trl import DPOConfig, DPOTrainer
 
-    from vlm_rl_assets.dpo.settings import DPOSettings
     from vlm_rl_assets.dpo.training import dpo_trainer
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.loading import load_model, load_processor
     from vlm_rl_assets.model.trainer import lazy_dataset
+    from vlm_rl_assets.training.settings import DPOSettings
 
     ours = dpo_trainer(family_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], DPOSettings())
     config = DPOConfig(
@@ -126,9 +126,9 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
 def test_dpo_steps_with_per_pair_betas_on_cached_reference(family_dir: Path, pairs, tmp_path: Path) -> None:
     import math
 
-    from vlm_rl_assets.dpo.settings import DPOSettings
     from vlm_rl_assets.dpo.training import dpo_train, reference_logps
     from vlm_rl_assets.model.loading import load_model
+    from vlm_rl_assets.training.settings import DPOSettings
 
     refs = reference_logps(family_dir, pairs, batch_size=2)
     assert all(math.isfinite(c) and math.isfinite(r) and c < 0 and r < 0 for c, r in refs)

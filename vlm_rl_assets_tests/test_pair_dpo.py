@@ -11,11 +11,11 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.dpo.collator import EXAMPLE_FIELDS
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair, dpo_trainer, reference_logps
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.trainer import lazy_dataset
+from vlm_rl_assets.training.settings import DPOSettings
 from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs, loss_on, perturb
 
 

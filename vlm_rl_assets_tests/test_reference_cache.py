@@ -7,11 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from vlm_rl_assets.dpo.libraries import KEYED_LIBRARIES
 from vlm_rl_assets.dpo.reference_cache import TABLE, with_reference_logps
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets.training.libraries import KEYED_LIBRARIES
 from vlm_rl_assets_tests.helpers import pretend_upgraded, retemplated_copy
 
 

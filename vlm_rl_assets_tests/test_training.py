@@ -17,12 +17,12 @@ from PIL import Image, ImageDraw
 from vlm_rl_assets.bootstrap import sft
 from vlm_rl_assets.bootstrap.settings import SFTSettings
 from vlm_rl_assets.bootstrap.sft import TrainExample, sft_train
-from vlm_rl_assets.dpo.policy import vision_tower
-from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
 from vlm_rl_assets.dpo.training import PreferencePair, dpo_train, dpo_trainer
 from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.train_result import METRICS_FILE
+from vlm_rl_assets.training.policy import vision_tower
+from vlm_rl_assets.training.settings import DPOSettings, LoRASettings
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 QUESTION = "What colour is the shape?"

@@ -12,9 +12,9 @@ from PIL import Image
 from vlm_rl_assets.assets.training_run import health_check
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.dpo.health import Lengths, probe_lengths, training_health
-from vlm_rl_assets.dpo.settings import HealthSettings
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_engine
+from vlm_rl_assets.training.settings import HealthSettings
 
 HEALTHY_CHOSEN = [-40.0, -39.6, -40.3, -39.8, -40.1, -39.5, -40.0, -39.9, -40.2, -39.7]  # flat with noise
 HEALTHY_ACCURACY = [0.55, 0.62, 0.70, 0.74, 0.80, 0.83, 0.85, 0.88, 0.90, 0.91]  # learns gradually

@@ -9,8 +9,8 @@ from transformers import AutoModelForImageTextToText
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.dpo.launch import TrainingLaunchError, launch_job
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.model.loading import load_model
+from vlm_rl_assets.training.settings import DPOSettings
 from vlm_rl_assets_tests.helpers import colour_pairs
 
 

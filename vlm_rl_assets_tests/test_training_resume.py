@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
-from vlm_rl_assets.dpo.libraries import KEYED_LIBRARIES
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.grpo.training import grpo_work_folder
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.model.resume import latest_checkpoint
+from vlm_rl_assets.training.libraries import KEYED_LIBRARIES
+from vlm_rl_assets.training.settings import DPOSettings
 from vlm_rl_assets_tests import grpo_worker_slow
 from vlm_rl_assets_tests.helpers import (
     colour_pairs,

@@ -8,12 +8,12 @@ import polars as pl
 
 from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.training_run import grpo_training_metadata, health_check
-from vlm_rl_assets.dpo.mixture import balanced_mixture
 from vlm_rl_assets.grpo.reward import JudgeReward
 from vlm_rl_assets.grpo.train_prompts import train_prompts
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.training.mixture import balanced_mixture
 
 
 def grpo_checkpoint(

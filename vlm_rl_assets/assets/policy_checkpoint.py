@@ -9,12 +9,12 @@ from vlm_rl_assets.assets.images import load_images
 from vlm_rl_assets.assets.metered import metered
 from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.assets.training_run import health_check, health_check_spec, round_models, training_metadata
-from vlm_rl_assets.dpo.mixture import balanced_mixture
 from vlm_rl_assets.dpo.train_pairs import train_pairs
 from vlm_rl_assets.partitions import round_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rounds.plan import POLICY
 from vlm_rl_assets.store import schemas
+from vlm_rl_assets.training.mixture import balanced_mixture
 
 ASSET, POLICY_KEY = POLICY
 

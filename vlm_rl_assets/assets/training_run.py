@@ -8,11 +8,11 @@ import polars as pl
 
 from vlm_rl_assets.assets.curves import GRPO_PANELS, curves_markdown
 from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
-from vlm_rl_assets.dpo.health import Health
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
 from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
 from vlm_rl_assets.readable import rounded, seconds_value
 from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.training.health import Health
 
 HEALTH_CHECK = "training_health"
 

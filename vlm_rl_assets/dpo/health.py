@@ -7,17 +7,17 @@ Read from TRL's log history (NaN loss, a big or a steady fall of `logps/chosen`,
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.dpo.settings import HealthSettings
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
+from vlm_rl_assets.training.health import Health, finite_loss, series
+from vlm_rl_assets.training.settings import HealthSettings
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,6 @@ class Lengths:
         return self.policy_tokens / self.base_tokens - 1 if self.base_tokens > 0 else 0.0
 
 
-@dataclass
-class Health:
-    alarms: list[str] = field(default_factory=list)
-    metrics: dict[str, float | int | None] = field(default_factory=dict)  # the numbers behind the alarms
-
-
 def training_health(
     history: Sequence[dict[str, float]], thresholds: HealthSettings = HealthSettings(), lengths: Lengths | None = None
 ) -> Health:
@@ -57,17 +51,6 @@ def training_health(
     if lengths is not None:
         _length_drift(lengths, thresholds, health)
     return health
-
-
-def finite_loss(logged: Sequence[dict[str, float]], health: Health) -> None:
-    if any(not math.isfinite(entry["loss"]) for entry in logged):
-        health.alarms.append("the loss became non-finite: lower training.learning_rate")
-
-
-def series(logged: Sequence[dict[str, float]], key: str) -> list[tuple[float, float]]:
-    """(step, value) of `key` over the logged entries that have a value (TRL logs None for a metric with none, e.g. a
-    reward no completion got), steps counted from 1 when the history lacks them."""
-    return [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(logged) if entry.get(key) is not None]
 
 
 def _chosen_drop(logged: Sequence[dict[str, float]], thresholds: HealthSettings, health: Health) -> None:

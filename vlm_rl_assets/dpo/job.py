@@ -1,7 +1,7 @@
 """A DPO run as files in its own work folder: what the in-process path and every `accelerate launch` process read,
 and where a killed run's Trainer checkpoints wait for the rerun.
 
-The folder is `<root>/<run key>` (`run_folder`, which GRPO's work folders share); the key hashes everything that
+The folder is `<root>/<run key>` (`training/run_folder.py`, which GRPO's work folders share); the key hashes everything that
 determines the trained weights (the base model's fingerprint, the transformers and TRL versions, the pairs with their
 betas and reference log-probs, the settings, the process count), so a rerun of the same run finds its checkpoints and
 a changed run never resumes from a stale one.
@@ -12,7 +12,6 @@ reused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -20,20 +19,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
-from vlm_rl_assets.dpo.libraries import library_versions
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
-from vlm_rl_assets.store.base import png_bytes
+from vlm_rl_assets.training.run_folder import png_file, run_folder
+from vlm_rl_assets.training.settings import DPOSettings
 
 JOB_FILE = "job.json"
 PAIRS_FILE = "pairs.jsonl"
 IMAGES_DIR = "images"
 TRAINER_DIR = "trainer"  # the Trainer's checkpoints
-UNKEYED_SETTINGS = {"log_every", "save_steps", "work_dir"}  # settings that do not change the trained weights
 
 
 @dataclass(frozen=True)
@@ -62,21 +58,6 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
     spec = {**dataclasses.asdict(job), "settings": job.settings.model_dump(mode="json")}
     _write(folder / JOB_FILE, json.dumps(spec, indent=1).encode())
     return folder
-
-
-def run_folder(root: str | Path, model_fingerprint: str, inputs: Any, settings: DPOSettings) -> Path:
-    """`<root>/<run key>` of a training run: the key hashes the base model's fingerprint, the keyed libraries'
-    versions, the run's `inputs` (JSON: its examples, their images by `png_file` name, ...) and its settings but
-    `UNKEYED_SETTINGS`."""
-    keyed = settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
-    blob = json.dumps([model_fingerprint, library_versions(), inputs, keyed], sort_keys=True).encode()
-    return Path(root) / hashlib.sha256(blob).hexdigest()[:16]
-
-
-def png_file(image: Image.Image) -> tuple[str, bytes]:
-    """The file name an image is known by in a run's key and folder (its PNG bytes' hash), and those bytes."""
-    data = png_bytes(image)
-    return f"{hashlib.sha256(data).hexdigest()}.png", data
 
 
 def read_job(folder: str | Path) -> tuple[DPOJob, list[PreferencePair]]:

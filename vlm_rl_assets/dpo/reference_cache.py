@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import polars as pl
 
-from vlm_rl_assets.dpo.libraries import library_versions
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.training.libraries import library_versions
 
 TABLE = "reference_logps"  # one table per category, like judged_pairs
 PAIR_CONTENT = ("prompt_text", "images", "chosen", "rejected")

@@ -18,9 +18,8 @@ from pathlib import Path
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.dpo.health import Health, probe_lengths, training_health
+from vlm_rl_assets.dpo.health import probe_lengths, training_health
 from vlm_rl_assets.dpo.reference_cache import with_reference_logps
-from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
@@ -28,6 +27,8 @@ from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.training.health import Health
+from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
 
 CURVE_COLUMNS = ("step", "loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
 

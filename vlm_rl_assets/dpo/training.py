@@ -19,11 +19,11 @@ from trl import DPOConfig
 
 from vlm_rl_assets.dpo.pair_dpo import PairDPOTrainer
 from vlm_rl_assets.dpo.pair_dpo import reference_logps as pair_reference_logps
-from vlm_rl_assets.dpo.policy import policy_args, policy_trainer
-from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
+from vlm_rl_assets.training.policy import policy_args, policy_trainer
+from vlm_rl_assets.training.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 
 DPO_WATCHED = (
     "loss",

@@ -1,4 +1,5 @@
-"""Alarms on a GRPO run, read from TRL's log history like DPO's (dpo/health.py): each names its numbers and its fix.
+"""Alarms on a GRPO run, read from TRL's log history like DPO's (dpo/health.py; the record both fill and its readers
+of the history: training/health.py): each names its numbers and its fix.
 
 GRPO fails differently from DPO: groups whose completions all get one reward carry no advantage (nothing learned),
 the policy runs away from the base model (KL), completions collapse to a few tokens or run into
@@ -10,8 +11,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from vlm_rl_assets.dpo.health import Health, finite_loss, series
-from vlm_rl_assets.dpo.settings import HealthSettings
+from vlm_rl_assets.training.health import Health, finite_loss, series
+from vlm_rl_assets.training.settings import HealthSettings
 
 LENGTH = "completions/mean_length"
 TRUNCATED = "completions/clipped_ratio"  # TRL's name: completions cut at max_completion_length

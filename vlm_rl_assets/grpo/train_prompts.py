@@ -22,8 +22,6 @@ from pathlib import Path
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.dpo.health import Health
-from vlm_rl_assets.dpo.settings import DPOSettings, HealthSettings
 from vlm_rl_assets.grpo.health import grpo_health
 from vlm_rl_assets.grpo.reward import JudgeReward
 from vlm_rl_assets.model.fingerprint import model_fingerprint
@@ -31,6 +29,8 @@ from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.training.health import Health
+from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
 
 CURVE_COLUMNS = ("step", "loss", "reward", "reward_std", "kl", "completions/mean_length", "frac_reward_zero_std")
 

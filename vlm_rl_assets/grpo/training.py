@@ -19,12 +19,12 @@ from torch.utils.data import Dataset, Sampler
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from vlm_rl_assets.dpo.job import png_file, run_folder
-from vlm_rl_assets.dpo.policy import policy_args, policy_trainer
-from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
+from vlm_rl_assets.training.policy import policy_args, policy_trainer
+from vlm_rl_assets.training.run_folder import png_file, run_folder
+from vlm_rl_assets.training.settings import DPOSettings
 
 GRPO_WATCHED = (
     "loss",

@@ -15,9 +15,9 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from vlm_rl_assets.dpo.settings import DPOSettings, LoRASettings
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.trainer import FlowCallback, common_args
+from vlm_rl_assets.training.settings import DPOSettings, LoRASettings
 
 _Trainer = TypeVar("_Trainer", bound=Trainer)
 
