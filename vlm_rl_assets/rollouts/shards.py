@@ -35,12 +35,12 @@ class ShardedRollouts:
     generate_seconds: float
 
 
-def shard_key(category: str, fingerprint: str, index: int) -> str:
-    return f"{category}/shards/{fingerprint}/{index:05d}"
+def shard_key(key: str, fingerprint: str, index: int) -> str:
+    return f"{key}/shards/{fingerprint}/{index:05d}"
 
 
-def manifest_key(category: str) -> str:
-    return f"{category}/manifest"
+def manifest_key(key: str) -> str:
+    return f"{key}/manifest"
 
 
 def rollout_fingerprint(
@@ -69,7 +69,7 @@ def rollout_fingerprint(
 def sharded_rollouts(
     engine: Engine,
     store: Store,
-    category: str,
+    key: str,
     prompts: pl.DataFrame,
     images: Sequence[tuple[Image.Image, ...]],
     params: SamplingParams,
@@ -80,70 +80,125 @@ def sharded_rollouts(
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ShardedRollouts:
-    """Sample the shards the store lacks, then write `rollouts/<category>` and its manifest.
+    """Sample the shards the store lacks, then write `rollouts/<key>` (`key`: the round's key) and its manifest.
 
     `progress(done, total)` is called after each sampled shard, counting only the shards this run
     samples; `log` hears once, before sampling, how many shards an earlier run left.
     """
+    plan = _plan(key, prompts, params, temperatures, policy_id, engine.name, shard_prompts)
+    missing = [i for i, shard in enumerate(plan.shard_keys) if not store.has_table(ASSET, shard)]
+    if log is not None:
+        earlier = len(plan.shard_keys) - len(missing)
+        log(
+            f"rollouts[{key}]: {earlier} of {len(plan.shard_keys)} shards done earlier ({plan.fingerprint}), "
+            "sampling the rest"
+        )
+    begin = time.monotonic()
+    shards = _sample_shards(engine, store, plan, missing, prompts, images, params, policy_id, progress)
+    generate_seconds = time.monotonic() - begin
+    generated_tokens = sum(int(shard["n_tokens"].sum()) for shard in shards.values())
+    table = _assemble_table(store, plan, shards, prompts, params.n)
+    store.write_table(ASSET, key, table, schemas.ROLLOUTS)
+    manifest = _manifest(plan, policy_id, engine.name, params, prompts, table.height)
+    store.write_table(ASSET, manifest_key(key), manifest, schemas.ROLLOUT_MANIFEST)
+    reused = tuple(i for i in range(len(plan.shard_keys)) if i not in shards)
+    return ShardedRollouts(table, manifest, reused, tuple(missing), generated_tokens, generate_seconds)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a run's prompts are cut into shards, and where each shard is stored."""
+
+    key: str
+    fingerprint: str
+    shard_prompts: int
+    temperatures: list[float]
+    shard_keys: list[str]  # shard i holds prompts[i * shard_prompts : (i + 1) * shard_prompts]
+
+
+def _plan(
+    key: str,
+    prompts: pl.DataFrame,
+    params: SamplingParams,
+    temperatures: Sequence[float],
+    policy_id: str,
+    engine_name: str,
+    shard_prompts: int,
+) -> _Plan:
     if shard_prompts < 1:
         raise ValueError(f"shard_prompts must be >= 1, got {shard_prompts}")
     temperatures = list(temperatures) or [params.temperature]
-    fingerprint = rollout_fingerprint(prompts, params, temperatures, policy_id, engine.name, shard_prompts)
-    starts = range(0, prompts.height, shard_prompts)
-    keys = [shard_key(category, fingerprint, i) for i in range(len(starts))]
-    missing = [i for i, key in enumerate(keys) if not store.has_table(ASSET, key)]
-    if log is not None:
-        earlier = len(keys) - len(missing)
-        log(f"rollouts[{category}]: {earlier} of {len(keys)} shards done earlier ({fingerprint}), sampling the rest")
+    fingerprint = rollout_fingerprint(prompts, params, temperatures, policy_id, engine_name, shard_prompts)
+    count = len(range(0, prompts.height, shard_prompts))
+    return _Plan(key, fingerprint, shard_prompts, temperatures, [shard_key(key, fingerprint, i) for i in range(count)])
+
+
+def _sample_shards(
+    engine: Engine,
+    store: Store,
+    plan: _Plan,
+    indices: Sequence[int],
+    prompts: pl.DataFrame,
+    images: Sequence[tuple[Image.Image, ...]],
+    params: SamplingParams,
+    policy_id: str,
+    progress: Callable[[int, int], None] | None,
+) -> dict[int, pl.DataFrame]:
+    """Sample and store shards `indices`, shard i with a seed derived from the base seed and i."""
     shards: dict[int, pl.DataFrame] = {}
-    begin = time.monotonic()
-    for done, i in enumerate(missing, 1):
-        start = starts[i]
+    for done, i in enumerate(indices, 1):
+        start = i * plan.shard_prompts
         shards[i] = sample_rollouts(
             engine,
-            prompts.slice(start, shard_prompts),
-            images[start : start + shard_prompts],
+            prompts.slice(start, plan.shard_prompts),
+            images[start : start + plan.shard_prompts],
             replace(params, seed=derive_seed(params.seed, i)),
             policy_id,
-            temperatures,
+            plan.temperatures,
         )
-        store.write_table(ASSET, keys[i], shards[i], schemas.ROLLOUTS)
+        store.write_table(ASSET, plan.shard_keys[i], shards[i], schemas.ROLLOUTS)
         if progress is not None:
-            progress(done, len(missing))
-    generate_seconds = time.monotonic() - begin
-    generated_tokens = sum(int(shard["n_tokens"].sum()) for shard in shards.values())
-    parts = [shards[i] if i in shards else store.read_table(ASSET, key, schemas.ROLLOUTS) for i, key in enumerate(keys)]
+            progress(done, len(indices))
+    return shards
+
+
+def _assemble_table(
+    store: Store, plan: _Plan, sampled: dict[int, pl.DataFrame], prompts: pl.DataFrame, n: int
+) -> pl.DataFrame:
+    """Every shard in prompt order (this run's from memory, the rest from the store), checked complete."""
+    parts = [
+        sampled[i] if i in sampled else store.read_table(ASSET, shard, schemas.ROLLOUTS)
+        for i, shard in enumerate(plan.shard_keys)
+    ]
     table = pl.concat(parts) if parts else schemas.empty(schemas.ROLLOUTS)
-    if not _complete(table, prompts, params.n):
-        folder = store.table_uri(ASSET, keys[0]).rsplit("/", 1)[0]
+    if not _complete(table, prompts, n):
+        folder = store.table_uri(ASSET, plan.shard_keys[0]).rsplit("/", 1)[0]
         raise RuntimeError(
             f"the rollout shards in {folder} hold {table.height} rows, expected {prompts.height} prompts x "
-            f"{params.n} samples, each (prompt_id, sample_idx) once; delete that shard folder and rerun"
+            f"{n} samples, each (prompt_id, sample_idx) once; delete that shard folder and rerun"
         )
-    store.write_table(ASSET, category, table, schemas.ROLLOUTS)
-    manifest = pl.DataFrame(
-        [
-            {
-                "category": category,
-                "fingerprint": fingerprint,
-                "policy_id": policy_id,
-                "engine": engine.name,
-                "samples_per_prompt": params.n,
-                "temperatures": temperatures,
-                "top_p": params.top_p,
-                "max_new_tokens": params.max_new_tokens,
-                "seed": params.seed,
-                "shard_prompts": shard_prompts,
-                "shards": keys,
-                "prompt_ids": prompts["prompt_id"].to_list(),
-                "rows": table.height,
-            }
-        ],
-        schema=schemas.ROLLOUT_MANIFEST,
-    )
-    store.write_table(ASSET, manifest_key(category), manifest, schemas.ROLLOUT_MANIFEST)
-    reused = tuple(i for i in range(len(keys)) if i not in shards)
-    return ShardedRollouts(table, manifest, reused, tuple(missing), generated_tokens, generate_seconds)
+    return table
+
+
+def _manifest(
+    plan: _Plan, policy_id: str, engine_name: str, params: SamplingParams, prompts: pl.DataFrame, rows: int
+) -> pl.DataFrame:
+    row = {
+        "category": plan.key,
+        "fingerprint": plan.fingerprint,
+        "policy_id": policy_id,
+        "engine": engine_name,
+        "samples_per_prompt": params.n,
+        "temperatures": plan.temperatures,
+        "top_p": params.top_p,
+        "max_new_tokens": params.max_new_tokens,
+        "seed": params.seed,
+        "shard_prompts": plan.shard_prompts,
+        "shards": plan.shard_keys,
+        "prompt_ids": prompts["prompt_id"].to_list(),
+        "rows": rows,
+    }
+    return pl.DataFrame([row], schema=schemas.ROLLOUT_MANIFEST)
 
 
 def _complete(table: pl.DataFrame, prompts: pl.DataFrame, n: int) -> bool:
