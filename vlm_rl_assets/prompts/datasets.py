@@ -56,16 +56,7 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict
     runs and row order). Reading stops once every split is full.
     """
     reader = UriReader()
-    try:
-        data = reader.read(uri)
-    except FileNotFoundError:
-        raise DatasetError(
-            f"dataset {uri} not found; fix categories.<c>.source (a relative path is relative to the config file's folder)"
-        ) from None
-    except OSError as err:
-        raise DatasetError(
-            f"cannot read dataset {uri}: {err}; for s3:// check the AWS_* credentials and endpoint"
-        ) from err
+    data = _read_dataset(reader, uri)
     images = ImageImporter(store, reader, parent_uri(uri))
     sources: dict[str, list[PromptSource]] = {split: [] for split in SPLITS}
     refused: list[tuple[str, str]] = []
@@ -90,6 +81,20 @@ def load_dataset(uri: str, store: Store, limits: dict[str, int], fractions: dict
     if uri.lower().endswith(".jsonl") and columns and missing:
         raise DatasetError(_missing_columns(uri, missing, sorted(columns)))
     return SourceLoad({split: kept for split, kept in sources.items() if split in limits}, refused, rows)
+
+
+def _read_dataset(reader: UriReader, uri: str) -> bytes:
+    """The dataset file's bytes, or a DatasetError saying how to fix its path or access."""
+    try:
+        return reader.read(uri)
+    except FileNotFoundError:
+        raise DatasetError(
+            f"dataset {uri} not found; fix categories.<c>.source (a relative path is relative to the config file's folder)"
+        ) from None
+    except OSError as err:
+        raise DatasetError(
+            f"cannot read dataset {uri}: {err}; for s3:// check the AWS_* credentials and endpoint"
+        ) from err
 
 
 def _missing_columns(uri: str, missing: list[str], present: list[str]) -> str:

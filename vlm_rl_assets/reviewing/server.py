@@ -24,32 +24,48 @@ from vlm_rl_assets.store.base import MissingUpstreamError, Store
 
 def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
     """The app serving `store`'s pages of `categories`; `who` is the default labeller shown in the page's form."""
-    saving = threading.Lock()  # a save reads, updates and rewrites the labels file: one at a time
+    handlers = _Handlers(store, tuple(categories), who)
+    routes = [
+        Route("/", handlers.index),
+        Route("/review/{category}", handlers.page),
+        Route("/labels/{category}", handlers.post_label, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
 
-    def category_of(request: Request) -> str:
+
+class _Handlers:
+    """The app's endpoints over one store, its configured categories and the default labeller."""
+
+    def __init__(self, store: Store, categories: tuple[str, ...], who: str) -> None:
+        self.store, self.categories, self.who = store, categories, who
+        self.saving = threading.Lock()  # a save reads, updates and rewrites the labels file: one at a time
+
+    def category_of(self, request: Request) -> str:
         category = request.path_params["category"]
-        if category not in categories:
-            raise HTTPException(404, f"unknown category {category!r}; this store's categories are {sorted(categories)}")
+        if category not in self.categories:
+            raise HTTPException(
+                404, f"unknown category {category!r}; this store's categories are {sorted(self.categories)}"
+            )
         return category
 
-    def index(request: Request) -> Response:
-        html = TEMPLATES.get_template("index.html.j2").render(root=store.subroot(""), categories=sorted(categories))
-        return HTMLResponse(html)
+    def index(self, request: Request) -> Response:
+        template = TEMPLATES.get_template("index.html.j2")
+        return HTMLResponse(template.render(root=self.store.subroot(""), categories=sorted(self.categories)))
 
-    def page(request: Request) -> Response:
-        category = category_of(request)
+    def page(self, request: Request) -> Response:
+        category = self.category_of(request)
         try:
-            tables = latest_tables(store, category)
-            labels = read_human_labels(store, category)
+            tables = latest_tables(self.store, category)
+            labels = read_human_labels(self.store, category)
         except MissingUpstreamError as err:
             return Response(str(err), 404)
         except LabelsFileError as err:
             return Response(str(err), 500)
-        labelling = Labelling(endpoint=f"/labels/{category}", who=who, labels=labels)
-        return HTMLResponse(review_page(tables, store.read_bytes, labelling))
+        labelling = Labelling(endpoint=f"/labels/{category}", who=self.who, labels=labels)
+        return HTMLResponse(review_page(tables, self.store.read_bytes, labelling))
 
-    async def post_label(request: Request) -> Response:
-        category = category_of(request)
+    async def post_label(self, request: Request) -> Response:
+        category = self.category_of(request)
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             # a page on another site may post text/plain without asking; application/json needs a CORS preflight,
             # which this server never grants, so only its own pages can label
@@ -61,12 +77,13 @@ def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
         problem = _invalid(body)
         if problem:
             return JSONResponse({"error": problem}, 400)
-        return await run_in_threadpool(_save, category, body)
+        return await run_in_threadpool(self.save, category, body)
 
-    def _save(category: str, body: dict) -> Response:
-        with saving:
+    def save(self, category: str, body: dict) -> Response:
+        """Save a valid label request's label on the rollout it names (a 404 if the rollout is not there)."""
+        with self.saving:
             try:
-                rows = store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
+                rows = self.store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
             except MissingUpstreamError as err:
                 return JSONResponse({"error": str(err)}, 404)
             item = rows.filter(
@@ -76,18 +93,12 @@ def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
                 error = f"no rollout {body['prompt_id']} #{body['sample_idx']} in filtered_rollouts[{category}]; reload the page"
                 return JSONResponse({"error": error}, 404)
             try:
-                saved = save_label(store, category, item.row(0, named=True), body["label"], body["who"].strip() or who)
-                count = read_human_labels(store, category).height
+                labeller = body["who"].strip() or self.who
+                saved = save_label(self.store, category, item.row(0, named=True), body["label"], labeller)
+                count = read_human_labels(self.store, category).height
             except LabelsFileError as err:
                 return JSONResponse({"error": str(err)}, 500)
         return JSONResponse({"label": saved["label"], "replaced": saved["replaced"], "labels": count})
-
-    routes = [
-        Route("/", index),
-        Route("/review/{category}", page),
-        Route("/labels/{category}", post_label, methods=["POST"]),
-    ]
-    return Starlette(routes=routes)
 
 
 def _invalid(body: object) -> str | None:
