@@ -85,12 +85,12 @@ def worker(args: argparse.Namespace) -> None:
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.loading import load_model, load_processor
     from vlm_rl_assets.model.trainer import common_args, lazy_dataset
-    from vlm_rl_assets.training.settings import DPOSettings
+    from vlm_rl_assets.training.settings import TrainingSettings
 
     torch.set_num_threads(args.threads)
     model_dir, out_dir = Path(args.model), Path(args.scratch) / args.worker
     pairs = bench_pairs(args.pairs)
-    settings = DPOSettings(batch_size=args.batch_size, max_steps=args.steps, log_every=args.steps)
+    settings = TrainingSettings(batch_size=args.batch_size, max_steps=args.steps, log_every=args.steps)
     if args.worker == "cached":
         refs = json.loads(Path(args.refs).read_text())
         pairs = [dataclasses.replace(p, ref_chosen_logps=c, ref_rejected_logps=r) for p, (c, r) in zip(pairs, refs)]

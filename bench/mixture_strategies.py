@@ -24,14 +24,14 @@ sys.path.insert(0, str(REPO))
 
 
 def mixed(pairs: dict[str, pl.DataFrame], strategy: str, seed: int) -> pl.DataFrame:
-    """The mixture under `strategy`: `repeat` is the pipeline's (`dpo/mixture.py`: the scarcer categories' pairs
+    """The mixture under `strategy`: `repeat` is the pipeline's (`training/mixture.py`: the scarcer categories' pairs
     repeated up to the richest's count), `scarcest` down-samples every category to the scarcest's count (the earlier
     default), `all` keeps every pair once (natural proportions)."""
     from vlm_rl_assets.training.mixture import balanced_mixture
-    from vlm_rl_assets.training.settings import DPOSettings
+    from vlm_rl_assets.training.settings import MixtureSettings
 
     if strategy == "repeat":
-        return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, DPOSettings().mixture.max_repeat)
+        return balanced_mixture(pairs, {c: 1.0 for c in pairs}, seed, MixtureSettings().max_repeat)
     if strategy == "scarcest":
         n = min(df.height for df in pairs.values())
         return pl.concat(df.sample(n=n, seed=seed, shuffle=True) for df in pairs.values()).sample(
@@ -92,7 +92,7 @@ def main() -> None:
     rows["own dpo_checkpoint"] = own
     pairs = {c: store.read_table("judged_pairs", c, schemas.JUDGED_PAIRS) for c in categories}
     print("pairs per category:", {c: df.height for c, df in pairs.items()}, flush=True)
-    policy = config.dpo_settings()  # the mixture's run as the config sets it
+    policy, loss = config.dpo_settings()  # the mixture's run as the config sets it
     runs = [
         (strategy, seed, epochs, lr)
         for strategy in args.strategies
@@ -115,6 +115,7 @@ def main() -> None:
             "mixture_strategies",
             key,
             settings,
+            loss,
             model=config.model,
             engine=config.engine,
             health=config.training_health,

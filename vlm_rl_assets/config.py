@@ -14,7 +14,9 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings, SyntheticCategory
+from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 from vlm_rl_assets.evaluation.settings import EvalSettings, ExternalEvalSettings
+from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
@@ -26,10 +28,47 @@ from vlm_rl_assets.rounds.settings import RoundsSettings
 from vlm_rl_assets.settings import Settings
 from vlm_rl_assets.store.open import resolve_uri
 from vlm_rl_assets.store.settings import StorageSettings
-from vlm_rl_assets.training.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings, HealthSettings, LossSettings
+from vlm_rl_assets.training.settings import HealthSettings, TrainingSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 CONFIG_ENV_VAR = "VLM_RL_CONFIG"
+
+
+Algorithm = Literal["dpo", "grpo"]
+
+
+class TrainingConfig(TrainingSettings, DPOSettings):
+    """The `training:` section: the run's settings (`TrainingSettings`) and DPO's loss (`DPOSettings`) side by side,
+    the algorithm that trains, and GRPO's own settings under `grpo:`. The trainers take the parts: `shared()` and
+    `dpo()` or `grpo`."""
+
+    algorithm: Algorithm = Field(
+        "dpo", description="dpo: offline, on judged_pairs; grpo: online, sampling and judging during training (grpo:)"
+    )
+    grpo: GRPOSettings = Field(GRPOSettings(), description="read only with algorithm: grpo")
+
+    @model_validator(mode="after")
+    def settings_of_the_algorithm(self) -> TrainingConfig:
+        """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one process. DPO's own
+        settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one file serves
+        both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
+        # compared with the defaults, not by presence: a dumped config (an experiment variant) lists them all
+        if self.algorithm == "dpo" and self.grpo != GRPOSettings():
+            raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
+        if self.algorithm == "grpo" and self.num_processes > 1:
+            raise ValueError(
+                f"algorithm: grpo trains in the asset's process (its sampling and judging are not spread over "
+                f"processes here), so num_processes {self.num_processes} cannot be honoured; set num_processes: 1"
+            )
+        return self
+
+    def shared(self) -> TrainingSettings:
+        """The run's settings, whichever algorithm trains."""
+        return TrainingSettings(**{name: getattr(self, name) for name in TrainingSettings.model_fields})
+
+    def dpo(self) -> DPOSettings:
+        """DPO's loss as `training:` sets it (a category's `loss:` replaces it for its own run)."""
+        return DPOSettings(**{name: getattr(self, name) for name in DPOSettings.model_fields})
 
 
 class CategoryConfig(Settings):
@@ -73,7 +112,7 @@ class CategoryConfig(Settings):
         gt=0,
         description="DPO beta; higher for long answers. Stamped on each pair by judged_pairs, read from there by training",
     )
-    loss: LossSettings | None = Field(
+    loss: DPOSettings | None = Field(
         None,
         description="this category's own DPO loss for dpo_checkpoint[c]; unset: training's (the mixture always uses training's); "
         "not read by GRPO",
@@ -172,7 +211,7 @@ class PipelineConfig(Settings):
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
     bootstrap: BootstrapSettings = BootstrapSettings()
-    training: DPOSettings = DPOSettings()
+    training: TrainingConfig = TrainingConfig()
     rounds: RoundsSettings = RoundsSettings()
     training_health: HealthSettings = HealthSettings()
     eval: EvalSettings = EvalSettings()
@@ -227,13 +266,19 @@ class PipelineConfig(Settings):
             raise KeyError(f"unknown category {name!r}; configured categories: {sorted(self.categories)}")
         return self.categories[name]
 
-    def dpo_settings(self, category: str | None = None) -> DPOSettings:
-        """`training`, with category's own `loss` when it has one (dpo_checkpoint[c]); without a category, the
-        mixture's (policy_checkpoint): training's loss, with `training.mixture`'s epochs and learning rate."""
+    def dpo_settings(self, category: str | None = None) -> tuple[TrainingSettings, DPOSettings]:
+        """What a DPO run trains with: training's settings and loss, with category's own `loss` when it has one
+        (dpo_checkpoint[c]); without a category, the mixture's (policy_checkpoint): training's loss, with
+        `training.mixture`'s epochs and learning rate."""
+        shared, loss = self.training.shared(), self.training.dpo()
         if category is None:
-            return self.training.model_copy(update=self.training.mixture.overrides())
-        loss = self.category(category).loss
-        return self.training if loss is None else self.training.model_copy(update=loss.model_dump())
+            return shared.model_copy(update=self.training.mixture.overrides()), loss
+        own = self.category(category).loss
+        return shared, loss if own is None else own
+
+    def grpo_settings(self) -> tuple[TrainingSettings, GRPOSettings]:
+        """What a GRPO run trains with, a category's or the policy's: training's settings and `training.grpo`."""
+        return self.training.shared(), self.training.grpo
 
     def prompt_splits(self, category: str) -> tuple[dict[str, int], dict[str, float]]:
         """A category's size per split, and where a dataset row without a `split` goes (prompts/datasets.py

@@ -17,20 +17,15 @@ from pathlib import Path
 import torch
 
 from vlm_rl_assets.grpo.reward import completion_text
+from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.grpo.training import RLPrompt, grpo_train, grpo_work_folder
 from vlm_rl_assets.model.fingerprint import model_fingerprint
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 from vlm_rl_assets_tests.helpers import colour_pairs
 
 # 6 prompts, 2 per step: 3 steps an epoch, so a run resumed from step 4 resumes in its second epoch
-SETTINGS = DPOSettings(
-    algorithm="grpo",
-    max_steps=5,
-    save_steps=2,
-    log_every=1,
-    learning_rate=1e-3,
-    grpo={"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 6},
-)
+SETTINGS = TrainingSettings(max_steps=5, save_steps=2, log_every=1, learning_rate=1e-3)
+GRPO = GRPOSettings(num_generations=2, prompts_per_step=2, max_completion_length=6)
 PROMPTS = 6
 
 
@@ -44,7 +39,7 @@ def prompts() -> list[RLPrompt]:
 
 def work_folder(model_dir: str | Path, work_root: str | Path) -> Path:
     """The run's work folder under `work_root`, as `train_prompts` keys it."""
-    return grpo_work_folder(work_root, model_fingerprint(model_dir), prompts(), ["length"], SETTINGS)
+    return grpo_work_folder(work_root, model_fingerprint(model_dir), prompts(), ["length"], SETTINGS, GRPO)
 
 
 def main(model_dir: str, work_root: str, out_dir: str, pause: float) -> None:
@@ -55,7 +50,7 @@ def main(model_dir: str, work_root: str, out_dir: str, pause: float) -> None:
         time.sleep(pause)
 
     work_dir = work_folder(model_dir, work_root)
-    result = grpo_train(model_dir, out_dir, prompts(), [length_reward], SETTINGS, log, work_dir)
+    result = grpo_train(model_dir, out_dir, prompts(), [length_reward], SETTINGS, GRPO, log, work_dir)
     print(json.dumps({"steps": result.steps, "resumed_from": result.resumed_from, "work_dir": str(work_dir)}))
 
 

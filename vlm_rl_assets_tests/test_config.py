@@ -67,9 +67,11 @@ def test_dpo_loss_is_trls_loss_types_with_weights_and_a_per_category_override(tm
         1.0,
     )
     assert config.category("c").loss.loss_type == ("ipo",) and config.category("d").loss is None
-    own, shared = config.dpo_settings("c"), config.dpo_settings("d")  # what dpo_checkpoint[c] trains with
-    assert (own.loss_type, own.loss_weights, own.learning_rate) == (("ipo",), None, config.training.learning_rate)
-    assert shared == config.training == config.dpo_settings()  # and the mixture: training's loss
+    (own_run, own), (shared_run, shared) = config.dpo_settings("c"), config.dpo_settings("d")  # dpo_checkpoint[c]'s
+    assert (own.loss_type, own.loss_weights, own_run.learning_rate) == (("ipo",), None, config.training.learning_rate)
+    assert shared == config.training.dpo() == config.dpo_settings()[1]  # and the mixture: training's loss
+    assert own_run == shared_run == config.dpo_settings()[0] == config.training.shared()  # no mixture overrides set
+    assert shared.loss_type == config.training.loss_type and not hasattr(own_run, "loss_type")  # each its own part
     with pytest.raises(ConfigError, match="loss_weights has 1 entries for 2"):
         load_config(
             write(tmp_path, "training: {loss_type: [sigmoid, sft], loss_weights: [1.0]}\n" + text.split("\n", 1)[1])
@@ -84,9 +86,10 @@ def test_the_mixtures_own_epochs_and_learning_rate_train_only_the_policy(tmp_pat
         "categories:\n  c: {source: 'synthetic:color', loss: {loss_type: ipo}}\n  d: {source: 'synthetic:color'}\n"
     )
     config = load_config(write(tmp_path, text))
-    policy, own, shared = config.dpo_settings(), config.dpo_settings("c"), config.dpo_settings("d")
-    assert (policy.epochs, policy.learning_rate, policy.loss_type) == (1, 1.0e-4, config.training.loss_type)
+    (policy, policy_loss), (own, _), (shared, _) = (config.dpo_settings(x) for x in (None, "c", "d"))
+    assert (policy.epochs, policy.learning_rate, policy_loss.loss_type) == (1, 1.0e-4, config.training.loss_type)
     assert {(s.epochs, s.learning_rate) for s in (own, shared)} == {(3, 2.0e-5)}  # dpo_checkpoint[c]: training's
+    assert config.grpo_settings()[0] == shared  # GRPO's runs, the policy's too, train with training's own
 
 
 def test_training_scale_options(tmp_path):
@@ -114,7 +117,7 @@ def test_sorted_losses_need_one_beta_across_the_policys_mixture(tmp_path):
         load_config(write(tmp_path, "training: {loss_type: aot}\n" + categories + "}\n"))
     assert load_config(write(tmp_path, "training: {loss_type: aot}\n" + categories + ", mixture_weight: 0}\n"))
     own = load_config(write(tmp_path, categories + ", loss: {loss_type: aot_unpaired}}\n"))  # d's own run: one beta
-    assert own.dpo_settings("d").loss_type == ("aot_unpaired",)
+    assert own.dpo_settings("d")[1].loss_type == ("aot_unpaired",)
 
 
 def test_a_dataset_has_bootstrap_rows_only_for_the_embedded_model(tmp_path):

@@ -11,12 +11,13 @@ import dagster as dg
 import pytest
 import yaml
 
-from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.config import ConfigError, TrainingConfig, load_config
 from vlm_rl_assets.grpo.health import grpo_health
 from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun, Verdict
 from vlm_rl_assets.judging.rules import RuleJudge
-from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.training.settings import HealthSettings, TrainingSettings
 from vlm_rl_assets_tests.helpers import colour_pairs, prompt_table
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -100,10 +101,9 @@ def test_trl_leaves_unscored_completions_out_of_the_group_baseline(tiny_vlm_dir)
 
     recorded.__name__ = "color"
     prompts = [RLPrompt(f"p{i}", pair.prompt_text, pair.images) for i, pair in enumerate(colour_pairs(2, seed=0))]
-    settings = DPOSettings(
-        algorithm="grpo", max_steps=1, grpo={"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 6}
-    )
-    trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_out", prompts, [recorded], settings)
+    settings = TrainingSettings(max_steps=1)
+    grpo = GRPOSettings(num_generations=4, prompts_per_step=2, max_completion_length=6)
+    trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_out", prompts, [recorded], settings, grpo)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train()
     [scores] = returned
@@ -186,10 +186,11 @@ def test_grpo_settings_are_validated_and_explained(tmp_path):
             load_config(write(tmp_path, training))
     # DPO's settings may stay, unread, so one file serves both algorithms (the bundled default sets loss_type)
     both = load_config(write(tmp_path, "{algorithm: grpo, loss_type: [sigmoid, sft], batch_size: 16}"))
-    assert both.training.algorithm == "grpo" and both.training.grpo == DPOSettings().grpo
-    # a dumped DPO config lists the grpo defaults: it must load again (DPO jobs and experiment variants round-trip)
-    dumped = DPOSettings().model_dump(mode="json")
-    assert "grpo" in dumped and DPOSettings.model_validate(dumped) == DPOSettings()
+    assert both.training.algorithm == "grpo" and both.training.grpo == GRPOSettings()
+    assert both.grpo_settings() == (TrainingSettings(batch_size=16), GRPOSettings())  # what GRPO trains with
+    # a dumped DPO config lists the grpo defaults: it must load again (experiment variants round-trip)
+    dumped = TrainingConfig().model_dump(mode="json")
+    assert "grpo" in dumped and TrainingConfig.model_validate(dumped) == TrainingConfig()
 
 
 def grpo_config(folder: Path, model_dir: Path) -> dict:
@@ -233,7 +234,7 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert read_result(checkpoint).steps == 2 and (checkpoint / "config.json").is_file()
     assert (checkpoint / "model.safetensors").read_bytes() != (tiny_vlm_dir / "model.safetensors").read_bytes()
     scores = store.read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
-    assert set(scores["model"]) == {"base", "dpo"} and (scores["n"] == 8).all()
+    assert set(scores["model"]) == {"base", "grpo"} and (scores["n"] == 8).all()  # named by what trained it
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "dpo_checkpoint"]
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["algorithm"] == "grpo" and meta["steps"] == 2 and meta["num_generations"] == 2
@@ -272,8 +273,11 @@ def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
     from vlm_rl_assets.training.policy import vision_tower
 
     prompts = [RLPrompt("p0", pair.prompt_text, pair.images) for pair in colour_pairs(1, seed=0)]
-    settings = DPOSettings(algorithm="grpo", lora={"r": 4}, freeze_vision_tower=True, grpo={"num_generations": 2})
-    trainer = grpo_trainer(tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_lora", prompts, [lambda **_: [0.0, 1.0]], settings)
+    settings = TrainingSettings(lora={"r": 4}, freeze_vision_tower=True)
+    rewards = [lambda **_: [0.0, 1.0]]
+    trainer = grpo_trainer(
+        tiny_vlm_dir, tiny_vlm_dir.parent / "grpo_lora", prompts, rewards, settings, GRPOSettings(num_generations=2)
+    )
     trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
     assert not any(p.requires_grad for p in vision_tower(trainer.model).parameters())

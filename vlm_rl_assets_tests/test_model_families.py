@@ -96,9 +96,9 @@ def test_dpo_loss_is_stock_trls(family_dir: Path, pairs, tmp_path: Path) -> None
     from vlm_rl_assets.model.chat import preference_example
     from vlm_rl_assets.model.loading import load_model, load_processor
     from vlm_rl_assets.model.trainer import lazy_dataset
-    from vlm_rl_assets.training.settings import DPOSettings
+    from vlm_rl_assets.training.settings import TrainingSettings
 
-    ours = dpo_trainer(family_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], DPOSettings())
+    ours = dpo_trainer(family_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], TrainingSettings())
     config = DPOConfig(
         output_dir=str(tmp_path),
         beta=0.3,
@@ -128,7 +128,7 @@ def test_dpo_steps_with_per_pair_betas_on_cached_reference(family_dir: Path, pai
 
     from vlm_rl_assets.dpo.training import dpo_train, reference_logps
     from vlm_rl_assets.model.loading import load_model
-    from vlm_rl_assets.training.settings import DPOSettings
+    from vlm_rl_assets.training.settings import TrainingSettings
 
     refs = reference_logps(family_dir, pairs, batch_size=2)
     assert all(math.isfinite(c) and math.isfinite(r) and c < 0 and r < 0 for c, r in refs)
@@ -137,7 +137,7 @@ def test_dpo_steps_with_per_pair_betas_on_cached_reference(family_dir: Path, pai
         for p, beta, (c, r) in zip(pairs, (0.1, 0.5, 0.1, 0.5), refs)
     ]
     result = dpo_train(
-        family_dir, tmp_path / "dpo", trained, DPOSettings(batch_size=2, max_steps=2, learning_rate=1e-3)
+        family_dir, tmp_path / "dpo", trained, TrainingSettings(batch_size=2, max_steps=2, learning_rate=1e-3)
     )
     assert result.steps == 2 and math.isfinite(result.final["loss"])
     before, after = load_model(family_dir).state_dict(), load_model(tmp_path / "dpo").state_dict()

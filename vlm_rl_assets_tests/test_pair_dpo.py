@@ -11,11 +11,12 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.dpo.collator import EXAMPLE_FIELDS
+from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair, dpo_trainer, reference_logps
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.trainer import lazy_dataset
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 from vlm_rl_assets_tests.helpers import COLOURS, colour_pairs, loss_on, perturb
 
 
@@ -45,8 +46,8 @@ def _ours_and_stock(
     model_dir: Path, tmp_path: Path, pairs: list[PreferencePair], loss_type: tuple[str, ...]
 ) -> tuple[DPOTrainer, DPOTrainer]:
     """PairDPOTrainer (examples tokenized) and stock TRL's DPOTrainer at beta 0.3, the same nudge to both policies."""
-    settings = DPOSettings(loss_type=loss_type, batch_size=6)
-    ours = dpo_trainer(model_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings)
+    settings, loss = TrainingSettings(batch_size=6), DPOSettings(loss_type=loss_type)
+    ours = dpo_trainer(model_dir, tmp_path, [dataclasses.replace(p, beta=0.3) for p in pairs], settings, loss)
     config = DPOConfig(
         output_dir=str(tmp_path),
         beta=0.3,
@@ -83,7 +84,7 @@ def test_the_shared_prompt_pass_gives_trls_gradients(
 def test_each_pairs_prompt_runs_through_the_language_model_once(
     tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, TrainingSettings())
     shapes: list[tuple[int, int]] = []
     record = lambda module, args, kwargs: shapes.append(kwargs["inputs_embeds"].shape[:2])  # noqa: E731
     trainer.model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
@@ -100,10 +101,10 @@ def test_each_pairs_prompt_runs_through_the_language_model_once(
 def test_per_pair_beta_is_each_pairs_own(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
     """A batch with betas (0.5, 0.1) has the mean loss of pair 0 trained at beta 0.5 and pair 1 at beta 0.1."""
     mixed = dpo_trainer(
-        tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], DPOSettings()
+        tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1))], TrainingSettings()
     )
     at = {
-        b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], DPOSettings())
+        b: dpo_trainer(tiny_vlm_dir, tmp_path, [dataclasses.replace(p, beta=b) for p in pairs[:2]], TrainingSettings())
         for b in (0.5, 0.1)
     }
     for trainer in (mixed, *at.values()):
@@ -120,7 +121,7 @@ def test_sorted_losses_refuse_pairs_with_different_betas(
     """aot sorts the batch's log-ratios: a sorted position is no one pair's, so it cannot take a pair's beta."""
     mixed = [dataclasses.replace(p, beta=b) for p, b in zip(pairs, (0.5, 0.1, 0.5))]
     with pytest.raises(ValueError, match=r"belongs to no one pair.*betas \[0.1, 0.5\]"):
-        dpo_trainer(tiny_vlm_dir, tmp_path, mixed, DPOSettings(loss_type=loss_type))
+        dpo_trainer(tiny_vlm_dir, tmp_path, mixed, TrainingSettings(), DPOSettings(loss_type=loss_type))
 
 
 def test_cached_reference_matches_uncached_and_holds_one_model(
@@ -128,9 +129,9 @@ def test_cached_reference_matches_uncached_and_holds_one_model(
 ) -> None:
     refs = reference_logps(tiny_vlm_dir, pairs, batch_size=4)  # other batches than the loss: padding must not matter
     cached_pairs = [dataclasses.replace(p, ref_chosen_logps=c, ref_rejected_logps=r) for p, (c, r) in zip(pairs, refs)]
-    settings = DPOSettings(loss_type=("sigmoid", "sft"))
-    uncached = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, settings)
-    cached = dpo_trainer(tiny_vlm_dir, tmp_path, cached_pairs, settings)
+    settings, loss = TrainingSettings(), DPOSettings(loss_type=("sigmoid", "sft"))
+    uncached = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, settings, loss)
+    cached = dpo_trainer(tiny_vlm_dir, tmp_path, cached_pairs, settings, loss)
 
     assert cached.ref_model is None and uncached.ref_model is not None
     for trainer in (uncached, cached):
@@ -142,11 +143,11 @@ def test_cached_reference_matches_uncached_and_holds_one_model(
 def test_some_cached_pairs_are_refused(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
     half = [dataclasses.replace(p, ref_chosen_logps=-1.0, ref_rejected_logps=-2.0) for p in pairs[:3]] + pairs[3:]
     with pytest.raises(ValueError, match="3 of 6 pairs lack reference log-probs"):
-        dpo_trainer(tiny_vlm_dir, tmp_path, half, DPOSettings())
+        dpo_trainer(tiny_vlm_dir, tmp_path, half, TrainingSettings())
 
 
 def test_each_image_is_encoded_once_per_step(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, TrainingSettings())
     seen: list[int] = []
     trainer.model.model.visual.patch_embed.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
     batch = trainer.data_collator(_examples(trainer, len(pairs)))
@@ -161,7 +162,7 @@ def test_pretokenized_batches_equal_trls_collator(
 ) -> None:
     """After `get_train_dataloader` tokenized the examples once, a step's batch is built without TRL's collator, and
     every tensor equals the one TRL's collator builds (padding values included), also when truncating."""
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, TrainingSettings())
     pretokenized = trainer.data_collator.inner
     pretokenized.inner = dataclasses.replace(pretokenized.inner, max_length=max_length)
     trl_collator = DataCollatorForVisionPreference(trainer.processing_class, max_length=max_length)
@@ -177,7 +178,7 @@ def test_pretokenized_batches_equal_trls_collator(
 
 
 def test_pretokenized_batch_gives_trlsloss_on(tiny_vlm_dir: Path, pairs: list[PreferencePair], tmp_path: Path) -> None:
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings(loss_type=("sigmoid", "sft")))
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, TrainingSettings(), DPOSettings(loss_type=("sigmoid", "sft")))
     perturb(trainer.model)
     via_trl = loss_on(trainer, _examples(trainer, len(pairs)))  # nothing tokenized yet: TRL's collator
     trainer.get_train_dataloader()
@@ -214,7 +215,7 @@ def test_lm_head_scores_completion_tokens_only(
             return kernel.apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
-    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, DPOSettings())
+    trainer = dpo_trainer(tiny_vlm_dir, tmp_path, pairs, TrainingSettings())
     batch = trainer.data_collator(_examples(trainer, len(pairs)))
     trainer.compute_loss(trainer.model, batch)
     assert scored == [int(batch["completion_mask"][:, 1:].sum())] * 2  # the policy's forward and the reference's

@@ -22,7 +22,7 @@ from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.train_result import METRICS_FILE
 from vlm_rl_assets.training.policy import vision_tower
-from vlm_rl_assets.training.settings import DPOSettings, LoRASettings
+from vlm_rl_assets.training.settings import LoRASettings, TrainingSettings
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 QUESTION = "What colour is the shape?"
@@ -105,7 +105,7 @@ def test_dpo_trains_saves_and_reloads(tiny_vlm_dir: Path, examples: list[TrainEx
     ]
     lines: list[str] = []
     result = dpo_train(
-        tiny_vlm_dir, tmp_path, pairs, DPOSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append
+        tiny_vlm_dir, tmp_path, pairs, TrainingSettings(max_steps=3, batch_size=8, log_every=1), log=lines.append
     )
 
     assert result.steps == 3
@@ -138,7 +138,7 @@ LORA_QV = LoRASettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_p
 
 def test_lora_trains_only_the_adapters(tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path) -> None:
     trainer = dpo_trainer(
-        tiny_vlm_dir, tmp_path, _pairs(examples), DPOSettings(max_steps=2, batch_size=8, lora=LORA_QV)
+        tiny_vlm_dir, tmp_path, _pairs(examples), TrainingSettings(max_steps=2, batch_size=8, lora=LORA_QV)
     )
     params = dict(trainer.model.named_parameters())
     trainable = sorted(name for name, param in params.items() if param.requires_grad)
@@ -157,7 +157,7 @@ def test_lora_checkpoint_is_merged_and_loads_like_any_model(
 ) -> None:
     from transformers import AutoModelForImageTextToText
 
-    settings = DPOSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=LORA_QV)
+    settings = TrainingSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=LORA_QV)
     result = dpo_train(tiny_vlm_dir, tmp_path, _pairs(examples), settings)
 
     assert result.steps == 2
@@ -180,7 +180,7 @@ def test_lora_checkpoint_is_merged_and_loads_like_any_model(
 def test_freeze_vision_tower_keeps_it_bit_identical(
     tiny_vlm_dir: Path, examples: list[TrainExample], tmp_path: Path, lora: LoRASettings | None
 ) -> None:
-    settings = DPOSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=lora, freeze_vision_tower=True)
+    settings = TrainingSettings(max_steps=2, batch_size=8, learning_rate=1e-3, lora=lora, freeze_vision_tower=True)
     dpo_train(tiny_vlm_dir, tmp_path, _pairs(examples), settings)
 
     before, after = load_model(tiny_vlm_dir).state_dict(), load_model(tmp_path).state_dict()
@@ -219,7 +219,7 @@ def test_lora_still_encodes_each_image_once_per_step(
 ) -> None:
     cached = [dataclasses.replace(p, ref_chosen_logps=-9.0, ref_rejected_logps=-9.0) for p in _pairs(examples)[:4]]
     trainer = dpo_trainer(
-        tiny_vlm_dir, tmp_path, cached, DPOSettings(lora=LoRASettings(r=4))
+        tiny_vlm_dir, tmp_path, cached, TrainingSettings(lora=LoRASettings(r=4))
     )  # one forward: no reference
     seen: list[int] = []
     vision_tower(trainer.model).patch_embed.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))

@@ -10,7 +10,7 @@ from transformers import AutoModelForImageTextToText
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.dpo.launch import TrainingLaunchError, launch_job
 from vlm_rl_assets.model.loading import load_model
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 from vlm_rl_assets_tests.helpers import colour_pairs
 
 
@@ -19,7 +19,9 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
     pairs = colour_pairs(
         8, seed=3, rejected=lambda i: "Answer: no", beta=0.1, ref_chosen_logps=-30.0, ref_rejected_logps=-31.0
     )
-    settings = DPOSettings(batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3, num_processes=2)
+    settings = TrainingSettings(
+        batch_size=4, max_steps=2, save_steps=2, log_every=1, learning_rate=1e-3, num_processes=2
+    )
     job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), settings)
     job_dir = write_job(tmp_path / "work", job, pairs, "tiny")
     lines: list[str] = []
@@ -42,7 +44,7 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
 
 
 def test_a_failed_launch_shows_the_workers_error_and_says_a_rerun_resumes(tmp_path: Path) -> None:
-    job = DPOJob("unused", str(tmp_path / "out"), DPOSettings(batch_size=2, num_processes=2))
+    job = DPOJob("unused", str(tmp_path / "out"), TrainingSettings(batch_size=2, num_processes=2))
     lines: list[str] = []
     with pytest.raises(TrainingLaunchError, match=r"(?s)exited with [1-9].*job\.json.*rerun: training resumes from"):
         launch_job(tmp_path / "never_written", job, "cpu", lines.append)

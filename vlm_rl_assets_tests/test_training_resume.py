@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.grpo.training import grpo_work_folder
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.model.resume import latest_checkpoint
 from vlm_rl_assets.training.libraries import KEYED_LIBRARIES
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 from vlm_rl_assets_tests import grpo_worker_slow
 from vlm_rl_assets_tests.helpers import (
     colour_pairs,
@@ -29,7 +30,7 @@ from vlm_rl_assets_tests.helpers import (
     start_worker,
 )
 
-SETTINGS = DPOSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
+SETTINGS = TrainingSettings(batch_size=2, max_steps=8, save_steps=2, log_every=1, learning_rate=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +142,9 @@ def test_the_run_key_follows_what_determines_the_weights(
         write_job(
             tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS.model_copy(update={"num_processes": 2})), pairs, "tiny"
         ),
+        write_job(tmp_path, DPOJob(str(tiny_vlm_dir), "", SETTINGS, DPOSettings(loss_type="ipo")), pairs, "tiny"),
     )
-    assert len({folder, *changed}) == 5
+    assert len({folder, *changed}) == 6
 
 
 def test_the_run_key_follows_the_chat_template_and_the_libraries(
@@ -159,17 +161,19 @@ def test_the_run_key_follows_the_chat_template_and_the_libraries(
 
 
 def test_the_grpo_work_folder_follows_what_determines_the_weights(tmp_path: Path) -> None:
-    prompts, settings = grpo_worker_slow.prompts(), grpo_worker_slow.SETTINGS
-    folder = grpo_work_folder(tmp_path, "tiny", prompts, ["length"], settings)
+    prompts, settings, grpo = grpo_worker_slow.prompts(), grpo_worker_slow.SETTINGS, grpo_worker_slow.GRPO
+    folder = grpo_work_folder(tmp_path, "tiny", prompts, ["length"], settings, grpo)
     unkeyed = settings.model_copy(update={"log_every": 3, "save_steps": 1, "work_dir": "elsewhere"})
-    assert grpo_work_folder(tmp_path, "tiny", prompts, ["length"], unkeyed) == folder
+    assert grpo_work_folder(tmp_path, "tiny", prompts, ["length"], unkeyed, grpo) == folder
     recoloured = [dataclasses.replace(prompts[0], images=prompts[1].images), *prompts[1:]]
-    grpo = settings.grpo.model_copy(update={"num_generations": 4})
     changed = (
-        grpo_work_folder(tmp_path, "another base model", prompts, ["length"], settings),
-        grpo_work_folder(tmp_path, "tiny", prompts[:-1], ["length"], settings),
-        grpo_work_folder(tmp_path, "tiny", recoloured, ["length"], settings),
-        grpo_work_folder(tmp_path, "tiny", prompts, ["length", "count"], settings),
-        grpo_work_folder(tmp_path, "tiny", prompts, ["length"], settings.model_copy(update={"grpo": grpo})),
+        grpo_work_folder(tmp_path, "another base model", prompts, ["length"], settings, grpo),
+        grpo_work_folder(tmp_path, "tiny", prompts[:-1], ["length"], settings, grpo),
+        grpo_work_folder(tmp_path, "tiny", recoloured, ["length"], settings, grpo),
+        grpo_work_folder(tmp_path, "tiny", prompts, ["length", "count"], settings, grpo),
+        grpo_work_folder(
+            tmp_path, "tiny", prompts, ["length"], settings, grpo.model_copy(update={"num_generations": 4})
+        ),
+        grpo_work_folder(tmp_path, "tiny", prompts, ["length"], settings.model_copy(update={"seed": 1}), grpo),
     )
-    assert len({folder, *changed}) == 6
+    assert len({folder, *changed}) == 7

@@ -34,29 +34,30 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
     run, config, store = stage(context), pipeline.config(), pipeline.store()
     category, key = run.category, run.key()
     dpo_dir = store.local_checkpoint("dpo_checkpoint", key)
+    trained = config.training.algorithm  # the trained model's name in the tables: the algorithm that trained it
     start = time.monotonic()
     scores, verdicts = benchmark(
-        context, config, store, {"base": pipeline.base_model_dir(), "dpo": dpo_dir}, [category]
+        context, config, store, {"base": pipeline.base_model_dir(), trained: dpo_dir}, [category]
     )
     store.write_table("benchmark_scores", key, scores, schemas.BENCHMARK_SCORES)
     store.write_table("benchmark_verdicts", key, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
-    table = compare(scores, "dpo")
+    table = compare(scores, trained)
     accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
-    delta = paired_deltas(verdicts, "dpo", seed=config.engine.seed).row(0, named=True)
-    pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).select("metric", "base", "dpo", "delta")
-    shown = scores_as_read(table.filter(~pl.col("metric").str.starts_with("pass@")), ["base", "dpo"])
+    delta = paired_deltas(verdicts, trained, seed=config.engine.seed).row(0, named=True)
+    pass_at_k = table.filter(pl.col("metric").str.starts_with("pass@")).select("metric", "base", trained, "delta")
+    shown = scores_as_read(table.filter(~pl.col("metric").str.starts_with("pass@")), ["base", trained])
     return dg.MaterializeResult(
         metadata={
             # the headline: paired (same prompts, per-item difference), in points with its 95% CI
             "delta": delta_points(delta["delta"], delta["ci_low"], delta["ci_high"]),
             "base_accuracy": accuracy["base"],
             "base_accuracy_ci": [accuracy["base_ci_low"], accuracy["base_ci_high"]],
-            "dpo_accuracy": accuracy["dpo"],
-            "dpo_accuracy_ci": [accuracy["dpo_ci_low"], accuracy["dpo_ci_high"]],
+            f"{trained}_accuracy": accuracy[trained],
+            f"{trained}_accuracy_ci": [accuracy[f"{trained}_ci_low"], accuracy[f"{trained}_ci_high"]],
             "delta_accuracy": delta["delta"],
             "delta_accuracy_ci": [delta["ci_low"], delta["ci_high"]],
             "n": int(scores["n"][0]),
-            "pass_at_k": markdown_table(scores_as_read(pass_at_k, ["base", "dpo"]), 64),
+            "pass_at_k": markdown_table(scores_as_read(pass_at_k, ["base", trained]), 64),
             "scores": markdown_table(shown),
             # share of greedy responses per gaming pattern; the gaming_monitor check warns on its rise
             "gaming": markdown_table(gaming_shares(flagged_bench(config, store, verdicts, [category]))),

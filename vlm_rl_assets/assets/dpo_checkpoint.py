@@ -38,6 +38,7 @@ def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource
     pairs, images, refused = load_images(
         context, config, store, store.read_table("judged_pairs", key, schemas.JUDGED_PAIRS), ASSET
     )
+    settings, loss = config.dpo_settings(category)
     trained = train_pairs(
         store,
         pairs,
@@ -45,7 +46,8 @@ def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource
         start,
         ASSET,
         key,
-        config.dpo_settings(category),
+        settings,
+        loss,
         model=config.model,
         engine=config.engine,
         health=config.training_health,

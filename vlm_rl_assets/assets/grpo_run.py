@@ -13,7 +13,7 @@ from vlm_rl_assets.grpo.train_prompts import train_prompts
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.training.mixture import balanced_mixture
+from vlm_rl_assets.training.mixture import policy_mixture
 
 
 def grpo_checkpoint(
@@ -30,11 +30,8 @@ def grpo_checkpoint(
     tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
     train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
     weights = {c: config.category(c).mixture_weight for c in categories}
-    prompts = (
-        train[categories[0]]
-        if len(categories) == 1
-        else balanced_mixture(train, weights, config.training.seed, config.training.mixture.max_repeat)
-    )
+    settings, grpo = config.grpo_settings()
+    prompts = train[categories[0]] if len(categories) == 1 else policy_mixture(train, weights, settings)
     loaded, images, refused = load_images(context, config, store, prompts, asset)
     judged = {c: config.category(c) for c in loaded["category"].unique(maintain_order=True)}  # weight 0: left out
     judge_settings = config.judges.model_dump(mode="json")  # keys a GRPO run's work folder: a change starts afresh
@@ -55,7 +52,8 @@ def grpo_checkpoint(
         start_dir,
         asset,
         key,
-        config.training,
+        settings,
+        grpo,
         model=config.model,
         health=config.training_health,
         max_bad_fraction=config.max_bad_fraction,

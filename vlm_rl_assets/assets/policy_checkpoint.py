@@ -14,7 +14,7 @@ from vlm_rl_assets.partitions import round_partitions, stage
 from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rounds.plan import POLICY
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.training.mixture import balanced_mixture
+from vlm_rl_assets.training.mixture import policy_mixture
 
 ASSET, POLICY_KEY = POLICY
 
@@ -39,7 +39,8 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
         return grpo_checkpoint(context, pipeline, ASSET, key, list(config.categories), start)
     pairs = {c: store.read_table("judged_pairs", run.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
-    mixture = balanced_mixture(pairs, weights, config.training.seed, config.training.mixture.max_repeat)
+    settings, loss = config.dpo_settings()
+    mixture = policy_mixture(pairs, weights, settings)
     loaded, images, refused = load_images(context, config, store, mixture, ASSET)
     # each pair trains with its own category's beta (its row's); the loss is training's for all (one loss per run)
     trained = train_pairs(
@@ -49,7 +50,8 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
         start,
         ASSET,
         key,
-        config.dpo_settings(),
+        settings,
+        loss,
         model=config.model,
         engine=config.engine,
         health=config.training_health,

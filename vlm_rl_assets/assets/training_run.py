@@ -60,7 +60,7 @@ def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> 
         "resumed_from_step": result.resumed_from,
         **_runtime(last),
         "beta_per_category": dict(pairs.group_by("category").agg(pl.col("beta").first()).sort("category").iter_rows()),
-        "loss_type": ", ".join(trained.settings.loss_type),
+        "loss_type": ", ".join(trained.loss.loss_type),
         "reference_logps_computed": trained.reference_logps_computed,
         **{f"final/{name}": float(value) for name, value in result.final.items()},
         "curves": dg.MetadataValue.md(curves_markdown(curve)),
@@ -69,7 +69,7 @@ def training_metadata(trained: TrainedCheckpoint, quarantined: pl.DataFrame) -> 
 
 
 def grpo_training_metadata(trained: TrainedPolicy, quarantined: pl.DataFrame) -> dict:
-    result, curve, grpo = trained.result, trained.curve(), trained.settings.grpo
+    result, curve, grpo = trained.result, trained.curve(), trained.grpo
     last = result.history[-1]
     return {
         "uri": dg.MetadataValue.path(trained.uri),

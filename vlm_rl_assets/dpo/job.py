@@ -17,14 +17,15 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
 from vlm_rl_assets.training.run_folder import png_file, run_folder
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 
 JOB_FILE = "job.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -36,7 +37,8 @@ TRAINER_DIR = "trainer"  # the Trainer's checkpoints
 class DPOJob:
     model_dir: str  # the base model (save_pretrained folder)
     out_dir: str  # where the main process saves the trained model
-    settings: DPOSettings  # its num_processes: processes `accelerate launch` starts; 1 trains in the caller's process
+    settings: TrainingSettings  # num_processes: how many `accelerate launch` starts; 1 trains in the caller's process
+    loss: DPOSettings = field(default_factory=DPOSettings)
     torch_threads: int = 1  # intra-op threads of each process
 
 
@@ -49,13 +51,17 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
         images.update(files)
         names = [name for name, _ in files]
         rows.append({field.name: getattr(pair, field.name) for field in dataclasses.fields(pair)} | {"images": names})
-    folder = run_folder(root, model_fingerprint, rows, job.settings)
+    folder = run_folder(root, model_fingerprint, rows, job.settings, job.loss)
     (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     for name, data in images.items():
         if not (folder / IMAGES_DIR / name).exists():
             _write(folder / IMAGES_DIR / name, data)
     _write(folder / PAIRS_FILE, "\n".join(json.dumps(row) for row in rows).encode())
-    spec = {**dataclasses.asdict(job), "settings": job.settings.model_dump(mode="json")}
+    spec = {
+        **dataclasses.asdict(job),
+        "settings": job.settings.model_dump(mode="json"),
+        "loss": job.loss.model_dump(mode="json"),
+    }
     _write(folder / JOB_FILE, json.dumps(spec, indent=1).encode())
     return folder
 
@@ -64,7 +70,8 @@ def read_job(folder: str | Path) -> tuple[DPOJob, list[PreferencePair]]:
     """The job and pairs `write_job` put in `folder`."""
     folder = Path(folder)
     raw = json.loads((folder / JOB_FILE).read_text())
-    job = DPOJob(**{**raw, "settings": DPOSettings.model_validate(raw["settings"])})
+    settings, loss = TrainingSettings.model_validate(raw["settings"]), DPOSettings.model_validate(raw["loss"])
+    job = DPOJob(**{**raw, "settings": settings, "loss": loss})
     pairs = []
     for line in (folder / PAIRS_FILE).read_text().splitlines():
         row = json.loads(line)

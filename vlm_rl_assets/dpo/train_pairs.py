@@ -20,6 +20,7 @@ from PIL import Image
 
 from vlm_rl_assets.dpo.health import probe_lengths, training_health
 from vlm_rl_assets.dpo.reference_cache import with_reference_logps
+from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
@@ -28,7 +29,7 @@ from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.store.base import Store
 from vlm_rl_assets.training.health import Health
-from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.training.settings import HealthSettings, TrainingSettings
 
 CURVE_COLUMNS = ("step", "loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
 
@@ -36,7 +37,8 @@ CURVE_COLUMNS = ("step", "loss", "rewards/accuracies", "rewards/margins", "logps
 @dataclass
 class TrainedCheckpoint:
     uri: str  # the published checkpoint
-    settings: DPOSettings  # what it trained with
+    settings: TrainingSettings  # what it trained with...
+    loss: DPOSettings  # ...and its loss
     pairs: pl.DataFrame  # the pairs it trained on, with their reference log-probs
     reference_logps_computed: int  # pairs whose reference log-probs were not cached yet
     result: TrainResult
@@ -55,7 +57,8 @@ def train_pairs(
     base_dir: Path,
     asset: str,
     key: str,
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    loss: DPOSettings,
     *,
     model: ModelSettings,
     engine: EngineSettings,
@@ -64,7 +67,7 @@ def train_pairs(
     log: Callable[[str], None],
     reference_dir: Path | None = None,
 ) -> TrainedCheckpoint:
-    """DPO of `base_dir` on `pairs` (with their decoded `images`) into the store's checkpoint `<asset>/<key>`, on
+    """DPO with `loss` of `base_dir` on `pairs` (with their decoded `images`) into the store's checkpoint `<asset>/<key>`, on
     `settings.num_processes` processes, anchored to `reference_dir`'s log-probs (default: `base_dir`'s); the length
     probe for the health check runs greedy with `engine`'s settings. Unfinished runs wait in `settings.work_dir`
     (empty: `<cache_dir>/training`)."""
@@ -96,7 +99,7 @@ def train_pairs(
     threads = max(1, model.torch_threads // settings.num_processes)  # the processes share the CPU
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=engine.max_new_tokens, seed=engine.seed)
     with store.staged_dir(asset, key) as out_dir:
-        job = DPOJob(str(base_dir), str(out_dir), settings, torch_threads=threads)
+        job = DPOJob(str(base_dir), str(out_dir), settings, loss, torch_threads=threads)
         job_dir = write_job(work_root, job, examples, model_fingerprint(base_dir))
         log(f"training in {job_dir} on {settings.num_processes} process(es); a rerun resumes there")
         result = launch_job(job_dir, job, model.device, log).count_cost()
@@ -105,4 +108,4 @@ def train_pairs(
         )
     shutil.rmtree(job_dir)  # published: nothing left to resume
     checked = training_health(result.history, health, lengths)
-    return TrainedCheckpoint(store.checkpoint_uri(asset, key), settings, pairs, computed, result, checked)
+    return TrainedCheckpoint(store.checkpoint_uri(asset, key), settings, loss, pairs, computed, result, checked)

@@ -19,11 +19,12 @@ from trl import DPOConfig
 
 from vlm_rl_assets.dpo.pair_dpo import PairDPOTrainer
 from vlm_rl_assets.dpo.pair_dpo import reference_logps as pair_reference_logps
+from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 from vlm_rl_assets.model.chat import preference_example
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
 from vlm_rl_assets.training.policy import policy_args, policy_trainer
-from vlm_rl_assets.training.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 
 DPO_WATCHED = (
     "loss",
@@ -55,7 +56,8 @@ def dpo_train(
     model_dir: str | Path,
     out_dir: str | Path,
     pairs: Sequence[PreferencePair],
-    settings: DPOSettings = DPOSettings(),
+    settings: TrainingSettings = TrainingSettings(),
+    loss: DPOSettings = DPOSettings(),
     log: Callable[[str], None] | None = None,
     work_dir: str | Path | None = None,
 ) -> TrainResult:
@@ -69,7 +71,8 @@ def dpo_train(
     """
     if not pairs:
         raise ValueError("dpo_train needs at least one PreferencePair; got none")
-    trainer = dpo_trainer(model_dir, work_dir or out_dir, pairs, settings, log, checkpoints=work_dir is not None)
+    checkpoints = work_dir is not None
+    trainer = dpo_trainer(model_dir, work_dir or out_dir, pairs, settings, loss, log, checkpoints=checkpoints)
     return train_and_save(trainer, trainer.processing_class, out_dir, DPO_WATCHED, work_dir, log)
 
 
@@ -82,7 +85,7 @@ def reference_logps(
         return []
     plain = [dataclasses.replace(p, ref_chosen_logps=None, ref_rejected_logps=None) for p in pairs]
     with tempfile.TemporaryDirectory() as scratch:  # the trainer's output_dir; nothing is saved there
-        trainer = dpo_trainer(model_dir, scratch, plain, DPOSettings(batch_size=batch_size), cached_reference=True)
+        trainer = dpo_trainer(model_dir, scratch, plain, TrainingSettings(batch_size=batch_size), cached_reference=True)
         chosen, rejected = pair_reference_logps(trainer, trainer.train_dataset, batch_size)
     return list(zip(chosen, rejected))
 
@@ -91,15 +94,16 @@ def dpo_trainer(
     model_dir: str | Path,
     out_dir: str | Path,
     pairs: Sequence[PreferencePair],
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    loss: DPOSettings = DPOSettings(),
     log: Callable[[str], None] | None = None,
     cached_reference: bool | None = None,
     checkpoints: bool = False,
 ) -> PairDPOTrainer:
-    """The configured `PairDPOTrainer` on `pairs` (not yet trained); cached_reference defaults to whether every
-    pair carries its reference log-probs; with `checkpoints`, it saves resumable checkpoints into out_dir."""
+    """The configured `PairDPOTrainer` on `pairs` with `loss` (not yet trained); cached_reference defaults to whether
+    every pair carries its reference log-probs; with `checkpoints`, it saves resumable checkpoints into out_dir."""
     betas = sorted({p.beta for p in pairs})
-    if SORTED_LOSS_TYPES & set(settings.loss_type) and len(betas) > 1:
+    if SORTED_LOSS_TYPES & set(loss.loss_type) and len(betas) > 1:
         raise ValueError(
             f"{ONE_BETA_WHY}; these pairs carry betas {betas}. Give the categories they come from one beta "
             "(categories.<c>.beta, then rematerialize judged_pairs) or use another loss_type"
@@ -114,8 +118,8 @@ def dpo_trainer(
         cached_reference = all(cached)
     config = DPOConfig(
         **policy_args(settings, out_dir, settings.batch_size, checkpoints),
-        loss_type=list(settings.loss_type),
-        loss_weights=list(settings.loss_weights) if settings.loss_weights is not None else None,
+        loss_type=list(loss.loss_type),
+        loss_weights=list(loss.loss_weights) if loss.loss_weights is not None else None,
     )
 
     def to_example(pair: PreferencePair) -> dict[str, Any]:

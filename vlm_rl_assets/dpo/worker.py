@@ -22,7 +22,9 @@ from vlm_rl_assets.model.train_result import TrainResult
 def run_job(job_dir: str | Path, log: Callable[[str], None] | None = None) -> TrainResult:
     job, pairs = read_job(job_dir)
     torch.set_num_threads(job.torch_threads)
-    return dpo_train(job.model_dir, job.out_dir, pairs, job.settings, log=log, work_dir=Path(job_dir) / TRAINER_DIR)
+    return dpo_train(
+        job.model_dir, job.out_dir, pairs, job.settings, job.loss, log=log, work_dir=Path(job_dir) / TRAINER_DIR
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -24,13 +24,14 @@ from PIL import Image
 
 from vlm_rl_assets.grpo.health import grpo_health
 from vlm_rl_assets.grpo.reward import JudgeReward
+from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.model.settings import ModelSettings
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
 from vlm_rl_assets.training.health import Health
-from vlm_rl_assets.training.settings import DPOSettings, HealthSettings
+from vlm_rl_assets.training.settings import HealthSettings, TrainingSettings
 
 CURVE_COLUMNS = ("step", "loss", "reward", "reward_std", "kl", "completions/mean_length", "frac_reward_zero_std")
 
@@ -38,7 +39,8 @@ CURVE_COLUMNS = ("step", "loss", "reward", "reward_std", "kl", "completions/mean
 @dataclass
 class TrainedPolicy:
     uri: str  # the published checkpoint
-    settings: DPOSettings  # what it trained with (GRPO's own under settings.grpo)
+    settings: TrainingSettings  # what it trained with...
+    grpo: GRPOSettings  # ...and GRPO's own
     prompts: pl.DataFrame  # the train prompts it sampled from
     judged: int  # completions given to the judges
     failures: pl.DataFrame  # quarantine rows: completions a judge could not score (left out of their group)
@@ -62,7 +64,8 @@ def train_prompts(
     base_dir: Path,
     asset: str,
     key: str,
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    grpo: GRPOSettings,
     *,
     model: ModelSettings,
     health: HealthSettings,
@@ -70,7 +73,7 @@ def train_prompts(
     cache_dir: Path,
     log: Callable[[str], None],
 ) -> TrainedPolicy:
-    """GRPO of `base_dir` on `prompts` (prompt-table rows with their decoded `images`), each completion rewarded by
+    """GRPO (`grpo`) of `base_dir` on `prompts` (prompt-table rows with their decoded `images`), each completion rewarded by
     the `rewards` of its category, into the store's checkpoint `<asset>/<key>`. Unfinished runs wait in
     `settings.work_dir` (empty: `<cache_dir>/training`)."""
     # heavy (torch, TRL: ~11 s): imported when training runs, not when the code location loads
@@ -83,16 +86,14 @@ def train_prompts(
         RLPrompt(row["prompt_id"], row["prompt_text"], imgs) for row, imgs in zip(prompts.iter_rows(named=True), images)
     ]
     judges = [reward.__name__ for reward in rewards]
-    log(
-        f"GRPO on {len(examples)} prompts, {settings.grpo.num_generations} completions each per step, judged by {judges}"
-    )
+    log(f"GRPO on {len(examples)} prompts, {grpo.num_generations} completions each per step, judged by {judges}")
     stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
     work_root = Path(settings.work_dir or cache_dir / "training") / asset / key
     identities = [reward.identity() for reward in rewards]
-    work_dir = grpo_work_folder(work_root, model_fingerprint(base_dir), examples, identities, settings)
+    work_dir = grpo_work_folder(work_root, model_fingerprint(base_dir), examples, identities, settings, grpo)
     log(f"training in {work_dir}; a rerun resumes there")
     with store.staged_dir(asset, key) as out_dir:
-        result = grpo_train(base_dir, out_dir, examples, rewards, settings, log, work_dir)
+        result = grpo_train(base_dir, out_dir, examples, rewards, settings, grpo, log, work_dir)
         judged = sum(reward.judged for reward in rewards)
         failures = pl.concat([quarantine.rows(stage, r.__name__, r.failures) for r in rewards])
         store.write_table("quarantine", f"{stage}/{key}", failures, schemas.QUARANTINE)
@@ -107,4 +108,5 @@ def train_prompts(
             )
     shutil.rmtree(work_dir)  # published: nothing left to resume
     checked = grpo_health(result.history, health)
-    return TrainedPolicy(store.checkpoint_uri(asset, key), settings, prompts, judged, failures, counts, result, checked)
+    uri = store.checkpoint_uri(asset, key)
+    return TrainedPolicy(uri, settings, grpo, prompts, judged, failures, counts, result, checked)

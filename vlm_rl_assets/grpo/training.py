@@ -19,12 +19,13 @@ from torch.utils.data import Dataset, Sampler
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
 from vlm_rl_assets.training.policy import policy_args, policy_trainer
 from vlm_rl_assets.training.run_folder import png_file, run_folder
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 
 GRPO_WATCHED = (
     "loss",
@@ -52,19 +53,20 @@ def grpo_train(
     out_dir: str | Path,
     prompts: Sequence[RLPrompt],
     rewards: Sequence[Callable[..., list[float | None]]],
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    grpo: GRPOSettings,
     log: Callable[[str], None] | None = None,
     work_dir: str | Path | None = None,
 ) -> TrainResult:
     """GRPO of `model_dir` on `prompts` with the summed `rewards` (None: not scored); saves model + processor to
-    out_dir (LoRA merged first). `settings.grpo` holds what is GRPO's own; learning rate, epochs or max_steps, seed,
+    out_dir (LoRA merged first). `grpo` holds what is GRPO's own; learning rate, epochs or max_steps, seed,
     LoRA and the vision tower are `settings`' as for DPO. With `work_dir` (see `grpo_work_folder`), checkpoints
     land there every `settings.save_steps` steps, the sampling RNG state with them, and a rerun resumes from the
     latest complete one."""
     if not prompts:
         raise ValueError("grpo_train needs at least one RLPrompt; got none")
     trainer = grpo_trainer(
-        model_dir, work_dir or out_dir, prompts, rewards, settings, log, checkpoints=work_dir is not None
+        model_dir, work_dir or out_dir, prompts, rewards, settings, grpo, log, checkpoints=work_dir is not None
     )
     return train_and_save(trainer, trainer.processing_class, out_dir, GRPO_WATCHED, work_dir, log).count_cost()
 
@@ -74,16 +76,17 @@ def grpo_work_folder(
     model_fingerprint: str,
     prompts: Sequence[RLPrompt],
     reward_keys: Sequence[Any],
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    grpo: GRPOSettings,
 ) -> Path:
-    """`<root>/<run key>`, the work folder of a GRPO run, keyed as DPO's (`dpo/job.run_folder`) by what determines its
-    weights: the base model, the prompts with their images, what decides each reward (`reward_keys`, JSON) and the
-    settings; so a rerun of the same run resumes and a changed one starts afresh."""
+    """`<root>/<run key>`, the work folder of a GRPO run, keyed as DPO's (`training/run_folder.py`) by what determines
+    its weights: the base model, the prompts with their images, what decides each reward (`reward_keys`, JSON), the
+    settings and GRPO's own; so a rerun of the same run resumes and a changed one starts afresh."""
     rows = [
         {"prompt_id": p.prompt_id, "prompt_text": p.prompt_text, "images": [png_file(image)[0] for image in p.images]}
         for p in prompts
     ]
-    return run_folder(root, model_fingerprint, {"prompts": rows, "rewards": list(reward_keys)}, settings)
+    return run_folder(root, model_fingerprint, {"prompts": rows, "rewards": list(reward_keys)}, settings, grpo)
 
 
 def grpo_trainer(
@@ -91,12 +94,12 @@ def grpo_trainer(
     out_dir: str | Path,
     prompts: Sequence[RLPrompt],
     rewards: Sequence[Callable[..., list[float | None]]],
-    settings: DPOSettings,
+    settings: TrainingSettings,
+    grpo: GRPOSettings,
     log: Callable[[str], None] | None = None,
     checkpoints: bool = False,
 ) -> GRPOTrainer:
     """The configured GRPOTrainer (not yet trained); with `checkpoints`, it saves resumable checkpoints into out_dir."""
-    grpo = settings.grpo
     config = GRPOConfig(
         **{
             **policy_args(settings, out_dir, grpo.prompts_per_step * grpo.num_generations, checkpoints),

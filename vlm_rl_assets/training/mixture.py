@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from vlm_rl_assets.training.settings import TrainingSettings
+
 
 def balanced_mixture(
     pairs_by_category: dict[str, pl.DataFrame], weights: dict[str, float], seed: int, max_repeat: float
@@ -32,3 +34,11 @@ def _resized(pairs: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     as often as any other, give or take one."""
     copies, rest = divmod(n, pairs.height)
     return pl.concat([pairs] * copies + [pairs.sample(n=rest, seed=seed, shuffle=True)])
+
+
+def policy_mixture(
+    tables: dict[str, pl.DataFrame], weights: dict[str, float], settings: TrainingSettings
+) -> pl.DataFrame:
+    """The policy's balanced mixture of the categories' `tables` (DPO: their pairs; GRPO: their train prompts) as
+    `settings` draw it: seeded by `settings.seed`, a scarce category repeated at most `mixture.max_repeat` times."""
+    return balanced_mixture(tables, weights, settings.seed, settings.mixture.max_repeat)

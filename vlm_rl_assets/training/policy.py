@@ -1,5 +1,5 @@
 """The policy a DPO or GRPO run trains, set up one way for both: the base model inside the algorithm's TRL trainer,
-the arguments both take from `DPOSettings`, LoRA adapters and a frozen vision tower as the settings ask, progress
+the arguments both take from `TrainingSettings`, LoRA adapters and a frozen vision tower as the settings ask, progress
 through `FlowCallback`. Importing this module costs ~3 s (torch, transformers' Trainer), so only import it where
 training runs.
 """
@@ -17,12 +17,12 @@ from transformers import Trainer, TrainingArguments
 
 from vlm_rl_assets.model.loading import load_model, load_processor
 from vlm_rl_assets.model.trainer import FlowCallback, common_args
-from vlm_rl_assets.training.settings import DPOSettings, LoRASettings
+from vlm_rl_assets.training.settings import LoRASettings, TrainingSettings
 
 _Trainer = TypeVar("_Trainer", bound=Trainer)
 
 
-def policy_args(settings: DPOSettings, out_dir: str | Path, batch_size: int, checkpoints: bool) -> dict[str, Any]:
+def policy_args(settings: TrainingSettings, out_dir: str | Path, batch_size: int, checkpoints: bool) -> dict[str, Any]:
     """The TrainingArguments DPO and GRPO take from `settings`, `batch_size` examples per optimizer step; with
     `checkpoints`, resumable checkpoints into out_dir every `save_steps` steps."""
     save_steps = settings.save_steps if checkpoints else None
@@ -36,7 +36,7 @@ def policy_args(settings: DPOSettings, out_dir: str | Path, batch_size: int, che
 def policy_trainer(
     trainer_class: type[_Trainer],
     model_dir: str | Path,
-    settings: DPOSettings,
+    settings: TrainingSettings,
     args: TrainingArguments,
     dataset: Dataset,
     log: Callable[[str], None] | None = None,

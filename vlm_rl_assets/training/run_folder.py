@@ -11,18 +11,21 @@ from typing import Any
 
 from PIL import Image
 
+from vlm_rl_assets.settings import Settings
 from vlm_rl_assets.store.base import png_bytes
 from vlm_rl_assets.training.libraries import library_versions
-from vlm_rl_assets.training.settings import DPOSettings
+from vlm_rl_assets.training.settings import TrainingSettings
 
 UNKEYED_SETTINGS = {"log_every", "save_steps", "work_dir"}  # settings that do not change the trained weights
 
 
-def run_folder(root: str | Path, model_fingerprint: str, inputs: Any, settings: DPOSettings) -> Path:
+def run_folder(
+    root: str | Path, model_fingerprint: str, inputs: Any, settings: TrainingSettings, algorithm: Settings
+) -> Path:
     """`<root>/<run key>` of a training run: the key hashes the base model's fingerprint, the keyed libraries'
-    versions, the run's `inputs` (JSON: its examples, their images by `png_file` name, ...) and its settings but
-    `UNKEYED_SETTINGS`."""
-    keyed = settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS)
+    versions, the run's `inputs` (JSON: its examples, their images by `png_file` name, ...), its settings but
+    `UNKEYED_SETTINGS` and its algorithm's own settings (DPO's loss, GRPO's `grpo`)."""
+    keyed = [settings.model_dump(mode="json", exclude=UNKEYED_SETTINGS), algorithm.model_dump(mode="json")]
     blob = json.dumps([model_fingerprint, library_versions(), inputs, keyed], sort_keys=True).encode()
     return Path(root) / hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,57 +1,13 @@
-"""Training's settings (`training:`): DPO on judged pairs by default, or online GRPO (`algorithm: grpo`, the `grpo:`
-block, trained by the grpo package); the loss, LoRA, the run itself, and when its health check alarms."""
+"""What a training run takes whichever algorithm trains it (`training:` but the algorithm's own fields): the run
+itself, LoRA, the vision tower, its processes and checkpoints, the policy's mixture; and when its health check alarms
+(`training_health:`). DPO's loss is `dpo/settings.py`'s `DPOSettings`, GRPO's own `grpo/settings.py`'s
+`GRPOSettings`; `config.py` composes the three into the `training:` section."""
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from vlm_rl_assets.settings import Settings
-
-LossType = Literal[
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "apo_zero",
-    "apo_down",
-    "discopop",
-    "sft",
-    "sigmoid_norm",
-]  # TRL 1.16's DPO loss types
-SORTED_LOSS_TYPES = frozenset({"aot", "aot_unpaired"})
-Algorithm = Literal["dpo", "grpo"]
-GRPOLossType = Literal["dapo", "grpo", "dr_grpo", "bnpo"]  # TRL 1.16's GRPO losses that log clip_ratio and need no more
-ONE_BETA_WHY = (
-    "loss_type aot and aot_unpaired sort the batch's log-ratios before taking differences, so a sorted position "
-    "belongs to no one pair and cannot take a pair's own beta: they train only pairs that share one beta"
-)
-
-
-class LossSettings(Settings):
-    """TRL loss types summed with weights: [sigmoid] is DPO; [sigmoid, bco_pair, sft] with [0.8, 0.2, 1.0] is MPO."""
-
-    loss_type: tuple[LossType, ...] = Field(("sigmoid",), min_length=1)
-    loss_weights: tuple[float, ...] | None = Field(None, description="one per loss_type; unset weighs each 1.0")
-
-    @field_validator("loss_type", mode="before")
-    @classmethod
-    def one_name_is_a_list(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def one_weight_per_type(self) -> "LossSettings":
-        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
-            raise ValueError(
-                f"loss_weights has {len(self.loss_weights)} entries for {len(self.loss_type)} loss_type entries "
-                f"{list(self.loss_type)}: give one weight per type, or drop loss_weights"
-            )
-        return self
 
 
 class LoRASettings(Settings):
@@ -66,35 +22,9 @@ class LoRASettings(Settings):
     )
 
 
-class GRPOSettings(Settings):
-    """Online GRPO (TRL's GRPOTrainer): each step samples a group of completions per train prompt from the policy
-    being trained, scores them with the category's judge and moves towards the better ones of each group."""
-
-    num_generations: int = Field(8, ge=2, description="completions sampled per prompt and step: the group compared")
-    prompts_per_step: int = Field(
-        4,
-        ge=1,
-        description="prompts per optimizer step; a step trains on prompts_per_step * num_generations completions",
-    )
-    max_completion_length: int = Field(
-        256, ge=1, description="tokens per completion; longer ones are cut (truncated_share)"
-    )
-    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
-    beta: float = Field(
-        0.04, ge=0, description="KL penalty towards the base model; 0 loads no reference copy and logs no kl"
-    )
-    loss_type: GRPOLossType = Field(
-        "dapo", description="TRL's token aggregation: dapo (its default), grpo, dr_grpo, bnpo"
-    )
-    scale_rewards: Literal["group", "batch", "none"] = Field(
-        "group", description="divide advantages by the group's reward std, the batch's, or not at all (Dr. GRPO)"
-    )
-    epsilon: float = Field(0.2, gt=0, lt=1, description="the policy ratio is clipped to [1 - epsilon, 1 + epsilon]")
-
-
 class MixtureSettings(Settings):
     """How the release candidate (`policy_checkpoint`) trains by DPO on every category's pairs at once: how they are
-    balanced (dpo/mixture.py) and the passes and learning rate of that run, where they differ from training's."""
+    balanced (training/mixture.py) and the passes and learning rate of that run, where they differ from training's."""
 
     max_repeat: float = Field(
         8.0,
@@ -110,17 +40,15 @@ class MixtureSettings(Settings):
         return {k: v for k, v in (("epochs", self.epochs), ("learning_rate", self.learning_rate)) if v is not None}
 
 
-class DPOSettings(LossSettings):
-    """One training run. Beta is not here: each pair carries its category's own (the `beta` column of judged_pairs);
-    GRPO's KL beta is `grpo.beta`."""
-
-    algorithm: Algorithm = Field(
-        "dpo", description="dpo: offline, on judged_pairs; grpo: online, sampling and judging during training (grpo:)"
-    )
-    grpo: GRPOSettings = Field(GRPOSettings(), description="read only with algorithm: grpo")
+class TrainingSettings(Settings):
+    """One training run, DPO or GRPO. Beta is not here: each DPO pair carries its category's own (the `beta` column
+    of judged_pairs); GRPO's KL beta is `grpo.beta`."""
 
     learning_rate: float = Field(
-        2e-5, gt=0, description="lr >= 1e-4 at beta 0.1 collapsed the answer format (STACK.md)"
+        2e-5,
+        gt=0,
+        description="lr >= 1e-4 at beta 0.1 collapsed an earlier model's answer format (the policy's mixture, at "
+        "betas 0.2-0.5, trains at 1e-4: mixture.learning_rate)",
     )
     batch_size: int = Field(
         16, ge=1, description="pairs per optimizer step, over all processes (DPO; GRPO's is grpo.prompts_per_step)"
@@ -154,22 +82,7 @@ class DPOSettings(LossSettings):
     )
 
     @model_validator(mode="after")
-    def settings_of_the_algorithm(self) -> "DPOSettings":
-        """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one process. DPO's own
-        settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one file serves
-        both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
-        # compared with the defaults, not by presence: a dumped config (a DPO job, an experiment variant) lists them all
-        if self.algorithm == "dpo" and self.grpo != GRPOSettings():
-            raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
-        if self.algorithm == "grpo" and self.num_processes > 1:
-            raise ValueError(
-                f"algorithm: grpo trains in the asset's process (its sampling and judging are not spread over "
-                f"processes here), so num_processes {self.num_processes} cannot be honoured; set num_processes: 1"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def batch_splits_over_processes(self) -> "DPOSettings":
+    def batch_splits_over_processes(self) -> "TrainingSettings":
         if self.batch_size % self.num_processes:
             raise ValueError(
                 f"batch_size {self.batch_size} does not split over num_processes {self.num_processes}: "
