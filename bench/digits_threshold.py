@@ -26,11 +26,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vlm_rl_assets.assets.prompt_mixture import category_prompts  # noqa: E402
 from vlm_rl_assets.bootstrap.embedded import DatasetRows, bootstrap_embedded_model, dev_check_items  # noqa: E402
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings  # noqa: E402
 from vlm_rl_assets.config import DEFAULT_CONFIG_PATH, load_config  # noqa: E402
 from vlm_rl_assets.evaluation.chance import chance_level  # noqa: E402
+from vlm_rl_assets.prompts.category import category_prompts  # noqa: E402
 from vlm_rl_assets.store.local import LocalStore  # noqa: E402
 from vlm_rl_assets_tests.digits import write_digits  # noqa: E402
 
@@ -70,7 +70,7 @@ def run(folder: Path, digits: Path, rows: int, steps: int, every: int, beside: s
     config = config_for(folder, digits, rows, steps, every, beside)
     torch.set_num_threads(config.model.torch_threads)
     store = LocalStore(folder / "store")
-    _, table = category_prompts(config, store, "digits", skip={"train"})
+    _, table = category_prompts(store, "digits", config.prompt_spec("digits"), skip={"train"})
     prompts = table.prompts.filter(table.prompts["split"].is_in(["bootstrap", "dev"]))
     images = [tuple(store.load_image(uri) for uri in uris) for uris in prompts["images"]]
     dataset = DatasetRows(prompts, images)

@@ -37,13 +37,14 @@ SUMMARY = """
 import json, dagster as dg, polars as pl, torch
 from vlm_rl_assets.demo import score_table
 from vlm_rl_assets.evaluation.stats import OVERALL
-from vlm_rl_assets.partitions import CATEGORIES, ROUNDS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.config import configured
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import round_key
 event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("base_model"))
 meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-store = PipelineResource().store()
+config = configured()
+store, CATEGORIES, ROUNDS = PipelineResource(config).store, list(config.categories), config.rounds.count
 deltas = store.read_table("release_report", round_key("deltas", ROUNDS), schemas.BENCHMARK_DELTAS)
 overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
 scores = score_table(store, CATEGORIES, ROUNDS)

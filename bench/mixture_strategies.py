@@ -54,16 +54,16 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["VLM_RL_CONFIG"] = str(args.run / "pipeline.yaml")
 
-    from vlm_rl_assets.assets.benchmarking import bench_judging
     from vlm_rl_assets.dpo.train_pairs import train_pairs
     from vlm_rl_assets.evaluation.benchmarks import bench_prompts, greedy_verdicts
-    from vlm_rl_assets.resources import PipelineResource
+    from vlm_rl_assets.orchestration.benchmarking import bench_judging
+    from vlm_rl_assets.orchestration.resources import PipelineResource
     from vlm_rl_assets.rollouts.open import open_engine
     from vlm_rl_assets.store import schemas
     from vlm_rl_assets.store.quarantine import load_prompt_images
 
-    pipeline = PipelineResource(config_path=str(args.run / "pipeline.yaml"))
-    config, store = pipeline.config(), pipeline.store()
+    pipeline = PipelineResource.from_file(args.run / "pipeline.yaml")
+    config, store = pipeline.config, pipeline.store
     categories = list(config.categories)
     base = pipeline.base_model_dir()
     dev, dev_images, _ = load_prompt_images(

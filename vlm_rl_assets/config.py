@@ -21,6 +21,7 @@ from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
+from vlm_rl_assets.prompts.category import PromptSpec
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
 from vlm_rl_assets.rollouts.settings import EngineSettings
@@ -224,9 +225,12 @@ class PipelineConfig(Settings):
     def has_categories(self) -> PipelineConfig:
         if not self.categories:
             raise ValueError("categories is empty; add at least one, e.g. color: {source: 'synthetic:color'}")
-        bad = [name for name in self.categories if not name.replace("_", "").isalnum()]
+        bad = [name for name in self.categories if not (name.replace("_", "").isalnum() and name[0].isalpha())]
         if bad:
-            raise ValueError(f"category names must be letters, digits and '_' (they are partition keys): {bad}")
+            raise ValueError(
+                f"category names must start with a letter and hold letters, digits and '_' (they are partition keys; "
+                f"a key of digits is a round): {bad}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -291,6 +295,21 @@ class PipelineConfig(Settings):
             fractions["bootstrap"] = cat.bootstrap_fraction
         return sizes, fractions
 
+    def prompt_spec(self, category: str) -> PromptSpec:
+        """What decides a category's prompts (`prompts/category.py`)."""
+        cat = self.category(category)
+        sizes, fractions = self.prompt_splits(category)
+        return PromptSpec(
+            source=cat.source,
+            sizes=sizes,
+            fractions=fractions,
+            seed=self.seed,
+            template=cat.template,
+            min_response_words=cat.min_response_words,
+            mcq_to_open=cat.mcq_to_open,
+            require_objects=cat.judge == "reference",
+        )
+
     def synthetic_categories(self) -> dict[str, SyntheticCategory]:
         """The synthetic categories, each with its task and template: what the embedded base is trained on."""
         return {
@@ -304,9 +323,15 @@ class ConfigError(ValueError):
     """A config file that cannot be used, with every problem and where it is."""
 
 
-def load_config(path: str | Path | None = None) -> PipelineConfig:
-    """Load `path`, else `$VLM_RL_CONFIG`, else the bundled default."""
-    path = Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+def configured() -> PipelineConfig:
+    """The config this process runs: `$VLM_RL_CONFIG`, else the bundled default. The one reader of the variable:
+    the code location (`definitions.py`) and the CLIs call it once and pass the config on."""
+    return load_config(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
+    """Load and validate the config file at `path` (the bundled default unless given)."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; set {CONFIG_ENV_VAR} to an existing YAML file")
     try:

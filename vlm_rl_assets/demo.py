@@ -22,14 +22,20 @@ os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
-from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
-from vlm_rl_assets.config import load_config
+from vlm_rl_assets.config import configured
 from vlm_rl_assets.evaluation.stats import OVERALL
+from vlm_rl_assets.graph import Graph, build_graph
 from vlm_rl_assets.model.train_result import METRICS_FILE
-from vlm_rl_assets.partitions import CATEGORIES, ROUNDS, category_partition_key, release_partition_key
+from vlm_rl_assets.names import (
+    BASE_MODEL,
+    BENCHMARK_SCORES,
+    CATEGORY_CHECKPOINT,
+    POLICY_CHECKPOINT,
+    POLICY_KEY,
+    RELEASE_REPORT,
+)
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.readable import delta_points
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rounds.plan import read_outcome
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import round_key
@@ -37,29 +43,30 @@ from vlm_rl_assets.store.base import round_key
 WATCHED = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen")
 
 
-def materialize(selection: list, instance: dg.DagsterInstance, partition_key: str | None = None) -> None:
-    result = dg.materialize(
-        ALL_ASSETS,
-        selection=selection,
-        partition_key=partition_key,
-        instance=instance,
-        resources={"pipeline": PipelineResource()},
-    )
+def materialize(
+    graph: Graph,
+    pipeline: PipelineResource,
+    selection: list,
+    instance: dg.DagsterInstance,
+    partition: str | None = None,
+) -> None:
+    result = graph.materialize(selection, pipeline, partition, instance=instance)
     if not result.success:
-        sys.exit(f"materialization of {partition_key or 'unpartitioned assets'} failed; see the log above")
+        sys.exit(f"materialization of {partition or 'unpartitioned assets'} failed; see the log above")
 
 
-def materialize_rounds(instance: dg.DagsterInstance, rounds: range) -> int:
+def materialize_rounds(graph: Graph, pipeline: PipelineResource, instance: dg.DagsterInstance, rounds: range) -> int:
     """Every category's stages, then the release stages, round by round until the stop rule ends them (with
     rounds.stop_early); the last round that ran."""
-    stop_early = load_config().rounds.stop_early
+    partitions = graph.partitions
     for pipeline_round in rounds:
-        for category in CATEGORIES:
-            materialize(CATEGORY_ASSETS, instance, category_partition_key(category, pipeline_round))
-        materialize(RELEASE_ASSETS, instance, release_partition_key(pipeline_round))
-        outcome = read_outcome(PipelineResource().store(), pipeline_round)
+        for category in partitions.categories:
+            key = partitions.category_key(category, pipeline_round)
+            materialize(graph, pipeline, graph.category_assets, instance, key)
+        materialize(graph, pipeline, graph.release_assets, instance, partitions.release_key(pipeline_round))
+        outcome = read_outcome(pipeline.store, pipeline_round)
         reason = outcome.stop_reason() if outcome else None
-        if pipeline_round < rounds[-1] and reason and stop_early:
+        if pipeline_round < rounds[-1] and reason and pipeline.config.rounds.stop_early:
             print(f"rounds stop after round {pipeline_round}: {reason}")
             return pipeline_round
     return rounds[-1]
@@ -67,9 +74,9 @@ def materialize_rounds(instance: dg.DagsterInstance, rounds: range) -> int:
 
 def score_table(store, categories: list[str], pipeline_round: int = 1) -> pl.DataFrame:
     keys = [round_key(c, pipeline_round) for c in categories]
-    per_category = pl.concat([store.read_table("benchmark_scores", key, schemas.BENCHMARK_SCORES) for key in keys])
+    per_category = pl.concat([store.read_table(BENCHMARK_SCORES, key, schemas.BENCHMARK_SCORES) for key in keys])
     scores = round_key("scores", pipeline_round)
-    release = store.read_table("release_report", scores, schemas.BENCHMARK_SCORES).filter(pl.col("model") == "policy")
+    release = store.read_table(RELEASE_REPORT, scores, schemas.BENCHMARK_SCORES).filter(pl.col("model") == "policy")
     return (
         pl.concat([per_category, release])
         .filter(pl.col("metric") == "accuracy")
@@ -79,11 +86,10 @@ def score_table(store, categories: list[str], pipeline_round: int = 1) -> pl.Dat
     )
 
 
-def training_table(store, categories: list[str], pipeline_round: int = 1) -> pl.DataFrame:
-    """Final DPO training health per checkpoint (of a round): reward accuracy and margin on the last logged steps."""
-    checkpoints = {c: store.local_checkpoint("dpo_checkpoint", round_key(c, pipeline_round)) for c in categories}
-    mixture = round_key(POLICY_KEY, pipeline_round)
-    checkpoints["mixture"] = store.local_checkpoint("policy_checkpoint", mixture, partitioned=False)
+def training_table(store, categories: list[str], trained: str, pipeline_round: int = 1) -> pl.DataFrame:
+    """Final training health per checkpoint (of a round): reward accuracy and margin on the last logged steps."""
+    checkpoints = {c: store.local_checkpoint(trained, round_key(c, pipeline_round)) for c in categories}
+    checkpoints["mixture"] = store.local_checkpoint(POLICY_CHECKPOINT, round_key(POLICY_KEY, pipeline_round))
     rows = []
     for name, folder in checkpoints.items():
         metrics = json.loads((folder / METRICS_FILE).read_text())
@@ -94,7 +100,7 @@ def training_table(store, categories: list[str], pipeline_round: int = 1) -> pl.
 
 def headline(store, pipeline_round: int) -> str:
     """release_report's overall paired delta, as its metadata shows it: `+5.4 points [+3.5, +7.2]`."""
-    deltas = store.read_table("release_report", round_key("deltas", pipeline_round), schemas.BENCHMARK_DELTAS)
+    deltas = store.read_table(RELEASE_REPORT, round_key("deltas", pipeline_round), schemas.BENCHMARK_DELTAS)
     overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
     return delta_points(overall["delta"], overall["ci_low"], overall["ci_high"])
 
@@ -102,10 +108,12 @@ def headline(store, pipeline_round: int) -> str:
 def main() -> None:
     start = time.monotonic()
     instance = dg.DagsterInstance.get()
-    materialize(["base_model"], instance)
-    last = materialize_rounds(instance, range(1, ROUNDS + 1))
-    store = PipelineResource().store()
-    table = score_table(store, CATEGORIES, last)
+    config = configured()
+    graph, pipeline = build_graph(config), PipelineResource(config)
+    materialize(graph, pipeline, [BASE_MODEL], instance)
+    last = materialize_rounds(graph, pipeline, instance, range(1, config.rounds.count + 1))
+    store, categories = pipeline.store, list(config.categories)
+    table = score_table(store, categories, last)
     mean = table.select(pl.exclude("category").mean()).with_columns(category=pl.lit("MEAN")).select(table.columns)
     with pl.Config(
         tbl_rows=50,
@@ -114,11 +122,11 @@ def main() -> None:
         tbl_hide_dataframe_shape=True,
         tbl_hide_column_data_types=True,
     ):
-        after = f" after round {last}" if ROUNDS > 1 else ""
+        after = f" after round {last}" if config.rounds.count > 1 else ""
         print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy{after}:")
         print(pl.concat([table, mean]))
         print("\nDPO training, last logged values:")
-        print(training_table(store, CATEGORIES, last))
+        print(training_table(store, categories, CATEGORY_CHECKPOINT[config.training.algorithm], last))
     print(
         f"\nmixture policy vs. base, mean over categories (paired on the same prompts, 95% CI): {headline(store, last)}"
     )

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from vlm_rl_assets.config import load_config
+from vlm_rl_assets.config import configured, load_config
 from vlm_rl_assets.reviewing.labelstudio import LABEL_CONFIG, labelstudio_tasks
 from vlm_rl_assets.reviewing.pages import latest_tables, write_page
 from vlm_rl_assets.store.open import open_store
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("out", type=Path, help="the tasks file to write (.json); the labelling interface is printed")
     args = parser.parse_args(argv)
 
-    config = load_config(args.config)
+    config = load_config(args.config) if args.config else configured()
     store = open_store(args.root or config.storage.root, config.storage.cache_path)
     if args.command == "serve":
         import uvicorn  # the server's stack, loaded only to serve

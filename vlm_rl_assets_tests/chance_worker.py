@@ -15,8 +15,9 @@ import sys
 
 import dagster as dg
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.config import configured
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets_tests.graphs import everything
 
 
 def outcome(result: dg.ExecuteInProcessResult) -> dict:
@@ -29,18 +30,18 @@ def outcome(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def main(root: str, category: str, allowing: str) -> None:
-    refusing = {"pipeline": PipelineResource(storage_root=root)}
-    allowed = {"pipeline": PipelineResource(config_path=allowing, storage_root=root)}
+    refusing = {"pipeline": PipelineResource(configured(), root)}
+    allowed = {"pipeline": PipelineResource.from_file(allowing, root)}
     out = {}
     with dg.instance_for_test() as instance:
-        base = dg.materialize(ALL_ASSETS, selection=["base_model"], resources=refusing, instance=instance)
+        base = dg.materialize(everything(refusing), selection=["base_model"], resources=refusing, instance=instance)
         out["base_model"] = outcome(base)
         logs = instance.all_logs(base.run_id)
         out["base_model"]["warnings"] = [e.user_message for e in logs if e.level >= logging.WARNING]
         for asset in ("prompt_mixture", "rollouts"):
             for name, resources in (("refused", refusing), ("allowed", allowed)):
                 result = dg.materialize(
-                    ALL_ASSETS,
+                    everything(resources),
                     selection=[asset],
                     partition_key=category,
                     resources=resources,

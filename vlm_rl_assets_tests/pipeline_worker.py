@@ -13,18 +13,19 @@ import sys
 
 import dagster as dg
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS, RELEASE_ASSETS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.config import configured
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets_tests.graphs import CATEGORY_ASSETS, RELEASE_ASSETS, everything
 
 
 def main(root: str, category: str, release: bool) -> None:
-    resources = {"pipeline": PipelineResource(storage_root=root)}
+    resources = {"pipeline": PipelineResource(configured(), root)}
     runs = [
-        dg.materialize(ALL_ASSETS, selection=["base_model"], resources=resources),
-        dg.materialize(ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key=category, resources=resources),
+        dg.materialize(everything(resources), selection=["base_model"], resources=resources),
+        dg.materialize(everything(resources), selection=CATEGORY_ASSETS, partition_key=category, resources=resources),
     ]
     if release:
-        runs.append(dg.materialize(ALL_ASSETS, selection=RELEASE_ASSETS, resources=resources))
+        runs.append(dg.materialize(everything(resources), selection=RELEASE_ASSETS, resources=resources))
     metadata = {
         event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
         for run in runs

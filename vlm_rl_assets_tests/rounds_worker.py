@@ -13,18 +13,22 @@ import sys
 
 import dagster as dg
 
-from vlm_rl_assets.automation import next_round_when_round_gained, release_when_categories_scored
+from vlm_rl_assets.automation import next_round_request, release_request
+from vlm_rl_assets.config import configured
 from vlm_rl_assets.demo import materialize, materialize_rounds
+from vlm_rl_assets.graph import build_graph
+from vlm_rl_assets.orchestration.resources import PipelineResource
 
 
 def main(first: int, last: int) -> None:
     instance = dg.DagsterInstance.get()
+    config = configured()
+    graph, pipeline = build_graph(config), PipelineResource(config)
     if first == 1:
-        materialize(["base_model"], instance)
-    materialize_rounds(instance, range(first, last + 1))
-    context = dg.build_sensor_context(instance=instance)
-    next_round = next_round_when_round_gained(context)
-    release = release_when_categories_scored(context)
+        materialize(graph, pipeline, ["base_model"], instance)
+    materialize_rounds(graph, pipeline, instance, range(first, last + 1))
+    next_round = next_round_request(instance, graph.partitions)
+    release = release_request(instance, graph.partitions)
     print(
         json.dumps(
             {

@@ -10,35 +10,39 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from vlm_rl_assets.assets.graph import ASSETS
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
 from vlm_rl_assets.automation import (
     ALERT_WEBHOOK_ENV,
     alert_on_run_failure,
     nightly_categories,
     release_when_categories_scored,
 )
-from vlm_rl_assets.definitions import defs
-from vlm_rl_assets.partitions import category_partitions
+from vlm_rl_assets.config import load_config
+from vlm_rl_assets.definitions import build_defs
+from vlm_rl_assets.orchestration.partitions import Partitions
+from vlm_rl_assets.orchestration.retries import GPU_POOL, retry_transient
+from vlm_rl_assets_tests.graphs import ASSETS
 
-CATEGORIES = category_partitions.get_partition_keys()
+PARTITIONS = Partitions.of(load_config())
+CATEGORIES = list(PARTITIONS.categories)
 
 
 def test_nightly_schedule_requests_one_run_per_category():
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 26, 2, tzinfo=UTC))
-    requests = nightly_categories(context)
+    schedule = nightly_categories(PARTITIONS)
+    requests = schedule(context)
     assert [r.partition_key for r in requests] == CATEGORIES
     assert len({r.run_key for r in requests}) == len(CATEGORIES) and all(
         r.run_key.startswith("2026-11-26/") for r in requests
     )
-    assert nightly_categories.job_name == "category_pipeline" and nightly_categories in defs.schedules
+    assert schedule.job_name == "category_pipeline"
+    assert [s.name for s in build_defs(load_config()).schedules] == [schedule.name]
 
 
 def test_release_waits_for_every_category_then_runs_once():
     with dg.instance_for_test() as instance:
 
         def tick():
-            return release_when_categories_scored(dg.build_sensor_context(instance=instance))
+            return release_when_categories_scored(PARTITIONS)(dg.build_sensor_context(instance=instance))
 
         def scored(category: str) -> None:
             instance.report_runless_asset_event(dg.AssetMaterialization("benchmark_scores", partition=category))
@@ -98,7 +102,7 @@ def test_failed_run_is_posted_to_the_webhook(webhook, monkeypatch):
 
 
 def test_transient_errors_are_retried_and_others_fail_at_once(monkeypatch):
-    monkeypatch.setattr("vlm_rl_assets.assets.retries.FIRST_DELAY_S", 0)
+    monkeypatch.setattr("vlm_rl_assets.orchestration.retries.FIRST_DELAY_S", 0)
     calls = {"flaky": 0, "wrong": 0}
 
     @dg.asset

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from vlm_rl_assets.assets import judge_calibration
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.judging.calibration import (
     Agreement,
@@ -22,11 +21,12 @@ from vlm_rl_assets.judging.calibration import (
 )
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, JudgeRun
 from vlm_rl_assets.judging.rules import RuleJudge
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.prompts import world
 from vlm_rl_assets.prompts.prompt_table import apply_template, reference_response
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 
 PROMPTS = prompt_table({"a": ("number", "2"), "b": ("number", "1")})
@@ -161,12 +161,10 @@ def run_count_category(tmp_path: Path, label_rows: list[dict] | str | None) -> d
     store = LocalStore(tmp_path / "store")
     store.write_table("prompt_mixture", "count", PROMPTS, schemas.PROMPTS)
     store.write_table("rollouts", "count", rollout_table(GROUPS), schemas.ROLLOUTS)
-    resources = {
-        "pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(tmp_path / "store"))
-    }
+    resources = {"pipeline": PipelineResource.from_file(str(tmp_path / "pipeline.yaml"), str(tmp_path / "store"))}
     selection = ["filtered_rollouts", "judged_pairs"]
     return dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False
+        everything(resources), selection=selection, partition_key="count", resources=resources, raise_on_error=False
     )
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.config import ConfigError, configured, load_config
 
 
 def write(tmp_path, text):
@@ -17,7 +17,8 @@ def test_bundled_default_is_valid_and_has_five_categories():
 
 def test_env_var_selects_a_users_file(tmp_path, monkeypatch):
     monkeypatch.setenv("VLM_RL_CONFIG", str(write(tmp_path, "categories:\n  only: {source: 'synthetic:color'}\n")))
-    assert list(load_config().categories) == ["only"]
+    assert list(configured().categories) == ["only"]
+    assert list(load_config().categories) != ["only"]  # only configured() reads the variable: load_config its path
 
 
 @pytest.mark.parametrize(

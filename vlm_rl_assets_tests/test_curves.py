@@ -9,8 +9,8 @@ import io
 import polars as pl
 from PIL import Image
 
-from vlm_rl_assets.assets.curves import PANEL_H, PANEL_W, curves_markdown, curves_png, pass_at_k_markdown
 from vlm_rl_assets.charts import LEGEND_H, grouped_bars_png, line_panels_png
+from vlm_rl_assets.orchestration.curves import PANEL_H, PANEL_W, curves_markdown, curves_png, pass_at_k_markdown
 
 
 def test_curves_png_is_small_and_decodes() -> None:

@@ -13,12 +13,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import ConfigError, load_config
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.prompts.datasets import DatasetError, load_dataset
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import S3_BUCKET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,8 +140,10 @@ def test_prompt_mixture_quarantines_bad_rows_counts_rewrites_and_fails_above_the
     path = bad_dataset(tmp_path)
     store = tmp_path / "store"
     config = category_config(tmp_path, path, max_bad_fraction=0.35)
-    resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(store))}
-    result = dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="color", resources=resources)
+    resources = {"pipeline": PipelineResource.from_file(str(config), str(store))}
+    result = dg.materialize(
+        everything(resources), selection=["prompt_mixture"], partition_key="color", resources=resources
+    )
     metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
     assert (metadata["input_rows"], metadata["refused_rows"]) == (20, 7)
     assert metadata["refused_by_reason"]["bad_encoding"] == 1
@@ -154,11 +156,11 @@ def test_prompt_mixture_quarantines_bad_rows_counts_rewrites_and_fails_above_the
     assert opened["prompt_text"].endswith("finish with 'Answer: your answer'.")
 
     config = category_config(tmp_path, path, max_bad_fraction=0.3)
-    strict = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(store))}
+    strict = {"pipeline": PipelineResource.from_file(str(config), str(store))}
     with pytest.raises(
         Exception, match=r"7 of 20 rows of .*data.jsonl refused .*'bad_encoding': 1.*max_bad_fraction=0.3"
     ):
-        dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="color", resources=strict)
+        dg.materialize(everything(strict), selection=["prompt_mixture"], partition_key="color", resources=strict)
 
 
 def test_config_resolves_dataset_paths_against_its_folder_and_refuses_other_sources(tmp_path):

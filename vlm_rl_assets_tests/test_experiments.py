@@ -11,11 +11,12 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
+from vlm_rl_assets.config import configured
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.research.experiments import COSTS, EXPERIMENTS, SEEDS, Experiment, Variant
 from vlm_rl_assets.research.findings import _noise_line, _table, paired_gaps, write_findings
 from vlm_rl_assets.research.runner import ITEMS, RESULTS, run_experiment, variant_resource
 from vlm_rl_assets.research.variants import with_overrides
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import round_key
 
@@ -46,12 +47,12 @@ REPORTS = ("seeds", "rounds", "grpo_vs_dpo")  # measured on bench; every other e
 def variant_configs(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], object]]:
     """The main storage root, and every experiment variant's validated config by (experiment, variant)."""
     tmp_path = tmp_path_factory.mktemp("variants")
-    main = PipelineResource(storage_root=str(tmp_path))
+    main = PipelineResource(configured(), str(tmp_path))
     (tmp_path / "base_model" / "embedded").mkdir(parents=True)
     for name, text in (("config.json", "{}"), ("preprocessor_config.json", "{}"), ("chat_template.jinja", "{{ x }}")):
         (tmp_path / "base_model" / "embedded" / name).write_text(text)  # a folder base_model_dir accepts
     return tmp_path, {
-        (experiment.name, variant.name): variant_resource(main, experiment, variant).config()  # validates
+        (experiment.name, variant.name): variant_resource(main, experiment, variant).config  # validates
         for experiment in EXPERIMENTS.values()
         for variant in experiment.variants
     }
@@ -94,7 +95,7 @@ def test_compared_arms_sample_equal_tokens_and_run_every_round(variant_configs):
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     home = tmp_path_factory.mktemp("dagster_home")
-    main = PipelineResource(config_path=str(CONFIG), storage_root=str(root))
+    main = PipelineResource.from_file(str(CONFIG), str(root))
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         results = run_experiment(TINY, main, instance, log=lambda line: None)
         runs = len(instance.get_run_records())
@@ -176,14 +177,14 @@ TINY_ROUNDS = Experiment(
 
 @pytest.fixture(scope="module")
 def rounds_run(tmp_path_factory):
-    """TINY_ROUNDS on `count` alone: `one` in this process (one round, as its partitions), `two` in a variant worker
-    (two rounds); then run again. A real instance, so the worker records its runs where the test reads them."""
+    """TINY_ROUNDS on `count` alone: `one` (one round) and `two` (two rounds), both in this process, each on the
+    partitions of its own config; then run again."""
     root, home = tmp_path_factory.mktemp("rounds_store"), tmp_path_factory.mktemp("rounds_home")
     raw = yaml.safe_load(CONFIG.read_text())
     del raw["categories"]["color"]
     config = root / "count_only.yaml"
     config.write_text(yaml.safe_dump(raw))
-    main = PipelineResource(config_path=str(config), storage_root=str(root))
+    main = PipelineResource.from_file(str(config), str(root))
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         first = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None, only="o*")
         results = run_experiment(TINY_ROUNDS, main, instance, log=lambda line: None)
@@ -198,13 +199,13 @@ def test_variants_run_a_few_at_a_time_keep_each_others_results(rounds_run):
     assert results["variant"].unique(maintain_order=True).to_list() == ["one", "two"]
     assert_frame_equal(results.filter(pl.col("variant") == "one"), first)  # "one" was not run again
     with pytest.raises(ValueError, match="no variant of tiny_rounds matches 'three'"):
-        run_experiment(TINY_ROUNDS, PipelineResource(config_path=str(CONFIG)), None, only="three")
+        run_experiment(TINY_ROUNDS, PipelineResource.from_file(str(CONFIG)), None, only="three")
 
 
-def test_a_variant_with_more_rounds_runs_them_in_its_own_process_with_a_cost_per_round(rounds_run):
+def test_a_variant_with_more_rounds_runs_them_in_process_with_a_cost_per_round(rounds_run):
     root, results, _, runs, _, _ = rounds_run
     partitions = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "two")
-    assert partitions == ["1", "2", "count|1", "count|2"]  # the worker's partitions: category x round, and rounds
+    assert partitions == ["1", "2", "count|1", "count|2"]  # its own partitions: category x round, and rounds
     one = sorted(tags.get("dagster/partition", "-") for tags in runs.values() if tags.get("variant") == "one")
     assert one == ["-", "count"]  # one round here: no round dimension; the release is unpartitioned
     two = root / "experiments" / "tiny_rounds" / "two"

@@ -18,7 +18,7 @@ from vlm_rl_assets.assets.external_benchmarks import external_benchmarks
 from vlm_rl_assets.evaluation import external_eval
 from vlm_rl_assets.evaluation.external_eval import HarnessFailed, HarnessNotInstalled, evaluate
 from vlm_rl_assets.evaluation.settings import ExternalEvalSettings
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.open import open_store
 
@@ -281,7 +281,7 @@ def pipeline_resource(tmp_path: Path, external: dict) -> PipelineResource:
     }
     path = tmp_path / "pipeline.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    return PipelineResource(config_path=str(path))
+    return PipelineResource.from_file(str(path))
 
 
 def test_unconfigured_asset_runs_nothing_and_records_why(tmp_path, monkeypatch):

@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 
 from vlm_rl_assets.assets import benchmark_scores as benchmark_scores_module
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.evaluation.benchmarks import summarize
 from vlm_rl_assets.evaluation.hack_monitor import bench_gaming, gaming_problems, gaming_rises, gaming_shares
 from vlm_rl_assets.judging.gaming import gaming_patterns, gaming_share, length_limit
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"  # categories color and count
 SHAPES = ["circle", "square", "triangle", "cross"]
@@ -151,7 +151,7 @@ def store(tmp_path):
 
 
 def resources(store: LocalStore) -> dict:
-    return {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(store.root))}
+    return {"pipeline": PipelineResource.from_file(str(CONFIG), str(store.root))}
 
 
 def monitor(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
@@ -168,7 +168,7 @@ def test_benchmark_scores_shows_gaming_shares_and_its_check_warns_on_a_rise(stor
     for checkpoint in ("base_model/embedded", "dpo_checkpoint/count"):  # folders the asset looks up
         store.local_path(checkpoint).mkdir(parents=True)
     result = dg.materialize(
-        ALL_ASSETS, selection=["benchmark_scores"], partition_key="count", resources=resources(store)
+        everything(resources(store)), selection=["benchmark_scores"], partition_key="count", resources=resources(store)
     )
     [event] = result.get_asset_materialization_events()
     assert "| dpo | 20 | 0.300 | 0.000 | 0.000 | 0.000 | 0.300 |" in event.materialization.metadata["gaming"].value
@@ -186,7 +186,9 @@ def test_the_release_check_passes_when_no_category_rises_beyond_the_threshold(st
     store.write_table("release_report", "verdicts", verdicts, schemas.BENCHMARK_VERDICTS)
     check = dg.AssetCheckKey(dg.AssetKey("release_report"), "gaming_monitor")
     evaluation = monitor(
-        dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.checks(check), resources=resources(store))
+        dg.materialize(
+            everything(resources(store)), selection=dg.AssetSelection.checks(check), resources=resources(store)
+        )
     )
     assert evaluation.passed
     assert evaluation.metadata["worst_category"].value == "color" and evaluation.metadata["rise"].value == 0.05

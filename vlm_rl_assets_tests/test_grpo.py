@@ -195,7 +195,7 @@ def test_grpo_settings_are_validated_and_explained(tmp_path):
 
 def grpo_config(folder: Path, model_dir: Path) -> dict:
     """PipelineResource on two_categories.yaml with GRPO on the tiny VLM, 2 steps of 2 prompts x 2 completions."""
-    from vlm_rl_assets.resources import PipelineResource
+    from vlm_rl_assets.orchestration.resources import PipelineResource
 
     raw = yaml.safe_load(CONFIG.read_text())
     raw["model"]["path"] = str(model_dir)
@@ -207,22 +207,22 @@ def grpo_config(folder: Path, model_dir: Path) -> dict:
         "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8},
     }
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))
-    return {"pipeline": PipelineResource(config_path=str(folder / "pipeline.yaml"), storage_root=str(folder / "store"))}
+    return {"pipeline": PipelineResource.from_file(str(folder / "pipeline.yaml"), str(folder / "store"))}
 
 
 @pytest.fixture(scope="module")
 def grpo_run(tiny_vlm_dir, tmp_path_factory):
-    """prompt_mixture, dpo_checkpoint (GRPO, rule judge) and benchmark_scores of 'color' on the tiny VLM."""
-    from vlm_rl_assets.assets.graph import ALL_ASSETS
+    """prompt_mixture, grpo_checkpoint (rule judge) and benchmark_scores of 'color' on the tiny VLM."""
+    from vlm_rl_assets_tests.graphs import everything
 
     folder = tmp_path_factory.mktemp("grpo_pipeline")
     resources = grpo_config(folder, tiny_vlm_dir)
-    selection = ["prompt_mixture", "dpo_checkpoint", "benchmark_scores"]
-    result = dg.materialize(ALL_ASSETS, selection=selection, partition_key="color", resources=resources)
+    selection = ["prompt_mixture", "grpo_checkpoint", "benchmark_scores"]
+    result = dg.materialize(everything(resources), selection=selection, partition_key="color", resources=resources)
     return folder / "store", result
 
 
-def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, tiny_vlm_dir):
+def test_a_grpo_checkpoint_is_published_under_its_own_name_and_benchmarked(grpo_run, tiny_vlm_dir):
     from vlm_rl_assets.model.train_result import read_result
     from vlm_rl_assets.store import schemas
     from vlm_rl_assets.store.local import LocalStore
@@ -230,12 +230,14 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     root, result = grpo_run
     assert result.success
     store = LocalStore(root)
-    checkpoint = store.local_checkpoint("dpo_checkpoint", "color")
+    checkpoint = store.local_checkpoint("grpo_checkpoint", "color")
     assert read_result(checkpoint).steps == 2 and (checkpoint / "config.json").is_file()
     assert (checkpoint / "model.safetensors").read_bytes() != (tiny_vlm_dir / "model.safetensors").read_bytes()
     scores = store.read_table("benchmark_scores", "color", schemas.BENCHMARK_SCORES)
     assert set(scores["model"]) == {"base", "grpo"} and (scores["n"] == 8).all()  # named by what trained it
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "dpo_checkpoint"]
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "grpo_checkpoint"
+    ]
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["algorithm"] == "grpo" and meta["steps"] == 2 and meta["num_generations"] == 2
     assert meta["completions_judged"] == 2 * 2 * 2 and meta["judge_failures"] == 0  # steps x prompts x generations
@@ -243,8 +245,8 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
     assert meta["cost/generated_tokens"] > 0 and meta["cost/trained_tokens"] > 0  # GRPO samples inside its trainer
     assert {"final/reward", "final/reward_std", "final/completions/mean_length"} <= set(meta)
     assert meta["curves"].startswith("![training curves](data:image/png;base64,")
-    assert store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
-    assert list((root.parent / "work" / "dpo_checkpoint" / "color").iterdir()) == []  # published: its run folder went
+    assert store.read_table("quarantine", "grpo_checkpoint_rewards/color", schemas.QUARANTINE).height == 0
+    assert list((root.parent / "work" / "grpo_checkpoint" / "color").iterdir()) == []  # published: its run folder went
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "training_health"]
     assert isinstance(check.passed, bool) and {"alarms", "zero_std_share", "kl_max", "truncated_share"} <= set(
         check.metadata
@@ -252,14 +254,16 @@ def test_a_grpo_checkpoint_is_published_where_dpos_is_and_benchmarked(grpo_run, 
 
 
 def test_the_policy_trains_by_grpo_on_the_mixture_each_category_rewarded_by_its_judge(grpo_run):
-    from vlm_rl_assets.assets.graph import ALL_ASSETS
-    from vlm_rl_assets.resources import PipelineResource
+    from vlm_rl_assets.orchestration.resources import PipelineResource
     from vlm_rl_assets.store.local import LocalStore
+    from vlm_rl_assets_tests.graphs import everything
 
     root, _ = grpo_run
-    resources = {"pipeline": PipelineResource(config_path=str(root.parent / "pipeline.yaml"), storage_root=str(root))}
-    assert dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="count", resources=resources).success
-    result = dg.materialize(ALL_ASSETS, selection=["policy_checkpoint"], resources=resources)
+    resources = {"pipeline": PipelineResource.from_file(str(root.parent / "pipeline.yaml"), str(root))}
+    assert dg.materialize(
+        everything(resources), selection=["prompt_mixture"], partition_key="count", resources=resources
+    ).success
+    result = dg.materialize(everything(resources), selection=["policy_checkpoint"], resources=resources)
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert meta["algorithm"] == "grpo" and meta["prompts_per_category"] == {"color": 12, "count": 12}
@@ -287,16 +291,16 @@ def test_grpo_takes_lora_and_the_frozen_vision_tower_as_dpo_does(tiny_vlm_dir):
 def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_nothing(
     tiny_vlm_dir, tmp_path, monkeypatch
 ):
-    from vlm_rl_assets.assets import grpo_run
-    from vlm_rl_assets.assets.graph import ALL_ASSETS
+    from vlm_rl_assets.orchestration import grpo_run
     from vlm_rl_assets.store import schemas
     from vlm_rl_assets.store.local import LocalStore
+    from vlm_rl_assets_tests.graphs import everything
 
     monkeypatch.setattr(grpo_run, "open_judge", lambda *args: EveryThirdFails())  # 1/3 > max_bad_fraction 0.1
     resources = grpo_config(tmp_path, tiny_vlm_dir)
     result = dg.materialize(
-        ALL_ASSETS,
-        selection=["prompt_mixture", "dpo_checkpoint"],
+        everything(resources),
+        selection=["prompt_mixture", "grpo_checkpoint"],
         partition_key="color",
         resources=resources,
         raise_on_error=False,
@@ -307,7 +311,7 @@ def test_a_judge_failing_above_max_bad_fraction_fails_the_run_and_publishes_noth
         failure.event_specific_data.error
     )
     store = LocalStore(tmp_path / "store")
-    assert not store.has_checkpoint("dpo_checkpoint", "color")
-    quarantined = store.read_table("quarantine", "dpo_checkpoint_rewards/color", schemas.QUARANTINE)
+    assert not store.has_checkpoint("grpo_checkpoint", "color")
+    quarantined = store.read_table("quarantine", "grpo_checkpoint_rewards/color", schemas.QUARANTINE)
     assert quarantined.height == 4 and set(quarantined["reason"]) == {"timeout: no reply in 60 s"}
-    assert list((tmp_path / "work" / "dpo_checkpoint" / "color").iterdir()) == []  # a rerun trains afresh
+    assert list((tmp_path / "work" / "grpo_checkpoint" / "color").iterdir()) == []  # a rerun trains afresh

@@ -11,18 +11,18 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.assets.benchmarking import bench_judging
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.config import ConfigError, load_config
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_verdict
 from vlm_rl_assets.judging.contract import JudgeItem
 from vlm_rl_assets.judging.gaming import PATTERNS
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.orchestration.benchmarking import bench_judging
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.pairs.filtering import filter_rollouts
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 from vlm_rl_assets_tests.scripted_endpoint import GARBAGE, ScriptedEndpoint, scores
 
@@ -75,8 +75,10 @@ def test_vlm_judge_failures_become_counted_quarantine_rows_and_leave_pairing(tmp
     ]
     with ScriptedEndpoint(script) as endpoint:
         config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=0.3)
-        resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
-        result = dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
+        resources = {"pipeline": PipelineResource.from_file(str(config), str(tmp_path / "store"))}
+        result = dg.materialize(
+            everything(resources), selection=["filtered_rollouts"], partition_key="scene", resources=resources
+        )
     store = LocalStore(tmp_path / "store")
     quarantined = store.read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE)
     assert quarantined["key"].to_list() == ["p1/1"] and quarantined["reason"][0].startswith(
@@ -97,10 +99,12 @@ def test_vlm_judge_failing_too_often_fails_the_stage_naming_the_quarantine(tmp_p
     seed_store(tmp_path / "store")
     with ScriptedEndpoint([GARBAGE] * 16) as endpoint:
         config = write_config(tmp_path / "pipeline.yaml", endpoint.base_url, max_bad_fraction=max_bad_fraction)
-        resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
+        resources = {"pipeline": PipelineResource.from_file(str(config), str(tmp_path / "store"))}
         expected = r"vlm judge failed on 4 of 4 rollouts.*vlm_malformed_json.*every one, so nothing is left to pair"
         with pytest.raises(Exception, match=expected + r".*quarantine"):
-            dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources)
+            dg.materialize(
+                everything(resources), selection=["filtered_rollouts"], partition_key="scene", resources=resources
+            )
     assert (
         LocalStore(tmp_path / "store").read_table("quarantine", "filtered_rollouts/scene", schemas.QUARANTINE).height
         == 4
@@ -129,8 +133,10 @@ def test_strict_format_scores_unmarked_answers_wrong_and_filtered_rollouts_repor
     store.write_table("rollouts", "count", rollout_table({"a": responses}), schemas.ROLLOUTS)
     config = tmp_path / "pipeline.yaml"
     config.write_text("categories:\n  count: {source: 'synthetic:count', template: cot, strict_format: true}\n")
-    resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(tmp_path / "store"))}
-    result = dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="count", resources=resources)
+    resources = {"pipeline": PipelineResource.from_file(str(config), str(tmp_path / "store"))}
+    result = dg.materialize(
+        everything(resources), selection=["filtered_rollouts"], partition_key="count", resources=resources
+    )
     filtered = store.read_table("filtered_rollouts", "count", schemas.FILTERED_ROLLOUTS).sort("sample_idx")
     assert filtered["correct"].to_list() == [True, False, True, False]
     assert filtered["judge_reason"][1].startswith("format")

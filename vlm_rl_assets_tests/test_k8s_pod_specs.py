@@ -84,7 +84,7 @@ def test_step_pods_request_a_gpu_only_on_the_gpu_pool_and_carry_config_and_s3_cr
 
 def test_every_gpu_pool_asset_is_a_gpu_step():
     from vlm_rl_assets import k8s
-    from vlm_rl_assets.assets.graph import ASSETS
-    from vlm_rl_assets.assets.retries import GPU_POOL
+    from vlm_rl_assets.orchestration.retries import GPU_POOL
+    from vlm_rl_assets_tests.graphs import ASSETS
 
     assert set(k8s.GPU_STEPS) == {a.op.name for a in ASSETS if a.op.pool == GPU_POOL} and "rollouts" in k8s.GPU_STEPS

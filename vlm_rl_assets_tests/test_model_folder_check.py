@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.model.folder_check import ModelFolderError, check_model_folder
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.test_resources import config_file
 
 
@@ -26,8 +26,13 @@ def _edit_config(folder: Path, **fields) -> None:
 
 
 def _materialize_base_model(folder: Path, tmp_path: Path) -> dg.ExecuteInProcessResult:
-    resource = PipelineResource(config_path=config_file(tmp_path, str(folder)), storage_root=str(tmp_path / "store"))
-    return dg.materialize(ALL_ASSETS, selection=["base_model"], resources={"pipeline": resource}, raise_on_error=False)
+    resource = PipelineResource.from_file(config_file(tmp_path, str(folder)), storage_root=str(tmp_path / "store"))
+    return dg.materialize(
+        everything({"pipeline": resource}),
+        selection=["base_model"],
+        resources={"pipeline": resource},
+        raise_on_error=False,
+    )
 
 
 def _refusal(result: dg.ExecuteInProcessResult) -> str:

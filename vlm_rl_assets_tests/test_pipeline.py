@@ -15,15 +15,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
 from vlm_rl_assets.assets.release_report import NOT_COSTED
 from vlm_rl_assets.evaluation.cost_report import cost_table, gain_per_cost
 from vlm_rl_assets.metering import USAGE_FIELDS
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.readable import rounded
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.costs import ALL, latest_costs
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import CATEGORY_ASSETS, everything
 from vlm_rl_assets_tests.test_ui import REPO, browse, dagster_webserver, visible_text, welcome_dialog
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -44,13 +44,15 @@ def dagster_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory, dagster_home):
     root, home = tmp_path_factory.mktemp("store"), dagster_home
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(root))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(root))}
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        results = [dg.materialize(ALL_ASSETS, selection=["base_model"], instance=instance, resources=resources)]
+        results = [
+            dg.materialize(everything(resources), selection=["base_model"], instance=instance, resources=resources)
+        ]
         for category in CATEGORIES:
             results.append(
                 dg.materialize(
-                    ALL_ASSETS,
+                    everything(resources),
                     selection=CATEGORY_ASSETS,
                     partition_key=category,
                     instance=instance,
@@ -59,7 +61,10 @@ def pipeline_run(tmp_path_factory, dagster_home):
             )
         results.append(
             dg.materialize(
-                ALL_ASSETS, selection=["policy_checkpoint", "release_report"], instance=instance, resources=resources
+                everything(resources),
+                selection=["policy_checkpoint", "release_report"],
+                instance=instance,
+                resources=resources,
             )
         )
         yield root, results, resources
@@ -199,15 +204,17 @@ def test_every_materialization_records_its_cost_and_the_report_adds_them_up(pipe
 
 def test_missing_upstream_partition_says_what_to_materialize(pipeline_run, tmp_path):
     _, _, _ = pipeline_run
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(tmp_path))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(tmp_path))}
     with pytest.raises(Exception, match="Materialize it first|materialize it first"):
-        dg.materialize(ALL_ASSETS, selection=["filtered_rollouts"], partition_key="color", resources=resources)
+        dg.materialize(
+            everything(resources), selection=["filtered_rollouts"], partition_key="color", resources=resources
+        )
 
 
 def test_unknown_category_is_refused(tmp_path):
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(tmp_path))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(tmp_path))}
     with pytest.raises(Exception, match="nope"):
-        dg.materialize(ALL_ASSETS, selection=["prompt_mixture"], partition_key="nope", resources=resources)
+        dg.materialize(everything(resources), selection=["prompt_mixture"], partition_key="nope", resources=resources)
 
 
 def test_cli_rematerializes_one_category_alone(pipeline_run, tmp_path):
@@ -233,10 +240,10 @@ def test_undecodable_images_are_quarantined_then_fail_above_the_threshold(pipeli
     copy = tmp_path / "store"
     shutil.copytree(root, copy)
     store = LocalStore(copy)
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(copy))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(copy))}
     train = store.read_table("prompt_mixture", "color", schemas.PROMPTS).filter(pl.col("split") == "train")
     (copy / train["images"][0][0]).write_bytes(b"\x89PNG truncated")
-    result = dg.materialize(ALL_ASSETS, selection=["rollouts"], partition_key="color", resources=resources)
+    result = dg.materialize(everything(resources), selection=["rollouts"], partition_key="color", resources=resources)
     assert metadata([result], "rollouts")["quarantined_prompts"] == 1
     assert store.read_table("rollouts", "color", schemas.ROLLOUTS)["prompt_id"].n_unique() == train.height - 1
     quarantined = store.read_table("quarantine", "rollouts/color", schemas.QUARANTINE)
@@ -245,4 +252,4 @@ def test_undecodable_images_are_quarantined_then_fail_above_the_threshold(pipeli
     )
     (copy / train["images"][1][0]).write_bytes(b"")
     with pytest.raises(Exception, match=r"2 of 12 prompts have unusable images.*max_bad_fraction"):
-        dg.materialize(ALL_ASSETS, selection=["rollouts"], partition_key="color", resources=resources)
+        dg.materialize(everything(resources), selection=["rollouts"], partition_key="color", resources=resources)

@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets_tests.graphs import CATEGORY_ASSETS, everything
 from vlm_rl_assets_tests.services import postgres_url
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -51,13 +51,17 @@ def test_pipeline_runs_on_a_postgres_instance(database_url, tmp_path, monkeypatc
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}}))
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(tmp_path / "store"))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(tmp_path / "store"))}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         results = [
-            dg.materialize(ALL_ASSETS, selection=["base_model"], instance=instance, resources=resources),
+            dg.materialize(everything(resources), selection=["base_model"], instance=instance, resources=resources),
             dg.materialize(
-                ALL_ASSETS, selection=CATEGORY_ASSETS, partition_key="color", instance=instance, resources=resources
+                everything(resources),
+                selection=CATEGORY_ASSETS,
+                partition_key="color",
+                instance=instance,
+                resources=resources,
             ),
         ]
         assert all(r.success for r in results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from vlm_rl_assets.assets.ui import Progress
+from vlm_rl_assets.orchestration.ui import Progress
 
 
 def test_progress_logs_each_decile_with_rate_and_eta_then_gives_metadata():

@@ -9,14 +9,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.definitions import defs
 from vlm_rl_assets.evaluation.promotion import promotion_problems
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import verdicts
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"  # categories color and count
@@ -130,12 +130,14 @@ def release(tmp_path):
     store.write_table("release_report", "verdicts", complete_verdicts("color", "count"), schemas.BENCHMARK_VERDICTS)
     passing = deltas(GAIN, color=(0.1, 0.05, 0.15), count=(0.1, 0.05, 0.15))
     store.write_table("release_report", "deltas", passing, schemas.BENCHMARK_DELTAS)
-    resources = {"pipeline": PipelineResource(config_path=str(CONFIG), storage_root=str(store.root))}
+    resources = {"pipeline": PipelineResource.from_file(str(CONFIG), str(store.root))}
     return store, policy, resources
 
 
 def promote(resources) -> dg.ExecuteInProcessResult:
-    return dg.materialize(ALL_ASSETS, selection=["promoted_policy"], resources=resources, raise_on_error=False)
+    return dg.materialize(
+        everything(resources), selection=["promoted_policy"], resources=resources, raise_on_error=False
+    )
 
 
 def failure(result: dg.ExecuteInProcessResult) -> str:
@@ -180,6 +182,6 @@ def test_the_promotion_gate_check_fails_on_nan_deltas(release):
     nan = deltas(GAIN, color=(0.1, 0.05, 0.15), count=(float("nan"),) * 3)
     store.write_table("release_report", "deltas", nan, schemas.BENCHMARK_DELTAS)
     gate_check = dg.AssetCheckKey(dg.AssetKey("release_report"), "promotion_gate")
-    result = dg.materialize(ALL_ASSETS, selection=dg.AssetSelection.checks(gate_check), resources=resources)
+    result = dg.materialize(everything(resources), selection=dg.AssetSelection.checks(gate_check), resources=resources)
     [gate] = result.get_asset_check_evaluations()
     assert not gate.passed and "category 'count' is NaN" in gate.description

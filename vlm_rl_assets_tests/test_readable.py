@@ -1,4 +1,4 @@
-"""How numbers read where people look (`readable.py`, `assets/ui.py`): accuracies to 3 decimals, deltas in signed
+"""How numbers read where people look (`readable.py`, `orchestration/ui.py`): accuracies to 3 decimals, deltas in signed
 points, seconds to 0.1, markdown tables' floats rounded, while the values themselves stay as they are."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
+from vlm_rl_assets.orchestration.ui import markdown_table, readable_metadata
 from vlm_rl_assets.readable import (
     delta_points,
     deltas_in_points,

@@ -17,11 +17,10 @@ import yaml
 from PIL import Image
 from starlette.testclient import TestClient
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.judging.scoring import score_rollouts
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.pairs.filtering import filter_rollouts
 from vlm_rl_assets.pairs.pairing import make_pairs
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.reviewing.labels import LabelsFileError, current_labels, read_human_labels, save_label
 from vlm_rl_assets.reviewing.pages import latest_tables, page_path, read_tables, review_page, write_page
 from vlm_rl_assets.reviewing.sample import PAIRED, stratified_sample
@@ -29,6 +28,7 @@ from vlm_rl_assets.reviewing.server import review_app
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import png_bytes
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import prompt_table, rollout_table
 
 CONFIG = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -241,12 +241,10 @@ def run_human_calibration(store: LocalStore, tmp_path: Path) -> tuple[dg.AssetCh
     raw = yaml.safe_load(CONFIG.read_text())
     raw["categories"]["count"] |= {"calibration_labels": "human", "calibration_min_labels": 3, "min_response_words": 1}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
-    resources = {
-        "pipeline": PipelineResource(config_path=str(tmp_path / "pipeline.yaml"), storage_root=str(store.root))
-    }
+    resources = {"pipeline": PipelineResource.from_file(str(tmp_path / "pipeline.yaml"), str(store.root))}
     selection = ["filtered_rollouts", "judged_pairs"]
     result = dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key="count", resources=resources, raise_on_error=False
+        everything(resources), selection=selection, partition_key="count", resources=resources, raise_on_error=False
     )
     (check,) = result.get_asset_check_evaluations()
     return check, {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -312,7 +310,7 @@ def test_the_cli_writes_pages_and_exports_label_studio_tasks(store, tmp_path, ca
 
 
 def test_metadata_tables_cut_long_cells():
-    from vlm_rl_assets.assets.ui import markdown_table
+    from vlm_rl_assets.orchestration.ui import markdown_table
 
     table = markdown_table(pl.DataFrame({"chosen": ["a|b\n" + "x" * 100], "score": [1.0]}), max_chars=10).value
     assert table.splitlines()[2] == "| a\\|b xxxxx… | 1.000 |"

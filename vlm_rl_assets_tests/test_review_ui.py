@@ -19,11 +19,11 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.reviewing.labels import read_human_labels
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.services import chromium
 from vlm_rl_assets_tests.test_ui import ARTIFACTS, free_port
 
@@ -53,9 +53,9 @@ def config_file(folder: Path, name: str, **category) -> Path:
 
 
 def materialize(config: Path, root: Path, selection: list[str], partition: str | None) -> dg.ExecuteInProcessResult:
-    resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(root))}
+    resources = {"pipeline": PipelineResource.from_file(str(config), str(root))}
     return dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key=partition, resources=resources, raise_on_error=False
+        everything(resources), selection=selection, partition_key=partition, resources=resources, raise_on_error=False
     )
 
 

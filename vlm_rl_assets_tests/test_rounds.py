@@ -15,7 +15,7 @@ from vlm_rl_assets.config import ConfigError, load_config
 from vlm_rl_assets.model.fingerprint import model_fingerprint
 from vlm_rl_assets.rounds.plan import RoundOutcome, RoundsStopped, read_outcome, start_model, write_outcome
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import MissingUpstreamError, materialize_command
+from vlm_rl_assets.store.base import MissingUpstreamError
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.helpers import finish_worker, kill_when, start_worker
 
@@ -135,7 +135,7 @@ def test_stop_rule_ends_the_rounds_on_a_small_gain_or_a_failed_gate(tmp_path):
     store = LocalStore(tmp_path)
     base = tmp_path / "base"
     assert start_model(store, base, 1) == base
-    with pytest.raises(MissingUpstreamError, match=r"round 2 starts from round 1's policy.*--partition 1"):
+    with pytest.raises(MissingUpstreamError, match=r"round 2 starts from round 1's policy.*round_gain for round 1"):
         start_model(store, base, 2)
     write_outcome(store, _outcome(1, 0.4))
     with pytest.raises(
@@ -160,4 +160,3 @@ def test_rounds_config_shorthand_and_grpo_anchor(tmp_path):
     assert config("rounds: 3\n").rounds.count == 3 and config("").rounds.count == 1
     with pytest.raises(ConfigError, match="rounds.reference: base needs training.algorithm: dpo"):
         config("rounds: {count: 2, reference: base}\ntraining: {algorithm: grpo}\n")
-    assert materialize_command("rollouts", "round2/color").endswith("--partition 'color|2'`")

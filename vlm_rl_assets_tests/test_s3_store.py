@@ -12,13 +12,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS, CATEGORY_ASSETS
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, png_bytes
 from vlm_rl_assets.store.costs import latest_costs
 from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets.store.s3 import UnsafeManifestError
+from vlm_rl_assets_tests.graphs import CATEGORY_ASSETS, everything
 from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
 
 TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
@@ -135,11 +135,15 @@ def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):
     config_path = tmp_path / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump(config))
     root = f"s3://{BUCKET}/run"
-    resources = {"pipeline": PipelineResource(config_path=str(config_path), storage_root=root)}
+    resources = {"pipeline": PipelineResource.from_file(str(config_path), root)}
     with dg.instance_for_test() as instance:
         for selection, partition in ((["base_model"], None), (CATEGORY_ASSETS, "color")):
             run = dg.materialize(
-                ALL_ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources
+                everything(resources),
+                selection=selection,
+                partition_key=partition,
+                instance=instance,
+                resources=resources,
             )
             assert run.success
     stored = keys(s3, "run/")

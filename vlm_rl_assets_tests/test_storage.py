@@ -16,14 +16,15 @@ def test_images_are_stored_once_by_content(tmp_path):
     assert store.load_image(store.put_image(data)).getpixel((0, 0)) == (255, 0, 0)
 
 
-def test_tables_round_trip_and_missing_upstream_says_what_to_run(tmp_path):
+def test_tables_round_trip_and_missing_upstream_says_what_is_missing(tmp_path):
     store = LocalStore(tmp_path)
     table = prompt_table({"a": ("number", "1")})
     store.write_table("prompt_mixture", "count", table, schemas.PROMPTS)
     assert store.read_table("prompt_mixture", "count", schemas.PROMPTS).equals(table)
     assert not list((tmp_path / "prompt_mixture").glob(".*tmp"))
-    with pytest.raises(MissingUpstreamError, match="--select rollouts --partition count"):
+    with pytest.raises(MissingUpstreamError, match="rollouts for 'count' not found .* Materialize it first") as missing:
         store.read_table("rollouts", "count", schemas.ROLLOUTS)
+    assert (missing.value.asset, missing.value.key) == ("rollouts", "count")  # the assets add the command
 
 
 def test_a_table_missing_a_column_is_refused(tmp_path):
@@ -58,11 +59,12 @@ def test_undecodable_and_missing_images_become_counted_quarantine_rows(tmp_path)
     assert reasons["bad"].startswith("image_undecodable") and reasons["gone"].startswith("image_missing")
 
 
-def test_has_and_missing_checkpoint_say_what_to_run(tmp_path):
+def test_has_and_missing_checkpoint_say_what_is_missing(tmp_path):
     store = LocalStore(tmp_path)
     assert not store.has_checkpoint("policy_checkpoint", "mixture") and not store.has_table("prompt_mixture", "c")
-    with pytest.raises(MissingUpstreamError, match=r"--select policy_checkpoint`"):
-        store.local_checkpoint("policy_checkpoint", "mixture", partitioned=False)
+    with pytest.raises(MissingUpstreamError, match="policy_checkpoint checkpoint 'mixture' not found") as missing:
+        store.local_checkpoint("policy_checkpoint", "mixture")
+    assert (missing.value.asset, missing.value.key) == ("policy_checkpoint", "mixture")  # the assets add the command
     with store.staged_dir("policy_checkpoint", "mixture") as out:
         (out / "config.json").write_text("{}")
     assert store.has_checkpoint("policy_checkpoint", "mixture")

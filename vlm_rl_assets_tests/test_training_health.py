@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlm_rl_assets.assets.training_run import health_check
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.dpo.health import Lengths, probe_lengths, training_health
+from vlm_rl_assets.orchestration.training_run import health_check
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.training.settings import HealthSettings

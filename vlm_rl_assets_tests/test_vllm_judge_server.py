@@ -15,15 +15,15 @@ import httpx
 import polars as pl
 import pytest
 
-from vlm_rl_assets.assets.graph import ALL_ASSETS
 from vlm_rl_assets.judging.settings import VLMJudgeSettings
 from vlm_rl_assets.judging.vlm_judge import serve_command
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rollouts.vllm_engine import VLLMEngine
 from vlm_rl_assets.rollouts.vllm_orphans import orphaned_engines
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets_tests.graphs import everything
 from vlm_rl_assets_tests.helpers import REPO
 from vlm_rl_assets_tests.test_judge_wiring import seed_store
 from vlm_rl_assets_tests.test_vlm_judge import free_port
@@ -70,9 +70,13 @@ def judge_scene(root: Path, base_url: str, model: str, **vlm: object) -> dg.Exec
         "max_bad_fraction: 1.0\ncategories:\n  scene: {source: 'synthetic:scene', judge: vlm}\n"
         f"judges:\n  vlm: {{{inline}}}\n"
     )
-    resources = {"pipeline": PipelineResource(config_path=str(config), storage_root=str(root))}
+    resources = {"pipeline": PipelineResource.from_file(str(config), str(root))}
     return dg.materialize(
-        ALL_ASSETS, selection=["filtered_rollouts"], partition_key="scene", resources=resources, raise_on_error=False
+        everything(resources),
+        selection=["filtered_rollouts"],
+        partition_key="scene",
+        resources=resources,
+        raise_on_error=False,
     )
 
 

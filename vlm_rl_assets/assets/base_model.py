@@ -3,11 +3,6 @@
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.prompt_mixture import category_prompts
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.bootstrap.embedded import NO_DATASET, BootstrapReport, DatasetRows, bootstrap_embedded_model
 from vlm_rl_assets.bootstrap.settings import BootstrapSettings
 from vlm_rl_assets.config import PipelineConfig
@@ -15,10 +10,15 @@ from vlm_rl_assets.evaluation import chance
 from vlm_rl_assets.model.folder_check import check_image_placement
 from vlm_rl_assets.model.loading import load_processor
 from vlm_rl_assets.model.settings import EMBEDDED
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import BASE_MODEL
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
+from vlm_rl_assets.prompts.category import category_prompts
 from vlm_rl_assets.store.base import Store
 
-STAGE = "base_model"
 NOT_CHECKED = (
     "not run: a configured model.path has no dev check here (base_model does not run it), so no category is compared "
     "with chance and none is refused; benchmark_scores' base accuracy shows a category at chance"
@@ -33,15 +33,14 @@ NOT_CHECKED = (
     "and SFT-bootstrapped here (synthetic tasks and the datasets' bootstrap rows) to an imperfect level so DPO has "
     "headroom.",
 )
-@retry_transient
-@metered
-def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    config, store = pipeline.config(), pipeline.store()
+@asset_step
+def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> dg.MaterializeResult:
+    config, store = pipeline.config, pipeline.store
     if config.model.path != EMBEDDED:
         folder = pipeline.base_model_dir()  # validates the folder's files
         check_image_placement(load_processor(folder), folder)
         chance.write_verdicts(store, chance.unchecked(list(config.categories), config.model.path))
-        context.log.info(f"{STAGE}: {NOT_CHECKED}")
+        context.log.info(f"{BASE_MODEL}: {NOT_CHECKED}")
         return dg.MaterializeResult(
             metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured", "chance_check": NOT_CHECKED}
         )
@@ -50,7 +49,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
 
     torch.set_num_threads(config.model.torch_threads)
     dataset = dataset_rows(context, config, store)
-    with store.staged_dir("base_model", EMBEDDED) as out_dir:
+    with store.staged_dir(BASE_MODEL, EMBEDDED) as out_dir:
         report = bootstrap_embedded_model(
             out_dir,
             config.bootstrap,
@@ -64,7 +63,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: PipelineResource) ->
     verdicts = chance_check(context, config, store, report)
     return dg.MaterializeResult(
         metadata={
-            "uri": dg.MetadataValue.path(store.checkpoint_uri("base_model", EMBEDDED)),
+            "uri": dg.MetadataValue.path(store.checkpoint_uri(BASE_MODEL, EMBEDDED)),
             "source": "embedded",
             "sft_steps": report.steps,
             "sft_seconds": round(report.seconds, 1),
@@ -103,32 +102,16 @@ def chance_check(
     )
     chance.write_verdicts(store, verdicts)
     for message in verdicts["message"].drop_nulls():
-        context.log.warning(f"{STAGE}: {message}")
+        context.log.warning(f"{BASE_MODEL}: {message}")
     return verdicts
 
 
 def band_verdict(context: dg.AssetExecutionContext, settings: BootstrapSettings, report: BootstrapReport) -> str:
     """Where the base's dev mean landed against the bootstrap band, warned about when outside it."""
-    mean = report.dev_mean
-    if mean is None:
-        return "no dev check"
-    low, high = settings.min_mean_accuracy, settings.max_mean_accuracy
-    if low <= mean <= high:
-        return "inside"
-    if mean > high:
-        context.log.warning(
-            f"{STAGE}: the base's mean dev accuracy {mean:.3f} is above the bootstrap band [{low}, {high}], so DPO has "
-            "less headroom: a category near chance kept training going (see dev_checks and the log), or it learned "
-            f"faster between two checks than the band is wide (lower bootstrap.eval_every_near, now "
-            f"{settings.eval_every_near})"
-        )
-        return "above"
-    context.log.warning(
-        f"{STAGE}: the base's mean dev accuracy {mean:.3f} stayed below the bootstrap band [{low}, {high}] after "
-        f"{report.steps} steps (bootstrap.max_steps {settings.max_steps}): raise max_steps, or see which categories lag "
-        "in dev_checks"
-    )
-    return "below"
+    verdict, warning = report.band_verdict(settings)
+    if warning:
+        context.log.warning(f"{BASE_MODEL}: {warning}")
+    return verdict
 
 
 def dataset_rows(context: dg.AssetExecutionContext, config: PipelineConfig, store: Store) -> DatasetRows:
@@ -138,14 +121,14 @@ def dataset_rows(context: dg.AssetExecutionContext, config: PipelineConfig, stor
     for category, cat in config.categories.items():
         if cat.synthetic:
             continue
-        loaded, table = category_prompts(config, store, category, skip={"train"})
+        loaded, table = category_prompts(store, category, config.prompt_spec(category), skip={"train"})
         if loaded.refused:
             context.log.warning(
-                f"{STAGE}: {len(loaded.refused)} rows of {cat.source} refused; prompt_mixture[{category}] quarantines "
+                f"{BASE_MODEL}: {len(loaded.refused)} rows of {cat.source} refused; prompt_mixture[{category}] quarantines "
                 "them with their reasons"
             )
         tables.append(table.prompts.filter(pl.col("split").is_in(["bootstrap", "dev"])))
     if not tables:
         return NO_DATASET
-    prompts, images, _ = load_images(context, config, store, pl.concat(tables), STAGE)
+    prompts, images, _ = load_images(context, config, store, pl.concat(tables), BASE_MODEL)
     return DatasetRows(prompts, images)

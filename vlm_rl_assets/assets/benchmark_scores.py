@@ -1,45 +1,38 @@
-"""benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and dpo_checkpoint[c] (with rounds, that round's)
-on c's benchmark split, the paired delta, and the share of each model's responses with gaming patterns."""
+"""benchmark_scores[c]: greedy accuracy (with CIs) and pass@k of base and the category's trained checkpoint
+(dpo_checkpoint[c], or grpo_checkpoint[c] under GRPO; with rounds, that round's) on c's benchmark split, the paired
+delta, and the share of each model's responses with gaming patterns."""
 
 import time
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.stats import paired_deltas
-from vlm_rl_assets.partitions import category_partitions, stage
+from vlm_rl_assets.names import BASE_MODEL, BENCHMARK_SCORES, CATEGORY_CHECKPOINT, PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.benchmarking import benchmark, flagged_bench
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
 from vlm_rl_assets.readable import delta_points, scores_as_read, seconds_value
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
 
-@dg.asset(
-    pool=GPU_POOL,
-    partitions_def=category_partitions,
-    deps=["dpo_checkpoint", "prompt_mixture", "base_model"],
-    group_name="evaluation",
-    kinds={"pytorch", "parquet"},
-    description="Greedy accuracy (95% CI), pass@k and the paired delta of base vs. this category's DPO checkpoint "
-    "on held-out prompts.",
-)
-@retry_transient
-@metered
-def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    category, key = run.category, run.key()
-    dpo_dir = store.local_checkpoint("dpo_checkpoint", key)
+def score_the_category(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    category, key = part.category, part.key()
     trained = config.training.algorithm  # the trained model's name in the tables: the algorithm that trained it
+    trained_dir = store.local_checkpoint(CATEGORY_CHECKPOINT[trained], key)
     start = time.monotonic()
     scores, verdicts = benchmark(
-        context, config, store, {"base": pipeline.base_model_dir(), trained: dpo_dir}, [category]
+        context, config, store, {"base": pipeline.base_model_dir(), trained: trained_dir}, [category]
     )
-    store.write_table("benchmark_scores", key, scores, schemas.BENCHMARK_SCORES)
+    store.write_table(BENCHMARK_SCORES, key, scores, schemas.BENCHMARK_SCORES)
     store.write_table("benchmark_verdicts", key, verdicts, schemas.BENCHMARK_VERDICTS)  # every response, to inspect
     table = compare(scores, trained)
     accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
@@ -64,3 +57,16 @@ def benchmark_scores(context: dg.AssetExecutionContext, pipeline: PipelineResour
             "bench_seconds": seconds_value(time.monotonic() - start),  # every model on every bench prompt
         }
     )
+
+
+def benchmark_scores(trained: dg.AssetKey) -> dg.AssetsDefinition:
+    """The asset on `trained`, the category's training step the graph holds (dpo_checkpoint or grpo_checkpoint)."""
+    return dg.asset(
+        name=BENCHMARK_SCORES,
+        pool=GPU_POOL,
+        deps=[trained, PROMPT_MIXTURE, BASE_MODEL],
+        group_name="evaluation",
+        kinds={"pytorch", "parquet"},
+        description="Greedy accuracy (95% CI), pass@k and the paired delta of base vs. this category's trained "
+        "checkpoint on held-out prompts.",
+    )(asset_step(score_the_category))

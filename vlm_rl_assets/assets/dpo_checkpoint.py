@@ -1,50 +1,43 @@
 """dpo_checkpoint[c]: DPO on category c's pairs with c's beta and loss (the per-category experiment), from the model
-the round sampled (round 1: the base); with `training.algorithm: grpo`, GRPO on c's train prompts rewarded by c's
-judge instead."""
+the round sampled (round 1: the base). Under `training.algorithm: grpo` the graph holds grpo_checkpoint[c] instead."""
 
 import dagster as dg
 
-from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.training_run import health_check, health_check_spec, round_models, training_metadata
 from vlm_rl_assets.dpo.train_pairs import train_pairs
-from vlm_rl_assets.partitions import category_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import BASE_MODEL, DPO_CHECKPOINT, JUDGED_PAIRS
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.training_run import health_check, health_check_spec, round_models, training_metadata
 from vlm_rl_assets.store import schemas
-
-ASSET = "dpo_checkpoint"
 
 
 @dg.asset(
     pool=GPU_POOL,
-    partitions_def=category_partitions,
-    deps=["judged_pairs", "prompt_mixture", "base_model"],  # prompt_mixture: GRPO samples its train prompts
+    deps=[JUDGED_PAIRS, BASE_MODEL],
     group_name="training",
     kinds={"pytorch", "trl"},
-    check_specs=[health_check_spec(ASSET)],
-    description="TRL DPO on this category's pairs with its beta and loss (training.algorithm: grpo: TRL GRPO on its "
-    "train prompts, rewarded by its judge); a save_pretrained folder with its processor.",
+    check_specs=[health_check_spec(DPO_CHECKPOINT)],
+    description="TRL DPO on this category's pairs with its beta and loss; a save_pretrained folder with its processor.",
 )
-@retry_transient
-@metered
-def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    category, key = run.category, run.key()
-    start, reference = round_models(pipeline, run.pipeline_round)
-    if config.training.algorithm == "grpo":
-        return grpo_checkpoint(context, pipeline, ASSET, key, [category], start)
-    pairs, images, refused = load_images(
-        context, config, store, store.read_table("judged_pairs", key, schemas.JUDGED_PAIRS), ASSET
-    )
+@asset_step
+def dpo_checkpoint(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    category, key = part.category, part.key()
+    start, reference = round_models(pipeline, part.pipeline_round)
+    pairs = store.read_table(JUDGED_PAIRS, key, schemas.JUDGED_PAIRS)
+    pairs, images, refused = load_images(context, config, store, pairs, DPO_CHECKPOINT)
     settings, loss = config.dpo_settings(category)
     trained = train_pairs(
         store,
         pairs,
         images,
         start,
-        ASSET,
+        DPO_CHECKPOINT,
         key,
         settings,
         loss,
@@ -57,5 +50,5 @@ def dpo_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource
     )
     return dg.MaterializeResult(
         metadata=training_metadata(trained, refused),
-        check_results=[health_check(context, trained.health, f"{ASSET}[{key}]")],
+        check_results=[health_check(context, trained.health, f"{DPO_CHECKPOINT}[{key}]")],
     )

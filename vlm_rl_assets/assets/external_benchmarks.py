@@ -13,12 +13,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.external_eval import evaluate
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import BASE_MODEL, EXTERNAL_BENCHMARKS, POLICY_CHECKPOINT
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
 from vlm_rl_assets.rounds.plan import latest_policy
 from vlm_rl_assets.store import schemas
 
@@ -31,7 +32,7 @@ NOT_CONFIGURED = (
 
 @dg.asset(
     pool=GPU_POOL,
-    deps=["base_model", "policy_checkpoint"],
+    deps=[BASE_MODEL, POLICY_CHECKPOINT],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
     output_required=False,
@@ -39,20 +40,21 @@ NOT_CONFIGURED = (
     "not materialized, while external_eval.harness is none.",
 )
 def external_benchmarks(
-    context: dg.AssetExecutionContext, pipeline: PipelineResource
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
-    if pipeline.config().external_eval.harness == "none":
+    if pipeline.config.external_eval.harness == "none":
         context.log.warning(NOT_CONFIGURED)
         yield dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped": NOT_CONFIGURED})
         return
     yield run_harness(context, pipeline)
 
 
-@retry_transient
-@metered
-def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+@asset_step
+def run_harness(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
     """The configured harness on base, then policy; the scores table and the delta table."""
-    config, store = pipeline.config(), pipeline.store()
+    config, store = pipeline.config, pipeline.store
     settings = config.external_eval
     models = {
         "base": pipeline.base_model_dir(),
@@ -66,7 +68,7 @@ def run_harness(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
             for name, folder in models.items()
         ]
     )
-    store.write_table("external_benchmarks", "scores", scores, schemas.BENCHMARK_SCORES)
+    store.write_table(EXTERNAL_BENCHMARKS, "scores", scores, schemas.BENCHMARK_SCORES)
     table = compare(scores, "policy").select("category", "metric", "base", "policy", "delta")
     return dg.MaterializeResult(
         metadata={

@@ -4,40 +4,40 @@ rollouts the judge failed on are quarantined with the failure's reason (never sc
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import retry_transient
-from vlm_rl_assets.assets.review_page import review_page
 from vlm_rl_assets.judging.answers import format_compliance
 from vlm_rl_assets.judging.gaming import rollout_gaming
 from vlm_rl_assets.judging.open import open_judge
 from vlm_rl_assets.judging.scoring import quarantine_failures, score_rollouts
+from vlm_rl_assets.names import FILTERED_ROLLOUTS, PROMPT_MIXTURE, ROLLOUTS
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.review_page import review_page
+from vlm_rl_assets.orchestration.step import asset_step
 from vlm_rl_assets.pairs.filtering import drop_counts, filter_rollouts
-from vlm_rl_assets.partitions import category_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
 
 @dg.asset(
-    partitions_def=category_partitions,
-    deps=["rollouts"],
+    deps=[ROLLOUTS],
     group_name="rollouts",
     kinds={"polars", "parquet"},
     description="Rollouts scored by the category's judge; short, duplicate, low-diversity and no-right/wrong-split "
     "groups dropped with reasons; rollouts the judge failed on quarantined.",
 )
-@retry_transient
-@metered
-def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    category, key = run.category, run.key()
-    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
-    rollouts = store.read_table("rollouts", key, schemas.ROLLOUTS)
+@asset_step
+def filtered_rollouts(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    category, key = part.category, part.key()
+    prompts = store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS)
+    rollouts = store.read_table(ROLLOUTS, key, schemas.ROLLOUTS)
     cat = config.category(category)
     judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
     judged = score_rollouts(rollouts, prompts, judge)
     quarantine_failures(store, key, judged, rollouts.height, cat.judge, config.max_bad_fraction, context.log.warning)
     filtered = filter_rollouts(judged.scored, cat.min_response_words, cat.min_group_diversity)
-    store.write_table("filtered_rollouts", key, filtered, schemas.FILTERED_ROLLOUTS)
+    store.write_table(FILTERED_ROLLOUTS, key, filtered, schemas.FILTERED_ROLLOUTS)
     group_pass_rate = filtered.group_by("prompt_id").agg(pl.col("correct").mean())["correct"]
     kept_groups = filtered.filter("kept")["prompt_id"].n_unique()
     return dg.MaterializeResult(
@@ -51,7 +51,7 @@ def filtered_rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "groups_all_right": int((group_pass_rate == 1.0).sum()),
             "groups_all_wrong": int((group_pass_rate == 0.0).sum()),
             "judge": cat.judge,
-            "review_page": review_page(store, run, "filtered_rollouts"),
+            "review_page": review_page(store, part, FILTERED_ROLLOUTS),
             "strict_format": cat.strict_format,
             # share of rollouts with an 'Answer:' line or \boxed{}, the form the cot template instructs
             **(

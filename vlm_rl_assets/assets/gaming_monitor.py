@@ -9,21 +9,18 @@ patterns honest, which only reading the examples tells.
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.benchmark_scores import benchmark_scores
-from vlm_rl_assets.assets.benchmarking import flagged_bench
-from vlm_rl_assets.assets.release_report import ASSET as REPORT_ASSET
-from vlm_rl_assets.assets.release_report import release_report
-from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.hack_monitor import flagged_examples, gaming_problems, gaming_rises
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.judging.gaming import ANY, rollout_gaming
-from vlm_rl_assets.partitions import category_partitions, round_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import BENCHMARK_SCORES, FILTERED_ROLLOUTS, GAMING_MONITOR, PROMPT_MIXTURE, RELEASE_REPORT
+from vlm_rl_assets.orchestration.benchmarking import flagged_bench
+from vlm_rl_assets.orchestration.partitions import Partitions, partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.ui import markdown_table, readable_metadata
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
-NAME = "gaming_monitor"
 DESCRIPTION = (
     "Warns when the share of the trained model's greedy bench responses with a gaming pattern (several answers "
     "named, echoed options, final answers that disagree, length outliers) exceeds the base model's on the same "
@@ -33,10 +30,10 @@ DESCRIPTION = (
 
 def rollouts_share(config: PipelineConfig, store: Store, category: str) -> float | None:
     """The base rollouts' share with any gaming pattern (None before filtered_rollouts[category] exists)."""
-    if not store.has_table("filtered_rollouts", category):
+    if not store.has_table(FILTERED_ROLLOUTS, category):
         return None
-    rollouts = store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
-    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
+    rollouts = store.read_table(FILTERED_ROLLOUTS, category, schemas.FILTERED_ROLLOUTS)
+    prompts = store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS)
     return rollout_gaming(rollouts, prompts, config.eval.length_outlier_factor).get(ANY)
 
 
@@ -69,19 +66,39 @@ def gaming_check(
     )
 
 
-@dg.asset_check(
-    asset=benchmark_scores, name=NAME, blocking=False, partitions_def=category_partitions, description=DESCRIPTION
-)
-def category_gaming_monitor(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    verdicts = store.read_table("benchmark_verdicts", run.key(), schemas.BENCHMARK_VERDICTS)
-    return gaming_check(config, store, verdicts, [run.category], "dpo")  # benchmark_scores' name for it
+def watch_a_category(
+    context: dg.AssetCheckExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.AssetCheckResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    verdicts = store.read_table("benchmark_verdicts", part.key(), schemas.BENCHMARK_VERDICTS)
+    return gaming_check(config, store, verdicts, [part.category], config.training.algorithm)  # the trained model
 
 
-@dg.asset_check(
-    asset=release_report, name=NAME, blocking=False, partitions_def=round_partitions, description=DESCRIPTION
-)
-def release_gaming_monitor(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    config, store = pipeline.config(), pipeline.store()
-    verdicts = store.read_table(REPORT_ASSET, stage(context).key("verdicts"), schemas.BENCHMARK_VERDICTS)
+def watch_the_release(
+    context: dg.AssetCheckExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.AssetCheckResult:
+    config, store = pipeline.config, pipeline.store
+    verdicts = store.read_table(RELEASE_REPORT, partition_slice(context).key("verdicts"), schemas.BENCHMARK_VERDICTS)
     return gaming_check(config, store, verdicts, list(config.categories), CANDIDATE)
+
+
+def category_gaming_monitor(partitions: Partitions) -> dg.AssetChecksDefinition:
+    """The check on benchmark_scores[c]."""
+    return dg.asset_check(
+        asset=BENCHMARK_SCORES,
+        name=GAMING_MONITOR,
+        blocking=False,
+        partitions_def=partitions.category,
+        description=DESCRIPTION,
+    )(watch_a_category)
+
+
+def release_gaming_monitor(partitions: Partitions) -> dg.AssetChecksDefinition:
+    """The check on release_report."""
+    return dg.asset_check(
+        asset=RELEASE_REPORT,
+        name=GAMING_MONITOR,
+        blocking=False,
+        partitions_def=partitions.release,
+        description=DESCRIPTION,
+    )(watch_the_release)

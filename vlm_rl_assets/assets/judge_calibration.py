@@ -13,27 +13,28 @@ judge is uncalibrated, which the UI should show, but a pipeline without labels s
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.filtered_rollouts import filtered_rollouts
-from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
+from vlm_rl_assets.config import CategoryConfig
 from vlm_rl_assets.judging import calibration
 from vlm_rl_assets.judging.open import open_judge
-from vlm_rl_assets.partitions import category_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import FILTERED_ROLLOUTS, JUDGE_CALIBRATION, PROMPT_MIXTURE, ROLLOUTS
+from vlm_rl_assets.orchestration.partitions import Partitions, partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.ui import markdown_table, readable_metadata
 from vlm_rl_assets.reviewing.labels import LABELS_ASSET, human_labels
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
-
-@dg.asset_check(
-    asset=filtered_rollouts,
-    blocking=True,
-    partitions_def=category_partitions,
-    description="F1 and agreement of the category's judge with calibration_labels, a label it cannot score "
-    "counted as a disagreement; below calibration_min_f1 judged_pairs is blocked.",
+DESCRIPTION = (
+    "F1 and agreement of the category's judge with calibration_labels, a label it cannot score counted as a "
+    "disagreement; below calibration_min_f1 judged_pairs is blocked."
 )
-def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    category = stage(context).category  # calibrated on round 1's rollouts, for every round
-    config, store = pipeline.config(), pipeline.store()
+
+
+def calibrate_the_judge(
+    context: dg.AssetCheckExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.AssetCheckResult:
+    category = partition_slice(context).category  # calibrated on round 1's rollouts, for every round
+    config, store = pipeline.config, pipeline.store
     cat = config.category(category)
     if cat.calibration_labels is None:
         return dg.AssetCheckResult(
@@ -43,29 +44,37 @@ def judge_calibration(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
             "sample (.parquet/.jsonl), 'human' (labels given on the review page) or 'references'",
             metadata={"labels": "none"},
         )
-    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
+    prompts = store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS)
     human = {}  # calibration_labels: human: how many labels there are, are needed, and were left out as stale
     if cat.calibration_labels == calibration.REFERENCES:
         labels = calibration.reference_labels(prompts, config.seed)
     elif cat.calibration_labels == calibration.HUMAN:
         labels, human = _human_labels(store, category, cat.calibration_min_labels)
         if human["labels_needed"]:
-            stale = f", {human['labels_stale']} stale ones left out" if human["labels_stale"] else ""
-            return dg.AssetCheckResult(
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=f"{labels.height} human labels of current rollouts{stale}; "
-                f"categories.{category}.calibration_min_labels is {cat.calibration_min_labels}. Label "
-                f"{human['labels_needed']} more on the review page (`python -m vlm_rl_assets.review serve`), then "
-                f"rerun this check; judged_pairs[{category}] does not run after this failure",
-                metadata={"labels": calibration.HUMAN, "judge": cat.judge, **human},
-            )
+            return _too_few_labels(category, cat, labels, human)
     else:
         labels = calibration.read_labels(cat.calibration_labels)
         if labels["response"].null_count():  # labelled by sample_idx: the response is the rollout's
-            labels = calibration.with_responses(labels, store.read_table("rollouts", category, schemas.ROLLOUTS))
+            labels = calibration.with_responses(labels, store.read_table(ROLLOUTS, category, schemas.ROLLOUTS))
     judge = open_judge(cat.judge, config.judges, config.model, store.load_image, cat.strict_format)
-    result = calibration.calibrate(labels, prompts, judge)
+    return _verdict(category, cat, calibration.calibrate(labels, prompts, judge), human)
+
+
+def _too_few_labels(category: str, cat: CategoryConfig, labels: pl.DataFrame, human: dict) -> dg.AssetCheckResult:
+    stale = f", {human['labels_stale']} stale ones left out" if human["labels_stale"] else ""
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{labels.height} human labels of current rollouts{stale}; "
+        f"categories.{category}.calibration_min_labels is {cat.calibration_min_labels}. Label "
+        f"{human['labels_needed']} more on the review page (`python -m vlm_rl_assets.review serve`), then "
+        f"rerun this check; judged_pairs[{category}] does not run after this failure",
+        metadata={"labels": calibration.HUMAN, "judge": cat.judge, **human},
+    )
+
+
+def _verdict(category: str, cat: CategoryConfig, result: calibration.Calibration, human: dict) -> dg.AssetCheckResult:
+    """Pass when the judge's F1 on the labels reaches calibration_min_f1; the numbers and disagreements shown."""
     agreement = result.agreement
     if agreement.n == 0:
         problem = "the labelled sample has no rows"
@@ -117,3 +126,14 @@ def _human_labels(store: Store, category: str, min_labels: int) -> tuple[pl.Data
         "labels_replaced": human.replaced,
         "labels_file": store.table_uri(LABELS_ASSET, category),
     }
+
+
+def judge_calibration(partitions: Partitions) -> dg.AssetChecksDefinition:
+    """The blocking check on filtered_rollouts[c]."""
+    return dg.asset_check(
+        asset=FILTERED_ROLLOUTS,
+        name=JUDGE_CALIBRATION,
+        blocking=True,
+        partitions_def=partitions.category,
+        description=DESCRIPTION,
+    )(calibrate_the_judge)

@@ -4,38 +4,38 @@ the judge fails its calibration check (judge_calibration)."""
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import retry_transient
-from vlm_rl_assets.assets.review_page import review_page
-from vlm_rl_assets.assets.ui import markdown_table
+from vlm_rl_assets.names import FILTERED_ROLLOUTS, JUDGED_PAIRS, PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.review_page import review_page
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.pairs.pairing import make_pairs
-from vlm_rl_assets.partitions import category_partitions, stage
 from vlm_rl_assets.readable import rounded
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 
 SAMPLE_PAIRS, SAMPLE_PAIR_CHARS = 5, 80  # pairs shown in the metadata, each half cut to this many characters
 
 
 @dg.asset(
-    partitions_def=category_partitions,
-    deps=["filtered_rollouts"],
+    deps=[FILTERED_ROLLOUTS],
     group_name="pairs",
     kinds={"polars", "parquet"},
     description="Best-vs-worst pairs of the model's own samples with score margin >= pairing.min_margin, "
     "optionally length-balanced (pairing.max_length_ratio).",
 )
-@retry_transient
-@metered
-def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    category, key = run.category, run.key()
+@asset_step
+def judged_pairs(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    category, key = part.category, part.key()
     cat = config.category(category)
     pairing = config.pairing
     paired = make_pairs(
-        store.read_table("filtered_rollouts", key, schemas.FILTERED_ROLLOUTS),
-        store.read_table("prompt_mixture", category, schemas.PROMPTS),
+        store.read_table(FILTERED_ROLLOUTS, key, schemas.FILTERED_ROLLOUTS),
+        store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS),
         min_margin=pairing.min_margin,
         max_pairs_per_prompt=pairing.max_pairs_per_prompt,
         beta=cat.beta,
@@ -51,7 +51,7 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             f"sample more per prompt (categories.{category}.samples_per_prompt), lower pairing.min_margin or "
             "raise pairing.max_length_ratio"
         )
-    store.write_table("judged_pairs", key, pairs, schemas.JUDGED_PAIRS)
+    store.write_table(JUDGED_PAIRS, key, pairs, schemas.JUDGED_PAIRS)
     mean_words = pairs.select(words("chosen").mean(), words("rejected").mean()).row(0, named=True)
     return dg.MaterializeResult(
         metadata={
@@ -69,7 +69,7 @@ def judged_pairs(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "beta": cat.beta,
             "judge": cat.judge,
             "sample_pairs": markdown_table(sample_pairs(pairs), max_chars=SAMPLE_PAIR_CHARS),
-            "review_page": review_page(store, run, "judged_pairs"),
+            "review_page": review_page(store, part, JUDGED_PAIRS),
         }
     )
 

@@ -1,54 +1,61 @@
-"""policy_checkpoint: DPO on the balanced mixture of every category's pairs (the release candidate), from the model the
-round sampled (round 1: the base; with rounds, one per round); with `training.algorithm: grpo`, GRPO on the balanced
-mixture of their train prompts, each rewarded by its category's judge."""
+"""policy_checkpoint: the release candidate, trained on every category at once from the model the round sampled
+(round 1: the base; with rounds, one per round): DPO on the balanced mixture of their pairs, or under
+`training.algorithm: grpo` GRPO on the balanced mixture of their train prompts, each rewarded by its category's
+judge."""
 
 import dagster as dg
 
-from vlm_rl_assets.assets.grpo_run import grpo_checkpoint
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.training_run import health_check, health_check_spec, round_models, training_metadata
 from vlm_rl_assets.dpo.train_pairs import train_pairs
-from vlm_rl_assets.partitions import round_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets.rounds.plan import POLICY
+from vlm_rl_assets.names import BASE_MODEL, JUDGED_PAIRS, POLICY_CHECKPOINT, POLICY_KEY, PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.grpo_run import train_grpo
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.partitions import Slice, partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.training_run import health_check, health_check_spec, round_models, training_metadata
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.training.mixture import policy_mixture
-
-ASSET, POLICY_KEY = POLICY
 
 
 @dg.asset(
     pool=GPU_POOL,
-    partitions_def=round_partitions,
-    deps=["judged_pairs", "prompt_mixture", "base_model"],  # prompt_mixture: GRPO samples its train prompts
+    deps=[JUDGED_PAIRS, PROMPT_MIXTURE, BASE_MODEL],  # prompt_mixture: GRPO samples its train prompts
     group_name="training",
     kinds={"pytorch", "trl"},
-    check_specs=[health_check_spec(ASSET)],
+    check_specs=[health_check_spec(POLICY_CHECKPOINT)],
     description="TRL DPO on the balanced mixture of all categories' pairs (training.algorithm: grpo: TRL GRPO on the "
     "mixture of their train prompts); the realised mixture in metadata.",
 )
-@retry_transient
-@metered
-def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    key = run.key(POLICY_KEY)
-    start, reference = round_models(pipeline, run.pipeline_round)
+@asset_step
+def policy_checkpoint(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config = partition_slice(context), pipeline.config
     if config.training.algorithm == "grpo":
-        return grpo_checkpoint(context, pipeline, ASSET, key, list(config.categories), start)
-    pairs = {c: store.read_table("judged_pairs", run.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
+        start, _ = round_models(pipeline, part.pipeline_round)
+        key = part.key(POLICY_KEY)
+        return train_grpo(context, pipeline, POLICY_CHECKPOINT, key, list(config.categories), start)
+    return dpo_on_the_mixture(context, pipeline, part)
+
+
+def dpo_on_the_mixture(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, part: Slice
+) -> dg.MaterializeResult:
+    """Each pair with its own category's beta (its row's); the loss is training's for all (one loss per run)."""
+    config, store, key = pipeline.config, pipeline.store, part.key(POLICY_KEY)
+    start, reference = round_models(pipeline, part.pipeline_round)
+    pairs = {c: store.read_table(JUDGED_PAIRS, part.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
     settings, loss = config.dpo_settings()
     mixture = policy_mixture(pairs, weights, settings)
-    loaded, images, refused = load_images(context, config, store, mixture, ASSET)
-    # each pair trains with its own category's beta (its row's); the loss is training's for all (one loss per run)
+    loaded, images, refused = load_images(context, config, store, mixture, POLICY_CHECKPOINT)
     trained = train_pairs(
         store,
         loaded,
         images,
         start,
-        ASSET,
+        POLICY_CHECKPOINT,
         key,
         settings,
         loss,
@@ -65,5 +72,5 @@ def policy_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResou
             "pairs_per_category": dict(mixture.group_by("category").len().sort("category").iter_rows()),
             "available_pairs": {c: df.height for c, df in pairs.items()},
         },
-        check_results=[health_check(context, trained.health, f"{ASSET}[{key}]")],
+        check_results=[health_check(context, trained.health, f"{POLICY_CHECKPOINT}[{key}]")],
     )

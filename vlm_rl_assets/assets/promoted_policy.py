@@ -6,45 +6,41 @@ promoted checkpoint stays."""
 
 import dagster as dg
 
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
-from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
-from vlm_rl_assets.assets.promotion_gate import gate, gate_metadata
-from vlm_rl_assets.assets.retries import retry_transient
 from vlm_rl_assets.evaluation.promotion import promote
-from vlm_rl_assets.partitions import round_partitions, stage
-from vlm_rl_assets.resources import PipelineResource
-
-ASSET = "promoted_policy"
+from vlm_rl_assets.names import POLICY_CHECKPOINT, POLICY_KEY, PROMOTED_POLICY, RELEASE_REPORT
+from vlm_rl_assets.orchestration.gate import gate, gate_metadata
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.step import asset_step
 
 
 @dg.asset(
-    partitions_def=round_partitions,
-    deps=["release_report"],
+    deps=[RELEASE_REPORT],
     group_name="evaluation",
     kinds={"pytorch"},
     description="The policy checkpoint that passed the promotion gate; not materialized (and the last one kept) when "
     "the gate fails, with the reasons in the run's failure.",
 )
-@retry_transient
-@metered
-def promoted_policy(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    decision = gate(config, store, run.pipeline_round)
+@asset_step
+def promoted_policy(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    decision = gate(config, store, part.pipeline_round)
     metadata = gate_metadata(decision, config.eval.max_category_loss)
     if decision.problems:
         raise dg.Failure(
             description="policy not promoted (the last promoted policy stays): " + "; ".join(decision.problems),
             metadata=metadata,
         )
-    source = store.local_checkpoint(POLICY_ASSET, run.key(POLICY_KEY), partitioned=False)
-    uri = promote(store, source, ASSET, POLICY_KEY)
+    source = store.local_checkpoint(POLICY_CHECKPOINT, part.key(POLICY_KEY))
+    uri = promote(store, source, PROMOTED_POLICY, POLICY_KEY)
     context.log.info(f"promoted policy {decision.policy_id} to {uri}")
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "policy_id": decision.policy_id,
-            "promoted_from": store.checkpoint_uri(POLICY_ASSET, run.key(POLICY_KEY)),
+            "promoted_from": store.checkpoint_uri(POLICY_CHECKPOINT, part.key(POLICY_KEY)),
             "checkpoint": uri,
         },
         data_version=dg.DataVersion(decision.policy_id),

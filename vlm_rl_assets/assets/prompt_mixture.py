@@ -1,89 +1,58 @@
 """prompt_mixture[c]: the category's prompts (synthetic or the user's dataset) after its rewrites and template."""
 
-from collections.abc import Collection
-
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.retries import retry_transient
-from vlm_rl_assets.assets.ui import markdown_table
-from vlm_rl_assets.config import PipelineConfig
-from vlm_rl_assets.evaluation import chance
-from vlm_rl_assets.partitions import category_partitions, stage
-from vlm_rl_assets.prompts.prompt_table import PromptTable, SourceLoad, build_prompt_table, word_count
-from vlm_rl_assets.prompts.sources import load_sources
+from vlm_rl_assets.names import PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.chance_refusal import refuse_at_chance
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
+from vlm_rl_assets.prompts.category import category_prompts
+from vlm_rl_assets.prompts.prompt_table import word_count
 from vlm_rl_assets.readable import rounded
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import quarantine, schemas
-from vlm_rl_assets.store.base import Store
-
-STAGE = "prompt_mixture"
-
-
-def category_prompts(
-    config: PipelineConfig, store: Store, category: str, skip: Collection[str] = ()
-) -> tuple[SourceLoad, PromptTable]:
-    """The category's sources (`config.prompt_splits`, the splits in `skip` not read) templated into its prompt
-    table: prompt_mixture's prompts, and the same rows base_model SFT-trains and checks a dataset category on."""
-    cat = config.category(category)
-    sizes, fractions = config.prompt_splits(category)
-    loaded = load_sources(store, cat.source, {s: n for s, n in sizes.items() if s not in skip}, config.seed, fractions)
-    table = build_prompt_table(
-        category,
-        cat.template,
-        cat.min_response_words,
-        loaded.sources,
-        mcq_to_open=cat.mcq_to_open,
-        require_objects=cat.judge == "reference",
-    )
-    return loaded, table
-
-
-def refuse_at_chance(config: PipelineConfig, store: Store, category: str, stage: str) -> None:
-    """Fail `stage` of `category` when base_model found the base at chance on it (its stored verdict for this
-    model.path), unless `categories.<c>.allow_chance_base` says go."""
-    if config.category(category).allow_chance_base:
-        return
-    if why := chance.refusal(store, category, config.model.path, stage):
-        override = f"categories.{category}.allow_chance_base: true"
-        raise dg.Failure(description=why, metadata={"category": category, "override": override})
 
 
 @dg.asset(
-    partitions_def=category_partitions,
     group_name="data",
     kinds={"polars", "parquet"},
     description="Prompts per category from a synthetic task or a Parquet/JSONL dataset (bad rows quarantined), "
     "rewritten (chain of thought, multiple choice to open) and templated into disjoint train, dev and bench splits "
     "(a dataset's bootstrap rows, the embedded base's SFT rows, left out); short references dropped and counted.",
 )
-@retry_transient
-@metered
-def prompt_mixture(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    category = stage(context).category  # the prompts are the same in every round
-    config, store = pipeline.config(), pipeline.store()
+@asset_step
+def prompt_mixture(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    category = partition_slice(context).category  # the prompts are the same in every round
+    config, store = pipeline.config, pipeline.store
     cat = config.category(category)
-    refuse_at_chance(config, store, category, STAGE)
-    loaded, table = category_prompts(config, store, category)
-    refused = quarantine.rows(STAGE, category, loaded.refused)
-    store.write_table("quarantine", f"{STAGE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE)
-    where = store.table_uri("quarantine", f"{STAGE}/{category}")
+    refuse_at_chance(config, store, category, PROMPT_MIXTURE)
+    loaded, table = category_prompts(store, category, config.prompt_spec(category))
+    refused = quarantine.rows(PROMPT_MIXTURE, category, loaded.refused)
+    store.write_table(
+        "quarantine", f"{PROMPT_MIXTURE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE
+    )
+    where = store.table_uri("quarantine", f"{PROMPT_MIXTURE}/{category}")
     if refused.height > config.max_bad_fraction * loaded.rows:
         raise ValueError(
-            f"{STAGE}[{category}]: {refused.height} of {loaded.rows} rows of {cat.source} refused "
+            f"{PROMPT_MIXTURE}[{category}]: {refused.height} of {loaded.rows} rows of {cat.source} refused "
             f"({quarantine.code_counts(refused)}), above max_bad_fraction={config.max_bad_fraction}. See {where} "
             "(key = file:row, with the reason); fix those rows, or raise max_bad_fraction"
         )
     if refused.height:
-        context.log.warning(f"{STAGE}[{category}]: refused {refused.height} rows: {quarantine.code_counts(refused)}")
+        context.log.warning(
+            f"{PROMPT_MIXTURE}[{category}]: refused {refused.height} rows: {quarantine.code_counts(refused)}"
+        )
     prompts = table.prompts.filter(pl.col("split") != "bootstrap")  # base_model's SFT rows, never rolled out
     if prompts.filter(pl.col("split") == "train").is_empty():
         raise ValueError(
             f"category {category!r} has no train prompts left ({quarantine.code_counts(table.dropped)} dropped, "
             f"{refused.height} rows refused; see {where}); lower categories.{category}.min_response_words or add prompts"
         )
-    store.write_table(STAGE, category, prompts, schemas.PROMPTS)
+    store.write_table(PROMPT_MIXTURE, category, prompts, schemas.PROMPTS)
     split_counts = dict(prompts.group_by("split").len().iter_rows())
     return dg.MaterializeResult(
         metadata={

@@ -7,59 +7,64 @@ import time
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.benchmarking import benchmark, flagged_bench
-from vlm_rl_assets.assets.curves import pass_at_k_markdown
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.policy_checkpoint import ASSET as POLICY_ASSET
-from vlm_rl_assets.assets.policy_checkpoint import POLICY_KEY
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.ui import markdown_table
 from vlm_rl_assets.evaluation.benchmarks import compare
 from vlm_rl_assets.evaluation.cost_report import Gain, cost_table, for_people, gain_per_cost
 from vlm_rl_assets.evaluation.hack_monitor import gaming_shares
 from vlm_rl_assets.evaluation.promotion import CANDIDATE
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.fingerprint import model_fingerprint
-from vlm_rl_assets.partitions import round_partitions, stage
+from vlm_rl_assets.names import (
+    EXTERNAL_BENCHMARKS,
+    POLICY_CHECKPOINT,
+    POLICY_KEY,
+    PROMOTED_POLICY,
+    PROMPT_MIXTURE,
+    RELEASE_REPORT,
+)
+from vlm_rl_assets.orchestration.benchmarking import benchmark, flagged_bench
+from vlm_rl_assets.orchestration.curves import pass_at_k_markdown
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import markdown_table
 from vlm_rl_assets.readable import delta_points, deltas_in_points, scores_as_read, seconds_value
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.costs import latest_costs
 
-ASSET = "release_report"
 # not part of what the gain cost: this report itself and what comes after it (their rows are a previous release's)
-NOT_COSTED = (ASSET, "promoted_policy", "external_benchmarks")
+NOT_COSTED = (RELEASE_REPORT, PROMOTED_POLICY, EXTERNAL_BENCHMARKS)
 MODELS = ["base", CANDIDATE]
 
 
 @dg.asset(
     pool=GPU_POOL,
-    partitions_def=round_partitions,
-    deps=["policy_checkpoint", "prompt_mixture"],
+    deps=[POLICY_CHECKPOINT, PROMPT_MIXTURE],
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
     description="Base vs. policy greedy accuracy per category and overall (paired delta, 95% CI), pass@k curves, "
     "and what the gain cost: each stage's cost per category and the points per M generated tokens and per hour.",
 )
-@retry_transient
-@metered
-def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    policy_dir = store.local_checkpoint(POLICY_ASSET, run.key(POLICY_KEY), partitioned=False)
+@asset_step
+def release_report(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    policy_dir = store.local_checkpoint(POLICY_CHECKPOINT, part.key(POLICY_KEY))
     models = {"base": pipeline.base_model_dir(), CANDIDATE: policy_dir}
     start = time.monotonic()
     scores, verdicts = benchmark(context, config, store, models, list(config.categories))
-    store.write_table(ASSET, run.key("scores"), scores, schemas.BENCHMARK_SCORES)
+    store.write_table(RELEASE_REPORT, part.key("scores"), scores, schemas.BENCHMARK_SCORES)
     deltas = paired_deltas(verdicts, CANDIDATE, seed=config.engine.seed)
-    store.write_table(ASSET, run.key("deltas"), deltas, schemas.BENCHMARK_DELTAS)
-    store.write_table(ASSET, run.key("verdicts"), verdicts, schemas.BENCHMARK_VERDICTS)
+    store.write_table(RELEASE_REPORT, part.key("deltas"), deltas, schemas.BENCHMARK_DELTAS)
+    store.write_table(RELEASE_REPORT, part.key("verdicts"), verdicts, schemas.BENCHMARK_VERDICTS)
     # last: until a run's tables are all written, the candidate names the previous checkpoint and the gate refuses
     candidate = {
         "policy_id": [model_fingerprint(policy_dir)],
-        "checkpoint_uri": [store.checkpoint_uri(POLICY_ASSET, run.key(POLICY_KEY))],
+        "checkpoint_uri": [store.checkpoint_uri(POLICY_CHECKPOINT, part.key(POLICY_KEY))],
         "split": [config.eval.split],
     }
-    store.write_table(ASSET, run.key("candidate"), pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
+    store.write_table(RELEASE_REPORT, part.key("candidate"), pl.DataFrame(candidate), schemas.RELEASE_CANDIDATE)
     table = compare(scores, CANDIDATE)
     greedy = table.filter(~pl.col("metric").str.starts_with("pass@"))
     accuracy = table.filter(pl.col("metric") == "accuracy")
@@ -69,7 +74,7 @@ def release_report(context: dg.AssetExecutionContext, pipeline: PipelineResource
     )
     curves = pass_at_k.group_by("k").agg(pl.col("base", "policy").mean()).sort("k")  # mean over categories
     # what reaching this policy cost: every round up to this one
-    spent = latest_costs(store).filter(~pl.col("asset").is_in(NOT_COSTED) & (pl.col("round") <= run.pipeline_round))
+    spent = latest_costs(store).filter(~pl.col("asset").is_in(NOT_COSTED) & (pl.col("round") <= part.pipeline_round))
     costs = cost_table(spent)
     gain = gain_per_cost(overall["delta"], costs.row(-1, named=True))
     return dg.MaterializeResult(

@@ -6,42 +6,41 @@ import time
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.metered import metered
-from vlm_rl_assets.assets.prompt_mixture import refuse_at_chance
-from vlm_rl_assets.assets.retries import GPU_POOL, retry_transient
-from vlm_rl_assets.assets.review_page import review_page
-from vlm_rl_assets.assets.ui import Progress, markdown_table
 from vlm_rl_assets.model.fingerprint import model_fingerprint
-from vlm_rl_assets.partitions import category_partitions, stage
+from vlm_rl_assets.names import BASE_MODEL, PROMPT_MIXTURE, ROLLOUTS
+from vlm_rl_assets.orchestration.chance_refusal import refuse_at_chance
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.review_page import review_page
+from vlm_rl_assets.orchestration.step import asset_step
+from vlm_rl_assets.orchestration.ui import Progress, markdown_table
 from vlm_rl_assets.readable import rounded
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.rollouts import diversity
 from vlm_rl_assets.rollouts.engine import SamplingParams
 from vlm_rl_assets.rollouts.open import open_checked_engine
-from vlm_rl_assets.rollouts.shards import ASSET, sharded_rollouts
+from vlm_rl_assets.rollouts.shards import sharded_rollouts
 from vlm_rl_assets.store import quarantine, schemas
 
 
 @dg.asset(
     pool=GPU_POOL,
-    partitions_def=category_partitions,
-    deps=["prompt_mixture", "base_model"],
+    deps=[PROMPT_MIXTURE, BASE_MODEL],
     group_name="rollouts",
     kinds={"pytorch", "parquet"},
     description="N samples per train prompt from the policy (round 1: the base model; round r: round r-1's mixture "
     "policy), in resumable shards; per-group diversity.",
 )
-@retry_transient
-@metered
-def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    run, config, store = stage(context), pipeline.config(), pipeline.store()
-    category, key = run.category, run.key()
+@asset_step
+def rollouts(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> dg.MaterializeResult:
+    part, config, store = partition_slice(context), pipeline.config, pipeline.store
+    category, key = part.category, part.key()
     cat = config.category(category)
-    refuse_at_chance(config, store, category, "rollouts")
-    model_dir = pipeline.start_model_dir(run.pipeline_round)
-    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
-    prompts, images, refused = load_images(context, config, store, prompts, "rollouts")
+    refuse_at_chance(config, store, category, ROLLOUTS)
+    model_dir = pipeline.start_model_dir(part.pipeline_round)
+    prompts = store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS).filter(pl.col("split") == "train")
+    prompts, images, refused = load_images(context, config, store, prompts, ROLLOUTS)
     params = SamplingParams(
         n=cat.samples_per_prompt,
         temperature=config.engine.temperature,
@@ -68,7 +67,7 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         )
     table = sampled.table
     groups = _diversity(context, config.model.device, table)
-    store.write_table(ASSET, f"{key}/diversity", groups, schemas.ROLLOUT_DIVERSITY)
+    store.write_table(ROLLOUTS, f"{key}/diversity", groups, schemas.ROLLOUT_DIVERSITY)
     metadata = {
         "rows": table.height,
         "prompts": prompts.height,
@@ -86,8 +85,8 @@ def rollouts(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         **{f"diversity/{m}": float(groups[m].mean()) for m in diversity.measured(groups)},
         "diversity_histogram": markdown_table(diversity.histogram(groups)),
         "policy_id": sampled.manifest["policy_id"][0],
-        "round": run.pipeline_round,
-        "review_page": review_page(store, run, "rollouts"),
+        "round": part.pipeline_round,
+        "review_page": review_page(store, part, ROLLOUTS),
         **progress.metadata("shards"),  # this run's sampled shards: done, seconds, per_second
     }
     if sampled.generated:

@@ -51,6 +51,28 @@ class BootstrapReport:
         """The last check's mean over categories; None without a check."""
         return sum(self.dev_accuracy.values()) / len(self.dev_accuracy) if self.dev_accuracy else None
 
+    def band_verdict(self, settings: BootstrapSettings) -> tuple[str, str | None]:
+        """Where the dev mean landed against the bootstrap band (inside, above, below, no dev check), and what to
+        do when outside it."""
+        mean = self.dev_mean
+        if mean is None:
+            return "no dev check", None
+        low, high = settings.min_mean_accuracy, settings.max_mean_accuracy
+        if low <= mean <= high:
+            return "inside", None
+        if mean > high:
+            return "above", (
+                f"the base's mean dev accuracy {mean:.3f} is above the bootstrap band [{low}, {high}], so DPO has "
+                "less headroom: a category near chance kept training going (see dev_checks and the log), or it "
+                f"learned faster between two checks than the band is wide (lower bootstrap.eval_every_near, now "
+                f"{settings.eval_every_near})"
+            )
+        return "below", (
+            f"the base's mean dev accuracy {mean:.3f} stayed below the bootstrap band [{low}, {high}] after "
+            f"{self.steps} steps (bootstrap.max_steps {settings.max_steps}): raise max_steps, or see which "
+            "categories lag in dev_checks"
+        )
+
 
 @dataclass(frozen=True)
 class DatasetRows:

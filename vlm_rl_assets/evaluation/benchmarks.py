@@ -15,6 +15,7 @@ from vlm_rl_assets.judging.contract import Verdict
 from vlm_rl_assets.judging.rules import judge, text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
 from vlm_rl_assets.judging.settings import ReferenceSettings, RuleSettings
+from vlm_rl_assets.names import BENCHMARK_SCORES, PROMPT_MIXTURE
 from vlm_rl_assets.rollouts.engine import Engine, GenerationRequest, SamplingParams
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
@@ -158,7 +159,7 @@ def summarize(verdicts: pl.DataFrame, sampled: pl.DataFrame, samples: int, model
 def bench_prompts(store: Store, categories: Sequence[str], split: str) -> pl.DataFrame:
     """A held-out split of each category's prompt table: `bench`, read only to report, or `dev`, where settings
     are chosen."""
-    tables = [store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories]
+    tables = [store.read_table(PROMPT_MIXTURE, c, schemas.PROMPTS) for c in categories]
     return pl.concat(tables).filter(pl.col("split") == split)
 
 
@@ -180,7 +181,7 @@ def bench_scores(
         sampled = sampled_correct(prompts, ordered["samples"].to_list(), judging)
         summaries.append(summarize(verdicts, sampled, settings.samples_per_prompt, name, seed))
         all_verdicts.append(verdicts.with_columns(model=pl.lit(name)))
-    return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, "benchmark_scores"), pl.concat(all_verdicts)
+    return schemas.check(pl.concat(summaries), schemas.BENCHMARK_SCORES, BENCHMARK_SCORES), pl.concat(all_verdicts)
 
 
 def compare(scores: pl.DataFrame, candidate: str) -> pl.DataFrame:

@@ -18,10 +18,11 @@ from collections.abc import Collection, Mapping
 
 import polars as pl
 
+from vlm_rl_assets.names import BASE_MODEL
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
-TABLE = ("base_model", "chance")  # (asset, key): the verdicts of the base model base_model last built or checked
+TABLE = (BASE_MODEL, "chance")  # (asset, key): the verdicts of the base model base_model last built or checked
 MIN_MARGIN = 0.05
 # 1.5 (one-sided, ~93%): at 2 the bootstrap's stop (which waits for every category to clear chance) held one first run
 # 150 steps past the band on shape_choice hovering at 0.40-0.43 against a floor of 0.41 (bench/RESULTS.md, first run)

@@ -40,6 +40,7 @@ from pathlib import Path
 import polars as pl
 
 from vlm_rl_assets.evaluation.settings import ExternalEvalSettings
+from vlm_rl_assets.names import EXTERNAL_BENCHMARKS
 from vlm_rl_assets.processes import run_streamed
 from vlm_rl_assets.store import schemas
 
@@ -251,4 +252,4 @@ def _row(task: str, model: str, metric: str, value: float, n: int | None) -> tup
 
 def _scores(rows: list[tuple]) -> pl.DataFrame:
     df = pl.DataFrame(rows, schema=schemas.BENCHMARK_SCORES, orient="row")
-    return schemas.check(df, schemas.BENCHMARK_SCORES, "external_benchmarks")
+    return schemas.check(df, schemas.BENCHMARK_SCORES, EXTERNAL_BENCHMARKS)

@@ -134,7 +134,7 @@ def release_gate(
         verdicts = store.read_table(report, round_key("verdicts", pipeline_round), schemas.BENCHMARK_VERDICTS)
         candidate = store.read_table(report, round_key("candidate", pipeline_round), schemas.RELEASE_CANDIDATE)
         [(evaluated, split)] = candidate.select("policy_id", "split").rows()
-        current = model_fingerprint(store.local_checkpoint(asset, round_key(key, pipeline_round), partitioned=False))
+        current = model_fingerprint(store.local_checkpoint(asset, round_key(key, pipeline_round)))
     except MissingUpstreamError as missing:
         return Gate([str(missing)], schemas.empty(schemas.BENCHMARK_DELTAS), None)
     problems = promotion_problems(

@@ -12,6 +12,7 @@ import polars as pl
 from vlm_rl_assets.judging.contract import JudgeFailure, JudgeItem, RolloutJudge, Verdict
 from vlm_rl_assets.judging.rules import RuleJudge, text_answers
 from vlm_rl_assets.judging.scene import object_vocabulary
+from vlm_rl_assets.names import FILTERED_ROLLOUTS
 from vlm_rl_assets.store import quarantine, schemas
 from vlm_rl_assets.store.base import Store
 
@@ -116,7 +117,7 @@ def quarantine_failures(
 ) -> None:
     """Write the rollouts the judge failed on to quarantine; fail the stage above `max_bad_fraction` of `rows`, or
     when the judge scored none of them (nothing is left to pair, whatever the threshold allows)."""
-    refused = quarantine.rows("filtered_rollouts", category, judged.failures)
+    refused = quarantine.rows(FILTERED_ROLLOUTS, category, judged.failures)
     store.write_table("quarantine", f"filtered_rollouts/{category}", refused, schemas.QUARANTINE)
     everything = rows > 0 and refused.height == rows
     if everything or refused.height / max(rows, 1) > max_bad_fraction:

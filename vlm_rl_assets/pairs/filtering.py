@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from vlm_rl_assets.names import FILTERED_ROLLOUTS
 from vlm_rl_assets.store import schemas
 
 DROP_REASONS = ("too_short", "duplicate", "low_diversity", "no_right_wrong_split")  # in the order they apply
@@ -50,7 +51,7 @@ def filter_rollouts(scored: pl.DataFrame, min_words: int, min_group_diversity: f
         .otherwise(pl.col("drop_reason"))
     )
     marked = marked.with_columns(kept=pl.col("drop_reason").is_null())
-    return schemas.check(marked, schemas.FILTERED_ROLLOUTS, "filtered_rollouts")
+    return schemas.check(marked, schemas.FILTERED_ROLLOUTS, FILTERED_ROLLOUTS)
 
 
 def drop_counts(filtered: pl.DataFrame) -> dict[str, int]:

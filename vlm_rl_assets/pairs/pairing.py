@@ -15,6 +15,7 @@ from typing import Literal
 
 import polars as pl
 
+from vlm_rl_assets.names import JUDGED_PAIRS
 from vlm_rl_assets.pairs.filtering import words
 from vlm_rl_assets.store import schemas
 
@@ -129,4 +130,4 @@ def _pair_rows(
         judge=pl.lit(judge_name),
         on_policy=pl.lit(on_policy),
     )
-    return schemas.check(pairs, schemas.JUDGED_PAIRS, "judged_pairs")
+    return schemas.check(pairs, schemas.JUDGED_PAIRS, JUDGED_PAIRS)

@@ -21,6 +21,16 @@ from vlm_rl_assets.config import DEFAULT_CONFIG_PATH, load_config
 from vlm_rl_assets.evaluation.cost_report import cost_table
 from vlm_rl_assets.evaluation.stats import OVERALL, paired_deltas
 from vlm_rl_assets.model.train_result import METRICS_FILE
+from vlm_rl_assets.names import (
+    BENCHMARK_SCORES,
+    DPO_CHECKPOINT,
+    FILTERED_ROLLOUTS,
+    JUDGED_PAIRS,
+    POLICY_CHECKPOINT,
+    PROMPT_MIXTURE,
+    RELEASE_REPORT,
+    ROLLOUTS,
+)
 from vlm_rl_assets.rounds.plan import read_outcome
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store, round_key
@@ -44,7 +54,7 @@ GRPO_AT_EQUAL_TOKENS = {
     "training.grpo.max_completion_length": _DEFAULT.engine.max_new_tokens,  # cut where the rollouts are
 }
 # what a mixture policy is made by (GRPO: prompt_mixture and policy_checkpoint): the stages whose cost is its cost
-POLICY_STAGES = ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "policy_checkpoint")
+POLICY_STAGES = (PROMPT_MIXTURE, ROLLOUTS, FILTERED_ROLLOUTS, JUDGED_PAIRS, POLICY_CHECKPOINT)
 ROW = dict(list(schemas.EXPERIMENT_RESULTS.items())[2:])  # a result row without its experiment and variant
 COSTS = {  # result metric: (cost table column, divisor)
     "generated_tokens": ("generated_tokens", 1),
@@ -216,15 +226,15 @@ EXPERIMENTS: dict[str, Experiment] = {
 def category_done(store: Store, category: str, pipeline_round: int, last_stage: str) -> bool:
     """A variant's category is finished in a round once the table its last stage writes last exists: the benchmark
     verdicts, the judged pairs, or (GRPO's mixture needs only them) the prompts, one table for every round."""
-    if last_stage == "prompt_mixture":
+    if last_stage == PROMPT_MIXTURE:
         return store.has_table(last_stage, category)
-    table = "benchmark_verdicts" if last_stage == "benchmark_scores" else last_stage
+    table = "benchmark_verdicts" if last_stage == BENCHMARK_SCORES else last_stage
     return store.has_table(table, round_key(category, pipeline_round))
 
 
 def release_done(store: Store, pipeline_round: int, rounds: int) -> bool:
     """The round's release report is written, and with rounds its outcome (round_gain), which the next round needs."""
-    reported = store.has_table("release_report", round_key("verdicts", pipeline_round))
+    reported = store.has_table(RELEASE_REPORT, round_key("verdicts", pipeline_round))
     return reported and (rounds == 1 or read_outcome(store, pipeline_round) is not None)
 
 
@@ -235,13 +245,13 @@ def variant_results(store: Store, experiment: Experiment, variant: str, rounds: 
     dev gain over the model the round started from (with rounds), and what making it cost (`cost_rows`)."""
     parts = []
     for category in experiment.categories if experiment.per_category else ():
-        scores = store.read_table("benchmark_scores", category, schemas.BENCHMARK_SCORES)
+        scores = store.read_table(BENCHMARK_SCORES, category, schemas.BENCHMARK_SCORES)
         verdicts = store.read_table("benchmark_verdicts", category, schemas.BENCHMARK_VERDICTS)
         per_category = _deltas(verdicts, "dpo").filter(pl.col("category") != OVERALL)  # one category: no overall
         parts += [_scores(scores), per_category, _words(verdicts), _training(store, category)]
     for pipeline_round in range(1, rounds + 1) if experiment.release else ():
-        scores = store.read_table("release_report", round_key("scores", pipeline_round), schemas.BENCHMARK_SCORES)
-        verdicts = store.read_table("release_report", round_key("verdicts", pipeline_round), schemas.BENCHMARK_VERDICTS)
+        scores = store.read_table(RELEASE_REPORT, round_key("scores", pipeline_round), schemas.BENCHMARK_SCORES)
+        verdicts = store.read_table(RELEASE_REPORT, round_key("verdicts", pipeline_round), schemas.BENCHMARK_VERDICTS)
         released = [_scores(scores), _deltas(verdicts, "policy"), _words(verdicts), _dev_gain(store, pipeline_round)]
         parts += [p.with_columns(step=pl.lit(pipeline_round, pl.Int64)) for p in released]
     if experiment.release:
@@ -257,7 +267,7 @@ def variant_items(store: Store, experiment: Experiment, variant: str, rounds: in
     """One released variant's EXPERIMENT_ITEMS rows: each round's mixture policy's greedy verdict per prompt of the
     release's benchmark, what findings.py pairs two arms on."""
     items = pl.concat(
-        store.read_table("release_report", round_key("verdicts", r), schemas.BENCHMARK_VERDICTS)
+        store.read_table(RELEASE_REPORT, round_key("verdicts", r), schemas.BENCHMARK_VERDICTS)
         .filter(pl.col("model") == "policy")
         .select(pl.lit(r, pl.Int64).alias("step"), "category", "prompt_id", "correct")
         for r in range(1, rounds + 1)
@@ -338,7 +348,7 @@ def _words(verdicts: pl.DataFrame) -> pl.DataFrame:
 def _training(store: Store, category: str) -> pl.DataFrame:
     """The DPO checkpoint's reward-accuracy curve (metric rewards/accuracies, per logged step), its steps, and the
     first step where it saturated (null: never)."""
-    metrics = json.loads((store.local_checkpoint("dpo_checkpoint", category) / METRICS_FILE).read_text())
+    metrics = json.loads((store.local_checkpoint(DPO_CHECKPOINT, category) / METRICS_FILE).read_text())
     curve = [(e["step"], e["rewards/accuracies"]) for e in metrics["history"] if "rewards/accuracies" in e]
     saturated = next((step for step, value in curve if value >= SATURATED), None)
     rows = [("rewards/accuracies", step, value) for step, value in curve]

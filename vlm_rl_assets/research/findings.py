@@ -183,19 +183,7 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
         .sort("category", "variant")
     )
     categories = list(dict.fromkeys(deltas["category"]))
-    checks = []  # per category: ground truth gained less, saturated first, ended better separated
-    for category in categories:
-        d = dict(deltas.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        s = dict(
-            saturation.filter(pl.col("category") == category).select("variant", "value").iter_rows()
-        )  # None: never
-        f = dict(final.filter(pl.col("category") == category).select("variant", "value").iter_rows())
-        saturated_first = s["ground_truth"] is not None and (
-            s["own_best_sample"] is None or s["ground_truth"] <= s["own_best_sample"]
-        )
-        checks.append(
-            (d["ground_truth"] < d["own_best_sample"], saturated_first, f["ground_truth"] > f["own_best_sample"])
-        )
+    checks = [_chosen_source_checks(deltas, saturation, final, category) for category in categories]
     held = sum(less and first for less, first, _ in checks)
     gained_less, saturated, separated_more = (sum(column) for column in zip(*checks))
     panels = [
@@ -223,6 +211,21 @@ def chosen_source_section(results: pl.DataFrame) -> Section:
         f"and ended with higher rewards/accuracies than the model's own samples in {separated_more} of {n}.\n"
     )
     return markdown, {"chosen_source_rewards_accuracies.png": line_panels_png(panels, y_range=(0.0, 1.0))}
+
+
+def _chosen_source_checks(
+    deltas: pl.DataFrame, saturation: pl.DataFrame, final: pl.DataFrame, category: str
+) -> tuple[bool, bool, bool]:
+    """Whether, in `category`, ground truth as chosen gained less, saturated first and ended better separated."""
+
+    def by_variant(table: pl.DataFrame) -> dict:
+        return dict(table.filter(pl.col("category") == category).select("variant", "value").iter_rows())
+
+    d, s, f = by_variant(deltas), by_variant(saturation), by_variant(final)  # s: None where it never saturated
+    saturated_first = s["ground_truth"] is not None and (
+        s["own_best_sample"] is None or s["ground_truth"] <= s["own_best_sample"]
+    )
+    return d["ground_truth"] < d["own_best_sample"], saturated_first, f["ground_truth"] > f["own_best_sample"]
 
 
 def answer_format_section(results: pl.DataFrame) -> Section:

@@ -7,47 +7,45 @@
 Each is also a Dagster job (`seed_repeats`, `ablation_*`) so it runs from the UI. A variant is the pipeline config
 with its overrides, stored under <storage root>/experiments/<experiment>/<variant>/ and starting from the main
 store's base model; each category run is a recorded Dagster run tagged with the experiment and variant, round by
-round (a variant with another round count than this process's config runs in its own process: research/variant_run.py).
+round, in this process (its assets built from its own config: `graph.build_graph`, whatever its round count).
 A killed experiment resumes: finished categories (the last table of their stages exists for that round) and releases
 are not run again.
 """
 
-import argparse
 import fnmatch
 import posixpath
-import sys
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import yaml
 
 from vlm_rl_assets.config import load_config
+from vlm_rl_assets.graph import build_graph
+from vlm_rl_assets.names import BASE_MODEL, ROLLOUTS
+from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.research.experiments import EXPERIMENTS, Experiment, Variant, variant_items, variant_results
-from vlm_rl_assets.research.findings import write_findings
-from vlm_rl_assets.research.variant_run import Log, materialize, run_variant_anywhere
+from vlm_rl_assets.research.variant_run import Log, materialize, run_variant
 from vlm_rl_assets.research.variants import with_overrides
-from vlm_rl_assets.resources import PipelineResource
-from vlm_rl_assets.rollouts.shards import ASSET, shard_key
+from vlm_rl_assets.rollouts.shards import shard_key
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
 
 RESULTS = "experiments"  # table asset name in the main store: experiments/<experiment>.parquet
 ITEMS = "experiment_items"  # a released experiment's verdicts per bench prompt: experiment_items/<experiment>.parquet
 SCHEMAS = {RESULTS: schemas.EXPERIMENT_RESULTS, ITEMS: schemas.EXPERIMENT_ITEMS}
-SHARD_FOLDERS = posixpath.dirname(shard_key("*", "*", 0))  # <category>/shards/<fingerprint>, under ASSET
+SHARD_FOLDERS = posixpath.dirname(shard_key("*", "*", 0))  # <key>/shards/<fingerprint>, under rollouts
 
 
 def variant_resource(main: PipelineResource, experiment: Experiment, variant: Variant) -> PipelineResource:
     """The variant's config written to a file (its overrides, its own storage folder, the main base model)."""
-    config = main.config()
+    config = main.config
     missing = sorted(set(experiment.categories) - set(config.categories))
     if missing:
         raise ValueError(
             f"experiment {experiment.name!r} runs categories {missing} that the config lacks; experiments are "
             "defined on the embedded default's categories (vlm_rl_assets/default_config.yaml)"
         )
-    main_store = main.store()
+    main_store = main.store
     rel = f"experiments/{experiment.name}/{variant.name}"
     raw = with_overrides(
         config.model_dump(mode="json"),
@@ -63,8 +61,7 @@ def variant_resource(main: PipelineResource, experiment: Experiment, variant: Va
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{experiment.name}-{variant.name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    load_config(path)  # a bad override fails here, naming the key
-    return PipelineResource(config_path=str(path))
+    return PipelineResource(load_config(path))  # a bad override fails here, naming the key
 
 
 def run_experiment(
@@ -85,20 +82,22 @@ def run_experiment(
         main.base_model_dir()
     except MissingUpstreamError:
         log("no base model yet: materializing base_model first")
-        materialize(["base_model"], instance, main, {"experiment": experiment.name, "variant": "-"})
-    first, results, items = None, *(stored(main.store(), table, experiment.name) for table in (RESULTS, ITEMS))
+        materialize(
+            build_graph(main.config), [BASE_MODEL], instance, main, {"experiment": experiment.name, "variant": "-"}
+        )
+    first, results, items = None, *(stored(main.store, table, experiment.name) for table in (RESULTS, ITEMS))
     for variant in variants:
         resource = variant_resource(main, experiment, variant)
-        store = resource.store()
+        store = resource.store
         first = first or store
         share_rollout_shards(first, store)
-        run_variant_anywhere(experiment, variant.name, resource, instance, log)
-        rounds = resource.config().rounds.count
+        run_variant(experiment, variant.name, resource, instance, log)
+        rounds = resource.config.rounds.count
         results = _replace_variant(experiment, results, variant_results(store, experiment, variant.name, rounds))
-        main.store().write_table(RESULTS, experiment.name, results, SCHEMAS[RESULTS])
+        main.store.write_table(RESULTS, experiment.name, results, SCHEMAS[RESULTS])
         if experiment.release:
             items = _replace_variant(experiment, items, variant_items(store, experiment, variant.name, rounds))
-            main.store().write_table(ITEMS, experiment.name, items, SCHEMAS[ITEMS])
+            main.store.write_table(ITEMS, experiment.name, items, SCHEMAS[ITEMS])
     return results
 
 
@@ -120,7 +119,7 @@ def share_rollout_shards(source: Store, target: Store) -> None:
     fingerprint of everything that shapes them (prompts, policy, sampling), so a variant that changes only what
     comes after the rollouts (beta, loss, pairing) resumes them all instead of sampling again, and any other
     variant ignores them."""
-    source.copy_folders(target, ASSET, SHARD_FOLDERS)
+    source.copy_folders(target, ROLLOUTS, SHARD_FOLDERS)
 
 
 def stored(store: Store, table: str, name: str) -> pl.DataFrame | None:
@@ -130,7 +129,7 @@ def stored(store: Store, table: str, name: str) -> pl.DataFrame | None:
 
 def stored_results(main: PipelineResource) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
     """Every experiment's stored results and, for the released ones, verdicts per bench prompt."""
-    store = main.store()
+    store = main.store
     tables = [{name: stored(store, table, name) for name in EXPERIMENTS} for table in (RESULTS, ITEMS)]
     return tuple({name: df for name, df in by_name.items() if df is not None} for by_name in tables)
 
@@ -139,7 +138,7 @@ def experiment_job(experiment: Experiment) -> dg.JobDefinition:
     """A one-op job: the op runs the variants as their own recorded runs (thin wrapper over run_experiment)."""
 
     @dg.op(name=f"run_{experiment.name}", description=experiment.question)
-    def run(context: dg.OpExecutionContext, pipeline: PipelineResource) -> None:
+    def run(context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> None:
         results = run_experiment(experiment, pipeline, context.instance, context.log.info)
         context.log.info(f"{experiment.name}: {results.height} result rows stored in {RESULTS}/{experiment.name}")
 
@@ -154,25 +153,5 @@ def experiment_job(experiment: Experiment) -> dg.JobDefinition:
     return job
 
 
-EXPERIMENT_JOBS = [experiment_job(e) for e in EXPERIMENTS.values()]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run experiments (resumes unfinished ones)")
-    run.add_argument("names", nargs="+", choices=[*EXPERIMENTS, "all"])
-    run.add_argument("--variants", default="*", help="only the variants whose names match this glob, e.g. '*_seed0'")
-    report = commands.add_parser("report", help="write docs/findings.md from the stored results")
-    report.add_argument("--out", default="docs/findings.md")
-    args = parser.parse_args()
-    main_resource = PipelineResource()
-    if args.command == "run":
-        names = list(EXPERIMENTS) if "all" in args.names else args.names
-        instance = dg.DagsterInstance.get()
-        for name in names:
-            run_experiment(EXPERIMENTS[name], main_resource, instance, only=args.variants)
-        return
-    results, items = stored_results(main_resource)
-    written = write_findings(results, Path(args.out), items)
-    print(f"wrote {args.out} and {len(written)} plots", file=sys.stderr)
+def experiment_jobs() -> list[dg.JobDefinition]:
+    return [experiment_job(e) for e in EXPERIMENTS.values()]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from vlm_rl_assets.judging.calibration import LABELS
+from vlm_rl_assets.names import ROLLOUTS
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
@@ -86,5 +87,5 @@ class HumanLabels:
 
 def human_labels(store: Store, category: str) -> HumanLabels:
     saved = read_human_labels(store, category)
-    labels, stale = current_labels(saved, store.read_table("rollouts", category, schemas.ROLLOUTS))
+    labels, stale = current_labels(saved, store.read_table(ROLLOUTS, category, schemas.ROLLOUTS))
     return HumanLabels(labels, stale, int(saved["replaced"].sum()))

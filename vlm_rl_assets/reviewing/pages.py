@@ -17,12 +17,13 @@ from pathlib import PurePosixPath
 import jinja2
 import polars as pl
 
+from vlm_rl_assets.names import FILTERED_ROLLOUTS, JUDGED_PAIRS, PROMPT_MIXTURE, ROLLOUTS
 from vlm_rl_assets.pairs.filtering import drop_counts
 from vlm_rl_assets.reviewing.sample import stratified_sample
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
-STAGES = ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs")  # in graph order
+STAGES = (PROMPT_MIXTURE, ROLLOUTS, FILTERED_ROLLOUTS, JUDGED_PAIRS)  # in graph order
 PER_STRATUM = 4  # prompts sampled from each stratum
 QUARANTINE_ROWS = 200  # shown on the page; the rest counted
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
@@ -64,13 +65,13 @@ def read_tables(store: Store, category: str, upto: str, key: str = "") -> Review
     the stage tables under `key` when given (a later round's; the prompts are every round's)."""
     shown = STAGES[: STAGES.index(upto) + 1]
     staged = key or category
-    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS)
-    if "filtered_rollouts" in shown:
-        rollouts = store.read_table("filtered_rollouts", staged, schemas.FILTERED_ROLLOUTS)
+    prompts = store.read_table(PROMPT_MIXTURE, category, schemas.PROMPTS)
+    if FILTERED_ROLLOUTS in shown:
+        rollouts = store.read_table(FILTERED_ROLLOUTS, staged, schemas.FILTERED_ROLLOUTS)
     else:
         unjudged = {c: pl.lit(None, dtype=t) for c, t in schemas.FILTERED_ROLLOUTS.items() if c not in schemas.ROLLOUTS}
-        rollouts = store.read_table("rollouts", staged, schemas.ROLLOUTS).with_columns(**unjudged)
-    pairs = store.read_table("judged_pairs", staged, schemas.JUDGED_PAIRS) if "judged_pairs" in shown else None
+        rollouts = store.read_table(ROLLOUTS, staged, schemas.ROLLOUTS).with_columns(**unjudged)
+    pairs = store.read_table(JUDGED_PAIRS, staged, schemas.JUDGED_PAIRS) if JUDGED_PAIRS in shown else None
     quarantine_keys = [f"{stage}/{category if stage == STAGES[0] else staged}" for stage in shown]
     quarantine = [
         store.read_table("quarantine", q, schemas.QUARANTINE)
@@ -186,7 +187,7 @@ def _inline(uri: str, read_image: Callable[[str], bytes]) -> dict:
 def latest_tables(store: Store, category: str) -> ReviewTables:
     """Everything on disk through judged_pairs (filtered_rollouts at least), for the server's page; pairs are left
     out when one's rejected half is not a current rollout of its prompt: they were made from older rollouts."""
-    upto = "judged_pairs" if store.has_table("judged_pairs", category) else "filtered_rollouts"
+    upto = JUDGED_PAIRS if store.has_table(JUDGED_PAIRS, category) else FILTERED_ROLLOUTS
     tables = read_tables(store, category, upto)
     if tables.pairs is not None:
         current = tables.rollouts.select("prompt_id", rejected="response")

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from vlm_rl_assets.names import FILTERED_ROLLOUTS
 from vlm_rl_assets.reviewing.labels import LabelsFileError, read_human_labels, save_label
 from vlm_rl_assets.reviewing.pages import TEMPLATES, Labelling, latest_tables, review_page
 from vlm_rl_assets.store import schemas
@@ -83,7 +84,7 @@ class _Handlers:
         """Save a valid label request's label on the rollout it names (a 404 if the rollout is not there)."""
         with self.saving:
             try:
-                rows = self.store.read_table("filtered_rollouts", category, schemas.FILTERED_ROLLOUTS)
+                rows = self.store.read_table(FILTERED_ROLLOUTS, category, schemas.FILTERED_ROLLOUTS)
             except MissingUpstreamError as err:
                 return JSONResponse({"error": str(err)}, 404)
             item = rows.filter(

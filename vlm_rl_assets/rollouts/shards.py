@@ -17,12 +17,11 @@ from dataclasses import dataclass, replace
 import polars as pl
 from PIL import Image
 
+from vlm_rl_assets.names import ROLLOUTS
 from vlm_rl_assets.rollouts.engine import Engine, SamplingParams
 from vlm_rl_assets.rollouts.sampling import derive_seed, sample_rollouts
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store, spec_key
-
-ASSET = "rollouts"
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def sharded_rollouts(
     samples; `log` hears once, before sampling, how many shards an earlier run left.
     """
     plan = _plan(key, prompts, params, temperatures, policy_id, engine.name, shard_prompts)
-    missing = [i for i, shard in enumerate(plan.shard_keys) if not store.has_table(ASSET, shard)]
+    missing = [i for i, shard in enumerate(plan.shard_keys) if not store.has_table(ROLLOUTS, shard)]
     if log is not None:
         earlier = len(plan.shard_keys) - len(missing)
         log(
@@ -98,9 +97,9 @@ def sharded_rollouts(
     generate_seconds = time.monotonic() - begin
     generated_tokens = sum(int(shard["n_tokens"].sum()) for shard in shards.values())
     table = _assemble_table(store, plan, shards, prompts, params.n)
-    store.write_table(ASSET, key, table, schemas.ROLLOUTS)
+    store.write_table(ROLLOUTS, key, table, schemas.ROLLOUTS)
     manifest = _manifest(plan, policy_id, engine.name, params, prompts, table.height)
-    store.write_table(ASSET, manifest_key(key), manifest, schemas.ROLLOUT_MANIFEST)
+    store.write_table(ROLLOUTS, manifest_key(key), manifest, schemas.ROLLOUT_MANIFEST)
     reused = tuple(i for i in range(len(plan.shard_keys)) if i not in shards)
     return ShardedRollouts(table, manifest, reused, tuple(missing), generated_tokens, generate_seconds)
 
@@ -156,7 +155,7 @@ def _sample_shards(
             policy_id,
             plan.temperatures,
         )
-        store.write_table(ASSET, plan.shard_keys[i], shards[i], schemas.ROLLOUTS)
+        store.write_table(ROLLOUTS, plan.shard_keys[i], shards[i], schemas.ROLLOUTS)
         if progress is not None:
             progress(done, len(indices))
     return shards
@@ -167,12 +166,12 @@ def _assemble_table(
 ) -> pl.DataFrame:
     """Every shard in prompt order (this run's from memory, the rest from the store), checked complete."""
     parts = [
-        sampled[i] if i in sampled else store.read_table(ASSET, shard, schemas.ROLLOUTS)
+        sampled[i] if i in sampled else store.read_table(ROLLOUTS, shard, schemas.ROLLOUTS)
         for i, shard in enumerate(plan.shard_keys)
     ]
     table = pl.concat(parts) if parts else schemas.empty(schemas.ROLLOUTS)
     if not _complete(table, prompts, n):
-        folder = store.table_uri(ASSET, plan.shard_keys[0]).rsplit("/", 1)[0]
+        folder = store.table_uri(ROLLOUTS, plan.shard_keys[0]).rsplit("/", 1)[0]
         raise RuntimeError(
             f"the rollout shards in {folder} hold {table.height} rows, expected {prompts.height} prompts x "
             f"{n} samples, each (prompt_id, sample_idx) once; delete that shard folder and rerun"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
+from vlm_rl_assets.names import POLICY_CHECKPOINT, POLICY_KEY, ROUND_GAIN
 from vlm_rl_assets.store import schemas
-from vlm_rl_assets.store.base import MissingUpstreamError, Store, materialize_command, round_key
+from vlm_rl_assets.store.base import MissingUpstreamError, Store, round_key
 
 TABLE = "rounds"  # rounds/round<r>: that round's outcome
-POLICY = ("policy_checkpoint", "mixture")  # (asset, key) of each round's result, the next round's start
 
 
 class RoundsStopped(RuntimeError):
@@ -79,16 +79,15 @@ def read_outcome(store: Store, pipeline_round: int) -> RoundOutcome | None:
 
 
 def latest_policy(store: Store, rounds: int) -> Path:
-    """The newest round's POLICY checkpoint among `rounds` (round 1's when none later exists)."""
-    asset, key = POLICY
+    """The newest round's policy checkpoint among `rounds` (round 1's when none later exists)."""
     for pipeline_round in range(rounds, 1, -1):
-        if store.has_checkpoint(asset, round_key(key, pipeline_round)):
-            return store.local_checkpoint(asset, round_key(key, pipeline_round), partitioned=False)
-    return store.local_checkpoint(asset, key, partitioned=False)
+        if store.has_checkpoint(POLICY_CHECKPOINT, round_key(POLICY_KEY, pipeline_round)):
+            return store.local_checkpoint(POLICY_CHECKPOINT, round_key(POLICY_KEY, pipeline_round))
+    return store.local_checkpoint(POLICY_CHECKPOINT, POLICY_KEY)
 
 
 def start_model(store: Store, base_dir: Path, pipeline_round: int, stop_early: bool = True) -> Path:
-    """The model round `pipeline_round` samples from and trains on: the base for round 1, else the POLICY checkpoint
+    """The model round `pipeline_round` samples from and trains on: the base for round 1, else the policy checkpoint
     of the round before, once that round's outcome is known and (with `stop_early`) lets the rounds go on."""
     if pipeline_round == 1:
         return base_dir
@@ -97,10 +96,10 @@ def start_model(store: Store, base_dir: Path, pipeline_round: int, stop_early: b
     if outcome is None:
         raise MissingUpstreamError(
             f"round {pipeline_round} starts from round {previous}'s policy once round {previous}'s outcome is known; "
-            f"materialize policy_checkpoint, release_report and round_gain for round {previous} first, e.g. "
-            f"{materialize_command('round_gain', str(previous))}"
+            f"materialize policy_checkpoint, release_report and round_gain for round {previous} first.",
+            ROUND_GAIN,
+            round_key(POLICY_KEY, previous),
         )
     if stop_early and (reason := outcome.stop_reason()) is not None:
         raise RoundsStopped(f"round {pipeline_round} does not run: {reason}")
-    asset, key = POLICY
-    return store.local_checkpoint(asset, round_key(key, previous), partitioned=False)
+    return store.local_checkpoint(POLICY_CHECKPOINT, round_key(POLICY_KEY, previous))

@@ -25,7 +25,15 @@ from vlm_rl_assets.store import schemas
 
 
 class MissingUpstreamError(FileNotFoundError):
-    """An upstream asset's output is absent: the message says which one to materialize."""
+    """An upstream asset's output is absent. It names the asset and the store key; the assets add the command that makes it (`orchestration/upstream.py`), which the store does not know."""
+
+    def __init__(self, message: str, asset: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.asset, self.key = asset, key
+        self.advice = ""  # what to run, added where the command is known
+
+    def __str__(self) -> str:
+        return super().__str__() + self.advice
 
 
 ROUND_PREFIX = "round"
@@ -44,13 +52,10 @@ def round_key(key: str, pipeline_round: int) -> str:
     return key if pipeline_round == 1 else f"{ROUND_PREFIX}{pipeline_round}/{key}"
 
 
-def materialize_command(asset: str, partition: str | None) -> str:
-    """The CLI call that produces `asset` (for one partition, if it is partitioned; a round's key names the
-    category|round partition)."""
-    command = f"dagster asset materialize -m vlm_rl_assets.definitions --select {asset}"
-    if partition and (match := _ROUND_KEY.match(partition)):
-        partition = f"'{match[2]}|{match[1]}'"  # quoted: a shell pipe otherwise
-    return f"`{command} --partition {partition}`" if partition else f"`{command}`"
+def split_round_key(key: str) -> tuple[str, int]:
+    """`round_key`'s inverse: (key, round)."""
+    match = _ROUND_KEY.match(key)
+    return (match[2], int(match[1])) if match else (key, 1)
 
 
 class Store(ABC):
@@ -93,13 +98,14 @@ class Store(ABC):
     def _local_checkpoint(self, asset: str, key: str) -> Path | None:
         """The published checkpoint as a local folder, or None when there is none."""
 
-    def local_checkpoint(self, asset: str, key: str, *, partitioned: bool = True) -> Path:
+    def local_checkpoint(self, asset: str, key: str) -> Path:
         """A local folder holding the checkpoint (`save_pretrained` layout), ready to load."""
         folder = self._local_checkpoint(asset, key)
         if folder is None:
             raise MissingUpstreamError(
-                f"{asset} checkpoint {key!r} not found at {self.checkpoint_uri(asset, key)}. Materialize it first: "
-                f"{materialize_command(asset, key if partitioned else None)}"
+                f"{asset} checkpoint {key!r} not found at {self.checkpoint_uri(asset, key)}. Materialize it first.",
+                asset,
+                key,
             )
         return folder
 
@@ -127,8 +133,7 @@ class Store(ABC):
             data = self._get(_table_rel(asset, key))
         except FileNotFoundError:
             raise MissingUpstreamError(
-                f"{asset} for {key!r} not found at {self.table_uri(asset, key)}. Materialize it first, e.g. "
-                f"{materialize_command(asset, key)}"
+                f"{asset} for {key!r} not found at {self.table_uri(asset, key)}. Materialize it first.", asset, key
             ) from None
         return schemas.check(pl.read_parquet(io.BytesIO(data)), schema, f"{asset}/{key}")
 

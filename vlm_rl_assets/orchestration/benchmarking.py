@@ -6,14 +6,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.ui import Progress
 from vlm_rl_assets.config import PipelineConfig
 from vlm_rl_assets.evaluation.answer_cache import BenchModel, models_answers
 from vlm_rl_assets.evaluation.benchmarks import BenchJudging, bench_prompts, bench_scores
 from vlm_rl_assets.evaluation.hack_monitor import bench_gaming
 from vlm_rl_assets.evaluation.settings import EvalSettings
 from vlm_rl_assets.model.fingerprint import model_fingerprint
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.ui import Progress
 from vlm_rl_assets.rollouts.open import open_engine
 from vlm_rl_assets.store.base import Store
 

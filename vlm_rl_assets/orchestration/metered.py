@@ -1,6 +1,6 @@
 """Every asset's cost: what its body spent (`metering.Meter`), as `cost/<name>` metadata with the same keys on CPU
 and GPU, and as a row of the store's costs table (`store/costs.py`), which release_report reads. The one place every
-asset's metadata passes: its floats leave rounded (`assets/ui.py`'s `readable_metadata`)."""
+asset's metadata passes: its floats leave rounded (`orchestration/ui.py`'s `readable_metadata`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Concatenate, ParamSpec
 
 import dagster as dg
 
-from vlm_rl_assets.assets.retries import GPU_POOL
-from vlm_rl_assets.assets.ui import readable_metadata
 from vlm_rl_assets.metering import Meter, Usage
-from vlm_rl_assets.partitions import stage
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.orchestration.partitions import partition_slice
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.retries import GPU_POOL
+from vlm_rl_assets.orchestration.ui import readable_metadata
 from vlm_rl_assets.store.costs import record_cost
 
 P = ParamSpec("P")
@@ -40,13 +40,18 @@ def metered(
     """
 
     @functools.wraps(fn)
-    def body(context: dg.AssetExecutionContext, pipeline: PipelineResource, *args: P.args, **kwargs: P.kwargs):
-        on_accelerator = context.op_def.pool == GPU_POOL and pipeline.config().model.device != "cpu"
+    def body(
+        context: dg.AssetExecutionContext,
+        pipeline: dg.ResourceParam[PipelineResource],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ):
+        on_accelerator = context.op_def.pool == GPU_POOL and pipeline.config.model.device != "cpu"
         with Meter(on_accelerator) as meter:
             result = fn(context, pipeline, *args, **kwargs)
-        run = stage(context)
+        part = partition_slice(context)
         asset = context.asset_key.to_user_string()
-        record_cost(pipeline.store(), asset, run.category, meter.usage, context.run.run_id, run.pipeline_round)
+        record_cost(pipeline.store, asset, part.category, meter.usage, context.run.run_id, part.pipeline_round)
         # every asset's metadata passes here: its floats rounded as people read them (readable.py)
         return result._replace(metadata=readable_metadata({**(result.metadata or {}), **cost_metadata(meter.usage)}))
 

@@ -1,22 +1,24 @@
-"""Both training assets under `training.algorithm: grpo`: GRPO on the categories' train prompts (for the policy,
-their balanced mixture), each completion rewarded by its category's judge, into the same checkpoint as DPO's."""
+"""The GRPO step of grpo_checkpoint[c] and, under `training.algorithm: grpo`, of policy_checkpoint: GRPO on the
+categories' train prompts (for the policy, their balanced mixture), each completion rewarded by its category's judge,
+into a `save_pretrained` folder as DPO's."""
 
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.images import load_images
-from vlm_rl_assets.assets.training_run import grpo_training_metadata, health_check
 from vlm_rl_assets.grpo.reward import JudgeReward
 from vlm_rl_assets.grpo.train_prompts import train_prompts
 from vlm_rl_assets.judging.open import open_judge
-from vlm_rl_assets.resources import PipelineResource
+from vlm_rl_assets.names import PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.training_run import grpo_training_metadata, health_check
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.training.mixture import policy_mixture
 
 
-def grpo_checkpoint(
+def train_grpo(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
     asset: str,
@@ -26,8 +28,8 @@ def grpo_checkpoint(
 ) -> dg.MaterializeResult:
     """GRPO of `start_dir` (the round's start: the base in round 1) on `categories`' train prompts into `<asset>/<key>`:
     one category's, or with several the balanced mixture (`mixture_weight`) of theirs; its KL reference is its start."""
-    config, store = pipeline.config(), pipeline.store()
-    tables = {c: store.read_table("prompt_mixture", c, schemas.PROMPTS) for c in categories}
+    config, store = pipeline.config, pipeline.store
+    tables = {c: store.read_table(PROMPT_MIXTURE, c, schemas.PROMPTS) for c in categories}
     train = {c: table.filter(pl.col("split") == "train") for c, table in tables.items()}
     weights = {c: config.category(c).mixture_weight for c in categories}
     settings, grpo = config.grpo_settings()

@@ -6,28 +6,27 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from vlm_rl_assets.assets.curves import GRPO_PANELS, curves_markdown
-from vlm_rl_assets.assets.ui import markdown_table, readable_metadata
 from vlm_rl_assets.dpo.train_pairs import TrainedCheckpoint
 from vlm_rl_assets.grpo.train_prompts import TrainedPolicy
+from vlm_rl_assets.names import TRAINING_HEALTH
+from vlm_rl_assets.orchestration.curves import GRPO_PANELS, curves_markdown
+from vlm_rl_assets.orchestration.resources import PipelineResource
+from vlm_rl_assets.orchestration.ui import markdown_table, readable_metadata
 from vlm_rl_assets.readable import rounded, seconds_value
-from vlm_rl_assets.resources import PipelineResource
 from vlm_rl_assets.training.health import Health
-
-HEALTH_CHECK = "training_health"
 
 
 def round_models(pipeline: PipelineResource, pipeline_round: int) -> tuple[Path, Path]:
     """(start, reference) of a round's training: the model its rollouts came from (round 1: the base; round r: round
     r-1's policy), and DPO's reference per `rounds.reference`, that model or the base."""
     start = pipeline.start_model_dir(pipeline_round)
-    return start, pipeline.base_model_dir() if pipeline.config().rounds.reference == "base" else start
+    return start, pipeline.base_model_dir() if pipeline.config.rounds.reference == "base" else start
 
 
 def health_check_spec(asset: str) -> dg.AssetCheckSpec:
     """The training-health check of a training asset (a warning: the checkpoint is kept)."""
     return dg.AssetCheckSpec(
-        HEALTH_CHECK,
+        TRAINING_HEALTH,
         asset=asset,
         description="DPO: no NaN loss, no collapse or steady fall of logps/chosen, no early saturation of "
         "rewards/accuracies, no drift of the mean generated length (dpo/health.py). GRPO: no NaN loss, groups with "
@@ -41,7 +40,7 @@ def health_check(context: dg.AssetExecutionContext, health: Health, label: str) 
     for alarm in health.alarms:
         context.log.warning(f"{label}: {alarm}")
     return dg.AssetCheckResult(
-        check_name=HEALTH_CHECK,
+        check_name=TRAINING_HEALTH,
         passed=not health.alarms,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=readable_metadata({"alarms": health.alarms, **health.metrics}),
