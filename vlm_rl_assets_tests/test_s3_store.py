@@ -29,7 +29,7 @@ def keys(client, prefix: str) -> list[str]:
     return [obj["Key"] for obj in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 
 
-def test_tables_round_trip_schema_checked_and_missing_says_what_to_run(s3, tmp_path):
+def test_tables_round_trip_schema_checked_and_missing_says_what_is_missing(s3, tmp_path):
     store = open_store(f"s3://{BUCKET}/tables", tmp_path)
     table = prompt_table({"a": ("number", "1")})
     uri = store.write_table("prompt_mixture", "count", table, schemas.PROMPTS)
@@ -41,9 +41,10 @@ def test_tables_round_trip_schema_checked_and_missing_says_what_to_run(s3, tmp_p
     assert store.table_keys("prompt_mixture") == ["count", "count/more"] and store.table_keys("rollouts") == []
     with pytest.raises(schemas.SchemaError, match=r"lacks columns \['answer'\]"):
         store.write_table("prompt_mixture", "c", table.drop("answer"), schemas.PROMPTS)
-    missing = r"s3://pipeline/tables/rollouts/count.parquet.*--select rollouts --partition count"
-    with pytest.raises(MissingUpstreamError, match=missing):
+    missing = r"rollouts for 'count' not found at s3://pipeline/tables/rollouts/count.parquet. Materialize it first"
+    with pytest.raises(MissingUpstreamError, match=missing) as raised:
         store.read_table("rollouts", "count", schemas.ROLLOUTS)
+    assert (raised.value.asset, raised.value.key) == ("rollouts", "count")  # what the steps' command is made from
 
 
 def test_images_are_stored_once_under_root_relative_uris(s3, tmp_path):
@@ -77,8 +78,9 @@ def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_pat
             raise RuntimeError("killed")
     assert keys(s3, "ckpt_test/") == [] and not writer.has_checkpoint("dpo_checkpoint", "c")
     assert not list((tmp_path / "writer_cache").rglob("config.json"))  # the staging folder is gone too
-    with pytest.raises(MissingUpstreamError, match="--select dpo_checkpoint --partition c"):
+    with pytest.raises(MissingUpstreamError, match="dpo_checkpoint checkpoint 'c' not found at s3://") as missing:
         writer.local_checkpoint("dpo_checkpoint", "c")
+    assert (missing.value.asset, missing.value.key) == ("dpo_checkpoint", "c")
 
     for version in ("1", "2"):
         with writer.staged_dir("dpo_checkpoint", "c") as out:

@@ -8,6 +8,7 @@ shared chat format and the checkpoint's own chat template, as TRL formats them f
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,6 @@ class HFEngine(Engine):
 
     def close(self) -> None:
         """Drop the model (an engine `from_loaded` drops only its own reference) and the device's cached memory."""
-        import gc
-
         import torch
 
         self.model = None
