@@ -47,7 +47,7 @@ config = configured()
 store, CATEGORIES, ROUNDS = PipelineResource(config).store, list(config.categories), config.rounds.count
 deltas = store.read_table("release_report", round_key("deltas", ROUNDS), schemas.BENCHMARK_DELTAS)
 overall = deltas.filter(pl.col("category") == OVERALL).row(0, named=True)
-scores = score_table(store, CATEGORIES, ROUNDS)
+scores = score_table(store, CATEGORIES, config.training.algorithm, ROUNDS)
 print(json.dumps({"kernels": torch.backends.cpu.get_cpu_capability(), "sft_steps": meta["sft_steps"],
     "dev_mean": meta["dev_accuracy_mean"], "base": scores["base"].mean(), "policy": scores["policy"].mean(),
     "delta": overall["delta"], "ci": [overall["ci_low"], overall["ci_high"]],

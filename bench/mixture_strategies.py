@@ -69,7 +69,7 @@ def main() -> None:
     dev, dev_images, _ = load_prompt_images(
         store,
         bench_prompts(store, categories, "dev"),
-        stage="bench",
+        asset="bench",
         category="all",
         max_pixels=config.max_image_pixels,
     )
@@ -104,7 +104,7 @@ def main() -> None:
         settings = policy.model_copy(update={"epochs": epochs, "learning_rate": lr})
         mixture = mixed(pairs, strategy, seed)
         loaded, images, _ = load_prompt_images(
-            store, mixture, stage="bench", category="all", max_pixels=config.max_image_pixels
+            store, mixture, asset="bench", category="all", max_pixels=config.max_image_pixels
         )
         key = f"{strategy}-seed{seed}-epochs{epochs}-lr{lr:g}"
         trained = train_pairs(

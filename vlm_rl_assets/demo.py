@@ -1,4 +1,5 @@
-"""Materialize the whole graph on the configured instance, round by round, and print base vs. DPO scores per category.
+"""Materialize the whole graph on the configured instance, round by round, and print base vs. trained scores per
+category.
 
     DAGSTER_HOME=$PWD/.dagster_home python -m vlm_rl_assets.demo
 
@@ -72,7 +73,8 @@ def materialize_rounds(graph: Graph, pipeline: PipelineResource, instance: dg.Da
     return rounds[-1]
 
 
-def score_table(store, categories: list[str], pipeline_round: int = 1) -> pl.DataFrame:
+def score_table(store, categories: list[str], trained: str = "dpo", pipeline_round: int = 1) -> pl.DataFrame:
+    """Greedy accuracy per category: base, each category's own trained model (named by its algorithm), the policy."""
     keys = [round_key(c, pipeline_round) for c in categories]
     per_category = pl.concat([store.read_table(BENCHMARK_SCORES, key, schemas.BENCHMARK_SCORES) for key in keys])
     scores = round_key("scores", pipeline_round)
@@ -81,8 +83,10 @@ def score_table(store, categories: list[str], pipeline_round: int = 1) -> pl.Dat
         pl.concat([per_category, release])
         .filter(pl.col("metric") == "accuracy")
         .pivot(on="model", index="category", values="value")
-        .with_columns(dpo_delta=pl.col("dpo") - pl.col("base"), policy_delta=pl.col("policy") - pl.col("base"))
-        .select("category", "base", "dpo", "dpo_delta", "policy", "policy_delta")
+        .with_columns(
+            (pl.col(trained) - pl.col("base")).alias(f"{trained}_delta"), policy_delta=pl.col("policy") - pl.col("base")
+        )
+        .select("category", "base", trained, f"{trained}_delta", "policy", "policy_delta")
     )
 
 
@@ -113,7 +117,8 @@ def main() -> None:
     materialize(graph, pipeline, [BASE_MODEL], instance)
     last = materialize_rounds(graph, pipeline, instance, range(1, config.rounds.count + 1))
     store, categories = pipeline.store, list(config.categories)
-    table = score_table(store, categories, last)
+    algorithm = config.training.algorithm
+    table = score_table(store, categories, algorithm, last)
     mean = table.select(pl.exclude("category").mean()).with_columns(category=pl.lit("MEAN")).select(table.columns)
     with pl.Config(
         tbl_rows=50,
@@ -123,10 +128,12 @@ def main() -> None:
         tbl_hide_column_data_types=True,
     ):
         after = f" after round {last}" if config.rounds.count > 1 else ""
-        print(f"\nGreedy benchmark accuracy (held-out), base vs. per-category DPO vs. mixture policy{after}:")
+        print(
+            f"\nGreedy benchmark accuracy (held-out), base vs. per-category {algorithm.upper()} vs. mixture policy{after}:"
+        )
         print(pl.concat([table, mean]))
-        print("\nDPO training, last logged values:")
-        print(training_table(store, categories, CATEGORY_CHECKPOINT[config.training.algorithm], last))
+        print(f"\n{algorithm.upper()} training, last logged values:")
+        print(training_table(store, categories, CATEGORY_CHECKPOINT[algorithm], last))
     print(
         f"\nmixture policy vs. base, mean over categories (paired on the same prompts, 95% CI): {headline(store, last)}"
     )

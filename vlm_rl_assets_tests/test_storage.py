@@ -53,7 +53,7 @@ def test_undecodable_and_missing_images_become_counted_quarantine_rows(tmp_path)
     prompts = prompt_table({"good": ("number", "1"), "bad": ("number", "1"), "gone": ("number", "1")}).with_columns(
         images=pl.Series([[good], ["images/bad.png"], ["images/gone.png"]])
     )
-    loaded, images, refused = quarantine.load_prompt_images(store, prompts, stage="rollouts", category="count")
+    loaded, images, refused = quarantine.load_prompt_images(store, prompts, asset="rollouts", category="count")
     assert loaded["prompt_id"].to_list() == ["good"] and len(images) == 1
     reasons = dict(zip(refused["key"], refused["reason"]))
     assert reasons["bad"].startswith("image_undecodable") and reasons["gone"].startswith("image_missing")

@@ -137,7 +137,7 @@ def test_vllm_and_hf_sample_the_same_policy_equally_well(vllm_run: tuple[Path, d
     config = load_config(CONFIG)
     prompts = LocalStore(root).read_table("prompt_mixture", CATEGORY, schemas.PROMPTS)
     prompts, images, refused = load_prompt_images(
-        LocalStore(root), prompts, stage="test", category=CATEGORY, max_pixels=10**8
+        LocalStore(root), prompts, asset="test", category=CATEGORY, max_pixels=10**8
     )
     assert refused.height == 0 and prompts.height == 48
     base = root / "base_model" / "embedded"

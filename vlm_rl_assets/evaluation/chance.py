@@ -165,8 +165,8 @@ def write_verdicts(store: Store, verdicts: pl.DataFrame) -> str:
     return store.write_table(*TABLE, verdicts, schemas.BASE_MODEL_CHANCE)
 
 
-def refusal(store: Store, category: str, model: str, stage: str) -> str | None:
-    """Why `stage` of `category` must not run on `model` (model.path): the base_model verdict for this model says
+def refusal(store: Store, category: str, model: str, asset: str) -> str | None:
+    """Why `asset` of `category` must not run on `model` (model.path): the base_model verdict for this model says
     the category is at chance. None without a verdict for it (base_model not run yet, a configured model unchecked)."""
     if not store.has_table(*TABLE):
         return None
@@ -174,4 +174,4 @@ def refusal(store: Store, category: str, model: str, stage: str) -> str | None:
     found = verdicts.filter(
         (pl.col("category") == category) & (pl.col("model") == model) & (pl.col("verdict") == AT_CHANCE)
     )
-    return None if found.is_empty() else f"{stage}[{category}] refused: {found['message'][0]}"
+    return None if found.is_empty() else f"{asset}[{category}] refused: {found['message'][0]}"

@@ -87,7 +87,7 @@ def train_prompts(
     ]
     judges = [reward.__name__ for reward in rewards]
     log(f"GRPO on {len(examples)} prompts, {grpo.num_generations} completions each per step, judged by {judges}")
-    stage = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
+    rewards_table = f"{asset}_rewards"  # quarantine/<asset>_rewards/<key>: the completions no judge scored
     work_root = Path(settings.work_dir or cache_dir / "training") / asset / key
     identities = [reward.identity() for reward in rewards]
     work_dir = grpo_work_folder(work_root, model_fingerprint(base_dir), examples, identities, settings, grpo)
@@ -95,15 +95,15 @@ def train_prompts(
     with store.staged_dir(asset, key) as out_dir:
         result = grpo_train(base_dir, out_dir, examples, rewards, settings, grpo, log, work_dir)
         judged = sum(reward.judged for reward in rewards)
-        failures = pl.concat([quarantine.rows(stage, r.__name__, r.failures) for r in rewards])
-        store.write_table("quarantine", f"{stage}/{key}", failures, schemas.QUARANTINE)
+        failures = pl.concat([quarantine.rows(rewards_table, r.__name__, r.failures) for r in rewards])
+        store.write_table("quarantine", f"{rewards_table}/{key}", failures, schemas.QUARANTINE)
         counts = dict(sorted(sum((Counter(r.failure_counts()) for r in rewards), Counter()).items()))
         if failures.height / max(judged, 1) > max_bad_fraction:
             shutil.rmtree(work_dir)  # a rerun trains afresh rather than resume a rejected run past the check
             raise ValueError(  # raised inside staged_dir: nothing is published
                 f"{asset}[{key}]: the judges failed on {failures.height} of {judged} GRPO completions ({counts}), "
                 f"above max_bad_fraction={max_bad_fraction}; nothing was published. See "
-                f"{store.table_uri('quarantine', f'{stage}/{key}')}; check judges.<kind> (endpoint, timeout_s, "
+                f"{store.table_uri('quarantine', f'{rewards_table}/{key}')}; check judges.<kind> (endpoint, timeout_s, "
                 "max_retries) or the ground truths of the prompts named there, or raise max_bad_fraction"
             )
     shutil.rmtree(work_dir)  # published: nothing left to resume

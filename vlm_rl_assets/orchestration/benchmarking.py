@@ -48,7 +48,7 @@ def benchmark(
         config.engine.kind,
         settings,
         config.engine.seed,
-        lambda stage: Progress(context, stage),
+        lambda label: Progress(context, label),
         context.log.info,
     )
     return bench_scores(prompts, answers, settings, bench_judging(config), config.engine.seed)

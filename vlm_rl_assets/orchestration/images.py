@@ -17,7 +17,7 @@ def load_images(
     return load_images_or_fail(
         store,
         prompts,
-        stage=asset,
+        asset=asset,
         category=partition_slice(context).key(),
         max_pixels=config.max_image_pixels,
         max_bad_fraction=config.max_bad_fraction,

@@ -46,8 +46,8 @@ class Progress:
     """A `progress(done, total)` callback logging done/total, rate and ETA about every 10%, whose totals become
     metadata, so a slow stage shows how far it is in the run's logs and how fast it was on the asset."""
 
-    def __init__(self, context: dg.AssetExecutionContext, stage: str) -> None:
-        self.context, self.stage = context, stage
+    def __init__(self, context: dg.AssetExecutionContext, label: str) -> None:
+        self.context, self.label = context, label
         self.start = time.monotonic()
         self.done, self.elapsed, self.last_decile = 0, 0.0, -1
 
@@ -59,7 +59,7 @@ class Progress:
         self.last_decile = decile
         rate = self.rate()
         eta = (total - done) / rate if rate > 0 else float("nan")
-        self.context.log.info(f"{self.stage}: {done}/{total} ({rate:.3g}/s, ETA {eta:.0f}s)")
+        self.context.log.info(f"{self.label}: {done}/{total} ({rate:.3g}/s, ETA {eta:.0f}s)")
 
     def rate(self) -> float:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0

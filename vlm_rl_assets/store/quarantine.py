@@ -11,9 +11,9 @@ from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
 
-def rows(stage: str, category: str, refused: list[tuple[str, str]]) -> pl.DataFrame:
+def rows(asset: str, category: str, refused: list[tuple[str, str]]) -> pl.DataFrame:
     """A quarantine table from (key, reason) pairs."""
-    data = [{"stage": stage, "category": category, "key": key, "reason": reason} for key, reason in refused]
+    data = [{"stage": asset, "category": category, "key": key, "reason": reason} for key, reason in refused]
     return pl.DataFrame(data, schema=schemas.QUARANTINE) if data else schemas.empty(schemas.QUARANTINE)
 
 
@@ -27,7 +27,7 @@ def code_counts(quarantine: pl.DataFrame) -> dict[str, int]:
 
 
 def load_prompt_images(
-    store: Store, prompts: pl.DataFrame, *, stage: str, category: str, max_pixels: int | None = None
+    store: Store, prompts: pl.DataFrame, *, asset: str, category: str, max_pixels: int | None = None
 ) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:
     """Decode every prompt's images; a prompt with an image that is missing, won't decode or has more
     than `max_pixels` pixels (None: no limit; one huge image can exhaust a batch's memory) is quarantined.
@@ -51,30 +51,30 @@ def load_prompt_images(
             else:
                 images.append(loaded)
                 keep.append(pid)
-    return prompts.filter(pl.col("prompt_id").is_in(keep)), images, rows(stage, category, refused)
+    return prompts.filter(pl.col("prompt_id").is_in(keep)), images, rows(asset, category, refused)
 
 
 def load_images_or_fail(
     store: Store,
     prompts: pl.DataFrame,
     *,
-    stage: str,
+    asset: str,
     category: str,
     max_pixels: int,
     max_bad_fraction: float,
     warn: Callable[[str], None],
 ) -> tuple[pl.DataFrame, list[tuple[Image.Image, ...]], pl.DataFrame]:
-    """`load_prompt_images`, its refusals written to `quarantine/<stage>/<category>`; the stage fails when more
+    """`load_prompt_images`, its refusals written to `quarantine/<asset>/<category>`; the stage fails when more
     than `max_bad_fraction` of the prompts were refused, and `warn`s about any it refused below that."""
-    loaded, images, refused = load_prompt_images(store, prompts, stage=stage, category=category, max_pixels=max_pixels)
-    store.write_table("quarantine", f"{stage}/{category}", refused, schemas.QUARANTINE)
+    loaded, images, refused = load_prompt_images(store, prompts, asset=asset, category=category, max_pixels=max_pixels)
+    store.write_table("quarantine", f"{asset}/{category}", refused, schemas.QUARANTINE)
     if refused.height / max(prompts.height, 1) > max_bad_fraction:
         raise ValueError(
-            f"{stage}[{category}]: {refused.height} of {prompts.height} prompts have unusable images "
+            f"{asset}[{category}]: {refused.height} of {prompts.height} prompts have unusable images "
             f"({reason_counts(refused)}), above max_bad_fraction={max_bad_fraction}. "
-            f"See {store.table_uri('quarantine', f'{stage}/{category}')}; fix or remove those images, "
+            f"See {store.table_uri('quarantine', f'{asset}/{category}')}; fix or remove those images, "
             "or raise max_bad_fraction"
         )
     if refused.height:
-        warn(f"{stage}[{category}]: quarantined {refused.height} prompts: {reason_counts(refused)}")
+        warn(f"{asset}[{category}]: quarantined {refused.height} prompts: {reason_counts(refused)}")
     return loaded, images, refused
