@@ -3,14 +3,13 @@ the round sampled (round 1: the base). Under `training.algorithm: grpo` the grap
 
 import dagster as dg
 
-from vlm_rl_assets.dpo.train_pairs import train_pairs
 from vlm_rl_assets.names import BASE_MODEL, DPO_CHECKPOINT, JUDGED_PAIRS
-from vlm_rl_assets.orchestration.images import load_images
+from vlm_rl_assets.orchestration.dpo_run import train_dpo
 from vlm_rl_assets.orchestration.partitions import partition_slice
 from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.orchestration.retries import GPU_POOL
 from vlm_rl_assets.orchestration.step import asset_step
-from vlm_rl_assets.orchestration.training_run import health_check, health_check_spec, round_models, training_metadata
+from vlm_rl_assets.orchestration.training_run import health_check_spec, round_models
 from vlm_rl_assets.store import schemas
 
 
@@ -26,29 +25,8 @@ from vlm_rl_assets.store import schemas
 def dpo_checkpoint(
     context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
 ) -> dg.MaterializeResult:
-    part, config, store = partition_slice(context), pipeline.config, pipeline.store
-    category, key = part.category, part.key()
-    start, reference = round_models(pipeline, part.pipeline_round)
-    pairs = store.read_table(JUDGED_PAIRS, key, schemas.JUDGED_PAIRS)
-    pairs, images, refused = load_images(context, config, store, pairs, DPO_CHECKPOINT)
-    settings, loss = config.dpo_settings(category)
-    trained = train_pairs(
-        store,
-        pairs,
-        images,
-        start,
-        DPO_CHECKPOINT,
-        key,
-        settings,
-        loss,
-        model=config.model,
-        engine=config.engine,
-        health=config.training_health,
-        cache_dir=config.storage.cache_path,
-        log=context.log.info,
-        reference_dir=reference,
-    )
-    return dg.MaterializeResult(
-        metadata=training_metadata(trained, refused),
-        check_results=[health_check(context, trained.health, f"{DPO_CHECKPOINT}[{key}]")],
-    )
+    part = partition_slice(context)
+    models = round_models(pipeline, part.pipeline_round)
+    pairs = pipeline.store.read_table(JUDGED_PAIRS, part.key(), schemas.JUDGED_PAIRS)
+    settings = pipeline.config.dpo_settings(part.category)
+    return train_dpo(context, pipeline, DPO_CHECKPOINT, part.key(), models, pairs, settings)

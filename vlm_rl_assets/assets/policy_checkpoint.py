@@ -5,15 +5,14 @@ judge."""
 
 import dagster as dg
 
-from vlm_rl_assets.dpo.train_pairs import train_pairs
 from vlm_rl_assets.names import BASE_MODEL, JUDGED_PAIRS, POLICY_CHECKPOINT, POLICY_KEY, PROMPT_MIXTURE
+from vlm_rl_assets.orchestration.dpo_run import train_dpo
 from vlm_rl_assets.orchestration.grpo_run import train_grpo
-from vlm_rl_assets.orchestration.images import load_images
 from vlm_rl_assets.orchestration.partitions import Slice, partition_slice
 from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.orchestration.retries import GPU_POOL
 from vlm_rl_assets.orchestration.step import asset_step
-from vlm_rl_assets.orchestration.training_run import health_check, health_check_spec, round_models, training_metadata
+from vlm_rl_assets.orchestration.training_run import health_check_spec, round_models
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.training.mixture import policy_mixture
 
@@ -43,34 +42,15 @@ def dpo_on_the_mixture(
     context: dg.AssetExecutionContext, pipeline: PipelineResource, part: Slice
 ) -> dg.MaterializeResult:
     """Each pair with its own category's beta (its row's); the loss is training's for all (one loss per run)."""
-    config, store, key = pipeline.config, pipeline.store, part.key(POLICY_KEY)
-    start, reference = round_models(pipeline, part.pipeline_round)
-    pairs = {c: store.read_table(JUDGED_PAIRS, part.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
+    config = pipeline.config
+    models = round_models(pipeline, part.pipeline_round)
+    pairs = {c: pipeline.store.read_table(JUDGED_PAIRS, part.key(c), schemas.JUDGED_PAIRS) for c in config.categories}
     weights = {c: cat.mixture_weight for c, cat in config.categories.items()}
-    settings, loss = config.dpo_settings()
-    mixture = policy_mixture(pairs, weights, settings)
-    loaded, images, refused = load_images(context, config, store, mixture, POLICY_CHECKPOINT)
-    trained = train_pairs(
-        store,
-        loaded,
-        images,
-        start,
-        POLICY_CHECKPOINT,
-        key,
-        settings,
-        loss,
-        model=config.model,
-        engine=config.engine,
-        health=config.training_health,
-        cache_dir=config.storage.cache_path,
-        log=context.log.info,
-        reference_dir=reference,
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **training_metadata(trained, refused),
-            "pairs_per_category": dict(mixture.group_by("category").len().sort("category").iter_rows()),
-            "available_pairs": {c: df.height for c, df in pairs.items()},
-        },
-        check_results=[health_check(context, trained.health, f"{POLICY_CHECKPOINT}[{key}]")],
-    )
+    settings = config.dpo_settings()
+    mixture = policy_mixture(pairs, weights, settings[0])
+    realised = {
+        "pairs_per_category": dict(mixture.group_by("category").len().sort("category").iter_rows()),
+        "available_pairs": {c: df.height for c, df in pairs.items()},
+    }
+    key = part.key(POLICY_KEY)
+    return train_dpo(context, pipeline, POLICY_CHECKPOINT, key, models, mixture, settings, realised)
