@@ -21,6 +21,7 @@ from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
+from vlm_rl_assets.planning.settings import ResourcesSettings
 from vlm_rl_assets.prompts.category import PromptSpec
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
@@ -209,6 +210,7 @@ class PipelineConfig(Settings):
         4096 * 4096, ge=1, description="images with more pixels (width x height) are quarantined as image_oversize"
     )
     model: ModelSettings = ModelSettings()
+    resources: ResourcesSettings = ResourcesSettings()
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
     bootstrap: BootstrapSettings = BootstrapSettings()
@@ -252,6 +254,17 @@ class PipelineConfig(Settings):
             raise ValueError(
                 f"training.{ONE_BETA_WHY}, and the policy's mixture has categories.<c>.beta {betas}. Give those "
                 "categories one beta, or move aot to their own categories.<c>.loss and give training another loss_type"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def sharding_on_gpus(self) -> PipelineConfig:
+        """accelerate ignores its FSDP plugin on CPU (and DeepSpeed needs CUDA): a sharded CPU run would silently
+        train unsharded, so it is refused."""
+        if self.training.sharding != "none" and not self.model.device.startswith("cuda"):
+            raise ValueError(
+                f"training.sharding: {self.training.sharding} needs GPUs (model.device: cuda): accelerate does not "
+                f"shard on {self.model.device} (its FSDP plugin is ignored there); set training.sharding: none"
             )
         return self
 

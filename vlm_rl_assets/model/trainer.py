@@ -37,7 +37,13 @@ _Row = TypeVar("_Row")
 
 
 def common_args(
-    out_dir: str | Path, seed: int, learning_rate: float, batch_size: int, log_every: int, save_steps: int | None = None
+    out_dir: str | Path,
+    seed: int,
+    learning_rate: float,
+    batch_size: int,
+    log_every: int,
+    save_steps: int | None = None,
+    gradient_checkpointing: bool = False,
 ) -> dict[str, Any]:
     """TrainingArguments shared by SFT and DPO: fp32 on CPU (TRL's bf16 default raises there), checkpoints every
     `save_steps` steps (the last two kept) or none. `batch_size` is per optimizer step, split over the processes
@@ -54,7 +60,7 @@ def common_args(
         "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size // processes,
         "bf16": False,
-        "gradient_checkpointing": False,  # TRL turns it on by default; it only slows a tiny model down
+        "gradient_checkpointing": gradient_checkpointing,  # TRL turns it on by default; a tiny model only slows down
         "remove_unused_columns": False,  # the dataset's only real column is the index the transform reads
         "save_strategy": "no",
         **checkpoints,

@@ -27,7 +27,15 @@ def policy_args(settings: TrainingSettings, out_dir: str | Path, batch_size: int
     `checkpoints`, resumable checkpoints into out_dir every `save_steps` steps."""
     save_steps = settings.save_steps if checkpoints else None
     return {
-        **common_args(out_dir, settings.seed, settings.learning_rate, batch_size, settings.log_every, save_steps),
+        **common_args(
+            out_dir,
+            settings.seed,
+            settings.learning_rate,
+            batch_size,
+            settings.log_every,
+            save_steps,
+            settings.gradient_checkpointing,
+        ),
         "num_train_epochs": settings.epochs,
         "max_steps": settings.max_steps,
     }

@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 
 from vlm_rl_assets.settings import Settings
 
+Sharding = Literal["none", "fsdp2", "zero3"]
+
 
 class LoRASettings(Settings):
     """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights before the checkpoint is saved."""
@@ -79,6 +81,17 @@ class TrainingSettings(Settings):
         ge=1,
         description="data-parallel processes: 1 trains inside the asset; more run under `accelerate launch` "
         "(CPU: gloo; GPUs: NCCL, one process per GPU)",
+    )
+    sharding: Sharding = Field(
+        "none",
+        description="none: every process holds the whole model (DDP); fsdp2 or zero3: weights, gradients and "
+        "optimizer states split over the num_processes GPUs (accelerate's FSDP2 / DeepSpeed ZeRO-3 plugins; GPUs "
+        "only, accelerate does not shard on CPU)",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="keep only each layer's input for the backward pass and recompute the rest: activations shrink "
+        "to about one layer's, a step takes ~30% longer (off: a tiny model only gets slower)",
     )
 
     @model_validator(mode="after")
