@@ -1,6 +1,6 @@
 """The Kubernetes step pods of the code location vlm_rl_assets.k8s, rendered by dagster-k8s as its k8s_job_executor
-would create them under docker/helm-values.yaml, without a cluster: resources, the GPU of the `gpu` pool's steps,
-the config map and the secret that carries the S3 credentials."""
+would create them under docker/helm-values.yaml, without a cluster: resources, the GPUs of the `gpu` pool's steps
+(a training step's from `resources.gpus_per_node`), the config map and the secret that carries the S3 credentials."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def helm_container_context(deployment: dict) -> dict:
     }
 
 
-def step_pod(op_name: str) -> dict:
-    """The pod spec of `op_name`'s step job: the location's context, then the executor's step config, then the op's."""
+def step_pod(op_name: str, executor_config: dict | None = None) -> dict:
+    """The pod spec of `op_name`'s step job: the location's context, then the executor's step config, then the op's
+    (`executor_config`: the code location's unless given)."""
     from dagster_k8s.container_context import K8sContainerContext
     from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
 
@@ -35,7 +36,7 @@ def step_pod(op_name: str) -> dict:
 
     values = yaml.safe_load((REPO / "docker" / "helm-values.yaml").read_text())
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    config = k8s.EXECUTOR_CONFIG
+    config = executor_config or k8s.EXECUTOR_CONFIG
     context = K8sContainerContext.create_from_config(helm_container_context(deployment)).merge(
         K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(config["step_k8s_config"]))
     )
@@ -88,3 +89,28 @@ def test_every_gpu_pool_asset_is_a_gpu_step():
     from vlm_rl_assets_tests.graphs import ASSETS
 
     assert set(k8s.GPU_STEPS) == {a.op.name for a in ASSETS if a.op.pool == GPU_POOL} and "rollouts" in k8s.GPU_STEPS
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "grpo"])
+def test_a_training_step_holds_the_gpus_of_a_node_and_a_rollout_step_one(algorithm):
+    from vlm_rl_assets import k8s
+    from vlm_rl_assets.config import load_config
+    from vlm_rl_assets.definitions import build_defs
+    from vlm_rl_assets.names import CATEGORY_CHECKPOINT
+    from vlm_rl_assets.planning.settings import ResourcesSettings
+
+    default = load_config()
+    config = default.model_copy(
+        update={
+            "resources": ResourcesSettings(gpus_per_node=4),
+            "training": default.training.model_copy(update={"algorithm": algorithm}),
+        }
+    )
+    executor = k8s.executor_config(build_defs(config))
+    steps = (CATEGORY_CHECKPOINT[algorithm], "policy_checkpoint", "rollouts")
+    containers = {step: step_pod(step, executor)["containers"][0] for step in steps}
+    gpus = {step: c["resources"]["limits"]["nvidia.com/gpu"] for step, c in containers.items()}
+    assert gpus == {CATEGORY_CHECKPOINT[algorithm]: "4", "policy_checkpoint": "4", "rollouts": "1"}
+    assert containers["policy_checkpoint"]["resources"]["requests"] == {"cpu": "16", "memory": "128Gi"}
+    # the processes NCCL connects share memory through /dev/shm, which must not be the container's 64 MiB default
+    assert all("/dev/shm" in {m["mount_path"] for m in c["volume_mounts"]} for c in containers.values())
