@@ -21,7 +21,9 @@ from vlm_rl_assets.judging.calibration import HUMAN, REFERENCES
 from vlm_rl_assets.judging.settings import JudgeKind, JudgesSettings
 from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
+from vlm_rl_assets.planning.plan import UNKNOWN_CARD, MemoryPlan, PlanRequest, budget_of, plan_memory
 from vlm_rl_assets.planning.settings import ResourcesSettings
+from vlm_rl_assets.planning.shape import ModelShape, embedded_shape, shape_of_folder
 from vlm_rl_assets.prompts.category import PromptSpec
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
@@ -323,6 +325,38 @@ class PipelineConfig(Settings):
             require_objects=cat.judge == "reference",
         )
 
+    def model_shape(self) -> ModelShape | None:
+        """The configured model's shape from its folder's JSON files (the embedded default: its spec); None where
+        the folder is not on this machine yet (an s3:// or mounted path): base_model plans it once it is."""
+        if self.model.path == EMBEDDED:
+            return embedded_shape()
+        return shape_of_folder(self.model.path) if (Path(self.model.path) / "config.json").is_file() else None
+
+    def memory_plan(self, shape: ModelShape | None = None) -> MemoryPlan | None:
+        """Every stage's peak memory per GPU (or on the CPU) against `resources` (planning/plan.py); None when the
+        model's shape or the card is unknown here (`plan_unknown`)."""
+        shape = shape or self.model_shape()
+        budget = budget_of(self.resources, self.model.device)
+        if shape is None or budget is None:
+            return None
+        return plan_memory(
+            PlanRequest(
+                shape=shape,
+                budget=budget,
+                training=self.training.shared(),
+                algorithm=self.training.algorithm,
+                grpo=self.training.grpo,
+                engine=self.engine,
+                prompt_tokens=self.resources.prompt_tokens,
+            )
+        )
+
+    def plan_unknown(self) -> str:
+        """Why `memory_plan` is None."""
+        if self.model_shape() is None:
+            return f"model.path {self.model.path!r} has no config.json on this machine: the plan is made once it has"
+        return UNKNOWN_CARD
+
     def synthetic_categories(self) -> dict[str, SyntheticCategory]:
         """The synthetic categories, each with its task and template: what the embedded base is trained on."""
         return {
@@ -336,14 +370,15 @@ class ConfigError(ValueError):
     """A config file that cannot be used, with every problem and where it is."""
 
 
-def configured() -> PipelineConfig:
-    """The config this process runs: `$VLM_RL_CONFIG`, else the bundled default. The one reader of the variable:
-    the code location (`definitions.py`) and the CLIs call it once and pass the config on."""
-    return load_config(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+def configured(path: str | Path | None = None, check_memory: bool = True) -> PipelineConfig:
+    """The config this process runs: `path`, else `$VLM_RL_CONFIG`, else the bundled default. The one reader of the
+    variable: the code location (`definitions.py`) and the CLIs call it once and pass the config on."""
+    return load_config(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH, check_memory)
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
-    """Load and validate the config file at `path` (the bundled default unless given)."""
+def load_config(path: str | Path = DEFAULT_CONFIG_PATH, check_memory: bool = True) -> PipelineConfig:
+    """Load and validate the config file at `path` (the bundled default unless given); with `check_memory`, refuse
+    one whose memory plan does not fit (planning/plan.py), before hours are spent finding out."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; set {CONFIG_ENV_VAR} to an existing YAML file")
@@ -354,7 +389,11 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with at least 'categories'; got {type(raw).__name__}")
     try:
-        return PipelineConfig.model_validate(raw, context={"config_dir": path.resolve().parent})
+        config = PipelineConfig.model_validate(raw, context={"config_dir": path.resolve().parent})
     except ValidationError as err:
         problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path} is invalid:\n{problems}\nSee {DEFAULT_CONFIG_PATH} for a valid example.") from err
+    plan = config.memory_plan() if check_memory else None
+    if plan is not None and not plan.fits:
+        raise ConfigError(f"{path}: {plan.refusal()}\nSee the whole plan: python -m vlm_rl_assets plan --config {path}")
+    return config

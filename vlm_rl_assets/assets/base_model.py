@@ -1,5 +1,7 @@
 """base_model: the SFT model every rollout samples from (a configured folder, or the embedded tiny one)."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -16,6 +18,8 @@ from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.orchestration.retries import GPU_POOL
 from vlm_rl_assets.orchestration.step import asset_step
 from vlm_rl_assets.orchestration.ui import markdown_table
+from vlm_rl_assets.planning.report import plan_table
+from vlm_rl_assets.planning.shape import shape_of_folder
 from vlm_rl_assets.prompts.category import category_prompts
 from vlm_rl_assets.store.base import Store
 
@@ -42,7 +46,12 @@ def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[Pip
         chance.write_verdicts(store, chance.unchecked(list(config.categories), config.model.path))
         context.log.info(f"{BASE_MODEL}: {NOT_CHECKED}")
         return dg.MaterializeResult(
-            metadata={"uri": dg.MetadataValue.path(str(folder)), "source": "configured", "chance_check": NOT_CHECKED}
+            metadata={
+                "uri": dg.MetadataValue.path(str(folder)),
+                "source": "configured",
+                "chance_check": NOT_CHECKED,
+                **memory_plan(config, folder),
+            }
         )
 
     import torch  # heavy (~3 s): only when the embedded model is built
@@ -79,8 +88,17 @@ def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[Pip
             "chance_verdict": dict(zip(verdicts["category"], verdicts["verdict"])),
             "at_chance": verdicts.filter(pl.col("verdict") == chance.AT_CHANCE)["category"].to_list(),
             "chance_check": markdown_table(verdicts.drop("model", "message"), 40),
+            **memory_plan(config, folder),
         }
     )
+
+
+def memory_plan(config: PipelineConfig, folder: Path) -> dict[str, object]:
+    """The plan of every stage on this model (`python -m vlm_rl_assets plan` prints it whole)."""
+    plan = config.memory_plan(shape_of_folder(folder))
+    if plan is None:
+        return {"memory_plan": config.plan_unknown()}
+    return {"memory_plan": dg.MetadataValue.md(plan_table(plan)), "memory_plan_fits": plan.fits}
 
 
 def chance_check(

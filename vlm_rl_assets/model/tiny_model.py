@@ -144,13 +144,11 @@ def train_tokenizer(
     )
 
 
-def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
-    from transformers import Qwen2VLConfig
-
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    return Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
+def model_sizes(spec: TinyVLMSpec, vocab_size: int) -> dict[str, dict[str, object]]:
+    """The text and vision sizes of the config (what the memory plan reads before anything is built)."""
+    return {
+        "text_config": {
+            "vocab_size": vocab_size,
             "hidden_size": spec.hidden_size,
             "intermediate_size": spec.intermediate_size,
             "num_hidden_layers": spec.num_layers,
@@ -158,17 +156,9 @@ def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig
             "num_key_value_heads": spec.num_kv_heads,
             "max_position_embeddings": spec.max_position_embeddings,
             "max_window_layers": spec.num_layers,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1e6,
-                "mrope_section": list(spec.mrope_section),
-            },
-            "bos_token_id": None,
-            "eos_token_id": ids[EOS_TOKEN],
-            "pad_token_id": ids[PAD_TOKEN],
             "tie_word_embeddings": True,
         },
-        vision_config={
+        "vision_config": {
             "depth": spec.vision_depth,
             "embed_dim": spec.vision_embed_dim,
             "num_heads": spec.vision_num_heads,
@@ -177,6 +167,27 @@ def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig
             "patch_size": spec.patch_size,
             "spatial_merge_size": spec.merge_size,
         },
+    }
+
+
+def _model_config(spec: TinyVLMSpec, tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    sizes = model_sizes(spec, len(tokenizer))
+    return Qwen2VLConfig(
+        text_config={
+            **sizes["text_config"],
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": list(spec.mrope_section),
+            },
+            "bos_token_id": None,
+            "eos_token_id": ids[EOS_TOKEN],
+            "pad_token_id": ids[PAD_TOKEN],
+        },
+        vision_config=sizes["vision_config"],
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
