@@ -271,6 +271,20 @@ class PipelineConfig(Settings):
         return self
 
     @model_validator(mode="after")
+    def one_gpu_per_process(self) -> PipelineConfig:
+        """On GPUs each training process holds a card of its own: more processes than `resources` has cards would
+        share one (NCCL refuses) or wait for cards the step's pod does not hold (k8s.py). On CPU they are gloo
+        processes, no cards."""
+        cards, processes = self.resources.cards, self.training.num_processes
+        if self.model.device.startswith("cuda") and processes > cards:
+            raise ValueError(
+                f"training.num_processes {processes} is more than the {cards} GPUs resources gives a training step "
+                f"(gpus_per_node {self.resources.gpus_per_node} x nodes {self.resources.nodes}); each process holds "
+                f"one GPU: set num_processes to at most {cards}, or resources.gpus_per_node to the GPUs a node has"
+            )
+        return self
+
+    @model_validator(mode="after")
     def grpo_anchored_to_its_start(self) -> PipelineConfig:
         """TRL's GRPOTrainer keeps the model it starts from as its KL reference: in round r, round r-1's policy."""
         if self.training.algorithm == "grpo" and self.rounds.count > 1 and self.rounds.reference == "base":

@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from vlm_rl_assets.config import ConfigError, configured, load_config
+
+REPO = Path(__file__).parents[1]
 
 
 def write(tmp_path, text):
@@ -132,3 +136,22 @@ def test_a_dataset_has_bootstrap_rows_only_for_the_embedded_model(tmp_path):
     assert "bootstrap" not in config.prompt_splits("color")[0]
     own = load_config(write(tmp_path, f"model: {{path: {tmp_path}}}\n" + text))
     assert own.prompt_splits("mine") == ({"train": 1000, "dev": 200, "bench": 200}, {"bench": 0.2, "dev": 0.1})
+
+
+def test_gpu_training_processes_fit_the_gpus_resources_gives(tmp_path):
+    rest = "model: {device: cuda}\ncategories:\n  c: {source: 'synthetic:color'}\n"
+    with pytest.raises(ConfigError, match="num_processes 8 is more than the 4 GPUs"):
+        load_config(write(tmp_path, "resources: {gpus_per_node: 4}\ntraining: {num_processes: 8}\n" + rest))
+    sharded = "resources: {gpus_per_node: 8}\ntraining: {num_processes: 8, sharding: fsdp2}\n"
+    assert load_config(write(tmp_path, sharded + rest)).training.num_processes == 8
+    cpu = "training: {num_processes: 2}\ncategories:\n  c: {source: 'synthetic:color'}\n"
+    assert load_config(write(tmp_path, cpu)).resources.cards == 1  # gloo processes on CPU hold no GPU
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_example_config_is_valid_and_planned(path, monkeypatch):
+    """Run from the repository root, as model.path is read relative to the working directory: its model folder is
+    found and the memory plan made. Whether it fits is the plan's to say (the Qwen2-VL examples' headers say why not
+    at Qwen2-VL's max_pixels)."""
+    monkeypatch.chdir(REPO)
+    assert load_config(path, check_memory=False).memory_plan() is not None
