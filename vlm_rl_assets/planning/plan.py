@@ -156,7 +156,7 @@ def plan_memory(request: PlanRequest) -> MemoryPlan:
 
 
 def _stages(request: PlanRequest) -> Iterator[Stage]:
-    yield _stage(request, "rollouts", "rollouts, benchmark_scores", _rollout_parts(request))
+    yield _stage(request, "rollouts", "rollouts, benchmark_scores", _rollout_parts(request), _engine_share(request))
     if request.algorithm == "dpo":
         yield _stage(request, "reference log-probs", "dpo_checkpoint (before training)", _reference_parts(request))
         yield _stage(request, "dpo training", "dpo_checkpoint, policy_checkpoint", _dpo_parts(request))
@@ -165,9 +165,16 @@ def _stages(request: PlanRequest) -> Iterator[Stage]:
         yield _stage(request, "grpo training", "grpo_checkpoint, policy_checkpoint", _grpo_training_parts(request))
 
 
-def _stage(request: PlanRequest, name: str, runs: str, parts: list[Part]) -> Stage:
+def _stage(request: PlanRequest, name: str, runs: str, parts: list[Part], usable: int | None = None) -> Stage:
     per = "per GPU" if request.budget.device.startswith("cuda") else "on the CPU"
-    return Stage(name, runs, tuple(parts), request.budget.usable, per)
+    return Stage(name, runs, tuple(parts), min(request.budget.usable, usable or request.budget.usable), per)
+
+
+def _engine_share(r: PlanRequest) -> int | None:
+    """vLLM refuses to start beyond gpu_memory_utilization of the card: its weights and one sequence must fit in it."""
+    if r.engine.kind != "vllm" or r.engine.vllm_kv_cache_gib is not None:
+        return None
+    return int(r.engine.gpu_memory_utilization * r.budget.device_bytes)
 
 
 def _rollout_parts(r: PlanRequest) -> list[Part]:

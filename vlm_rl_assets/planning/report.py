@@ -28,7 +28,7 @@ def plan_text(plan: MemoryPlan) -> str:
     lines = [head, "", plan_table(plan), ""]
     for s in plan.stages:
         lines.append(f"{s.name} ({gib(s.peak)} {s.per}):")
-        lines += [f"  {p.name:<20} {gib(p.bytes):>10}  {p.note}" for p in s.parts if p.bytes]
+        lines += [f"  {p.name:<34} {gib(p.bytes):>10}  {p.note}" for p in s.parts if p.bytes]
     lines.append("")
     lines.append("Every stage fits." if plan.fits else plan.refusal())
     return "\n".join(lines)
