@@ -53,9 +53,9 @@ class TrainingConfig(TrainingSettings, DPOSettings):
 
     @model_validator(mode="after")
     def settings_of_the_algorithm(self) -> TrainingConfig:
-        """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one process. DPO's own
-        settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one file serves
-        both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
+        """A grpo block without algorithm: grpo would train DPO unnoticed, and GRPO runs in one unsharded process.
+        DPO's own settings (loss_type, batch_size, save_steps, ...) may stay under algorithm: grpo, unread, so one
+        file serves both algorithms (an experiment's variant only sets training.algorithm and training.grpo)."""
         # compared with the defaults, not by presence: a dumped config (an experiment variant) lists them all
         if self.algorithm == "dpo" and self.grpo != GRPOSettings():
             raise ValueError("grpo settings are read only with algorithm: grpo; set algorithm: grpo or drop grpo")
@@ -63,6 +63,12 @@ class TrainingConfig(TrainingSettings, DPOSettings):
             raise ValueError(
                 f"algorithm: grpo trains in the asset's process (its sampling and judging are not spread over "
                 f"processes here), so num_processes {self.num_processes} cannot be honoured; set num_processes: 1"
+            )
+        if self.algorithm == "grpo" and self.sharding != "none":
+            raise ValueError(
+                f"algorithm: grpo trains in the asset's process, its reward functions the judges open there, and "
+                f"accelerate shards only processes it launched, so sharding: {self.sharding} cannot be honoured; "
+                "set training.sharding: none (or train with algorithm: dpo, which launches its workers)"
             )
         return self
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForImageTextToText
 
-from vlm_rl_assets.dpo.job import TRAINER_DIR, DPOJob, write_job
+from vlm_rl_assets.dpo.job import JOB_FILE, TRAINER_DIR, DPOJob, write_job
 from vlm_rl_assets.dpo.launch import TrainingLaunchError, launch_job
 from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.training.settings import TrainingSettings
@@ -43,9 +43,11 @@ def test_two_cpu_processes_train_one_loadable_checkpoint(tiny_vlm_dir: Path, tmp
     assert any(not (trained[k] == base[k]).all() for k in base)
 
 
-def test_a_failed_launch_shows_the_workers_error_and_says_a_rerun_resumes(tmp_path: Path) -> None:
-    job = DPOJob("unused", str(tmp_path / "out"), TrainingSettings(batch_size=2, num_processes=2))
+def test_a_failed_launch_shows_the_workers_error_and_says_a_rerun_resumes(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+    job = DPOJob(str(tiny_vlm_dir), str(tmp_path / "out"), TrainingSettings(batch_size=2, num_processes=2))
+    job_dir = write_job(tmp_path / "work", job, colour_pairs(2, seed=0), "tiny")
+    (job_dir / JOB_FILE).unlink()  # the launch starts (its accelerate config is there); every worker fails reading
     lines: list[str] = []
     with pytest.raises(TrainingLaunchError, match=r"(?s)exited with [1-9].*job\.json.*rerun: training resumes from"):
-        launch_job(tmp_path / "never_written", job, "cpu", lines.append)
+        launch_job(job_dir, job, "cpu", lines.append)
     assert any("job.json" in line for line in lines)  # the workers' output reached the caller's log as it came

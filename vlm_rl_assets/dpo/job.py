@@ -24,8 +24,10 @@ from PIL import Image
 
 from vlm_rl_assets.dpo.settings import DPOSettings
 from vlm_rl_assets.dpo.training import PreferencePair
+from vlm_rl_assets.model.loading import checkpoint_dtype
 from vlm_rl_assets.training.run_folder import png_file, run_folder
 from vlm_rl_assets.training.settings import TrainingSettings
+from vlm_rl_assets.training.sharding import CONFIG_FILE, launches, mixed_precision, write_accelerate_config
 
 JOB_FILE = "job.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -43,7 +45,8 @@ class DPOJob:
 
 
 def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], model_fingerprint: str) -> Path:
-    """Write `job` and `pairs` into `<root>/<run key>` (reusing what a killed run left there); returns the folder."""
+    """Write `job` and `pairs` into `<root>/<run key>` (reusing what a killed run left there), with the accelerate
+    config file (`training/sharding.py`) when the run is launched; returns the folder."""
     images: dict[str, bytes] = {}
     rows = []
     for pair in pairs:
@@ -63,6 +66,10 @@ def write_job(root: str | Path, job: DPOJob, pairs: Sequence[PreferencePair], mo
         "loss": job.loss.model_dump(mode="json"),
     }
     _write(folder / JOB_FILE, json.dumps(spec, indent=1).encode())
+    settings = job.settings
+    if launches(settings.sharding, settings.num_processes):
+        precision = mixed_precision(settings.sharding, checkpoint_dtype(job.model_dir))
+        write_accelerate_config(folder / CONFIG_FILE, settings.sharding, settings.num_processes, precision)
     return folder
 
 

@@ -9,6 +9,11 @@ each example once before training instead of every step (`dpo_collator.py`); bot
 language model runs each pair's shared prompt once, not once per answer (`shared_prefix.py`: TRL's numbers up to float
 summation order). On CPU its LM head scores only the completion tokens, as TRL's does on GPUs, instead of every prompt
 and padding position.
+
+Under FSDP2 or ZeRO-3 every process must run the same modules the same number of times each step, since each call
+gathers the module's weights from all of them: so the shared-prompt pass, taken or not by what a batch holds, is off
+there (the vision tower still runs once per batch everywhere: `dpo_trainer` refuses pairs without an image), and the
+cached reference's stand-in is kept from TRL's sharding of a given reference.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, ProcessorMixin
 from trl import DPOConfig, DPOTrainer
+from trl.trainer import dpo_trainer as trl_dpo
 from trl.trainer import utils as trl_utils
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
@@ -74,14 +80,15 @@ class PairDPOTrainer(DPOTrainer):
         **kwargs: Any,
     ) -> None:
         reference = _CachedReference(model.config) if cached_reference else None
-        super().__init__(
-            model=model,
-            ref_model=reference,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processing_class,
-            **kwargs,
-        )
+        with _left_unsharded(reference):
+            super().__init__(
+                model=model,
+                ref_model=reference,
+                args=args,
+                train_dataset=train_dataset,
+                processing_class=processing_class,
+                **kwargs,
+            )
         inner = self.data_collator
         if isinstance(inner, DataCollatorForVisionPreference) and inner.pad_to_multiple_of is None:
             inner = PretokenizedCollator(inner)
@@ -105,19 +112,43 @@ class PairDPOTrainer(DPOTrainer):
         betas = inputs.pop("beta", None)
         if betas is not None:
             self.beta = betas.to(self.accelerator.device)
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled  # see the module docstring
         try:
-            with _one_pass_per_pair(self.accelerator.unwrap_model(model)):
+            with _one_pass_per_pair(self.accelerator.unwrap_model(model), share_prompt=not sharded):
                 return super()._compute_loss(model, inputs, return_outputs)
         finally:
             self.beta = self._run_beta
 
 
 @contextlib.contextmanager
-def _one_pass_per_pair(model: PreTrainedModel) -> Iterator[None]:
-    """The model's forward over a [chosen rows, rejected rows] batch with each pair's shared prompt and images run
-    once, and the LM head on the completions only."""
-    with share_prefix(model), encode_each_image_once(model), score_completions_only():
+def _left_unsharded(stub: _CachedReference | None) -> Iterator[None]:
+    """While TRL's constructor runs, its `prepare_fsdp` / `prepare_deepspeed` (which shard a given reference model
+    under FSDP / DeepSpeed) hand the cached reference's stand-in back untouched: it has no weights to shard, and
+    DeepSpeed would start an engine for it. Any other model goes through them as before."""
+    if stub is None:
         yield
+        return
+    originals = {name: getattr(trl_dpo, name) for name in ("prepare_fsdp", "prepare_deepspeed")}
+
+    def skipping(prepare: Any) -> Any:
+        return lambda model, accelerator: model if model is stub else prepare(model, accelerator)
+
+    for name, prepare in originals.items():
+        setattr(trl_dpo, name, skipping(prepare))
+    try:
+        yield
+    finally:
+        for name, prepare in originals.items():
+            setattr(trl_dpo, name, prepare)
+
+
+@contextlib.contextmanager
+def _one_pass_per_pair(model: PreTrainedModel, share_prompt: bool = True) -> Iterator[None]:
+    """The model's forward over a [chosen rows, rejected rows] batch with each pair's images encoded once, its shared
+    prompt run once (with `share_prompt`), and the LM head on the completions only."""
+    with share_prefix(model) if share_prompt else contextlib.nullcontext():
+        with encode_each_image_once(model), score_completions_only():
+            yield
 
 
 @contextlib.contextmanager

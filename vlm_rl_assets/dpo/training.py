@@ -108,6 +108,7 @@ def dpo_trainer(
             f"{ONE_BETA_WHY}; these pairs carry betas {betas}. Give the categories they come from one beta "
             "(categories.<c>.beta, then rematerialize judged_pairs) or use another loss_type"
         )
+    _refuse_text_only_when_sharded(pairs, settings)
     cached = [p.ref_chosen_logps is not None and p.ref_rejected_logps is not None for p in pairs]
     if cached_reference is None:
         if any(cached) and not all(cached):
@@ -133,6 +134,20 @@ def dpo_trainer(
     return policy_trainer(
         _ResumablePairDPOTrainer, model_dir, settings, config, dataset, log, cached_reference=cached_reference
     )
+
+
+def _refuse_text_only_when_sharded(pairs: Sequence[PreferencePair], settings: TrainingSettings) -> None:
+    """Under FSDP2 or ZeRO-3 a process whose batch has no image would skip the vision tower while the others gather
+    its weights, and the run would hang (LLaMA-Factory #6233 feeds such batches a dummy image instead). The pipeline
+    never makes such pairs (a dataset row without images is refused, every synthetic task draws one), so a text-only
+    pair is refused here rather than padded."""
+    text_only = sum(not pair.images for pair in pairs)
+    if settings.sharding != "none" and text_only:
+        raise ValueError(
+            f"training.sharding: {settings.sharding} needs an image in every pair, and {text_only} of {len(pairs)} "
+            "pairs have none: a process whose batch has no image would skip the vision tower while the others wait "
+            "for it, hanging the run. Drop the text-only pairs, or train them with training.sharding: none"
+        )
 
 
 class _ResumablePairDPOTrainer(StrictResume, PairDPOTrainer):

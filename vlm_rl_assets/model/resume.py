@@ -1,7 +1,9 @@
 """Which Trainer checkpoint a rerun resumes from: the newest complete one in the run's work folder.
 
 The Trainer writes `checkpoint-<step>/` piece by piece and `trainer_state.json` last, so a folder whose state file
-is missing or unreadable was cut short by a kill; it is deleted, and the one before it is used.
+is missing or unreadable was cut short by a kill; it is deleted, and the one before it is used. What else the folder
+holds is the Trainer's business: weights and optimizer.pt, or a sharded run's pytorch_model_fsdp.bin and
+optimizer.bin (FSDP) or global_step<N>/ (DeepSpeed), which the Trainer's own resume reads.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def latest_checkpoint(work_dir: str | Path) -> Path | None:
     for path in sorted(found, key=checkpoint_step, reverse=True):
         if _complete(path):
             return path
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)  # every process of a launched run looks: another may be deleting it
     return None
 
 

@@ -28,6 +28,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from vlm_rl_assets.model.gathered import save_gathered
 from vlm_rl_assets.model.loading import load_model
 from vlm_rl_assets.model.resume import checkpoint_step, latest_checkpoint
 from vlm_rl_assets.model.train_result import METRICS_FILE, TrainResult
@@ -47,7 +48,9 @@ def common_args(
 ) -> dict[str, Any]:
     """TrainingArguments shared by SFT and DPO: fp32 on CPU (TRL's bf16 default raises there), checkpoints every
     `save_steps` steps (the last two kept) or none. `batch_size` is per optimizer step, split over the processes
-    `accelerate launch` started (WORLD_SIZE)."""
+    `accelerate launch` started (WORLD_SIZE). bf16 mixed precision only where the launch config asks for it
+    (ACCELERATE_MIXED_PRECISION: a sharded GPU run of a bfloat16 checkpoint); DeepSpeed refuses a Trainer whose
+    bf16 disagrees with its own."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if batch_size % processes:
         raise ValueError(
@@ -59,7 +62,7 @@ def common_args(
         "seed": seed,
         "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size // processes,
-        "bf16": False,
+        "bf16": os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16",
         "gradient_checkpointing": gradient_checkpointing,  # TRL turns it on by default; a tiny model only slows down
         "remove_unused_columns": False,  # the dataset's only real column is the index the transform reads
         "save_strategy": "no",
@@ -133,11 +136,13 @@ class StrictResume:
     transformers 5.17 resumes a full model with `load_state_dict(strict=False)` on the checkpoint's tensors, but
     `save_pretrained` wrote Qwen2-VL's weights under their legacy names: nothing matches, and the run would go on
     silently from the base weights. Reading the checkpoint with `from_pretrained` maps the names; the copy is strict.
-    LoRA checkpoints hold only adapters, which peft loads by module name (the inherited path).
+    LoRA checkpoints hold only adapters, which peft loads by module name (the inherited path). So does an FSDP
+    run's: its checkpoint's pytorch_model_fsdp.bin holds the module's own names, which accelerate loads into the
+    sharded weights (ZeRO-3 resumes from global_step<N>/ through DeepSpeed and never calls this).
     """
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
-        if is_peft_model(self.model):
+        if is_peft_model(self.model) or self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         (model or self.model).load_state_dict(load_model(resume_from_checkpoint).state_dict())
 
@@ -151,8 +156,9 @@ def train_and_save(
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train, then on the main process save a plain `save_pretrained` folder: LoRA adapters merged into the weights,
-    so any loader (vLLM too) reads it. With `work_dir` (where the trainer saves its checkpoints), a rerun resumes
-    from the newest complete checkpoint there, saying so in `log`; load it through a `StrictResume` trainer."""
+    a sharded run's weights gathered whole, so any loader (vLLM too) reads it. With `work_dir` (where the trainer
+    saves its checkpoints), a rerun resumes from the newest complete checkpoint there, saying so in `log`; load it
+    through a `StrictResume` trainer."""
     resume = latest_checkpoint(work_dir) if work_dir is not None else None
     if resume is not None and log is not None and trainer.args.should_save:
         log(f"resuming from step {checkpoint_step(resume)} ({resume}), not from step 0")
@@ -169,10 +175,24 @@ def train_and_save(
         input_tokens=state.num_input_tokens_seen,
         examples=round((state.epoch or 0.0) * len(trainer.train_dataset)),
     )
+    _save_model(trainer, out_dir)
+    if trainer.args.should_save:
+        processor.save_pretrained(out_dir)
+        (Path(out_dir) / METRICS_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=1))
+    return result
+
+
+def _save_model(trainer: Trainer, out_dir: str | Path) -> None:
+    """The trained model as a plain `save_pretrained` folder with LoRA adapters merged, written by the main process;
+    a sharded run's weights are gathered first, in every process (`model/gathered.py`)."""
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.args.should_save:  # the base is the folder the model was loaded from, as TRL's reference reads it
+            lora = model.peft_config["default"] if is_peft_model(model) else None
+            save_gathered(weights, model.config._name_or_path, out_dir, lora)
+        return
     if trainer.args.should_save:
         model = trainer.model.merge_and_unload() if is_peft_model(trainer.model) else trainer.model
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
-        processor.save_pretrained(out_dir)
-        (Path(out_dir) / METRICS_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=1))
-    return result
