@@ -1,7 +1,10 @@
-"""The hf engine's rollout throughput on one CUDA GPU: a random-init ~0.5B Qwen2-VL in bfloat16, built here.
+"""The hf engine's rollout throughput on one CUDA GPU: a random-init ~0.5B Qwen2-VL in bfloat16, built here; and,
+with --leg fsdp2, DPO steps of that model sharded by accelerate's FSDP2 plugin against the same steps unsharded
+(bench/sharded_dpo.py).
 
     python bench/gpu_device.py --out $OUT                  # on the GPU: ~0.5B, a sweep of batch sizes, JSON in $OUT
     python bench/gpu_device.py --device cpu --tiny --out /tmp/smoke   # the same path on CPU, in seconds
+    python bench/gpu_device.py --leg fsdp2 --out $OUT      # gpu_device_fsdp2.json (CPU: the unsharded run only)
 
 Made for a machine with no network and only torch, torchvision, transformers, accelerate and peft: it imports no
 more of the project than the engine and the tiny model's builder (no pydantic, polars, TRL, Dagster or vLLM), builds
@@ -19,14 +22,16 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, uninstalled
 
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+from sharded_dpo import fsdp2_leg  # noqa: E402
 
-from vlm_rl_assets.model.loading import load_model
+from vlm_rl_assets.model.loading import load_model  # noqa: E402
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, build_tiny_vlm  # noqa: E402
 from vlm_rl_assets.rollouts.engine import GenerationRequest, HFEngine, SamplingParams  # noqa: E402
 
@@ -113,9 +118,28 @@ def measure(engine: HFEngine, reqs: list[GenerationRequest], params: SamplingPar
     }
 
 
-def main() -> None:
+def rollout_leg(args: argparse.Namespace, model_dir: Path, report: dict, write: Callable[[], None]) -> None:
+    """The engine's throughput at each batch size, skipping those left once --max-seconds have passed."""
+    reqs = requests(args.prompts, seed=1)
+    params = SamplingParams(n=args.samples, max_new_tokens=args.max_new_tokens, seed=0)
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        if time.monotonic() - args.started > args.max_seconds:
+            report["runs"].append({"batch_size": batch_size, "skipped": f"past --max-seconds {args.max_seconds:g}"})
+            continue
+        t0 = time.perf_counter()
+        with HFEngine(model_dir, device=args.device, batch_size=batch_size) as engine:
+            load_seconds = round(time.perf_counter() - t0, 1)
+            engine.generate(reqs[:2], SamplingParams(n=2, max_new_tokens=4))  # warm-up: kernels, allocator
+            run = {"batch_size": batch_size, "load_seconds": load_seconds, **measure(engine, reqs, params, args.device)}
+        report["runs"].append(run)
+        print(json.dumps(run), flush=True)
+        write()
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_device.json")
+    parser.add_argument("--leg", choices=("rollouts", "fsdp2"), default="rollouts")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="the embedded tiny model and a few prompts: a smoke run")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
@@ -124,14 +148,23 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", default="256,1024,2048", help="hf engine sequences per call, each measured")
     parser.add_argument("--max-seconds", type=float, default=360, help="no new batch size is started after this")
+    parser.add_argument("--steps", type=int, default=5, help="fsdp2 leg: DPO steps of each run")
     args = parser.parse_args()
     if args.tiny:
-        args.prompts, args.samples, args.max_new_tokens, args.batch_sizes = 4, 2, 4, "4,8"
-    started = time.monotonic()
+        args.prompts, args.samples, args.max_new_tokens, args.batch_sizes, args.steps = 4, 2, 4, "4,8", 2
+    args.started = time.monotonic()
+    return args
+
+
+def main() -> None:
+    args = arguments()
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {
+        "leg": args.leg,
         "workload": f"{args.prompts} prompts x {args.samples} samples x up to {args.max_new_tokens} new tokens, "
-        "T=1, top_p=1, one image each",
+        "T=1, top_p=1, one image each"
+        if args.leg == "rollouts"
+        else f"{args.steps} sigmoid DPO steps of 4 pairs (one image, 16 random answer tokens each), FSDP2 and not",
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -140,13 +173,15 @@ def main() -> None:
         },
         "runs": [],
     }
+    out_file = args.out / ("gpu_device.json" if args.leg == "rollouts" else "gpu_device_fsdp2.json")
 
     def write() -> None:
-        (args.out / "gpu_device.json").write_text(json.dumps(report, indent=2) + "\n")
+        out_file.write_text(json.dumps(report, indent=2) + "\n")
 
+    import accelerate
     import transformers
 
-    report["machine"]["transformers"] = transformers.__version__
+    report["machine"] |= {"transformers": transformers.__version__, "accelerate": accelerate.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         n_params = build(Path(tmp) / "model", TinyVLMSpec() if args.tiny else HALF_B, getattr(torch, args.dtype))
@@ -157,27 +192,15 @@ def main() -> None:
             "build_seconds": round(time.perf_counter() - t0, 1),
         }
         write()
-        reqs = requests(args.prompts, seed=1)
-        params = SamplingParams(n=args.samples, max_new_tokens=args.max_new_tokens, seed=0)
-        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            if time.monotonic() - started > args.max_seconds:
-                report["runs"].append({"batch_size": batch_size, "skipped": f"past --max-seconds {args.max_seconds:g}"})
-                continue
-            t0 = time.perf_counter()
-            with HFEngine(Path(tmp) / "model", device=args.device, batch_size=batch_size) as engine:
-                load_seconds = round(time.perf_counter() - t0, 1)
-                engine.generate(reqs[:2], SamplingParams(n=2, max_new_tokens=4))  # warm-up: kernels, allocator
-                run = {
-                    "batch_size": batch_size,
-                    "load_seconds": load_seconds,
-                    **measure(engine, reqs, params, args.device),
-                }
-            report["runs"].append(run)
-            print(json.dumps(run), flush=True)
-            write()
-    report["total_seconds"] = round(time.monotonic() - started, 1)
+        if args.leg == "rollouts":
+            rollout_leg(args, Path(tmp) / "model", report, write)
+        else:
+            timeout = max(args.max_seconds - (time.monotonic() - args.started), 60)
+            report["fsdp2"] = fsdp2_leg(Path(tmp) / "model", args.device, args.steps, Path(tmp), timeout)
+            print(json.dumps(report["fsdp2"]), flush=True)
+    report["total_seconds"] = round(time.monotonic() - args.started, 1)
     write()
-    print(f"wrote {args.out / 'gpu_device.json'}")
+    print(f"wrote {out_file}")
 
 
 if __name__ == "__main__":
