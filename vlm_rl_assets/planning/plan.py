@@ -14,12 +14,18 @@ from dataclasses import dataclass, field, replace
 
 from vlm_rl_assets.grpo.settings import GRPOSettings
 from vlm_rl_assets.planning.memory import (
+    FORWARD,
+    LOSS,
+    SAMPLING,
     GiB,
     Part,
     TrainingSetup,
     forward_parts,
+    generation_parts,
     kv_cache,
-    total,
+    lm_head,
+    peak_bytes,
+    pixel_values,
     training_parts,
     weights,
 )
@@ -64,7 +70,7 @@ class Stage:
 
     @property
     def peak(self) -> int:
-        return total(list(self.parts))
+        return peak_bytes(self.parts)
 
     @property
     def fits(self) -> bool:
@@ -111,7 +117,11 @@ class MemoryPlan:
         for stage in self.stages:
             if not stage.fits:
                 lines.append(f"  {stage.name} needs {gib(stage.peak)} {stage.per}, {gib(stage.usable)} usable")
-                lines += [f"    {p.name}: {gib(p.bytes)} ({p.note})" for p in stage.parts if p.bytes]
+                lines += [
+                    f"    {p.name}: {gib(p.bytes)} ({p.note}{', when ' + p.phase if p.phase else ''})"
+                    for p in stage.parts
+                    if p.bytes
+                ]
                 found = self.suggestions.get(stage.name) or []
                 lines += [f"  cheapest change that fits: {found[0].change} -> {gib(found[0].peak)}"] if found else []
                 lines += [f"  also fits: {s.change} -> {gib(s.peak)}" for s in found[1:3]]
@@ -161,8 +171,7 @@ def _stages(request: PlanRequest) -> Iterator[Stage]:
         yield _stage(request, "reference log-probs", "dpo_checkpoint (before training)", _reference_parts(request))
         yield _stage(request, "dpo training", "dpo_checkpoint, policy_checkpoint", _dpo_parts(request))
     else:
-        yield _stage(request, "grpo sampling", "grpo_checkpoint, policy_checkpoint", _grpo_sampling_parts(request))
-        yield _stage(request, "grpo training", "grpo_checkpoint, policy_checkpoint", _grpo_training_parts(request))
+        yield _stage(request, "grpo training", "grpo_checkpoint, policy_checkpoint", _grpo_parts(request))
 
 
 def _stage(request: PlanRequest, name: str, runs: str, parts: list[Part], usable: int | None = None) -> Stage:
@@ -177,80 +186,75 @@ def _engine_share(r: PlanRequest) -> int | None:
     return int(r.engine.gpu_memory_utilization * r.budget.device_bytes)
 
 
+def _prompt(r: PlanRequest) -> int:
+    return r.prompt_tokens + r.shape.image_tokens
+
+
 def _rollout_parts(r: PlanRequest) -> list[Part]:
+    """One generate call of engine.batch_size sequences (hf), or vLLM's share of the card."""
     e, shape = r.engine, r.shape
-    prompt = r.prompt_tokens + shape.image_tokens
     if e.kind == "vllm":
-        return _vllm_parts(r, prompt)
-    return [
-        weights(shape),
-        kv_cache(shape, e.batch_size, prompt + e.max_new_tokens),
-        *forward_parts(shape, e.batch_size, e.batch_size * prompt, e.batch_size),
-    ]
+        return _vllm_parts(r)
+    held = [weights(shape), pixel_values(shape, e.batch_size, "one per sequence of the call")]
+    return held + generation_parts(shape, e.batch_size, _prompt(r), e.max_new_tokens)
 
 
-def _vllm_parts(r: PlanRequest, prompt: int) -> list[Part]:
-    """vLLM takes gpu_memory_utilization of the card (weights, activations, the rest KV cache) unless the KV cache is
-    sized (vllm_kv_cache_gib); it needs room for at least one whole sequence."""
+def _vllm_parts(r: PlanRequest) -> list[Part]:
+    """vLLM takes gpu_memory_utilization of the card (weights, its profiling run's activations, the rest KV cache)
+    unless the KV cache is sized (vllm_kv_cache_gib); it needs room for at least one whole sequence."""
     e, shape = r.engine, r.shape
     shards = e.tensor_parallel_size
-    held = [weights(shape, shards)]
-    held += forward_parts(shape, 1, max(prompt, 2048) // shards, 256)  # its profiling run: a full chunk and an image
+    chunk = max(_prompt(r), 2048)  # its profiling run: a full chunk of tokens and the largest image
+    held = [weights(shape, shards), *(replace(p, phase="") for p in forward_parts(shape, chunk // shards, 1, FORWARD))]
     if e.vllm_kv_cache_gib is not None:
         return [*held, Part("KV cache", int(e.vllm_kv_cache_gib * GiB), "vllm_kv_cache_gib")]
     share = int(e.gpu_memory_utilization * r.budget.device_bytes)
-    one_sequence = kv_cache(shape, 1, prompt + e.max_new_tokens, "KV cache (one sequence at least)")
-    rest = share - total(held) - one_sequence.bytes
+    one = replace(kv_cache(shape, 1, _prompt(r) + e.max_new_tokens, ""), name="KV cache, one sequence")
+    rest = share - peak_bytes(held) - one.bytes
     note = f"the rest of gpu_memory_utilization {e.gpu_memory_utilization}"
-    return [*held, one_sequence] + ([Part("KV cache (more sequences)", rest, note)] if rest > 0 else [])
+    return [*held, one] + ([Part("KV cache, more sequences", rest, note)] if rest > 0 else [])
 
 
 def _reference_parts(r: PlanRequest) -> list[Part]:
     """The base model's log-probs of every pair, one no-grad pass before training (cached: training loads no
-    reference model)."""
-    pairs, length = r.training.batch_size, r.prompt_tokens + r.shape.image_tokens + 2 * r.engine.max_new_tokens
-    return [weights(r.shape), *forward_parts(r.shape, pairs, pairs * length, 2 * pairs * length)]
+    reference model); on GPUs its layers spread over the step's cards (accelerate's device_map)."""
+    pairs, answer = r.training.batch_size, r.engine.max_new_tokens
+    spread = r.budget.cards if r.budget.device.startswith("cuda") else 1
+    tokens = pairs * (_prompt(r) + 2 * answer)
+    return [
+        weights(r.shape, spread),
+        *forward_parts(r.shape, tokens, pairs, FORWARD),
+        lm_head(2 * pairs * answer, LOSS),
+    ]
 
 
 def _dpo_parts(r: PlanRequest) -> list[Part]:
+    """A pair's prompt runs once (dpo/shared_prefix.py) and its image is encoded once (pair_dpo.py); the batch holds
+    both rows' pixels; the loss scores only the answers (score_completions_only)."""
     t = r.training
-    pairs = t.batch_size // t.num_processes
-    prompt, answer = r.prompt_tokens + r.shape.image_tokens, r.engine.max_new_tokens
-    # a pair's prompt runs once (dpo/shared_prefix.py), each answer after it; the loss takes both whole rows
-    setup = _setup(
-        t, sequences=2 * pairs, tokens=pairs * (prompt + 2 * answer), logit_tokens=2 * pairs * (prompt + answer)
-    )
-    return training_parts(r.shape, replace(setup, images=pairs))
+    pairs, answer = t.batch_size // t.num_processes, r.engine.max_new_tokens
+    tokens = pairs * (_prompt(r) + 2 * answer)
+    return training_parts(r.shape, _setup(t, tokens, 2 * pairs * answer, images=pairs, batch_images=4 * pairs))
 
 
-def _grpo_rows(r: PlanRequest) -> tuple[int, int]:
-    return r.grpo.prompts_per_step * r.grpo.num_generations, r.prompt_tokens + r.shape.image_tokens
+def _grpo_parts(r: PlanRequest) -> list[Part]:
+    """Each step samples its completions with the policy being trained (its weights and optimizer held), then trains
+    on every prompt and completion position; with beta > 0 TRL holds a reference copy (LoRA: adapters off)."""
+    rows, completion = r.grpo.prompts_per_step * r.grpo.num_generations, r.grpo.max_completion_length
+    tokens = rows * (_prompt(r) + completion)
+    setup = _setup(r.training, tokens, tokens, images=rows, batch_images=rows)
+    parts = training_parts(r.shape, setup)
+    if r.grpo.beta > 0 and r.training.lora is None:
+        parts.insert(1, weights(r.shape, setup.shards, "reference"))
+    return parts + generation_parts(r.shape, rows, _prompt(r), completion, SAMPLING)
 
 
-def _grpo_sampling_parts(r: PlanRequest) -> list[Part]:
-    """GRPO samples each step's completions with the policy being trained: its weights and optimizer stay."""
-    rows, prompt = _grpo_rows(r)
-    held = [p for p in _grpo_training_parts(r) if p.name in ("weights", "gradients", "optimizer", "reference")]
-    length = prompt + r.grpo.max_completion_length
-    return [*held, kv_cache(r.shape, rows, length), *forward_parts(r.shape, rows, rows * prompt, rows)]
-
-
-def _grpo_training_parts(r: PlanRequest) -> list[Part]:
-    rows, prompt = _grpo_rows(r)
-    completion = r.grpo.max_completion_length
-    setup = _setup(r.training, sequences=rows, tokens=rows * (prompt + completion), logit_tokens=rows * completion)
-    parts = training_parts(r.shape, replace(setup, images=rows))
-    if r.grpo.beta > 0 and r.training.lora is None:  # TRL loads a reference copy (with LoRA: adapters off)
-        parts.insert(1, replace(weights(r.shape, setup.shards), name="reference"))
-    return parts
-
-
-def _setup(t: TrainingSettings, sequences: int, tokens: int, logit_tokens: int) -> TrainingSetup:
+def _setup(t: TrainingSettings, tokens: int, logit_tokens: int, images: int, batch_images: int) -> TrainingSetup:
     return TrainingSetup(
-        sequences=sequences,
         tokens=tokens,
         logit_tokens=logit_tokens,
-        images=sequences,
+        images=images,
+        batch_images=batch_images,
         lora_rank=t.lora.r if t.lora else None,
         lora_targets=t.lora.target_modules if t.lora else "all-linear",
         freeze_vision=t.freeze_vision_tower,

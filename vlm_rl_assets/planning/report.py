@@ -28,7 +28,10 @@ def plan_text(plan: MemoryPlan) -> str:
     lines = [head, "", plan_table(plan), ""]
     for s in plan.stages:
         lines.append(f"{s.name} ({gib(s.peak)} {s.per}):")
-        lines += [f"  {p.name:<34} {gib(p.bytes):>10}  {p.note}" for p in s.parts if p.bytes]
+        lines += [f"  {p.name:<28} {gib(p.bytes):>10}  {p.note}" for p in s.parts if p.bytes and not p.phase]
+        for moment in dict.fromkeys(p.phase for p in s.parts if p.phase):
+            lines.append(f"  when {moment}:")
+            lines += [f"    {p.name:<26} {gib(p.bytes):>10}  {p.note}" for p in s.parts if p.phase == moment]
     lines.append("")
     lines.append("Every stage fits." if plan.fits else plan.refusal())
     return "\n".join(lines)
