@@ -285,8 +285,8 @@ class PipelineConfig(Settings):
         if self.model.device.startswith("cuda") and processes > cards:
             raise ValueError(
                 f"training.num_processes {processes} is more than the {cards} GPUs resources gives a training step "
-                f"(gpus_per_node {self.resources.gpus_per_node} x nodes {self.resources.nodes}); each process holds "
-                f"one GPU: set num_processes to at most {cards}, or resources.gpus_per_node to the GPUs a node has"
+                f"(resources.gpus_per_node); each process holds one GPU: set num_processes to at most {cards}, or "
+                "resources.gpus_per_node to the GPUs a node has"
             )
         return self
 
