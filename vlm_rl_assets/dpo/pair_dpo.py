@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, ProcessorMixin
@@ -33,7 +34,7 @@ from trl.trainer import utils as trl_utils
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
 from vlm_rl_assets.dpo.collator import PretokenizedCollator
-from vlm_rl_assets.dpo.shared_prefix import repeated_half, share_prefix
+from vlm_rl_assets.dpo.shared_prefix import repeated_half, replaced_forward, share_prefix
 
 PAIR_FIELDS = ("beta", "ref_chosen_logps", "ref_rejected_logps")  # per-example numbers carried beside TRL's fields
 
@@ -175,11 +176,8 @@ def encode_each_image_once(model: PreTrainedModel) -> Iterator[None]:
                 out[field] = type(value)(torch.cat([part] * 2) for part in value)
         return out
 
-    visual.forward = forward
-    try:
+    with replaced_forward(visual, forward):
         yield
-    finally:
-        del visual.forward  # back to the class's forward
 
 
 @contextlib.contextmanager
@@ -199,15 +197,17 @@ def score_completions_only() -> Iterator[None]:
 def reference_logps(trainer: PairDPOTrainer, dataset: Dataset, batch_size: int) -> tuple[list[float], list[float]]:
     """(chosen, rejected) summed log-probs of the trainer's model over `dataset`, in order, through TRL's own
     collator and reference forward, so they equal what the uncached path computes each step. Run it before training,
-    on a trainer built from the reference weights."""
+    on a trainer built from the reference weights. Each batch goes where the model takes its inputs: its token
+    embeddings' device (the first GPU of a model a device_map spreads; the hooks of the others move it on)."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False)
     model = trainer.model
+    device = model.get_input_embeddings().weight.device
     was_training = model.training
     model.eval()
     chosen: list[float] = []
     rejected: list[float] = []
     for batch in loader:
-        batch = {k: v for k, v in batch.items() if k not in PAIR_FIELDS}
+        batch = send_to_device({k: v for k, v in batch.items() if k not in PAIR_FIELDS}, device)
         with _one_pass_per_pair(model):
             ref_chosen, ref_rejected = trainer.compute_ref_log_probs(model, batch)
         chosen += ref_chosen.tolist()

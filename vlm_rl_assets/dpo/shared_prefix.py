@@ -39,11 +39,24 @@ def share_prefix(model: PreTrainedModel) -> Iterator[None]:
             return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return _prefix_then_tails(backbone, input_ids, attention_mask, shared, kwargs)
 
-    backbone.forward = forward
+    with replaced_forward(backbone, forward):
+        yield
+
+
+@contextlib.contextmanager
+def replaced_forward(module: torch.nn.Module, forward: Any) -> Iterator[None]:
+    """`module.forward` is `forward` while active, then what it was: the class's, or the wrapper of the hook that
+    accelerate's device_map dispatch put there to move the module's inputs to its GPU (dropping it breaks later
+    batches whose inputs are on another card)."""
+    before = vars(module).get("forward")
+    module.forward = forward
     try:
         yield
     finally:
-        del backbone.forward  # back to the class's forward
+        if before is None:
+            del module.forward  # back to the class's forward
+        else:
+            module.forward = before
 
 
 def _shared_lengths(ids: torch.Tensor | None, mask: torch.Tensor | None, kwargs: dict[str, Any]) -> torch.Tensor | None:
@@ -109,8 +122,9 @@ def _prefix_then_tails(
         past_key_values=cache,
         use_cache=False,
     ).last_hidden_state
-    # back into TRL's layout: each row's shared columns from the prefix pass, the rest from its tail
-    size = head.shape[-1]
+    # back into TRL's layout: each row's shared columns from the prefix pass, the rest from its tail, on the device
+    # the last layers left them on (another GPU than the inputs' where a device_map spreads the layers)
+    size, columns, starts = head.shape[-1], columns.to(head.device), starts.to(head.device)
     from_head = torch.cat([head, head])[:, columns.clamp(max=prefix - 1)]
     at = (columns - starts[:, None]).clamp(0, tail_width - 1)
     from_tail = tail.gather(1, at[..., None].expand(-1, -1, size))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from trl import DPOConfig
 
@@ -21,6 +22,7 @@ from vlm_rl_assets.dpo.pair_dpo import PairDPOTrainer
 from vlm_rl_assets.dpo.pair_dpo import reference_logps as pair_reference_logps
 from vlm_rl_assets.dpo.settings import ONE_BETA_WHY, SORTED_LOSS_TYPES, DPOSettings
 from vlm_rl_assets.model.chat import preference_example
+from vlm_rl_assets.model.loading import DeviceMap, release_memory
 from vlm_rl_assets.model.train_result import TrainResult
 from vlm_rl_assets.model.trainer import StrictResume, lazy_dataset, train_and_save
 from vlm_rl_assets.training.policy import policy_args, policy_trainer
@@ -80,14 +82,32 @@ def reference_logps(
     model_dir: str | Path, pairs: Sequence[PreferencePair], batch_size: int = 16
 ) -> list[tuple[float, float]]:
     """(chosen, rejected) log-probs of `model_dir` on each pair, as the reference of a DPO run from `model_dir`
-    sees them: one no-grad pass, to be cached and passed back on `PreferencePair`."""
+    sees them: one no-grad pass, to be cached and passed back on `PreferencePair`. Its model is freed when it ends,
+    GPU cache included: the training processes launched next need those cards."""
     if not pairs:
         return []
     plain = [dataclasses.replace(p, ref_chosen_logps=None, ref_rejected_logps=None) for p in pairs]
     with tempfile.TemporaryDirectory() as scratch:  # the trainer's output_dir; nothing is saved there
-        trainer = dpo_trainer(model_dir, scratch, plain, TrainingSettings(batch_size=batch_size), cached_reference=True)
-        chosen, rejected = pair_reference_logps(trainer, trainer.train_dataset, batch_size)
+        chosen, rejected = _reference_pass(model_dir, scratch, plain, batch_size)
+    release_memory()
     return list(zip(chosen, rejected))
+
+
+def _reference_pass(
+    model_dir: str | Path, scratch: str, pairs: Sequence[PreferencePair], batch_size: int
+) -> tuple[list[float], list[float]]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where the Trainer runs it (cuda:0 where there is one)
+    device_map = reference_device_map(device, torch.cuda.device_count())
+    settings = TrainingSettings(batch_size=batch_size)
+    trainer = dpo_trainer(model_dir, scratch, pairs, settings, cached_reference=True, device_map=device_map)
+    return pair_reference_logps(trainer, trainer.train_dataset, batch_size)
+
+
+def reference_device_map(device: str, gpus: int) -> str | None:
+    """How the reference pass places its model: on CUDA with several GPUs visible, "auto" (accelerate's big-model
+    dispatch spreads the layers over all of them, so a model larger than one card fits; each batch runs through the
+    cards in turn, one busy at a time); else None, the whole model on the Trainer's one device."""
+    return "auto" if device == "cuda" and gpus > 1 else None
 
 
 def dpo_trainer(
@@ -99,9 +119,11 @@ def dpo_trainer(
     log: Callable[[str], None] | None = None,
     cached_reference: bool | None = None,
     checkpoints: bool = False,
+    device_map: DeviceMap | None = None,
 ) -> PairDPOTrainer:
     """The configured `PairDPOTrainer` on `pairs` with `loss` (not yet trained); cached_reference defaults to whether
-    every pair carries its reference log-probs; with `checkpoints`, it saves resumable checkpoints into out_dir."""
+    every pair carries its reference log-probs; with `checkpoints`, it saves resumable checkpoints into out_dir; a
+    `device_map` (`reference_device_map`) places the model of a no-grad pass, never one that trains."""
     betas = sorted({p.beta for p in pairs})
     if SORTED_LOSS_TYPES & set(loss.loss_type) and len(betas) > 1:
         raise ValueError(
@@ -132,7 +154,14 @@ def dpo_trainer(
 
     dataset = lazy_dataset(pairs, to_example)
     return policy_trainer(
-        _ResumablePairDPOTrainer, model_dir, settings, config, dataset, log, cached_reference=cached_reference
+        _ResumablePairDPOTrainer,
+        model_dir,
+        settings,
+        config,
+        dataset,
+        log,
+        device_map=device_map,
+        cached_reference=cached_reference,
     )
 
 

@@ -4,6 +4,7 @@ where torchvision is missing), the dtype rule every engine and trainer shares.""
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import json
 from pathlib import Path
@@ -88,14 +89,30 @@ def checkpoint_dtype(path: str | Path) -> str:
     return config.get("dtype") or config.get("torch_dtype") or "float32"
 
 
-def load_model(path: str | Path, device: str = "cpu") -> PreTrainedModel:
+DeviceMap = str | dict[str, str]  # transformers' device_map: "auto" or the like, or module name -> device
+
+
+def load_model(path: str | Path, device: str = "cpu", device_map: DeviceMap | None = None) -> PreTrainedModel:
     """The checkpoint's model on `device`, in its own dtype (`checkpoint_dtype`), in eval mode; with the folder's own
-    code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code)."""
+    code where its config names it (`check_model_folder` lets such a folder in only with model.trust_remote_code).
+
+    With `device_map` (transformers' own, e.g. "auto": accelerate's big-model dispatch), the model is placed by it
+    instead of `device`: "auto" spreads its layers over the visible GPUs, where one card cannot hold the weights."""
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # its "Loading weights" bar wrote two lines per load into the stages' logs
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path)
+        path, dtype=checkpoint_dtype(path), trust_remote_code=needs_remote_code(path), device_map=device_map
     )
-    return model.to(device).eval()
+    return (model if device_map is not None else model.to(device)).eval()
+
+
+def release_memory() -> None:
+    """Free the models no longer referenced (a loaded model holds reference cycles, so dropping it frees nothing
+    until the collector runs) and hand the GPUs' cached blocks back, for the next model or process to use."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

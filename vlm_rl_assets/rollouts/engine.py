@@ -8,7 +8,6 @@ shared chat format and the checkpoint's own chat template, as TRL formats them f
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,12 +181,10 @@ class HFEngine(Engine):
 
     def close(self) -> None:
         """Drop the model (an engine `from_loaded` drops only its own reference) and the device's cached memory."""
-        import torch
+        from vlm_rl_assets.model.loading import release_memory
 
         self.model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """The token ids the model is fed for each request (image placeholders expanded), unpadded."""

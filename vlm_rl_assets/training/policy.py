@@ -15,7 +15,7 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from vlm_rl_assets.model.loading import load_model, load_processor
+from vlm_rl_assets.model.loading import DeviceMap, load_model, load_processor
 from vlm_rl_assets.model.trainer import FlowCallback, common_args
 from vlm_rl_assets.training.settings import LoRASettings, TrainingSettings
 
@@ -48,13 +48,16 @@ def policy_trainer(
     args: TrainingArguments,
     dataset: Dataset,
     log: Callable[[str], None] | None = None,
+    device_map: DeviceMap | None = None,
     **algorithm: Any,
 ) -> _Trainer:
     """`trainer_class` (not yet trained) on the model in `model_dir` with its processor, LoRA adapters and a frozen
-    vision tower as `settings` ask; `algorithm` holds the trainer's own arguments (TRL's reward functions, ...)."""
+    vision tower as `settings` ask; `algorithm` holds the trainer's own arguments (TRL's reward functions, ...).
+    A `device_map` places the model (`load_model`), and the Trainer leaves it there: only for no-grad passes, never
+    for training, which shards through `accelerate launch` instead."""
     processor = load_processor(model_dir)
     trainer = trainer_class(
-        model=load_model(model_dir),
+        model=load_model(model_dir, device_map=device_map),
         args=args,
         train_dataset=dataset,
         processing_class=processor,
