@@ -1,21 +1,24 @@
-"""The hf engine's rollout throughput on one CUDA GPU: a random-init ~0.5B Qwen2-VL in bfloat16, built here; and,
-with --leg fsdp2, DPO steps of that model sharded by accelerate's FSDP2 plugin against the same steps unsharded
-(bench/sharded_dpo.py).
+"""The hf engine's rollout throughput on one CUDA GPU: a random-init ~0.5B Qwen2-VL in bfloat16, built here; with
+--leg fsdp2, DPO steps of that model sharded by accelerate's FSDP2 plugin against the same steps unsharded
+(bench/sharded_dpo.py); with --leg memory, the peak allocated memory of rollouts, the reference pass and DPO steps of
+the ~0.5B and a ~2B model against the memory plan (bench/memory_device.py, bench/memory_plan.py --gpu).
 
     python bench/gpu_device.py --out $OUT                  # on the GPU: ~0.5B, a sweep of batch sizes, JSON in $OUT
     python bench/gpu_device.py --device cpu --tiny --out /tmp/smoke   # the same path on CPU, in seconds
     python bench/gpu_device.py --leg fsdp2 --out $OUT      # gpu_device_fsdp2.json (CPU: the unsharded run only)
+    python bench/gpu_device.py --leg memory --out $OUT --max-seconds 240   # gpu_device_memory.json, ~2-3 minutes
 
 Made for a machine with no network and only torch, torchvision, transformers, accelerate and peft: it imports no
 more of the project than the engine and the tiny model's builder (no pydantic, polars, TRL, Dagster or vLLM), builds
 its tokenizer and images itself, and keeps every file it writes under --out small (the model goes to a temporary
-folder). It writes `gpu_device.json` after each measurement, so a run cut short still reports what it measured, and
-skips the batch sizes left once --max-seconds have passed.
+folder). It writes its JSON after each measurement, so a run cut short still reports what it measured, and
+skips the batch sizes (memory leg: the stages) left once --max-seconds have passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import random
@@ -28,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, uninstalled
 
 import torch  # noqa: E402
+from memory_device import MEMORY_WORKLOAD, TWO_B, memory_leg  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from sharded_dpo import fsdp2_leg  # noqa: E402
 
@@ -139,7 +143,7 @@ def rollout_leg(args: argparse.Namespace, model_dir: Path, report: dict, write: 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_device.json")
-    parser.add_argument("--leg", choices=("rollouts", "fsdp2"), default="rollouts")
+    parser.add_argument("--leg", choices=("rollouts", "fsdp2", "memory"), default="rollouts")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="the embedded tiny model and a few prompts: a smoke run")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
@@ -147,7 +151,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=8, help="per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", default="256,1024,2048", help="hf engine sequences per call, each measured")
-    parser.add_argument("--max-seconds", type=float, default=360, help="no new batch size is started after this")
+    parser.add_argument(
+        "--max-seconds", type=float, default=360, help="no new batch size (memory leg: stage) is started after this"
+    )
     parser.add_argument("--steps", type=int, default=5, help="fsdp2 leg: DPO steps of each run")
     args = parser.parse_args()
     if args.tiny:
@@ -156,15 +162,39 @@ def arguments() -> argparse.Namespace:
     return args
 
 
+WORKLOADS = {
+    "rollouts": "{prompts} prompts x {samples} samples x up to {max_new_tokens} new tokens, T=1, top_p=1, one image each",
+    "fsdp2": "{steps} sigmoid DPO steps of 4 pairs (one image, 16 random answer tokens each), FSDP2 and not",
+    "memory": MEMORY_WORKLOAD,
+}
+OUT_FILES = {"rollouts": "gpu_device.json", "fsdp2": "gpu_device_fsdp2.json", "memory": "gpu_device_memory.json"}
+
+
+def one_model_leg(args: argparse.Namespace, work: Path, report: dict, write: Callable[[], None]) -> None:
+    """The rollout or fsdp2 leg on the one model they measure (tiny or ~0.5B)."""
+    t0 = time.perf_counter()
+    n_params = build(work / "model", TinyVLMSpec() if args.tiny else HALF_B, getattr(torch, args.dtype))
+    report["model"] = {
+        "spec": "tiny" if args.tiny else "0.5B",
+        "parameters_m": round(n_params / 1e6, 1),
+        "dtype": args.dtype,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+    write()
+    if args.leg == "rollouts":
+        rollout_leg(args, work / "model", report, write)
+    else:
+        timeout = max(args.max_seconds - (time.monotonic() - args.started), 60)
+        report["fsdp2"] = fsdp2_leg(work / "model", args.device, args.steps, work, timeout)
+        print(json.dumps(report["fsdp2"]), flush=True)
+
+
 def main() -> None:
     args = arguments()
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {
         "leg": args.leg,
-        "workload": f"{args.prompts} prompts x {args.samples} samples x up to {args.max_new_tokens} new tokens, "
-        "T=1, top_p=1, one image each"
-        if args.leg == "rollouts"
-        else f"{args.steps} sigmoid DPO steps of 4 pairs (one image, 16 random answer tokens each), FSDP2 and not",
+        "workload": WORKLOADS[args.leg].format(**vars(args)),
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -173,31 +203,27 @@ def main() -> None:
         },
         "runs": [],
     }
-    out_file = args.out / ("gpu_device.json" if args.leg == "rollouts" else "gpu_device_fsdp2.json")
+    out_file = args.out / OUT_FILES[args.leg]
 
     def write() -> None:
         out_file.write_text(json.dumps(report, indent=2) + "\n")
+
+    def record(run: dict) -> None:
+        report["runs"].append(run)
+        print(json.dumps(run), flush=True)
+        write()
 
     import accelerate
     import transformers
 
     report["machine"] |= {"transformers": transformers.__version__, "accelerate": accelerate.__version__}
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        n_params = build(Path(tmp) / "model", TinyVLMSpec() if args.tiny else HALF_B, getattr(torch, args.dtype))
-        report["model"] = {
-            "spec": "tiny" if args.tiny else "0.5B",
-            "parameters_m": round(n_params / 1e6, 1),
-            "dtype": args.dtype,
-            "build_seconds": round(time.perf_counter() - t0, 1),
-        }
-        write()
-        if args.leg == "rollouts":
-            rollout_leg(args, Path(tmp) / "model", report, write)
+        if args.leg == "memory":
+            specs = {"tiny": TinyVLMSpec()} if args.tiny else {"0.5B": HALF_B, "2B": TWO_B}
+            built = functools.partial(build, dtype=getattr(torch, args.dtype))
+            memory_leg(specs, built, args.device, Path(tmp), args.started + args.max_seconds, report, record)
         else:
-            timeout = max(args.max_seconds - (time.monotonic() - args.started), 60)
-            report["fsdp2"] = fsdp2_leg(Path(tmp) / "model", args.device, args.steps, Path(tmp), timeout)
-            print(json.dumps(report["fsdp2"]), flush=True)
+            one_model_leg(args, Path(tmp), report, write)
     report["total_seconds"] = round(time.monotonic() - args.started, 1)
     write()
     print(f"wrote {out_file}")

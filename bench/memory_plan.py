@@ -4,9 +4,13 @@ the peers' published figures (docs/memory_plan.md).
 
     .venv/bin/python bench/memory_plan.py                      # the measured-vs-predicted table (bench/RESULTS.md)
     .venv/bin/python bench/memory_plan.py --peers              # the 2B / 7B / 72B plans beside LLaMA-Factory's table
+    .venv/bin/python bench/memory_plan.py --gpu $OUT/gpu_device_memory.json   # against CUDA's peaks (bench/memory_device.py)
 
 The plan is given each measured run's own sizes (prompt and answer tokens as measured, batch, settings), so the table
-checks the memory terms, not the default size assumptions (resources.prompt_tokens, engine.max_new_tokens).
+checks the memory terms, not the default size assumptions (resources.prompt_tokens, engine.max_new_tokens). The GPU
+runs' DPO step runs each pair's two rows whole (no shared prompt, each row's image encoded), so its reference pass and
+training step are predicted from the plan's terms for that layout rather than from its stages, which assume the
+pipeline's.
 """
 
 from __future__ import annotations
@@ -20,8 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, uni
 
 from vlm_rl_assets.grpo.settings import GRPOSettings  # noqa: E402
 from vlm_rl_assets.model.tiny_model import TinyVLMSpec, model_sizes  # noqa: E402
-from vlm_rl_assets.planning.memory import GiB  # noqa: E402
-from vlm_rl_assets.planning.plan import Budget, PlanRequest, gib, plan_memory  # noqa: E402
+from vlm_rl_assets.planning.memory import (  # noqa: E402
+    FORWARD,
+    LOSS,
+    GiB,
+    TrainingSetup,
+    forward_parts,
+    lm_head,
+    peak_bytes,
+    training_parts,
+    weights,
+)
+from vlm_rl_assets.planning.plan import Budget, PlanRequest, Stage, gib, plan_memory  # noqa: E402
 from vlm_rl_assets.planning.shape import ModelShape, shape_of_config, shape_of_folder  # noqa: E402
 from vlm_rl_assets.rollouts.settings import EngineSettings  # noqa: E402
 from vlm_rl_assets.training.settings import LoRASettings, TrainingSettings  # noqa: E402
@@ -45,7 +59,8 @@ MB = 1e6
 def measured_shape(facts: dict) -> ModelShape:
     spec = TinyVLMSpec(**{**facts["spec"], "mrope_section": tuple(facts["spec"]["mrope_section"])})
     processor = {"max_pixels": spec.max_pixels}
-    return shape_of_config(model_sizes(spec, facts["vocab_size"]), processor, facts.get("name", "measured"))
+    config = {**model_sizes(spec, facts["vocab_size"]), "dtype": facts["dtype"]}
+    return shape_of_config(config, processor, facts.get("name", "measured"))
 
 
 def request_of(run: dict, shape: ModelShape) -> PlanRequest:
@@ -81,20 +96,60 @@ def compare(report: dict) -> list[dict]:
         if run.get("profiled") is False or run["stage"] not in STAGES:
             continue
         shape = measured_shape(report["models"][run["model"]])
-        plan = plan_memory(request_of(run, shape))
-        stage = next(s for s in plan.stages if s.name == STAGES[run["stage"]])
-        measured = run["memory"]["peak_bytes"]
-        rows.append(
-            {
-                "model": run["model"],
-                "cell": run["stage"],
-                "stage": stage.name,
-                "measured": measured,
-                "predicted": stage.peak,
-                "error": stage.peak / measured - 1,
-            }
-        )
+        stage = plan_stage(request_of(run, shape), STAGES[run["stage"]])
+        rows.append(row(run, stage.name, stage.peak, run["memory"]["peak_bytes"]))
     return rows
+
+
+def plan_stage(request: PlanRequest, name: str) -> Stage:
+    return next(s for s in plan_memory(request).stages if s.name == name)
+
+
+def row(run: dict, stage: str, predicted: int, measured: int | None) -> dict:
+    """One line of the table; without a measured peak (a CPU smoke run, a step out of memory) no error."""
+    return {
+        "model": run["model"],
+        "cell": run["stage"],
+        "stage": stage,
+        "measured": measured,
+        "predicted": predicted,
+        "error": predicted / measured - 1 if measured else None,
+        "why": "out of memory" if "out_of_memory" in run else "not measured",
+    }
+
+
+def compare_gpu(report: dict) -> list[dict]:
+    """bench/memory_device.py's runs (those skipped left out) beside the plan: rollouts against the plan's stage,
+    the reference pass and DPO steps against the plan's terms for the device step's layout (`whole_rows`)."""
+    rows = []
+    for run in report["runs"]:
+        if "stage" not in run or "skipped" in run:
+            continue
+        shape = measured_shape(report["models"][run["model"]])
+        if run["stage"] == "rollouts":
+            stage, predicted = "rollouts", plan_stage(request_of(run, shape), "rollouts").peak
+        else:
+            stage, predicted = whole_rows(run, shape)
+        rows.append(row(run, stage, predicted, run.get("memory", {}).get("peak_bytes")))
+    return rows
+
+
+def whole_rows(run: dict, shape: ModelShape) -> tuple[str, int]:
+    """The plan's reference-pass or training terms (vlm_rl_assets/planning/memory.py) for a batch of whole rows:
+    every row runs its prompt and encodes its image, the LM head scores every row's answer."""
+    rows, answer = run["rows"], (run["chosen_tokens"]["mean"] + run["rejected_tokens"]["mean"]) / 2
+    tokens, scored = round(rows * (run["prompt_tokens"]["mean"] + answer)), round(rows * answer)
+    if run["stage"] == "dpo_reference":
+        parts = [weights(shape), *forward_parts(shape, tokens, rows, FORWARD), lm_head(scored, LOSS)]
+        return "reference log-probs, rows whole", peak_bytes(parts)
+    setup = TrainingSetup(
+        tokens=tokens,
+        logit_tokens=scored,
+        images=rows,
+        batch_images=rows,
+        gradient_checkpointing=run["gradient_checkpointing"],
+    )
+    return "dpo training, rows whole", peak_bytes(training_parts(shape, setup))
 
 
 def table(rows: list[dict]) -> str:
@@ -103,10 +158,13 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        flag = "" if abs(r["error"]) <= TOLERANCE else " (outside ±25%)"
+        measured = "—" if r["measured"] is None else f"{r['measured'] / MB:,.1f}"
+        if r["error"] is None:
+            error = r["why"]
+        else:
+            error = f"{r['error']:+.0%}" + ("" if abs(r["error"]) <= TOLERANCE else " (outside ±25%)")
         lines.append(
-            f"| {r['model']} | {r['cell']} | {r['stage']} | {r['measured'] / MB:,.1f} | {r['predicted'] / MB:,.1f} | "
-            f"{r['error']:+.0%}{flag} |"
+            f"| {r['model']} | {r['cell']} | {r['stage']} | {measured} | {r['predicted'] / MB:,.1f} | {error} |"
         )
     return "\n".join(lines)
 
@@ -163,14 +221,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--measured", default=str(MEASURED))
     parser.add_argument("--peers", action="store_true", help="the Qwen2-VL examples' plans for docs/memory_plan.md")
+    parser.add_argument("--gpu", type=Path, help="bench/gpu_device.py --leg memory's gpu_device_memory.json")
     args = parser.parse_args()
     if args.peers:
         print(peers())
         return
-    rows = compare(json.loads(Path(args.measured).read_text()))
+    if args.gpu:
+        report = json.loads(args.gpu.read_text())
+        print(f"{report['machine']['gpu'] or 'no GPU (a CPU smoke run)'}: peak torch.cuda.max_memory_allocated\n")
+        rows = compare_gpu(report)
+    else:
+        rows = compare(json.loads(Path(args.measured).read_text()))
     print(table(rows))
-    inside = sum(abs(r["error"]) <= TOLERANCE for r in rows)
-    print(f"\n{inside} of {len(rows)} within ±{TOLERANCE:.0%}")
+    measured = [r for r in rows if r["error"] is not None]
+    inside = sum(abs(r["error"]) <= TOLERANCE for r in measured)
+    print(f"\n{inside} of {len(measured)} measured within ±{TOLERANCE:.0%}")
 
 
 if __name__ == "__main__":

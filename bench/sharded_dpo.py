@@ -37,13 +37,13 @@ RELOAD_TOLERANCE = 1e-2  # |reloaded - final| loss: bf16 weights either way, onl
 AGREEMENT_TOLERANCE = 5e-2  # per-step |sharded - unsharded| loss: FSDP2 casts every weight, autocast only matmuls
 
 
-def pair_batch(model_dir: Path, pairs: int, answer_tokens: int, seed: int) -> dict[str, torch.Tensor]:
-    """`pairs` image prompts (equal sizes, so equal lengths: no padding), then random answer tokens: rows are
-    [chosen rows, rejected rows], as TRL lays them out; `completion_mask` marks the answers."""
+def pair_batch(model_dir: Path, pairs: int, answer_tokens: int, seed: int, side: int = 112) -> dict[str, torch.Tensor]:
+    """`pairs` image prompts (images of `side` pixels square, so equal lengths: no padding), then random answer
+    tokens: rows are [chosen rows, rejected rows], as TRL lays them out; `completion_mask` marks the answers."""
     rng = random.Random(seed)
     processor = load_processor(model_dir)
     prompt = processor.apply_chat_template([user_message("What colour is the shape?", 1)], add_generation_prompt=True)
-    images = [Image.new("RGB", (112, 112), tuple(rng.randrange(256) for _ in range(3))) for _ in range(pairs)]
+    images = [Image.new("RGB", (side, side), tuple(rng.randrange(256) for _ in range(3))) for _ in range(pairs)]
     inputs = processor(
         text=[prompt] * pairs, images=[[image] for image in images], add_special_tokens=False, return_tensors="pt"
     )
