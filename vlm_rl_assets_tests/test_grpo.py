@@ -1,5 +1,6 @@
-"""training.algorithm: grpo: the judge as TRL's reward (failures left out of their group, never scored 0), GRPO's
-health alarms, its settings, and a GRPO checkpoint from the pipeline scored by benchmark_scores."""
+"""training.algorithm: grpo: the judge as TRL's reward (failures left out of their group, never scored 0), the images
+of prompts of unequal length, GRPO's health alarms, its settings, and a GRPO checkpoint from the pipeline scored by
+benchmark_scores."""
 
 from __future__ import annotations
 
@@ -115,6 +116,31 @@ def test_trl_leaves_unscored_completions_out_of_the_group_baseline(tiny_vlm_dir)
         assert all(advantages[i] == 0.0 for i in group if scores[i] is None)
         assert sum(advantages[i] for i in scored) == pytest.approx(0.0, abs=1e-5)
     assert any(advantages) and any(not p.equal(before[name]) for name, p in trainer.model.named_parameters())
+
+
+@pytest.mark.parametrize("longer", [" red", " Say the colour, then where the shape is."])
+def test_grpo_places_the_images_of_prompts_of_unequal_length(tiny_vlm_dir, tmp_path, longer):
+    """TRL left-pads the prompts but takes mm_token_type_ids, which place the image tokens for M-RoPE, from the
+    processor: padded on the right, a shorter prompt's image moves a few tokens (wrong positions, silently) or, padded
+    by more than the tokens before its image, get_rope_index fails with a shape mismatch."""
+    from vlm_rl_assets.grpo.training import RLPrompt, grpo_trainer
+
+    short, long = colour_pairs(2, seed=0)
+    prompts = [RLPrompt("p0", short.prompt_text, short.images), RLPrompt("p1", long.prompt_text + longer, long.images)]
+    rewards = [lambda completions, **_: [0.0] * len(completions)]
+    grpo = GRPOSettings(num_generations=2, prompts_per_step=2, max_completion_length=4)
+    trainer = grpo_trainer(tiny_vlm_dir, tmp_path, prompts, rewards, TrainingSettings(max_steps=1), grpo)
+    image_token = trainer.processing_class.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    marked = []  # per forward over whole prompts: are the tokens marked as image exactly the image tokens?
+
+    def check(module, args, kwargs):
+        ids, types = kwargs.get("input_ids"), kwargs.get("mm_token_type_ids")
+        if types is not None and types.shape == ids.shape:
+            marked.append(bool(((types == 1) == (ids == image_token)).all()))
+
+    trainer.model.register_forward_pre_hook(check, with_kwargs=True)
+    trainer.train()
+    assert len(marked) >= 2 and all(marked)  # the sampling pass and the loss's
 
 
 def _grpo_history(zero_std=0.2, kl=0.01, length=(20.0, 21.0), truncated=0.1, steps=4) -> list[dict]:

@@ -121,7 +121,16 @@ def grpo_trainer(
         return {"prompt": [message], "images": list(prompt.images), "prompt_id": prompt.prompt_id}
 
     dataset = lazy_dataset(prompts, to_example)
-    return policy_trainer(_ResumableGRPOTrainer, model_dir, settings, config, dataset, log, reward_funcs=list(rewards))
+    trainer = policy_trainer(
+        _ResumableGRPOTrainer, model_dir, settings, config, dataset, log, reward_funcs=list(rewards)
+    )
+    # TRL left-pads the prompt ids but takes the per-token image markers (Qwen's mm_token_type_ids, Gemma's
+    # token_type_ids) from the processor, padded on the tokenizer's side; right (transformers' default) shifts a
+    # shorter prompt's markers off its image: wrong M-RoPE positions, or get_rope_index's shape mismatch. TRL's own
+    # processor is left-padded, a given one is the caller's to set (huggingface/trl#5785). save_pretrained keeps
+    # the loaded side, so the saved processor is the base's.
+    trainer.processing_class.tokenizer.padding_side = "left"
+    return trainer
 
 
 class _ResumableGRPOTrainer(StrictResume, GRPOTrainer):
