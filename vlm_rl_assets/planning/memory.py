@@ -32,7 +32,6 @@ FORWARD_HIDDEN, FORWARD_MLP = 4, 2
 # TRL's chunked log-prob (trl/kernels/chunked_logprob.py) projects at most 4096 tokens onto 32768 vocabulary columns
 # at a time, in float32, whatever the vocabulary: its one tile is the only logits a DPO/GRPO loss holds.
 LM_HEAD_TOKENS, LM_HEAD_COLUMNS = 4096, 32768
-PIXEL_VALUES = 3 * 2 * 14 * 14  # float32 values per Qwen2-VL patch (channels x temporal x patch^2)
 
 Sharding = Literal["none", "fsdp2", "zero3"]
 BACKWARD, GRADIENTS, SAMPLING = "backward starts", "backward ends", "sampling"
@@ -145,7 +144,8 @@ def lm_head(tokens: int, phase: str) -> Part:
 
 
 def pixel_values(shape: ModelShape, images: int, note: str) -> Part:
-    return Part("pixel values", images * shape.image_patches * PIXEL_VALUES * FP32, f"{images} images, {note}")
+    size = images * shape.image_patches * shape.vision.pixel_values * FP32
+    return Part("pixel values", size, f"{images} images, {note}")
 
 
 def forward_parts(shape: ModelShape, tokens: int, images: int, phase: str) -> list[Part]:

@@ -308,7 +308,8 @@ def _moves(r: PlanRequest, stage: str) -> list[list[Change]]:
             req, engine=req.engine.model_copy(update={"batch_size": batch})
         )
 
-    pixels = [_pixels(r, p) for p in _halvings_above(r.shape.max_pixels, MIN_IMAGE_TOKENS * _pixels_per_token(r))]
+    budget = r.shape.images.max_pixels or 0  # none where the count follows no pixel budget (Gemma 3's is fixed)
+    pixels = [_pixels(r, p) for p in _halvings_above(budget, MIN_IMAGE_TOKENS * _pixels_per_token(r))]
     if stage == "rollouts":
         return [[engine(b) for b in _halvings(r.engine.batch_size, 1)], pixels]
     t = r.training

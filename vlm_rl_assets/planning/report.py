@@ -22,7 +22,7 @@ def plan_text(plan: MemoryPlan) -> str:
     shape = r.shape
     head = (
         f"Memory plan: {shape.name} ({quantity(shape.parameters)} parameters, {shape.dtype}, counted from its "
-        f"{shape.counted_from}; {shape.image_tokens} image tokens at {shape.max_pixels} max pixels) on "
+        f"{shape.counted_from}; {shape.image_tokens} image tokens {shape.images.rule}) on "
         f"{r.budget.describe()}"
     )
     lines = [head, "", plan_table(plan), ""]

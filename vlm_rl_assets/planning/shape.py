@@ -2,20 +2,29 @@
 and transformers are not imported, so a config is checked at load in milliseconds.
 
 Parameters are counted from the safetensors headers where the folder holds weights (exact, any family), else from
-config.json's sizes (a Qwen2-VL-style decoder and vision tower; tests check the count against the model transformers
-builds on the meta device). The image tokens are the processor's at its max pixels.
+config.json's sizes for the Qwen-VL families (tests check the count against the model transformers builds); another
+family's folder without weights raises WeightsRequired. The image tokens are the processor's at its largest size, by
+the family's rule (images.py).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vlm_rl_assets.planning.images import RULES, ImageBound, image_bound, pixel_budget, side_of
+
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8}
-VISION_PREFIXES = ("visual", "vision_tower", "vision_model", "model.visual", "model.vision_tower", "multi_modal")
+QWEN_VL = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # the families whose sizes are counted (no model_type: Qwen2-VL's)
+GATED = ("qwen2_5_vl", "mistral3")  # vision MLPs of gate, up and down projections
+VISION_MODULES = ("visual", "vision_tower", "vision_model")  # what transformers' get_encoder(modality="image") finds
+
+
+class WeightsRequired(ValueError):
+    """A folder without weights, of a family whose parameters config.json's sizes are not counted for."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class TextShape:
     head_dim: int
     vocab: int
     tied_embeddings: bool
+    qkv_bias: bool = True  # Qwen2's q/k/v biases; Qwen3's text model has none
+    qk_norm: bool = False  # Qwen3's RMSNorm of each head's queries and keys
 
     @property
     def kv_elements_per_token(self) -> int:
@@ -44,8 +55,9 @@ class TextShape:
     def parameters(self) -> int:
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         linears = sum(i * o for i, o in self.linear_shapes())
-        biases = self.layers * (self.heads + 2 * self.kv_heads) * self.head_dim  # Qwen2's q/k/v biases
-        return embeddings + linears + biases + (2 * self.layers + 1) * self.hidden
+        biases = self.layers * (self.heads + 2 * self.kv_heads) * self.head_dim if self.qkv_bias else 0
+        qk_norms = 2 * self.layers * self.head_dim if self.qk_norm else 0
+        return embeddings + linears + biases + qk_norms + (2 * self.layers + 1) * self.hidden
 
 
 @dataclass(frozen=True)
@@ -55,30 +67,48 @@ class VisionShape:
     depth: int
     heads: int
     patch: int
-    merge: int  # patches merged into one image token per side
-    out_width: int  # the text model's width the merger projects into
-    temporal_patch: int = 2
+    merge: int  # Qwen-VL: patches merged into one image token per side
+    out_width: int  # Qwen-VL: the text model's width the merger projects into
+    temporal_patch: int = 2  # Qwen-VL: frames per patch (an image is repeated); 1 elsewhere
+    family: str = "qwen2_vl"  # config.json's model_type
+    positions: int = 0  # Qwen3-VL's learned position embeddings
+    deepstack: int = 0  # Qwen3-VL's mergers of intermediate blocks' features
+
+    @property
+    def qwen(self) -> bool:
+        """A Qwen-VL tower, or one of a family read as Qwen2-VL: fused qkv, a merger into the text model."""
+        return self.family not in RULES
+
+    @property
+    def pixel_values(self) -> int:
+        """Values one patch takes in a batch's pixel_values."""
+        return 3 * self.temporal_patch * self.patch**2
 
     def linear_shapes(self) -> list[tuple[int, int]]:
-        blocks = [
-            (self.width, 3 * self.width),
-            (self.width, self.width),
-            (self.width, self.mlp),
-            (self.mlp, self.width),
-        ]
-        merged = self.width * self.merge**2
-        return blocks * self.depth + [(merged, merged), (merged, self.out_width)]
+        """Each block's attention and MLP projections; Qwen-VL's mergers (another tower's projector, a few small
+        linears, is left out)."""
+        w, m = self.width, self.mlp
+        attention = [(w, 3 * w), (w, w)] if self.qwen else [(w, w)] * 4
+        mlp = [(w, m), (w, m), (m, w)] if self.family in GATED else [(w, m), (m, w)]
+        merged = w * self.merge**2
+        mergers = [(merged, merged), (merged, self.out_width)] * (1 + self.deepstack) if self.qwen else []
+        return (attention + mlp) * self.depth + mergers
 
     def parameters(self) -> int:
-        patch_embed = 3 * self.temporal_patch * self.patch**2 * self.width
+        """A Qwen-VL tower's: no other family's is counted from its sizes."""
+        w = self.width
+        norm = w if self.family == "qwen2_5_vl" else 2 * w  # RMSNorm's weight; LayerNorm's weight and bias
+        patch_bias = w if self.family == "qwen3_vl" else 0  # Qwen3-VL's patch embedding alone has one
+        patch_embed = 3 * self.temporal_patch * self.patch**2 * w + patch_bias
         linears = sum(i * o + o for i, o in self.linear_shapes())
-        return patch_embed + linears + (4 * self.depth + 2) * self.width
+        deepstack_norms = self.deepstack * 2 * w * self.merge**2  # LayerNorms over the merged width
+        return patch_embed + self.positions * w + linears + (2 * self.depth + 1) * norm + deepstack_norms
 
 
 @dataclass(frozen=True)
 class ModelShape:
     """What sizes memory: parameter counts and bytes, the text model's and vision tower's dimensions, and the image
-    tokens (and vision patches) one image becomes at the processor's max pixels."""
+    tokens (and vision patches) one image becomes at the processor's largest size."""
 
     name: str
     dtype: str
@@ -86,7 +116,7 @@ class ModelShape:
     vision_parameters: int
     text: TextShape
     vision: VisionShape
-    max_pixels: int
+    images: ImageBound
     counted_from: str  # "weights" (safetensors headers) or "config" (config.json's sizes)
 
     @property
@@ -95,12 +125,11 @@ class ModelShape:
 
     @property
     def image_tokens(self) -> int:
-        """Text-model tokens one image at max pixels becomes (Qwen2-VL: one per merge x merge patches)."""
-        return max(1, self.max_pixels // (self.vision.patch * self.vision.merge) ** 2)
+        return self.images.tokens
 
     @property
     def image_patches(self) -> int:
-        return self.image_tokens * self.vision.merge**2
+        return self.images.patches
 
     def lora_parameters(self, rank: int, targets: tuple[str, ...] | str, with_vision: bool) -> int:
         """Adapter parameters: rank x (in + out) per adapted linear (all-linear: every projection; named targets are
@@ -111,7 +140,7 @@ class ModelShape:
         return sum(rank * (i + o) for i, o in shapes)
 
     def with_max_pixels(self, max_pixels: int) -> ModelShape:
-        return ModelShape(**{**self.__dict__, "max_pixels": max_pixels})
+        return replace(self, images=pixel_budget(max_pixels, self.vision.patch, self.vision.merge))
 
 
 def _named_linears(text: TextShape, targets: tuple[str, ...] | str) -> list[tuple[int, int]]:
@@ -121,19 +150,8 @@ def _named_linears(text: TextShape, targets: tuple[str, ...] | str) -> list[tupl
 
 
 def shape_of_config(config: dict[str, Any], processor: dict[str, Any], name: str) -> ModelShape:
-    """The shape a Qwen2-VL-style config.json and processor config describe, parameters counted from the sizes."""
-    text = _text_shape(config.get("text_config") or config)
-    vision = _vision_shape(config.get("vision_config") or {}, text.hidden)
-    return ModelShape(
-        name=name,
-        dtype=config.get("dtype") or config.get("torch_dtype") or "float32",
-        parameters=text.parameters() + vision.parameters(),
-        vision_parameters=vision.parameters(),
-        text=text,
-        vision=vision,
-        max_pixels=_max_pixels(processor),
-        counted_from="config",
-    )
+    """The shape config.json and the processor's settings describe, parameters counted from the sizes."""
+    return _shape(config, processor, name, None)
 
 
 def shape_of_folder(folder: str | Path) -> ModelShape:
@@ -141,15 +159,33 @@ def shape_of_folder(folder: str | Path) -> ModelShape:
     safetensors headers when the folder holds them."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    shape = shape_of_config(config, _processor_config(folder), folder.name)
-    counted = _count_weights(folder)
-    if counted is None:
-        return shape
-    total, vision = counted
-    return ModelShape(**{**shape.__dict__, "parameters": total, "vision_parameters": vision, "counted_from": "weights"})
+    return _shape(config, _processor_config(folder), folder.name, _count_weights(folder))
 
 
-def _text_shape(c: dict[str, Any]) -> TextShape:
+def _shape(config: dict[str, Any], processor: dict[str, Any], name: str, weights: tuple[int, int] | None) -> ModelShape:
+    """`weights`: (all, vision tower's) parameters from the safetensors headers; None: counted from the sizes."""
+    text, vision = _text_shape(config), _vision_shape(config)
+    if weights is None and vision.family not in QWEN_VL:
+        raise WeightsRequired(
+            f"{name} holds no weights: the memory plan counts the parameters of {vision.family} models from their "
+            f"safetensors headers (config.json's sizes are counted for {', '.join(QWEN_VL)} only); put the "
+            "checkpoint's *.safetensors files beside its config.json"
+        )
+    total, tower = weights or (text.parameters() + vision.parameters(), vision.parameters())
+    return ModelShape(
+        name=name,
+        dtype=config.get("dtype") or config.get("torch_dtype") or "float32",
+        parameters=total,
+        vision_parameters=tower,
+        text=text,
+        vision=vision,
+        images=image_bound(config, processor, vision.patch, vision.merge),
+        counted_from="config" if weights is None else "weights",
+    )
+
+
+def _text_shape(config: dict[str, Any]) -> TextShape:
+    c = config.get("text_config") or config
     heads = c["num_attention_heads"]
     return TextShape(
         hidden=c["hidden_size"],
@@ -159,39 +195,46 @@ def _text_shape(c: dict[str, Any]) -> TextShape:
         kv_heads=c.get("num_key_value_heads") or heads,
         head_dim=c.get("head_dim") or c["hidden_size"] // heads,
         vocab=c["vocab_size"],
-        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        tied_embeddings=bool(config.get("tie_word_embeddings", c.get("tie_word_embeddings", False))),
+        qkv_bias=c.get("attention_bias", True),  # Qwen2's text configs have no such key: its q/k/v are biased
+        qk_norm=config.get("model_type") == "qwen3_vl",
     )
 
 
-def _vision_shape(c: dict[str, Any], text_hidden: int) -> VisionShape:
+def _vision_shape(config: dict[str, Any]) -> VisionShape:
+    """Qwen-VL's keys (embed_dim, depth, num_heads) or a SigLIP/CLIP-style tower's (hidden_size, num_hidden_layers,
+    num_attention_heads)."""
+    c = config.get("vision_config") or {}
+    family = config.get("model_type", "qwen2_vl")
     width = c.get("embed_dim") or c.get("hidden_size", 1280)
+    text_hidden = (config.get("text_config") or config)["hidden_size"]
+    qwen = family not in RULES
     return VisionShape(
         width=width,
         mlp=c.get("intermediate_size") or int(c.get("mlp_ratio", 4) * width),
         depth=c.get("depth") or c.get("num_hidden_layers", 32),
         heads=c.get("num_heads") or c.get("num_attention_heads", 16),
-        patch=c.get("patch_size", 14),
-        merge=c.get("spatial_merge_size", 2),
+        patch=side_of(c.get("patch_size", 14)),
+        merge=c.get("spatial_merge_size", 2) if qwen else 1,
         # Qwen2-VL names the merger's output hidden_size (beside embed_dim); Qwen2.5-VL out_hidden_size
         out_width=c.get("out_hidden_size") or (c.get("hidden_size") if "embed_dim" in c else None) or text_hidden,
-        temporal_patch=c.get("temporal_patch_size", 2),
+        temporal_patch=c.get("temporal_patch_size", 2) if qwen else 1,
+        family=family,
+        positions=c.get("num_position_embeddings", 0),
+        deepstack=len(c.get("deepstack_visual_indexes", ())),
     )
 
 
 def _processor_config(folder: Path) -> dict[str, Any]:
-    """The image processor's settings: transformers 5's processor_config.json nests them, older folders keep
-    preprocessor_config.json."""
+    """The processor's settings with its image processor's over them: transformers 5's processor_config.json nests
+    the image processor's, older folders keep them in preprocessor_config.json."""
+    settings: dict[str, Any] = {}
     for name in ("processor_config.json", "preprocessor_config.json"):
         if (folder / name).is_file():
             raw = json.loads((folder / name).read_text())
-            return raw.get("image_processor", raw)
-    return {}
-
-
-def _max_pixels(processor: dict[str, Any]) -> int:
-    """Qwen2-VL's bound: `max_pixels`, or `size.longest_edge`, which that processor reads as pixels; its default."""
-    size = processor.get("size") or {}
-    return int(processor.get("max_pixels") or size.get("longest_edge") or 12845056)
+            settings |= {k: v for k, v in raw.items() if k not in ("image_processor", "video_processor")}
+            settings |= raw.get("image_processor", {})
+    return settings
 
 
 def _count_weights(folder: Path) -> tuple[int, int] | None:
@@ -211,7 +254,7 @@ def _count_weights(folder: Path) -> tuple[int, int] | None:
             for dim in tensor["shape"]:
                 count *= dim
             total += count
-            vision += count if key.startswith(VISION_PREFIXES) else 0
+            vision += count if key.removeprefix("model.").split(".")[0] in VISION_MODULES else 0
     return total, vision
 
 
