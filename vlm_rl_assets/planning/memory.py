@@ -109,6 +109,7 @@ def training_parts(shape: ModelShape, setup: TrainingSetup) -> list[Part]:
         pixel_values(shape, 2 * setup.batch_images, "the batch and the next one"),
         *activation_parts(shape, setup),
         lm_head(setup.logit_tokens, BACKWARD),
+        *lm_head_gradient(shape, setup),
         Part("gradients", count * each // setup.shards, what + split, GRADIENTS),
     ]
 
@@ -141,6 +142,15 @@ def lm_head(tokens: int, phase: str) -> Part:
     """TRL's log-prob tile and the float32 copy of the hidden states it projects."""
     rows = min(tokens, LM_HEAD_TOKENS)
     return Part("LM-head tile", rows * LM_HEAD_COLUMNS * FP32, f"{rows} tokens x {LM_HEAD_COLUMNS} columns", phase)
+
+
+def lm_head_gradient(shape: ModelShape, setup: TrainingSetup) -> list[Part]:
+    """TRL's chunked log-prob accumulates the trained LM head's weight gradient in float32 when backward starts
+    (vocabulary x hidden; LoRA leaves the head frozen)."""
+    if setup.lora_rank is not None:
+        return []
+    size = shape.text.vocab * shape.text.hidden * FP32
+    return [Part("LM-head weight gradient", size, f"vocab {shape.text.vocab} x {shape.text.hidden}, float32", BACKWARD)]
 
 
 def pixel_values(shape: ModelShape, images: int, note: str) -> Part:
