@@ -98,11 +98,16 @@ class ChunkedLogProbs(torch.autograd.Function):
 
 
 def _tiles(hidden: torch.Tensor, weight: torch.Tensor) -> Iterator[tuple[slice, int, torch.Tensor]]:
-    """(its tokens, its first column, the float32 logits tile) of every tile."""
+    """(its tokens, its first column, the float32 logits tile) of every tile, each a view of one buffer of
+    TILE_TOKENS x TILE_COLUMNS whatever the vocabulary, as TRL allocates its `mm_buf`."""
+    buffer = torch.empty(min(len(hidden), TILE_TOKENS), TILE_COLUMNS, dtype=torch.float32, device=hidden.device)
     for start in range(0, len(hidden), TILE_TOKENS):
         rows = slice(start, start + TILE_TOKENS)
         for first in range(0, len(weight), TILE_COLUMNS):
-            yield rows, first, hidden[rows].float() @ weight[first : first + TILE_COLUMNS].float().T
+            columns = weight[first : first + TILE_COLUMNS]
+            tile = buffer[: len(hidden[rows]), : len(columns)]
+            torch.mm(hidden[rows].float(), columns.float().T, out=tile)
+            yield rows, first, tile
 
 
 def _targets_in(targets: torch.Tensor, first: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
