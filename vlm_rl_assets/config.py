@@ -23,7 +23,7 @@ from vlm_rl_assets.model.settings import EMBEDDED, ModelSettings
 from vlm_rl_assets.pairs.settings import PairingSettings
 from vlm_rl_assets.planning.plan import UNKNOWN_CARD, MemoryPlan, PlanRequest, budget_of, plan_memory
 from vlm_rl_assets.planning.settings import ResourcesSettings
-from vlm_rl_assets.planning.shape import ModelShape, WeightsRequired, embedded_shape, shape_of_folder
+from vlm_rl_assets.planning.shape import ModelShape, ShapeUnknown, embedded_shape, shape_of_folder
 from vlm_rl_assets.prompts.category import PromptSpec
 from vlm_rl_assets.prompts.datasets import is_dataset_source
 from vlm_rl_assets.prompts.world import TASKS
@@ -345,19 +345,13 @@ class PipelineConfig(Settings):
             require_objects=cat.judge == "reference",
         )
 
-    def model_shape(self) -> ModelShape | None:
-        """The configured model's shape from its folder's JSON files (the embedded default: its spec); None where
-        the folder is not on this machine yet (an s3:// or mounted path), or it holds no weights and its family's
-        parameters are counted only from them (`plan_unknown` says which): base_model plans it once they are there."""
-        shape = self._shape_or_why()
-        return shape if isinstance(shape, ModelShape) else None
-
-    def memory_plan(self, shape: ModelShape | None = None) -> MemoryPlan | None:
-        """Every stage's peak memory per GPU (or on the CPU) against `resources` (planning/plan.py); None when the
-        model's shape or the card is unknown here (`plan_unknown`)."""
-        shape = shape or self.model_shape()
+    def memory_plan(self, folder: str | Path | None = None) -> MemoryPlan | None:
+        """Every stage's peak memory per GPU (or on the CPU) against `resources` (planning/plan.py), for the model
+        in `folder` (default: the configured one; the embedded default: its spec); None when its shape or the card
+        is unknown here (`plan_unknown` says why): the steps plan it once the folder is there."""
+        shape = self._shape_or_why(folder)
         budget = budget_of(self.resources, self.model.device)
-        if shape is None or budget is None:
+        if isinstance(shape, str) or budget is None:
             return None
         return plan_memory(
             PlanRequest(
@@ -371,20 +365,21 @@ class PipelineConfig(Settings):
             )
         )
 
-    def plan_unknown(self) -> str:
+    def plan_unknown(self, folder: str | Path | None = None) -> str:
         """Why `memory_plan` is None."""
-        why = self._shape_or_why()
+        why = self._shape_or_why(folder)
         return why if isinstance(why, str) else UNKNOWN_CARD
 
-    def _shape_or_why(self) -> ModelShape | str:
-        if self.model.path == EMBEDDED:
+    def _shape_or_why(self, folder: str | Path | None) -> ModelShape | str:
+        if folder is None and self.model.path == EMBEDDED:
             return embedded_shape()
-        if not (Path(self.model.path) / "config.json").is_file():
-            return f"model.path {self.model.path!r} has no config.json on this machine: the plan is made once it has"
+        path = Path(folder or self.model.path)
+        if not (path / "config.json").is_file():
+            return f"model folder {str(path)!r} has no config.json on this machine: the plan is made once it has"
         try:
-            return shape_of_folder(self.model.path)
-        except WeightsRequired as err:
-            return f"model.path {self.model.path!r}: {err}; the plan is made once they are there"
+            return shape_of_folder(path)
+        except ShapeUnknown as err:
+            return f"model folder {str(path)!r}: {err}; the plan is made once it has them"
 
     def synthetic_categories(self) -> dict[str, SyntheticCategory]:
         """The synthetic categories, each with its task and template: what the embedded base is trained on."""

@@ -160,3 +160,19 @@ def test_the_plan_is_within_a_quarter_of_every_peak_measured_on_cpu_for_the_pipe
     assert len(rows) == 14
     assert {r["stage"] for r in rows} == {"rollouts", "reference log-probs", "dpo training", "grpo training"}
     assert max(abs(r["error"]) for r in rows) <= 0.25, rows
+
+
+def test_a_folder_the_plan_cannot_size_loads_and_says_why(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    """No processor config (base_model refuses such a folder with its own message) or a config.json without the
+    sizes: no plan, and the reason, instead of a guess or a crash at load."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_vlm_dir, folder)
+    (folder / "processor_config.json").unlink()
+    config = load_config(write_config(tmp_path, model={"path": str(folder)}))
+    assert config.memory_plan() is None and "no processor config" in config.plan_unknown()
+    shutil.copy(tiny_vlm_dir / "processor_config.json", folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
+    assert (
+        "config.json has no 'num_attention_heads'"
+        in load_config(write_config(tmp_path, model={"path": str(folder)})).plan_unknown()
+    )

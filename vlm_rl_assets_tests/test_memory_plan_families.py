@@ -15,7 +15,7 @@ from PIL import Image
 from vlm_rl_assets.config import load_config
 from vlm_rl_assets.model.chat import user_message
 from vlm_rl_assets.model.loading import load_model, load_processor
-from vlm_rl_assets.planning.shape import QWEN_VL, ModelShape, WeightsRequired, shape_of_config, shape_of_folder
+from vlm_rl_assets.planning.shape import QWEN_VL, ModelShape, ShapeUnknown, shape_of_config, shape_of_folder
 from vlm_rl_assets_tests.test_memory_plan import write_config
 from vlm_rl_assets_tests.test_model_families import family_dir  # noqa: F401 (the fixture: each family's folder)
 
@@ -64,8 +64,8 @@ def test_config_sizes_count_the_qwen_vl_families_and_the_others_need_the_weights
         return
     folder = tmp_path / "model"
     shutil.copytree(family_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
-    with pytest.raises(WeightsRequired, match=r"put the checkpoint's \*\.safetensors files beside its config\.json"):
+    with pytest.raises(ShapeUnknown, match=r"put the checkpoint's \*\.safetensors files beside its config\.json"):
         shape_of_folder(folder)
     loaded = load_config(write_config(tmp_path, model={"path": str(folder)}))  # not refused: planned at the step
     assert loaded.memory_plan() is None
-    assert loaded.plan_unknown().startswith(f"model.path {str(folder)!r}: model holds no weights")
+    assert loaded.plan_unknown().startswith(f"model folder {str(folder)!r}: model holds no weights")

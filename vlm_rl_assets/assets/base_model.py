@@ -19,7 +19,6 @@ from vlm_rl_assets.orchestration.retries import GPU_POOL
 from vlm_rl_assets.orchestration.step import asset_step
 from vlm_rl_assets.orchestration.ui import markdown_table
 from vlm_rl_assets.planning.report import plan_table
-from vlm_rl_assets.planning.shape import shape_of_folder
 from vlm_rl_assets.prompts.category import category_prompts
 from vlm_rl_assets.store.base import Store
 
@@ -95,9 +94,9 @@ def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[Pip
 
 def memory_plan(config: PipelineConfig, folder: Path) -> dict[str, object]:
     """The plan of every stage on this model (`python -m vlm_rl_assets plan` prints it whole)."""
-    plan = config.memory_plan(shape_of_folder(folder))
+    plan = config.memory_plan(folder)
     if plan is None:
-        return {"memory_plan": config.plan_unknown()}
+        return {"memory_plan": config.plan_unknown(folder)}
     return {"memory_plan": dg.MetadataValue.md(plan_table(plan)), "memory_plan_fits": plan.fits}
 
 

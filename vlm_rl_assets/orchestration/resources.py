@@ -9,7 +9,6 @@ from vlm_rl_assets.config import PipelineConfig, load_config
 from vlm_rl_assets.model.folder_check import check_model_folder
 from vlm_rl_assets.model.settings import EMBEDDED
 from vlm_rl_assets.names import BASE_MODEL
-from vlm_rl_assets.planning.shape import shape_of_folder
 from vlm_rl_assets.rounds.plan import start_model
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
 from vlm_rl_assets.store.open import open_store
@@ -53,7 +52,7 @@ class PipelineResource:
         its outcome lets the rounds go on (`rounds/plan.py`). Every step that rolls out or trains asks for it, so
         here its memory plan is checked first: a stage that cannot fit fails before a model is loaded."""
         base = self.base_model_dir()
-        plan = self.config.memory_plan(shape_of_folder(base))
+        plan = self.config.memory_plan(base)
         if plan is not None:
             plan.check()
         return start_model(self.store, base, pipeline_round, self.config.rounds.stop_early)

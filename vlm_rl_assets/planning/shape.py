@@ -3,7 +3,7 @@ and transformers are not imported, so a config is checked at load in millisecond
 
 Parameters are counted from the safetensors headers where the folder holds weights (exact, any family), else from
 config.json's sizes for the Qwen-VL families (tests check the count against the model transformers builds); another
-family's folder without weights raises WeightsRequired. The image tokens are the processor's at its largest size, by
+family's folder without weights raises ShapeUnknown. The image tokens are the processor's at its largest size, by
 the family's rule (images.py).
 """
 
@@ -23,8 +23,9 @@ GATED = ("qwen2_5_vl", "mistral3")  # vision MLPs of gate, up and down projectio
 VISION_MODULES = ("visual", "vision_tower", "vision_model")  # what transformers' get_encoder(modality="image") finds
 
 
-class WeightsRequired(ValueError):
-    """A folder without weights, of a family whose parameters config.json's sizes are not counted for."""
+class ShapeUnknown(ValueError):
+    """A folder the plan cannot size from its files: no processor config, a size config.json lacks, or no weights for
+    a family whose parameters config.json's sizes are not counted for."""
 
 
 @dataclass(frozen=True)
@@ -159,14 +160,20 @@ def shape_of_folder(folder: str | Path) -> ModelShape:
     safetensors headers when the folder holds them."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    return _shape(config, _processor_config(folder), folder.name, _count_weights(folder))
+    processor = _processor_config(folder)
+    if not processor:
+        raise ShapeUnknown("no processor config (processor_config.json or preprocessor_config.json) to size its images")
+    try:
+        return _shape(config, processor, folder.name, _count_weights(folder))
+    except KeyError as err:
+        raise ShapeUnknown(f"config.json has no {err.args[0]!r} (nor under text_config)") from err
 
 
 def _shape(config: dict[str, Any], processor: dict[str, Any], name: str, weights: tuple[int, int] | None) -> ModelShape:
     """`weights`: (all, vision tower's) parameters from the safetensors headers; None: counted from the sizes."""
     text, vision = _text_shape(config), _vision_shape(config)
     if weights is None and vision.family not in QWEN_VL:
-        raise WeightsRequired(
+        raise ShapeUnknown(
             f"{name} holds no weights: the memory plan counts the parameters of {vision.family} models from their "
             f"safetensors headers (config.json's sizes are counted for {', '.join(QWEN_VL)} only); put the "
             "checkpoint's *.safetensors files beside its config.json"
