@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--config", help="pipeline YAML (default: $VLM_RL_CONFIG, else the bundled default)")
     args = parser.parse_args(argv)
     config = configured(args.config, check_memory=False)
-    memory = config.memory_plan()
-    if memory is None:
-        print(f"No memory plan: {config.plan_unknown()}")
+    memory = config.plan_or_why()
+    if isinstance(memory, str):
+        print(f"No memory plan: {memory}")
         return 1
     print(plan_text(memory))
     return 0 if memory.fits else 1

@@ -345,14 +345,16 @@ class PipelineConfig(Settings):
             require_objects=cat.judge == "reference",
         )
 
-    def memory_plan(self, folder: str | Path | None = None) -> MemoryPlan | None:
+    def plan_or_why(self, folder: str | Path | None = None) -> MemoryPlan | str:
         """Every stage's peak memory per GPU (or on the CPU) against `resources` (planning/plan.py), for the model
-        in `folder` (default: the configured one; the embedded default: its spec); None when its shape or the card
-        is unknown here (`plan_unknown` says why): the steps plan it once the folder is there."""
+        in `folder` (default: the configured one; the embedded default: its spec); where its shape or the card is
+        unknown here, why (the steps plan it once the folder is there)."""
         shape = self._shape_or_why(folder)
+        if isinstance(shape, str):
+            return shape
         budget = budget_of(self.resources, self.model.device)
-        if isinstance(shape, str) or budget is None:
-            return None
+        if budget is None:
+            return UNKNOWN_CARD
         return plan_memory(
             PlanRequest(
                 shape=shape,
@@ -365,10 +367,10 @@ class PipelineConfig(Settings):
             )
         )
 
-    def plan_unknown(self, folder: str | Path | None = None) -> str:
-        """Why `memory_plan` is None."""
-        why = self._shape_or_why(folder)
-        return why if isinstance(why, str) else UNKNOWN_CARD
+    def memory_plan(self, folder: str | Path | None = None) -> MemoryPlan | None:
+        """`plan_or_why`'s plan, None where it is unknown here."""
+        plan = self.plan_or_why(folder)
+        return plan if isinstance(plan, MemoryPlan) else None
 
     def _shape_or_why(self, folder: str | Path | None) -> ModelShape | str:
         if folder is None and self.model.path == EMBEDDED:

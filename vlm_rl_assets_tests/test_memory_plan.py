@@ -169,10 +169,10 @@ def test_a_folder_the_plan_cannot_size_loads_and_says_why(tmp_path: Path, tiny_v
     shutil.copytree(tiny_vlm_dir, folder)
     (folder / "processor_config.json").unlink()
     config = load_config(write_config(tmp_path, model={"path": str(folder)}))
-    assert config.memory_plan() is None and "no processor config" in config.plan_unknown()
+    assert config.memory_plan() is None and "no processor config" in config.plan_or_why()
     shutil.copy(tiny_vlm_dir / "processor_config.json", folder)
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
     assert (
         "config.json has no 'num_attention_heads'"
-        in load_config(write_config(tmp_path, model={"path": str(folder)})).plan_unknown()
+        in load_config(write_config(tmp_path, model={"path": str(folder)})).plan_or_why()
     )

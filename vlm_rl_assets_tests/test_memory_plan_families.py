@@ -68,4 +68,4 @@ def test_config_sizes_count_the_qwen_vl_families_and_the_others_need_the_weights
         shape_of_folder(folder)
     loaded = load_config(write_config(tmp_path, model={"path": str(folder)}))  # not refused: planned at the step
     assert loaded.memory_plan() is None
-    assert loaded.plan_unknown().startswith(f"model folder {str(folder)!r}: model holds no weights")
+    assert loaded.plan_or_why().startswith(f"model folder {str(folder)!r}: model holds no weights")

@@ -94,9 +94,9 @@ def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[Pip
 
 def memory_plan(config: PipelineConfig, folder: Path) -> dict[str, object]:
     """The plan of every stage on this model (`python -m vlm_rl_assets plan` prints it whole)."""
-    plan = config.memory_plan(folder)
-    if plan is None:
-        return {"memory_plan": config.plan_unknown(folder)}
+    plan = config.plan_or_why(folder)
+    if isinstance(plan, str):
+        return {"memory_plan": plan}
     return {"memory_plan": dg.MetadataValue.md(plan_table(plan)), "memory_plan_fits": plan.fits}
 
 
