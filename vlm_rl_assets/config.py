@@ -25,7 +25,9 @@ from vlm_rl_assets.planning.plan import UNKNOWN_CARD, MemoryPlan, PlanRequest, b
 from vlm_rl_assets.planning.settings import ResourcesSettings
 from vlm_rl_assets.planning.shape import ModelShape, ShapeUnknown, embedded_shape, shape_of_folder
 from vlm_rl_assets.prompts.category import PromptSpec
-from vlm_rl_assets.prompts.datasets import is_dataset_source
+from vlm_rl_assets.prompts.dataset_files import is_dataset_source
+from vlm_rl_assets.prompts.prompt_table import ANSWER_TYPES
+from vlm_rl_assets.prompts.row_formats import FORMATS, KEYS, RowFormat
 from vlm_rl_assets.prompts.world import TASKS
 from vlm_rl_assets.rollouts.settings import EngineSettings
 from vlm_rl_assets.rounds.settings import RoundsSettings
@@ -83,7 +85,19 @@ class TrainingConfig(TrainingSettings, DPOSettings):
 
 class CategoryConfig(Settings):
     source: str = Field(
-        description="synthetic:<task>, or a .parquet / .jsonl dataset: a path (relative to this file's folder) or s3:// URI"
+        description="synthetic:<task>, or a dataset: a .parquet / .jsonl / .json file, a folder or glob of Parquet "
+        "shards, or a datasets save_to_disk folder; a path (relative to this file's folder) or s3:// URI"
+    )
+    format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
+        "native",
+        description="a dataset's layout: native (this project's columns), llava (image + conversations), messages "
+        "(TRL: images + messages, or prompt/completion), mcq_columns (question, options A..E or choices, answer)",
+    )
+    columns: dict[str, str] = Field(
+        {}, description="the dataset's own column for a key of its format, e.g. {question: problem, images: image}"
+    )
+    answer_type: str | None = Field(
+        None, description="every row's answer type, for a dataset without an answer_type column (llava, messages)"
     )
     template: Literal["plain", "cot"] = Field(
         "plain",
@@ -186,6 +200,29 @@ class CategoryConfig(Settings):
             )
         return self
 
+    @model_validator(mode="after")
+    def format_reads_the_source(self) -> CategoryConfig:
+        """A layout for a dataset only, columns its format reads, an answer type each row can take."""
+        unknown = sorted(set(self.columns) - set(KEYS[self.format]))
+        if self.synthetic and (self.format != "native" or self.columns or self.answer_type):
+            raise ValueError("format, columns and answer_type read a dataset; a synthetic source takes none of them")
+        if unknown:
+            raise ValueError(
+                f"columns names {unknown}, which format {self.format} does not read; its keys: {sorted(KEYS[self.format])}"
+            )
+        if self.answer_type is not None and self.answer_type not in ANSWER_TYPES:
+            raise ValueError(f"answer_type {self.answer_type!r}: use one of {' | '.join(ANSWER_TYPES)}")
+        if self.format in ("llava", "messages") and self.answer_type is None:
+            raise ValueError(
+                f"format {self.format} has no answer type column; set answer_type (one of {' | '.join(ANSWER_TYPES)})"
+            )
+        if self.format == "mcq_columns" and self.answer_type not in (None, "choice"):
+            raise ValueError(f"format mcq_columns is multiple choice; drop answer_type {self.answer_type!r}")
+        return self
+
+    def row_format(self) -> RowFormat:
+        return RowFormat(self.format, dict(self.columns), self.answer_type)
+
     @field_validator("source")
     @classmethod
     def known_source(cls, source: str, info: ValidationInfo) -> str:
@@ -197,7 +234,7 @@ class CategoryConfig(Settings):
         if kind != "synthetic" or task not in TASKS:
             raise ValueError(
                 f"unknown source {source!r}; use 'synthetic:<task>' with task one of {sorted(TASKS)}, "
-                "or a .parquet / .jsonl dataset (a path or s3:// URI)"
+                "or a dataset: a .parquet / .jsonl / .json file, a folder or glob of them (a path or s3:// URI)"
             )
         return source
 
@@ -343,6 +380,7 @@ class PipelineConfig(Settings):
             min_response_words=cat.min_response_words,
             mcq_to_open=cat.mcq_to_open,
             require_objects=cat.judge == "reference",
+            row_format=cat.row_format(),
         )
 
     def plan_or_why(self, folder: str | Path | None = None) -> MemoryPlan | str:

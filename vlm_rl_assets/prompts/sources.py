@@ -1,21 +1,29 @@
-"""Where a category's prompts come from: `synthetic:<task>` generated here, or a user's Parquet /
-JSONL dataset (`prompts/datasets.py`); either way images go into the store."""
+"""Where a category's prompts come from: `synthetic:<task>` generated here, or a user's dataset
+(`prompts/datasets.py`); either way images go into the store."""
 
 from __future__ import annotations
 
 from vlm_rl_assets.prompts import world
-from vlm_rl_assets.prompts.datasets import is_dataset_source, load_dataset
+from vlm_rl_assets.prompts.dataset_files import is_dataset_source
+from vlm_rl_assets.prompts.datasets import Progress, load_dataset
 from vlm_rl_assets.prompts.prompt_table import PromptSource, SourceLoad
+from vlm_rl_assets.prompts.row_formats import RowFormat
 from vlm_rl_assets.store.base import Store, png_bytes
 
 
 def load_sources(
-    store: Store, source: str, sizes: dict[str, int], seed: int, fractions: dict[str, float]
+    store: Store,
+    source: str,
+    sizes: dict[str, int],
+    seed: int,
+    fractions: dict[str, float],
+    row_format: RowFormat = RowFormat(),
+    progress: Progress | None = None,
 ) -> SourceLoad:
     """`sizes` maps a split to its size (a dataset's at most); `seed` drives synthetic tasks (each split its own
-    seed stream), `fractions` (per held-out split) place dataset rows that name no split."""
+    seed stream), `fractions` (per held-out split) place dataset rows that name no split, `row_format` reads them."""
     if is_dataset_source(source):
-        return load_dataset(source, store, sizes, fractions)
+        return load_dataset(source, store, sizes, fractions, row_format, progress)
     sources = synthetic_sources(store, source.removeprefix("synthetic:"), sizes, seed)
     return SourceLoad(sources, [], sum(sizes.values()))
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import posixpath
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vlm_rl_assets.store.base import Store
@@ -45,3 +48,21 @@ class UriReader:
 
     def read(self, uri: str) -> bytes:
         return self._s3.read(uri) if is_s3_uri(uri) else Path(uri).read_bytes()
+
+    @contextmanager
+    def local_copy(self, uri: str) -> Iterator[Path]:
+        """A local path holding `uri`'s bytes while the block runs: the file itself, or an s3:// object downloaded to a
+        temporary file (streamed, never whole in memory; Parquet is read by seeking) and deleted after."""
+        if not is_s3_uri(uri):
+            yield Path(uri)
+            return
+        with tempfile.TemporaryDirectory(prefix="vlm-rl-dataset-") as folder:
+            path = Path(folder) / posixpath.basename(uri)
+            self._s3.download(uri, path)
+            yield path
+
+    def list_under(self, folder: str) -> list[str]:
+        """Every file under a local folder or an s3:// prefix, recursively, sorted."""
+        if is_s3_uri(folder):
+            return self._s3.list_under(folder.rstrip("/") + "/")
+        return sorted(str(path) for path in Path(folder).rglob("*") if path.is_file())

@@ -170,7 +170,7 @@ class S3Store(Store):
 
 
 class S3Reader:
-    """Whole objects by `s3://bucket/key` URI, outside any store root (a user's dataset and its images).
+    """Objects by `s3://bucket/key` URI, outside any store root (a user's dataset and its images).
 
     One client, made on the first read, serves every read. A missing object or bucket is FileNotFoundError, any
     other failure OSError, both naming the URI.
@@ -180,10 +180,32 @@ class S3Reader:
         self._client: Any = None
 
     def read(self, uri: str) -> bytes:
-        self._client = self._client or s3_client()
         bucket, key = split_s3_uri(uri)
+        with self._errors(uri):
+            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def download(self, uri: str, path: Path) -> None:
+        """The object streamed to the local file `path` (a large dataset shard never whole in memory)."""
+        bucket, key = split_s3_uri(uri)
+        with self._errors(uri):
+            self._s3().download_file(bucket, key, str(path))
+
+    def list_under(self, prefix_uri: str) -> list[str]:
+        """The URIs of every object under `prefix_uri`, sorted."""
+        bucket, prefix = split_s3_uri(prefix_uri)
+        with self._errors(prefix_uri):
+            pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            return sorted(f"{SCHEME}{bucket}/{item['Key']}" for page in pages for item in page.get("Contents", []))
+
+    def _s3(self) -> Any:
+        self._client = self._client or s3_client()
+        return self._client
+
+    @staticmethod
+    @contextmanager
+    def _errors(uri: str) -> Iterator[None]:
         try:
-            return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            yield
         except ClientError as err:
             if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchBucket"):
                 raise FileNotFoundError(errno.ENOENT, "no such object", uri) from None
