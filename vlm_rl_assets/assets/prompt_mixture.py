@@ -8,7 +8,7 @@ from vlm_rl_assets.orchestration.chance_refusal import refuse_at_chance
 from vlm_rl_assets.orchestration.partitions import partition_slice
 from vlm_rl_assets.orchestration.resources import PipelineResource
 from vlm_rl_assets.orchestration.step import asset_step
-from vlm_rl_assets.orchestration.ui import markdown_table
+from vlm_rl_assets.orchestration.ui import Progress, markdown_table
 from vlm_rl_assets.prompts.category import category_prompts
 from vlm_rl_assets.prompts.prompt_table import word_count
 from vlm_rl_assets.readable import rounded
@@ -18,7 +18,8 @@ from vlm_rl_assets.store import quarantine, schemas
 @dg.asset(
     group_name="data",
     kinds={"polars", "parquet"},
-    description="Prompts per category from a synthetic task or a Parquet/JSONL dataset (bad rows quarantined), "
+    description="Prompts per category from a synthetic task or a dataset (Parquet shards, a datasets save_to_disk "
+    "folder, JSONL or JSON; native, LLaVA, TRL messages or option-column layout; bad rows quarantined), "
     "rewritten (chain of thought, multiple choice to open) and templated into disjoint train, dev and bench splits "
     "(a dataset's bootstrap rows, the embedded base's SFT rows, left out); short references dropped and counted.",
 )
@@ -30,7 +31,8 @@ def prompt_mixture(
     config, store = pipeline.config, pipeline.store
     cat = config.category(category)
     refuse_at_chance(config, store, category, PROMPT_MIXTURE)
-    loaded, table = category_prompts(store, category, config.prompt_spec(category))
+    progress = Progress(context, f"{PROMPT_MIXTURE}[{category}] prompts")
+    loaded, table = category_prompts(store, category, config.prompt_spec(category), progress=progress)
     refused = quarantine.rows(PROMPT_MIXTURE, category, loaded.refused)
     store.write_table(
         "quarantine", f"{PROMPT_MIXTURE}/{category}", pl.concat([refused, table.dropped]), schemas.QUARANTINE
@@ -62,6 +64,7 @@ def prompt_mixture(
             "bench_prompts": split_counts.get("bench", 0),
             "bootstrap_rows_left_out": table.prompts.height - prompts.height,
             "input_rows": loaded.rows,
+            **(progress.metadata("load") if not cat.synthetic else {}),
             "refused_rows": refused.height,
             "refused_by_reason": quarantine.code_counts(refused),
             "dropped": table.dropped.height,
