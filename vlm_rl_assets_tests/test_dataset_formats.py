@@ -17,6 +17,7 @@ import pytest
 from vlm_rl_assets.config import CategoryConfig
 from vlm_rl_assets.prompts.category import PromptSpec, category_prompts
 from vlm_rl_assets.prompts.datasets import DatasetError, load_dataset
+from vlm_rl_assets.prompts.row_formats import RowFormat
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.local import LocalStore
 from vlm_rl_assets_tests.dataset_forms import CHOICE_FORMS, OPEN_FORMS, native_jsonl
@@ -265,3 +266,22 @@ def test_shards_and_a_save_to_disk_folder_on_s3_read_as_they_do_locally(tmp_path
                     Bucket=S3_BUCKET, Key=f"datasets/{form}/{path.relative_to(folder)}", Body=path.read_bytes()
                 )
         assert read(tmp_path, f"s3://{S3_BUCKET}/datasets/{form}/", keys).equals(read(tmp_path, folder, keys))
+
+
+def test_an_option_row_ends_at_its_first_empty_column_as_pandas_leaves_it():
+    """A two-option question in a four-option table: C and D null, or NaN where pandas wrote the table."""
+    row = {
+        "question": "Which?",
+        "A": "cat",
+        "B": "dog",
+        "C": float("nan"),
+        "D": None,
+        "answer": 1,
+        "hint": float("nan"),
+    }
+    native, _ = RowFormat("mcq_columns").to_native(row | {"image": "x.png"})
+    assert (native["question"], native["choices"], native["answer"]) == (
+        "Which?\n(A) cat\n(B) dog",
+        ["cat", "dog"],
+        "B",
+    )

@@ -158,7 +158,7 @@ def _mcq_columns(values: dict[str, Any], labels: dict[str, str]) -> dict[str, An
         choices = []
         for letter in OPTION_COLUMNS:
             option = values.get(letter)
-            if option is None or (isinstance(option, str) and not option.strip()):
+            if _blank(option):  # a 2-option row of a 4-option table: C and D empty
                 break
             choices.append(str(option))
     if not isinstance(choices, list) or len(choices) < 2:
@@ -174,7 +174,7 @@ def _mcq_columns(values: dict[str, Any], labels: dict[str, str]) -> dict[str, An
     question = values["question"]
     if isinstance(question, str) and question.strip():  # an empty one stays empty, to be refused as such
         options = "\n".join(f"({letter}) {text}" for letter, text in zip(string.ascii_uppercase, choices))
-        hint = values["hint"] if isinstance(values["hint"], str) and values["hint"].strip() else ""
+        hint = "" if _blank(values["hint"]) else str(values["hint"]).strip()
         question = "\n".join(part for part in (hint, question.strip(), options) if part)
     return {
         "question": question,
@@ -204,6 +204,13 @@ def _content_text(content: Any) -> Any:
     if isinstance(content, list):
         return "\n".join(part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text")
     return content
+
+
+def _blank(value: Any) -> bool:
+    """None, empty text, or pandas' NaN for a missing value."""
+    return (
+        value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
+    )
 
 
 def _list(value: Any) -> list:
