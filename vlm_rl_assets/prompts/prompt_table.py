@@ -38,6 +38,7 @@ SHORT_ANSWER_INSTRUCTION = re.compile(
 OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[).:]\s+(\S.*)$")  # "(B) square", "B. square", "B: square"
 OPTIONS_HEADER = re.compile(r"^\s*(?:options|choices)\s*:?\s*$", re.IGNORECASE)
 REWRITES = ("short_answer_instruction", "mcq_to_open")
+FRAME_ROWS = 10_000  # prompt rows held as dicts before they become a DataFrame piece (dicts take ~5x the memory)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def build_prompt_table(
     bootstrap and train, one in bootstrap (the embedded base's SFT rows) from train.
     `require_objects` (the open `reference` judge scores against them) drops sources that list no objects.
     """
-    rows, dropped, owner = [], [], {}
+    frames, rows, dropped, owner = [], [], [], {}
     rewrites = dict.fromkeys(REWRITES, 0)
     for split, items in sorted(sources.items(), key=lambda kv: HELD_OUT_FIRST.index(kv[0])):
         for original in items:
@@ -174,7 +175,11 @@ def build_prompt_table(
             for name in applied:
                 rewrites[name] += 1
             rows.append(_prompt_row(pid, category, split, source, prompt_text, reference))
-    prompts = pl.DataFrame(rows, schema=schemas.PROMPTS) if rows else schemas.empty(schemas.PROMPTS)
+            if len(rows) == FRAME_ROWS:
+                frames.append(pl.DataFrame(rows, schema=schemas.PROMPTS))
+                rows = []
+    frames.append(pl.DataFrame(rows, schema=schemas.PROMPTS) if rows else schemas.empty(schemas.PROMPTS))
+    prompts = pl.concat(frames, rechunk=True)
     quarantine = pl.DataFrame(dropped, schema=schemas.QUARANTINE) if dropped else schemas.empty(schemas.QUARANTINE)
     return PromptTable(prompts, quarantine, rewrites)
 
