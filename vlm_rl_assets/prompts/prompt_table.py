@@ -41,7 +41,7 @@ REWRITES = ("short_answer_instruction", "mcq_to_open")
 FRAME_ROWS = 10_000  # prompt rows held as dicts before they become a DataFrame piece (dicts take ~5x the memory)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100k-row dataset holds 100k of them
 class PromptSource:
     """A question with its ground truth and stored images, before templating."""
 
@@ -179,7 +179,7 @@ def build_prompt_table(
                 frames.append(pl.DataFrame(rows, schema=schemas.PROMPTS))
                 rows = []
     frames.append(pl.DataFrame(rows, schema=schemas.PROMPTS) if rows else schemas.empty(schemas.PROMPTS))
-    prompts = pl.concat(frames, rechunk=True)
+    prompts = pl.concat(frames, rechunk=False)  # a copy of the whole table saved; Parquet writes chunks as they are
     quarantine = pl.DataFrame(dropped, schema=schemas.QUARANTINE) if dropped else schemas.empty(schemas.QUARANTINE)
     return PromptTable(prompts, quarantine, rewrites)
 
