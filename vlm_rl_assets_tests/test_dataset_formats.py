@@ -285,3 +285,16 @@ def test_an_option_row_ends_at_its_first_empty_column_as_pandas_leaves_it():
         ["cat", "dog"],
         "B",
     )
+
+
+def test_raw_image_bytes_in_a_binary_column_store_the_same_images(tmp_path):
+    """A Parquet written by polars or pyarrow with the images' bytes in a plain binary list column: the stored images
+    and prompt ids are the native form's (the splits follow the bytes' hash, there being no path)."""
+    rows = digit_rows(tmp_path, 8)
+    native = read(tmp_path, *native_jsonl(tmp_path, rows))
+    images = [[(tmp_path / row["images"][0]).read_bytes()] for row in rows]
+    table = pl.DataFrame({"question": [r["question"] for r in rows], "answer": [r["answer"] for r in rows]})
+    table.with_columns(images=pl.Series(images, dtype=pl.List(pl.Binary))).write_parquet(tmp_path / "raw.parquet")
+    raw = read(tmp_path, tmp_path / "raw.parquet", {"answer_type": "number"})
+    assert sorted(raw["prompt_id"]) == sorted(native["prompt_id"])
+    assert sorted(raw["images"].to_list()) == sorted(native["images"].to_list())
