@@ -298,3 +298,14 @@ def test_raw_image_bytes_in_a_binary_column_store_the_same_images(tmp_path):
     raw = read(tmp_path, tmp_path / "raw.parquet", {"answer_type": "number"})
     assert sorted(raw["prompt_id"]) == sorted(native["prompt_id"])
     assert sorted(raw["images"].to_list()) == sorted(native["images"].to_list())
+
+
+def test_trl_prompt_completion_reads_as_messages_or_as_plain_text():
+    """TRL's prompt-completion form, conversational or standard: the same question and answer either way."""
+    user, assistant = [{"role": "user", "content": "How many?"}], [{"role": "assistant", "content": "3"}]
+    messages = RowFormat("messages", answer_type="number")
+    for row in ({"prompt": user, "completion": assistant}, {"prompt": "How many?", "completion": "3"}):
+        native, _ = messages.to_native(row | {"images": ["x.png"]})
+        assert (native["question"], native["answer"]) == ("How many?", "3")
+    _, labels = messages.to_native({"prompt": "How many?", "completion": 3, "images": ["x.png"]})
+    assert labels["answer"] == "completion"

@@ -2,7 +2,7 @@
 
 `format` names the layout: `native` (this project's columns), `llava` (an image and `conversations` of
 `{from, value}` turns), `messages` (TRL's vision format: `images` and `messages`, or `prompt` / `completion`, of
-`{role, content}`), `mcq_columns` (a question with options in `A`..`E` columns or a `choices` list, the answer a letter
+`{role, content}` or as plain text), `mcq_columns` (a question with options in `A`..`E` columns or a `choices` list, the answer a letter
 or an index). `columns` maps a format's keys to the dataset's own column names; a key it leaves out reads the
 format's usual column. Conversations give the first user turn as the question and the first answer after it as
 the ground truth; `answer_type` (the category's) types every row of a dataset that has no such column.
@@ -115,15 +115,14 @@ class RowFormat:
         return key if column == key else f"{key} (column {column!r})"
 
     def to_native(self, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """The row's native fields (question, answer, answer_type, images, ...), and how a reason names each."""
+        """The row's native fields (question, answer, answer_type, images, ...), and how a reason names each (a
+        converter names the question and answer by the column it took them from)."""
         columns = self.resolve(raw)
         values = {key: raw.get(column) for key, column in columns.items()}
         labels = {key: self.label(key, columns) for key in columns}
         native = CONVERTERS[self.name](values, labels)
         if self.answer_type is not None:
             native["answer_type"] = self.answer_type
-        for key in ("question", "answer"):
-            labels.setdefault(key, labels.get("conversations") or labels.get("messages", key))
         return native, labels
 
 
@@ -135,21 +134,29 @@ def _llava(values: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
     turns = values["conversations"]
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
         raise RowError(f"bad_value: {labels['conversations']} must be a list of {{from, value}} turns")
+    labels.update(question=labels["conversations"], answer=labels["conversations"])
     roles = [(str(turn.get("from", "")).lower(), turn.get("value")) for turn in turns]
     question, answer = _exchange(roles, labels["conversations"])
     return {"question": question, "answer": answer, "images": values["images"], "split": values["split"]}
 
 
 def _messages(values: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    label = labels["messages"] if values["messages"] is not None else f"{labels['prompt']} + {labels['completion']}"
-    turns = (
-        values["messages"] if values["messages"] is not None else _list(values["prompt"]) + _list(values["completion"])
-    )
+    """TRL's conversational `messages`, or `prompt` + `completion` as messages or (its standard form) as texts."""
+    images, split = values["images"], values["split"]
+    if values["messages"] is None and isinstance(values["prompt"], str):
+        labels.update(question=labels["prompt"], answer=labels["completion"])
+        return {"question": values["prompt"], "answer": values["completion"], "images": images, "split": split}
+    if values["messages"] is not None:
+        label, turns = labels["messages"], values["messages"]
+    else:
+        label = f"{labels['prompt']} + {labels['completion']}"
+        turns = _list(values["prompt"]) + _list(values["completion"])
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
         raise RowError(f"bad_value: {label} must be a list of {{role, content}} messages")
+    labels.update(question=label, answer=label)
     roles = [(str(turn.get("role", "")).lower(), _content_text(turn.get("content"))) for turn in turns]
     question, answer = _exchange(roles, label)
-    return {"question": question, "answer": answer, "images": values["images"], "split": values["split"]}
+    return {"question": question, "answer": answer, "images": images, "split": split}
 
 
 def _mcq_columns(values: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
