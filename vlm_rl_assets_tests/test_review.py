@@ -236,6 +236,18 @@ def test_the_server_refuses_bad_labels_and_keeps_an_unreadable_file(client, stor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing written beside the store
 
 
+def test_the_server_refuses_a_body_over_64_kb_and_a_name_too_long_to_be_one(client, store):
+    label = {"prompt_id": "a", "sample_idx": 1, "label": True}
+    huge = client.post("/labels/count", json=label | {"who": "x" * 2_000_000})
+    assert huge.status_code == 413 and "at most 64 KB" in huge.json()["error"]
+    chunks = (b"x" * 65536 for _ in range(2))  # no Content-Length: refused once 64 KB have been read
+    streamed = client.post("/labels/count", content=chunks, headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    long_name = client.post("/labels/count", json=label | {"who": "x" * 201})
+    assert long_name.status_code == 400 and "at most 200" in long_name.json()["error"]
+    assert not store.has_table("labels", "count")
+
+
 def run_human_calibration(store: LocalStore, tmp_path: Path) -> tuple[dg.AssetCheckEvaluation, set[str]]:
     """filtered_rollouts, its judge_calibration check and judged_pairs of `count`, labels: human (3 needed)."""
     raw = yaml.safe_load(CONFIG.read_text())

@@ -5,6 +5,7 @@ it has no authentication."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 
@@ -21,6 +22,9 @@ from vlm_rl_assets.reviewing.labels import LabelsFileError, read_human_labels, s
 from vlm_rl_assets.reviewing.pages import TEMPLATES, Labelling, latest_tables, review_page
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import MissingUpstreamError, Store
+
+MAX_BODY_BYTES = 64 * 1024  # a label request is about 100 bytes; a larger body is not one
+MAX_WHO_CHARS = 200
 
 
 def review_app(store: Store, categories: Sequence[str], who: str) -> Starlette:
@@ -72,7 +76,9 @@ class _Handlers:
             # which this server never grants, so only its own pages can label
             return JSONResponse({"error": "send the label as application/json"}, 415)
         try:
-            body = await request.json()
+            body = json.loads(await _capped_body(request))
+        except BodyTooLarge:
+            return JSONResponse({"error": f"a label request is at most {MAX_BODY_BYTES // 1024} KB"}, 413)
         except ValueError:
             return JSONResponse({"error": "the body must be JSON: prompt_id, sample_idx, label (true/false), who"}, 400)
         problem = _invalid(body)
@@ -102,6 +108,23 @@ class _Handlers:
         return JSONResponse({"label": saved["label"], "replaced": saved["replaced"], "labels": count})
 
 
+class BodyTooLarge(Exception):
+    """A request body over MAX_BODY_BYTES: refused with a 413 before it is all read."""
+
+
+async def _capped_body(request: Request) -> bytes:
+    """The body, read no further than MAX_BODY_BYTES (a Content-Length over it is refused unread)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge
+    return bytes(body)
+
+
 def _invalid(body: object) -> str | None:
     """Why a label request's body cannot be saved, or None."""
     if not isinstance(body, dict):
@@ -110,8 +133,8 @@ def _invalid(body: object) -> str | None:
     wrong = [
         k for k, t in types.items() if not isinstance(body.get(k), t) or (t is int and isinstance(body.get(k), bool))
     ]
-    return (
-        f"{wrong} missing or of the wrong type; send prompt_id (text), sample_idx (integer), label (true/false), who"
-        if wrong
-        else None
-    )
+    if wrong:
+        return f"{wrong} missing or of the wrong type; send prompt_id (text), sample_idx (integer), label (true/false), who"
+    if len(body["who"]) > MAX_WHO_CHARS:
+        return f"who is {len(body['who'])} characters; a labeller's name is at most {MAX_WHO_CHARS}"
+    return None
