@@ -20,7 +20,8 @@ GENERATED_TOKENS = "generated_tokens"  # completion tokens of every engine call 
 TRAINED_TOKENS = "trained_tokens"  # non-padding input tokens of every training step (prompt + chosen + rejected)
 TRAIN_EXAMPLES = "train_examples"  # examples (DPO pairs, SFT samples) times the epochs they trained
 STORE_BYTES_WRITTEN = "store_bytes_written"  # tables, images, pages and checkpoints written to a store
-COUNTS = (GENERATED_TOKENS, TRAINED_TOKENS, TRAIN_EXAMPLES, STORE_BYTES_WRITTEN)
+STALE_TEMP_SWEPT = "stale_temp_swept"  # partial writes a killed run left in a local store, removed (store/disk.py)
+COUNTS = (GENERATED_TOKENS, TRAINED_TOKENS, TRAIN_EXAMPLES, STORE_BYTES_WRITTEN, STALE_TEMP_SWEPT)
 
 _counts = dict.fromkeys(COUNTS, 0)
 _lock = threading.Lock()  # a judge's or an upload's worker threads count too
@@ -54,6 +55,7 @@ class Usage:
     trained_tokens: int
     train_examples: int
     store_bytes_written: int
+    stale_temp_swept: int
 
 
 USAGE_FIELDS = tuple(field.name for field in dataclasses.fields(Usage))

@@ -21,7 +21,8 @@ import polars as pl
 from PIL import Image
 
 from vlm_rl_assets import metering
-from vlm_rl_assets.store import schemas
+from vlm_rl_assets.readable import quantity
+from vlm_rl_assets.store import disk, schemas
 
 
 class MissingUpstreamError(FileNotFoundError):
@@ -94,6 +95,16 @@ class Store(ABC):
     def staged_dir(self, asset: str, key: str) -> AbstractContextManager[Path]:
         """A fresh local folder to write a checkpoint into; published only if the block succeeds."""
 
+    def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
+        """Refuse, before a checkpoint is made, when the disk it is staged on has less free than the folder `like`
+        holds, an estimate the caller names: the model it trains (saved whole, LoRA merged, in that model's dtype) or
+        the checkpoint it copies; by default the checkpoint it replaces, if there is one. A full disk found then wastes
+        no training; a store that stages off this machine's disk (`local_path` None) is not checked."""
+        staging = self.local_path(f"{asset}/{key}")
+        like = like or (self._local_checkpoint(asset, key) if staging is not None else None)
+        if staging is not None and like is not None:
+            disk.require_room(staging, folder_bytes(like), f"the {asset} checkpoint {key!r}, as large as {like},")
+
     @abstractmethod
     def _local_checkpoint(self, asset: str, key: str) -> Path | None:
         """The published checkpoint as a local folder, or None when there is none."""
@@ -128,14 +139,19 @@ class Store(ABC):
         suffix = ".parquet"
         return [rel[len(asset) + 1 : -len(suffix)] for rel in self._list(asset) if rel.endswith(suffix)]
 
-    def read_table(self, asset: str, key: str, schema: dict) -> pl.DataFrame:
+    def read_table(self, asset: str, key: str, schema: dict, added: dict | None = None) -> pl.DataFrame:
+        """The table, checked against `schema`; `added`: columns added to the schema since some tables were written,
+        with the value their old rows take."""
         try:
             data = self._get(_table_rel(asset, key))
         except FileNotFoundError:
             raise MissingUpstreamError(
                 f"{asset} for {key!r} not found at {self.table_uri(asset, key)}. Materialize it first.", asset, key
             ) from None
-        return schemas.check(pl.read_parquet(io.BytesIO(data)), schema, f"{asset}/{key}")
+        table = pl.read_parquet(io.BytesIO(data))
+        missing = {name: value for name, value in (added or {}).items() if name not in table.columns}
+        table = table.with_columns(pl.lit(value, schema[name]).alias(name) for name, value in missing.items())
+        return schemas.check(table, schema, f"{asset}/{key}")
 
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Write an object that is not a table (a review page) at a root-relative path, atomically; returns its URI."""
@@ -178,11 +194,22 @@ class Store(ABC):
         for folder in (source_root / asset).glob(pattern):
             copy = target_root / folder.relative_to(source_root)
             if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half folder behind
-                staging = copy.with_name(f".{copy.name}.copying")
-                shutil.rmtree(staging, ignore_errors=True)
-                shutil.copytree(folder, staging)
-                staging.rename(copy)
+                _copy_whole(folder, copy)
                 metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(copy))
+
+
+def _copy_whole(folder: Path, copy: Path) -> None:
+    """Copy `folder` to `copy` through a staging sibling, removed if the copy fails (a full disk: said so)."""
+    staging = copy.with_name(f".{copy.name}.copying")
+    shutil.rmtree(staging, ignore_errors=True)  # a killed copy's
+    try:
+        shutil.copytree(folder, staging)
+        staging.rename(copy)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if disk.is_disk_full(error):
+            raise disk.disk_full(copy, f"a copy of {folder} needs {quantity(folder_bytes(folder), 'B')}") from error
+        raise
 
 
 def _table_rel(asset: str, key: str) -> str:

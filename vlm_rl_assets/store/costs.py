@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from vlm_rl_assets.metering import Usage
+from vlm_rl_assets.metering import STALE_TEMP_SWEPT, Usage
 from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import Store
 
 TABLE = "costs"
 ALL = "all"  # the category of an unpartitioned asset
+ADDED = {STALE_TEMP_SWEPT: 0}  # counts added since the first costs tables were written: their old rows' value
 
 
 def record_cost(store: Store, asset: str, category: str, usage: Usage, run_id: str, pipeline_round: int = 1) -> str:
@@ -26,7 +27,7 @@ def record_cost(store: Store, asset: str, category: str, usage: Usage, run_id: s
     row |= {"recorded_at": datetime.now(UTC), **dataclasses.asdict(usage)}
     rows = pl.DataFrame([row], schema=schemas.COSTS)
     if store.has_table(TABLE, key):
-        rows = pl.concat([store.read_table(TABLE, key, schemas.COSTS), rows])
+        rows = pl.concat([store.read_table(TABLE, key, schemas.COSTS, ADDED), rows])
     return store.write_table(TABLE, key, rows, schemas.COSTS)
 
 
@@ -35,6 +36,6 @@ def latest_costs(store: Store) -> pl.DataFrame:
     keys = store.table_keys(TABLE)
     if not keys:
         return schemas.empty(schemas.COSTS)
-    rows = pl.concat([store.read_table(TABLE, key, schemas.COSTS) for key in keys])
+    rows = pl.concat([store.read_table(TABLE, key, schemas.COSTS, ADDED) for key in keys])
     latest = rows.sort("recorded_at").group_by("asset", "category", "round", maintain_order=True).last()
     return latest.select(list(schemas.COSTS)).sort("recorded_at")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from vlm_rl_assets import metering
+from vlm_rl_assets.readable import quantity
 from vlm_rl_assets.store.base import Store, folder_bytes
+from vlm_rl_assets.store.disk import claim, claimed, disk_full, is_disk_full, remove, staging_name, sweep_stale
 
 
 class LocalStore(Store):
-    """A folder; atomicity from writing a hidden sibling, then renaming it into place."""
+    """A folder; atomicity from writing a hidden sibling, then renaming it into place. A failed write removes its
+    sibling; the next write of the same target sweeps the ones a killed run left (`disk.py`)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -30,10 +31,20 @@ class LocalStore(Store):
 
     def _put(self, rel: str, data: bytes) -> None:
         path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        tmp = staging_name(path, ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sweep_stale(path)
+            with tmp.open("xb") as file:
+                claim(file.fileno())
+                file.write(data)
+                file.flush()
+                os.replace(tmp, path)  # while still claimed: no sweep takes it between the write and the rename
+        except BaseException as error:
+            remove(tmp)
+            if is_disk_full(error):
+                raise disk_full(path, f"the write needed {quantity(len(data), 'B')}") from error
+            raise
 
     def _list(self, prefix: str) -> list[str]:
         folder = self.root / prefix  # hidden names are writes in flight (`.<name>.<uuid>.tmp`)
@@ -56,17 +67,35 @@ class LocalStore(Store):
     @contextmanager
     def staged_dir(self, asset: str, key: str) -> Iterator[Path]:
         final = self.root / asset / key
-        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        staging.mkdir(parents=True)
+        staging = staging_name(final, ".tmp")
         try:
-            yield staging
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            sweep_stale(final)
+            staging.mkdir()
+            with claimed(staging):
+                yield staging
+                metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(staging))
+                _publish(staging, final)
+        except BaseException as error:
+            written = folder_bytes(staging) if staging.exists() else 0
+            remove(staging)
+            if is_disk_full(error):
+                raise disk_full(
+                    final, f"the checkpoint needed more than the {quantity(written, 'B')} written"
+                ) from error
             raise
-        metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(staging))
-        # the old folder is renamed aside, not deleted in place: a kill here never leaves half a checkpoint
-        retired = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-        if final.exists():
-            os.replace(final, retired)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Rename `staging` to `final`. The old folder is renamed aside (`.old`), not deleted in place, so a kill here never
+    leaves half a checkpoint; a failed rename puts it back, and one a kill left aside is swept by the next write."""
+    retired = staging_name(final, ".old")
+    if final.exists():
+        os.replace(final, retired)
+    try:
         os.replace(staging, final)
-        shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        if retired.exists():
+            os.replace(retired, final)
+        raise
+    remove(retired)
