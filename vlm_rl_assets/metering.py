@@ -1,5 +1,6 @@
 """What a pipeline step spends: wall and CPU seconds, accelerator seconds, peak memory, and the counts the stages
-add as they work (tokens generated, tokens and examples trained, bytes written to the store).
+add as they work (tokens generated, tokens and examples trained, bytes written to the store, stale partial writes
+swept).
 
 The counts are process-wide and only grow, like the kernel's resource usage: a stage adds to them where the work
 happens (the engines' batching loop, the store's writes, the caller of a training run) without a handle passed
