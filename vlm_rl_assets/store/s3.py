@@ -6,29 +6,58 @@ Credentials and the endpoint come from the environment only (`AWS_ACCESS_KEY_ID`
 Tables and images are single PUTs, atomic per object. A checkpoint is uploaded under a fresh version
 folder, then `<asset>/<key>/_COMPLETE` (a JSON manifest naming that version and its files) is written
 LAST: readers follow the manifest only, so a checkpoint is either absent, the old one, or the new one;
-the superseded version is deleted after. Readers get a local copy, downloaded once per version into
+the superseded version is deleted after, and a failed upload deletes what of its own version did upload (boto3 aborts
+its multipart uploads). Readers get a local copy, downloaded once per version into
 the cache folder (the writer's own staging folder becomes its cached copy). `S3Reader` reads single objects by
 URI outside any store root (a user's dataset), with the same credentials.
+
+Faults: botocore retries throttling (`503 SlowDown`), 5xx and dropped connections, up to `MAX_ATTEMPTS`; a body cut
+off mid-GET is fetched again. What still fails is `StoreUnavailableError`, a ConnectionError, so a stage's
+`retry_transient` asks Dagster to run it again later instead of failing it.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from vlm_rl_assets import metering
 from vlm_rl_assets.store.base import Store, folder_bytes
 
 MANIFEST = "_COMPLETE"
 SCHEME = "s3://"
+# botocore's standard mode makes 3 attempts: a throttled burst (its backoff 1 s, 2 s, ...) would fail within seconds;
+# 10 ride out about a minute of `503 SlowDown` before the stage is handed to Dagster's retry. AWS_MAX_ATTEMPTS wins.
+MAX_ATTEMPTS = 10
+BODY_ATTEMPTS = 3  # GETs of one object whose body is cut off mid-stream, which botocore does not retry
+CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
+DROPPED = (HTTPClientError, BotoConnectionError, IncompleteReadError)  # resets, timeouts, refused connections
+TRANSIENT_CODES = {"RequestTimeout"}  # S3's 400 for a connection left idle; 5xx and 429 are transient by status
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StoreUnavailableError(ConnectionError):
+    """The object store stayed throttled, failing on its side or unreachable through botocore's retries: a
+    ConnectionError, which `retry_transient` turns into a Dagster retry of the stage."""
 
 
 class UnsafeManifestError(ValueError):
@@ -52,8 +81,49 @@ def s3_client() -> Any:
     `import vlm_rl_assets.definitions`, S3 or not. (There is no import cycle to avoid.)
     """
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))
+    return boto3.client("s3", config=Config(retries={"total_max_attempts": attempts}))
+
+
+def get_body(client: Any, bucket: str, key: str) -> bytes:
+    """An object's bytes. botocore retries a failed request, but not a body cut off after its headers came (a reset
+    mid-download), so the GET is made again for that, as boto3's `download_file` does."""
+    for _ in range(BODY_ATTEMPTS - 1):
+        with suppress(CUT_OFF):
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """Whether `error`, or one it wraps (boto3's upload and download errors wrap botocore's), is the store throttling,
+    failing on its side or dropping the connection, rather than a wrong request."""
+    while error is not None:
+        if isinstance(error, DROPPED):
+            return True
+        if isinstance(error, ClientError):
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+        error = error.__cause__ or error.__context__ or getattr(error, "last_exception", None)
+    return False
+
+
+def unavailable_when_transient(method: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a store method that calls S3: a transient failure left after botocore's retries is StoreUnavailableError."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except StoreUnavailableError:
+            raise
+        except Exception as error:
+            if is_transient(error):
+                raise StoreUnavailableError(f"object store unavailable: {error}") from error
+            raise
+
+    return wrapper
 
 
 class S3Store(Store):
@@ -73,6 +143,7 @@ class S3Store(Store):
     def _uri(self, rel: str) -> str:
         return f"s3://{self.bucket}/{self._key(rel)}"
 
+    @unavailable_when_transient
     def _exists(self, rel: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
@@ -82,15 +153,18 @@ class S3Store(Store):
             raise
         return True
 
+    @unavailable_when_transient
     def _get(self, rel: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+            return get_body(self.client, self.bucket, self._key(rel))
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(errno.ENOENT, "no such object", self._uri(rel)) from None
 
+    @unavailable_when_transient
     def _put(self, rel: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
 
+    @unavailable_when_transient
     def _list(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(f"{prefix}/"))
@@ -112,6 +186,7 @@ class S3Store(Store):
         except FileNotFoundError:
             return None
 
+    @unavailable_when_transient
     def _local_checkpoint(self, asset: str, key: str) -> Path | None:
         manifest = self._manifest(asset, key)
         if manifest is None:
@@ -145,13 +220,19 @@ class S3Store(Store):
             raise
         _move_into_place(staging, self.cache / asset / key / version)
 
+    @unavailable_when_transient
     def _publish(self, folder: Path, asset: str, key: str) -> str:
         """Upload `folder` as a new version, then point the manifest at it; returns the version."""
         previous = self._manifest(asset, key)
         version = uuid.uuid4().hex
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        for name in files:
-            self.client.upload_file(str(folder / name), self.bucket, self._key(f"{asset}/{key}/{version}/{name}"))
+        try:
+            for name in files:
+                self.client.upload_file(str(folder / name), self.bucket, self._key(f"{asset}/{key}/{version}/{name}"))
+        except BaseException:
+            with suppress(Exception):  # the upload's error is the one to report; what stays is never read (no manifest)
+                self._delete_version(asset, key, version)
+            raise
         metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(folder))
         self._write(f"{asset}/{key}/{MANIFEST}", json.dumps({"version": version, "files": files}).encode())
         if previous is not None:
@@ -173,7 +254,7 @@ class S3Reader:
     """Objects by `s3://bucket/key` URI, outside any store root (a user's dataset and its images).
 
     One client, made on the first read, serves every read. A missing object or bucket is FileNotFoundError, any
-    other failure OSError, both naming the URI.
+    other failure OSError (StoreUnavailableError where transient), each naming the URI.
     """
 
     def __init__(self) -> None:
@@ -182,7 +263,7 @@ class S3Reader:
     def read(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         with self._errors(uri):
-            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return get_body(self._s3(), bucket, key)
 
     def download(self, uri: str, path: Path) -> None:
         """The object streamed to the local file `path` (a large dataset shard never whole in memory)."""
@@ -206,12 +287,10 @@ class S3Reader:
     def _errors(uri: str) -> Iterator[None]:
         try:
             yield
-        except ClientError as err:
-            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchBucket"):
+        except (ClientError, BotoCoreError) as err:
+            if isinstance(err, ClientError) and err.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchBucket"):
                 raise FileNotFoundError(errno.ENOENT, "no such object", uri) from None
-            raise OSError(f"{uri}: {err}") from err
-        except BotoCoreError as err:
-            raise OSError(f"{uri}: {err}") from err
+            raise (StoreUnavailableError if is_transient(err) else OSError)(f"{uri}: {err}") from err
 
 
 def _check_manifest(manifest: dict, uri: str) -> None:
