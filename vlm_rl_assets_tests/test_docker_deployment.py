@@ -1,11 +1,13 @@
 """docker/ for real: docker/build_local.sh's images brought up by docker/docker-compose.yml (CPU override), a
-category run launched through the GraphQL API in its own container (DockerRunLauncher), and a run container killed
-mid-rollout: marked failed by run monitoring, and the next run resumes from the shards it had finished."""
+category run launched through the GraphQL API in its own container (DockerRunLauncher), a run container killed
+mid-rollout: marked failed by run monitoring, and the next run resumes from the shards it had finished; and PostgreSQL
+restarted mid-rollout: the run rides it out, and the next run reuses all of its shards."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -21,7 +23,8 @@ from vlm_rl_assets_tests.services import docker_compose
 
 pytestmark = pytest.mark.timeout(900)
 
-# Seconds per stage: one small category (color) for the whole run, one with many shards (count) to kill mid-rollout
+# Seconds per stage: one small category (color) for the whole run, one with many shards (count) to fault mid-rollout
+# (another category would change the base model, and color's run with it)
 CONFIG = """
 max_bad_fraction: 0.1
 model: {path: embedded, device: cpu, torch_threads: 2}
@@ -36,7 +39,7 @@ categories:  # the 20-step base is at chance on purpose: the deployment is teste
   count: {source: 'synthetic:count', template: cot, min_response_words: 5, n_train: 160, n_dev: 8, n_bench: 8,
           samples_per_prompt: 6, beta: 0.3, allow_chance_base: true}
 """
-KILLED = "count"
+FAULTED = "count"
 PROJECT = "vlm_rl_assets_test"
 COMPOSE_FILES = (
     "-f",
@@ -190,26 +193,93 @@ def test_a_category_run_runs_in_its_own_container_and_lands_in_postgres_and_the_
 
 
 def test_a_killed_run_container_fails_the_run_and_the_next_run_resumes_its_finished_shards(stack: Stack, base_model):
-    store_root = volume_root("vlm_rl_assets_data")
-    store, shards = LocalStore(store_root), store_root / "rollouts" / KILLED / "shards"
-    killed = stack.launch("category_pipeline", ["prompt_mixture", "rollouts"], partition=KILLED)
-    deadline = time.monotonic() + 300
-    while len(finished := {p: p.stat().st_mtime_ns for p in shards.glob("*/*.parquet")}) < 2:
-        assert time.monotonic() < deadline and stack.run_status(killed)[0] in {"QUEUED", "STARTING", "STARTED"}
-        time.sleep(0.2)
+    store = fresh_rollouts(FAULTED)
+    killed = stack.launch("category_pipeline", ["prompt_mixture", "rollouts"], partition=FAULTED)
+    finished = wait_for_shards(stack, killed, store, FAULTED, 2)
     docker("kill", stack.run_status(killed)[1]["docker/container_id"])
-    assert not store.has_table("rollouts", KILLED)  # killed mid-rollout: the table comes after the last shard
+    assert not store.has_table("rollouts", FAULTED)  # killed mid-rollout: the table comes after the last shard
 
     assert stack.wait(killed, timeout=120) == "FAILURE"  # run monitoring saw the container die
-    resumed = stack.launch("category_pipeline", ["rollouts"], partition=KILLED)
+    resumed = stack.launch("category_pipeline", ["rollouts"], partition=FAULTED)
     assert stack.wait(resumed, timeout=300) == "SUCCESS"  # the gpu pool's slot was freed
 
-    (materialization,) = stack.query(MATERIALIZATION_QUERY, partition=KILLED)["assetOrError"]["assetMaterializations"]
-    metadata = {e["label"]: e.get("intValue") for e in materialization["metadataEntries"]}
-    assert materialization["runId"] == resumed and metadata["shards_reused"] >= len(finished) > 0
+    run_id, metadata = rollouts_materialization(stack, FAULTED)
+    assert run_id == resumed and metadata["shards_reused"] >= len(finished) > 0
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # reused, not sampled again
-    rollouts = store.read_table("rollouts", KILLED, schemas.ROLLOUTS)
-    prompts = store.read_table("prompt_mixture", KILLED, schemas.PROMPTS).filter(pl.col("split") == "train")
+    assert_every_rollout_once(store, FAULTED)
+
+
+def test_a_postgres_restart_mid_rollout_is_ridden_out_by_the_run_and_the_next_run_reuses_every_shard(
+    stack: Stack, base_model
+):
+    store = fresh_rollouts(FAULTED)
+    run_id = stack.launch("category_pipeline", ["prompt_mixture", "rollouts"], partition=FAULTED)
+    wait_for_shards(stack, run_id, store, FAULTED, 2)
+    stack.run("restart", "postgresql")
+    assert not store.has_table("rollouts", FAULTED)  # restarted mid-rollout
+    assert "was interrupted" not in stack.run("logs", "postgresql")  # a fast shutdown, no crash recovery
+    wait_until_answering(stack, run_id, FAULTED)
+
+    assert stack.wait(run_id, timeout=300) == "SUCCESS"  # the step's process lived; its event writes retried
+    dropped = f"run_id = '{run_id}' AND event LIKE '%Exception while writing logger call%'"
+    assert postgres(f"SELECT count(*) FROM event_logs WHERE {dropped}") == "0"  # no log line lost
+    materialized_by, metadata = rollouts_materialization(stack, FAULTED)
+    assert materialized_by == run_id and metadata["shards_reused"] == 0
+    total = metadata["shards_generated"]
+    assert_every_rollout_once(store, FAULTED)
+
+    following = stack.launch("category_pipeline", ["rollouts"], partition=FAULTED)
+    assert stack.wait(following, timeout=300) == "SUCCESS"  # the gpu pool's slot was freed in the new database
+    materialized_by, metadata = rollouts_materialization(stack, FAULTED)
+    assert materialized_by == following and (metadata["shards_reused"], metadata["shards_generated"]) == (total, 0)
+    assert_every_rollout_once(store, FAULTED)
+
+
+def fresh_rollouts(category: str) -> LocalStore:
+    """The shared volume's store without the category's rollouts (table, manifest, shards), which an earlier fault
+    test left finished, so that the next run samples every shard again."""
+    store = LocalStore(volume_root("vlm_rl_assets_data"))
+    shutil.rmtree(store.root / "rollouts" / category, ignore_errors=True)  # its shards and manifest
+    (store.root / "rollouts" / f"{category}.parquet").unlink(missing_ok=True)
+    return store
+
+
+def wait_for_shards(stack: Stack, run_id: str, store: LocalStore, category: str, count: int) -> dict[Path, int]:
+    """The rollout shard files (and their mtimes) once the run has written `count`, to fault it mid-rollout."""
+    shards = store.root / "rollouts" / category / "shards"
+    deadline = time.monotonic() + 300
+    while len(finished := {p: p.stat().st_mtime_ns for p in shards.glob("*/*.parquet")}) < count:
+        assert time.monotonic() < deadline and stack.run_status(run_id)[0] in {"QUEUED", "STARTING", "STARTED"}
+        time.sleep(0.2)
+    return finished
+
+
+def wait_until_answering(stack: Stack, run_id: str, category: str) -> None:
+    """Until the webserver answers again: it holds a connection per storage (runs, event log), and the first query
+    on each after the restart fails on it (the UI shows that error once)."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            stack.run_status(run_id)
+            stack.query(MATERIALIZATION_QUERY, partition=category)
+            return
+        except DagsterGraphQLClientError:
+            assert time.monotonic() < deadline, "the webserver did not answer after PostgreSQL's restart"
+            time.sleep(1)
+
+
+def rollouts_materialization(stack: Stack, category: str) -> tuple[str, dict[str, int | None]]:
+    """The latest rollouts materialization's run and metadata (shards_reused, shards_generated, ...)."""
+    (materialization,) = stack.query(MATERIALIZATION_QUERY, partition=category)["assetOrError"]["assetMaterializations"]
+    return materialization["runId"], {e["label"]: e.get("intValue") for e in materialization["metadataEntries"]}
+
+
+def assert_every_rollout_once(store: LocalStore, category: str) -> None:
+    """Every train prompt's 6 samples are in the rollouts table, none lost and none twice."""
+    rollouts = store.read_table("rollouts", category, schemas.ROLLOUTS)
+    prompts = store.read_table("prompt_mixture", category, schemas.PROMPTS).filter(pl.col("split") == "train")
     assert rollouts.height == prompts.height * 6  # none lost
     assert rollouts.select("prompt_id", "sample_idx").is_unique().all()  # none twice
     assert set(rollouts["prompt_id"]) == set(prompts["prompt_id"])
