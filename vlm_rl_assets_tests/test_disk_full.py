@@ -285,3 +285,14 @@ def test_old_costs_tables_read_with_the_swept_count_as_zero(tmp_path):
     recorded = store.read_table("costs", "a/c", schemas.COSTS)
     assert recorded[metering.STALE_TEMP_SWEPT].to_list() == [0, 3]
     assert latest_costs(store)[metering.STALE_TEMP_SWEPT].to_list() == [3]
+
+
+def test_a_folder_is_listed_for_stale_entries_once_per_process_not_once_per_write(tmp_path, monkeypatch):
+    """A folder of 100k images is not listed again for every image it gets (which made storing them quadratic)."""
+    listed = []
+    iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: listed.append(self) or iterdir(self))
+    store = LocalStore(tmp_path)
+    for shade in range(5):
+        store.put_image(f"image {shade}".encode())
+    assert listed.count(tmp_path / "images") == 1

@@ -25,6 +25,7 @@ FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left, or the user's quota
 FULL_TEXT = os.strerror(errno.ENOSPC)  # what a library that wraps the OSError still prints (safetensors' writer)
 STAGING_SUFFIXES = (".tmp", ".old")
 _STARTED = time.time()  # this process loaded the store: before any write of its own (psutil's start is to 1 s)
+_LISTED: dict[Path, dict[str, list[Path]]] = {}  # folder -> its staging entries by target name, when first written
 
 
 class DiskFullError(OSError):
@@ -105,10 +106,27 @@ def sweep_stale(target: Path) -> int:
     """Remove the staging entries of `target` (`.<name>.*.tmp`, `.<name>.*.old`) that a killed writer left; returns
     how many, also counted as `stale_temp_swept`. Stale: last changed before this process started, and locked by no
     live process. An entry that cannot be locked here (a folder on NFS) is left alone."""
-    candidates = (p for p in target.parent.glob(f".{target.name}.*") if p.name.endswith(STAGING_SUFFIXES))
-    swept = sum(_remove_if_stale(entry) for entry in candidates)
-    metering.count(metering.STALE_TEMP_SWEPT, swept)
-    return swept
+    entries = _staging_entries(target.parent).get(target.name, [])
+    swept = [entry for entry in entries if _remove_if_stale(entry)]
+    for entry in swept:
+        entries.remove(entry)
+    metering.count(metering.STALE_TEMP_SWEPT, len(swept))
+    return len(swept)
+
+
+def _staging_entries(folder: Path) -> dict[str, list[Path]]:
+    """The staging entries in `folder` by the name of their target, listed once per process: one that appears later
+    was made after this process started, so it is not stale to this process (and a folder of 100k images is not
+    listed again for every image)."""
+    if folder not in _LISTED:
+        found: dict[str, list[Path]] = {}
+        with suppress(FileNotFoundError):
+            for entry in folder.iterdir():
+                name, suffix = entry.name, entry.suffix
+                if name.startswith(".") and suffix in STAGING_SUFFIXES and name.count(".") >= 3:
+                    found.setdefault(name[1:].removesuffix(suffix).rsplit(".", 1)[0], []).append(entry)
+        _LISTED[folder] = found
+    return _LISTED[folder]
 
 
 def _remove_if_stale(entry: Path) -> bool:
