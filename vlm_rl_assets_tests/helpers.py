@@ -29,6 +29,11 @@ COLOURS = ("red", "green", "blue", "yellow", "purple")
 S3_BUCKET = "pipeline"  # the bucket the `s3` fixture (conftest.py) creates on its moto server
 
 
+def s3_keys(client, prefix: str) -> list[str]:
+    """The keys under `prefix` in `S3_BUCKET`, as the `s3` fixture's client (straight to moto) lists them."""
+    return [obj["Key"] for obj in client.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix).get("Contents", [])]
+
+
 def rollout_table(groups: dict[str, list[str]]) -> pl.DataFrame:
     rows = [
         {

@@ -18,7 +18,7 @@ from vlm_rl_assets.store import schemas
 from vlm_rl_assets.store.base import png_bytes
 from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets.store.s3 import S3Reader
-from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
+from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table, s3_keys
 from vlm_rl_assets_tests.s3_fault_proxy import Action, Fault, FaultProxy
 
 MULTIPART_BYTES = 9 * 2**20  # over boto3's 8 MiB multipart threshold: two parts
@@ -38,10 +38,6 @@ def proxy(s3, monkeypatch):
 def two_attempts(monkeypatch):
     """botocore gives up after 2 attempts (1 retry), so a test exhausts its retries in a second."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-
-
-def keys(client, prefix: str) -> list[str]:
-    return [obj["Key"] for obj in client.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix).get("Contents", [])]
 
 
 def incomplete_uploads(client, prefix: str) -> list[dict]:
@@ -112,13 +108,13 @@ def test_a_checkpoint_whose_part_always_fails_leaves_the_old_one_and_nothing_of_
 ):
     store = open_store(f"s3://{S3_BUCKET}/part_fails", tmp_path / "writer")
     stage_checkpoint(store, {"config.json": b"1"})
-    before = keys(s3, "part_fails/")
+    before = s3_keys(s3, "part_fails/")
     proxy.arm(Fault("PUT", SECOND_PART, Action.INTERNAL_ERROR, times=None))
     with pytest.raises(TRANSIENT_ERRORS):  # so `retry_transient` asks Dagster to retry the stage
         stage_checkpoint(store, {"config.json": b"2", "weights.bin": bytes(MULTIPART_BYTES)})
     assert proxy.hit(Action.INTERNAL_ERROR) == 2
     assert incomplete_uploads(s3, "part_fails/") == []
-    assert keys(s3, "part_fails/") == before  # the failed version's config.json is gone too
+    assert s3_keys(s3, "part_fails/") == before  # the failed version's config.json is gone too
     folder = open_store(f"s3://{S3_BUCKET}/part_fails", tmp_path / "reader").local_checkpoint("dpo_checkpoint", "c")
     assert (folder / "config.json").read_bytes() == b"1" and not (folder / "weights.bin").exists()
 
