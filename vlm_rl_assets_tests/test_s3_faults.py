@@ -151,3 +151,19 @@ def test_a_dataset_object_throttled_past_botocores_retries_is_transient_and_a_mi
     with pytest.raises(FileNotFoundError):
         S3Reader().read(uri.replace("c.parquet", "gone.parquet"))
     assert proxy.hit(Action.SLOW_DOWN) == 2
+
+
+def test_a_dataset_whose_images_stay_throttled_fails_the_stage_transiently_instead_of_refusing_rows(
+    s3, proxy, two_attempts, tmp_path
+):
+    """A store outage is not bad data: the rows are not quarantined as image_unreadable, the stage is retried."""
+    from vlm_rl_assets.prompts.datasets import load_dataset
+
+    row = '{"question": "Which?", "answer": "1", "answer_type": "number", "images": ["a.png"]}\n'
+    s3.put_object(Bucket=S3_BUCKET, Key="ds/data.jsonl", Body=row.encode())
+    s3.put_object(Bucket=S3_BUCKET, Key="ds/a.png", Body=png_bytes(Image.new("RGB", (8, 8))))
+    proxy.arm(Fault("GET", r"/ds/a\.png$", Action.SLOW_DOWN, times=None))
+    store = open_store(tmp_path / "store")
+    with pytest.raises(TRANSIENT_ERRORS, match="SlowDown"):
+        load_dataset(f"s3://{S3_BUCKET}/ds/data.jsonl", store, {"train": 5}, {})
+    assert proxy.hit(Action.SLOW_DOWN) == 2

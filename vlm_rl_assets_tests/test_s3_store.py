@@ -19,14 +19,10 @@ from vlm_rl_assets.store.costs import latest_costs
 from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets.store.s3 import UnsafeManifestError
 from vlm_rl_assets_tests.graphs import CATEGORY_ASSETS, everything
-from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table
+from vlm_rl_assets_tests.helpers import S3_BUCKET, prompt_table, s3_keys
 
 TWO_CATEGORIES = Path(__file__).parent / "data" / "two_categories.yaml"
 BUCKET = S3_BUCKET  # the `s3` fixture (conftest.py) creates it
-
-
-def keys(client, prefix: str) -> list[str]:
-    return [obj["Key"] for obj in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 
 
 def test_tables_round_trip_schema_checked_and_missing_says_what_is_missing(s3, tmp_path):
@@ -36,7 +32,7 @@ def test_tables_round_trip_schema_checked_and_missing_says_what_is_missing(s3, t
     assert uri == store.table_uri("prompt_mixture", "count") == f"s3://{BUCKET}/tables/prompt_mixture/count.parquet"
     assert store.has_table("prompt_mixture", "count") and not store.has_table("rollouts", "count")
     assert store.read_table("prompt_mixture", "count", schemas.PROMPTS).equals(table)
-    assert keys(s3, "tables/") == ["tables/prompt_mixture/count.parquet"]
+    assert s3_keys(s3, "tables/") == ["tables/prompt_mixture/count.parquet"]
     store.write_table("prompt_mixture", "count/more", table, schemas.PROMPTS)
     assert store.table_keys("prompt_mixture") == ["count", "count/more"] and store.table_keys("rollouts") == []
     with pytest.raises(schemas.SchemaError, match=r"lacks columns \['answer'\]"):
@@ -52,7 +48,7 @@ def test_images_are_stored_once_under_root_relative_uris(s3, tmp_path):
     data = png_bytes(Image.new("RGB", (8, 8), "red"))
     uri = store.put_image(data)
     assert uri == store.put_image(data) and uri.startswith("images/")
-    assert keys(s3, "images_test/") == [f"images_test/{uri}"]
+    assert s3_keys(s3, "images_test/") == [f"images_test/{uri}"]
     assert store.load_image(uri).getpixel((0, 0)) == (255, 0, 0)
     with pytest.raises(FileNotFoundError) as missing:
         store.load_image("images/gone.png")
@@ -67,7 +63,7 @@ def test_a_variant_root_nests_under_the_prefix_and_nothing_is_copied_to_or_from_
     local.local_path("rollouts/color/shards/f1").mkdir(parents=True)
     local.copy_folders(store, "rollouts", "*/shards/*")
     store.copy_folders(local, "rollouts", "*/shards/*")
-    assert keys(s3, "main/") == []
+    assert s3_keys(s3, "main/") == []
 
 
 def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_path):
@@ -76,7 +72,7 @@ def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_pat
         with writer.staged_dir("dpo_checkpoint", "c") as out:
             (out / "config.json").write_text("1")
             raise RuntimeError("killed")
-    assert keys(s3, "ckpt_test/") == [] and not writer.has_checkpoint("dpo_checkpoint", "c")
+    assert s3_keys(s3, "ckpt_test/") == [] and not writer.has_checkpoint("dpo_checkpoint", "c")
     assert not list((tmp_path / "writer_cache").rglob("config.json"))  # the staging folder is gone too
     with pytest.raises(MissingUpstreamError, match="dpo_checkpoint checkpoint 'c' not found at s3://") as missing:
         writer.local_checkpoint("dpo_checkpoint", "c")
@@ -87,7 +83,7 @@ def test_checkpoint_is_published_only_on_success_and_downloaded_once(s3, tmp_pat
             (out / "config.json").write_text(version)
             (out / "sub").mkdir()
             (out / "sub" / "weights.bin").write_bytes(b"w" * 10)
-    stored = keys(s3, "ckpt_test/")
+    stored = s3_keys(s3, "ckpt_test/")
     assert "ckpt_test/dpo_checkpoint/c/_COMPLETE" in stored and len(stored) == 3  # the superseded version is gone
 
     reader = open_store(f"s3://{BUCKET}/ckpt_test", tmp_path / "reader_cache")
@@ -148,7 +144,7 @@ def test_one_category_runs_end_to_end_with_the_root_on_s3(s3, tmp_path):
                 resources=resources,
             )
             assert run.success
-    stored = keys(s3, "run/")
+    stored = s3_keys(s3, "run/")
     for asset in ("prompt_mixture", "rollouts", "filtered_rollouts", "judged_pairs", "benchmark_scores"):
         assert f"run/{asset}/color.parquet" in stored
     for checkpoint in ("base_model/embedded", "dpo_checkpoint/color"):

@@ -70,6 +70,8 @@ def data_files(source: str, reader: UriReader) -> list[DataFile]:
     folder = posixpath.dirname(source[:glob_at]) if glob_at is not None else source.rstrip("/")
     try:
         listed = reader.list_under(folder)
+    except ConnectionError:
+        raise  # the object store is down (after its own retries): the stage is retried, the dataset is not bad
     except OSError as err:
         raise DatasetError(f"cannot list dataset {source}: {err}; for s3:// check the AWS_* credentials") from err
     if glob_at is not None:
@@ -97,6 +99,8 @@ def file_rows(file: DataFile, reader: UriReader, select: Select) -> Iterator[Row
         raise DatasetError(f"dataset {file.uri} not found; {FIX_SOURCE}") from None
     except UnicodeDecodeError as err:
         raise DatasetError(f"dataset {file.uri}: byte {err.start} is not UTF-8; re-save the file as UTF-8") from None
+    except ConnectionError:
+        raise  # the object store is down: retried, not a bad dataset
     except OSError as err:
         raise DatasetError(
             f"cannot read dataset {file.uri}: {err}; for s3:// check the AWS_* credentials and endpoint"

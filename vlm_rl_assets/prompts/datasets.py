@@ -227,6 +227,8 @@ class ImageImporter:
             data = self.reader.read(uri)
         except FileNotFoundError:
             return RowError(f"image_missing: {uri}")
+        except ConnectionError:
+            raise  # the store or network is down, not the row bad: the stage is retried
         except OSError as err:
             return RowError(f"image_unreadable: {err}")
         return self._store(data, uri)
