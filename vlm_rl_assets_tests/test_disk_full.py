@@ -26,7 +26,9 @@ from vlm_rl_assets.store import disk, schemas
 from vlm_rl_assets.store.costs import latest_costs, record_cost
 from vlm_rl_assets.store.disk import DiskFullError, claim
 from vlm_rl_assets.store.local import LocalStore
+from vlm_rl_assets.store.open import open_store
 from vlm_rl_assets_tests.graphs import everything
+from vlm_rl_assets_tests.helpers import S3_BUCKET
 from vlm_rl_assets_tests.test_costs import usage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,3 +298,19 @@ def test_a_folder_is_listed_for_stale_entries_once_per_process_not_once_per_writ
     for shade in range(5):
         store.put_image(f"image {shade}".encode())
     assert listed.count(tmp_path / "images") == 1
+
+
+def test_an_s3_checkpoint_staged_on_a_full_cache_disk_fails_clearly_and_is_refused_early(s3, tmp_path, monkeypatch):
+    """On S3 a checkpoint is staged in the local cache before upload: the same clear error, the same early check."""
+    store = open_store(f"s3://{S3_BUCKET}/full", tmp_path / "cache")
+    with pytest.raises(DiskFullError, match="the checkpoint needed more than the 6 B written to the cache"):
+        with store.staged_dir("dpo_checkpoint", "c") as out:
+            (out / "model.bin").write_bytes(b"weight")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert not list((tmp_path / "cache").rglob(".staging.*")) and not store.has_checkpoint("dpo_checkpoint", "c")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"w" * 5000)
+    monkeypatch.setattr(disk, "free_bytes", lambda path: 1200)
+    with pytest.raises(DiskFullError, match="1.2 kB free; the dpo_checkpoint checkpoint 'c', as large as .*, staged"):
+        store.check_room("dpo_checkpoint", "c", like=model)

@@ -40,6 +40,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from vlm_rl_assets import metering
+from vlm_rl_assets.readable import quantity
+from vlm_rl_assets.store import disk
 from vlm_rl_assets.store.base import Store, folder_bytes
 
 MANIFEST = "_COMPLETE"
@@ -215,10 +217,21 @@ class S3Store(Store):
         try:
             yield staging
             version = self._publish(staging, asset, key)
-        except BaseException:
+        except BaseException as error:
+            written = folder_bytes(staging)
             shutil.rmtree(staging, ignore_errors=True)
+            if disk.is_disk_full(error):
+                need = f"the checkpoint needed more than the {quantity(written, 'B')} written to the cache"
+                raise disk.disk_full(staging.parent, need) from error
             raise
         _move_into_place(staging, self.cache / asset / key / version)
+
+    def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
+        """A checkpoint is staged in the local cache before its upload: refuse when the cache's disk has less free than
+        `like` holds (without `like`, nothing is checked: sizing the previous version would download it)."""
+        if like is not None:
+            what = f"the {asset} checkpoint {key!r}, as large as {like}, staged in the cache,"
+            disk.require_room(self.cache / asset / key, folder_bytes(like), what)
 
     @unavailable_when_transient
     def _publish(self, folder: Path, asset: str, key: str) -> str:
