@@ -174,14 +174,19 @@ def test_a_checkpoint_too_large_for_the_free_space_is_refused_before_it_is_made(
     (model / "model.safetensors").write_bytes(b"w" * 5000)
     monkeypatch.setattr(disk, "free_bytes", lambda path: 1200)
     store = LocalStore(tmp_path / "store")
+    trained = []
     with pytest.raises(DiskFullError, match=message(tmp_path / "store" / "dpo_checkpoint" / "c", "")) as refused:
-        store.check_room("dpo_checkpoint", "c", like=model)
+        with store.staged_dir("dpo_checkpoint", "c", like=model):
+            trained.append("c")
     assert f"1.2 kB free; the dpo_checkpoint checkpoint 'c', as large as {model}, needs about 5 kB" in str(
         refused.value
     )
+    assert not trained and not staging_entries(tmp_path / "store")  # refused before anything was made
     monkeypatch.setattr(disk, "free_bytes", lambda path: 10_000)
-    store.check_room("dpo_checkpoint", "c", like=model)
+    with store.staged_dir("dpo_checkpoint", "c", like=model):
+        trained.append("c")
     store.check_room("dpo_checkpoint", "c")  # no checkpoint to replace, nothing known: not refused
+    assert trained == ["c"]
 
 
 def test_the_disk_full_error_is_an_enospc_oserror_that_is_not_retried():
@@ -313,4 +318,5 @@ def test_an_s3_checkpoint_staged_on_a_full_cache_disk_fails_clearly_and_is_refus
     (model / "model.safetensors").write_bytes(b"w" * 5000)
     monkeypatch.setattr(disk, "free_bytes", lambda path: 1200)
     with pytest.raises(DiskFullError, match="1.2 kB free; the dpo_checkpoint checkpoint 'c', as large as .*, staged"):
-        store.check_room("dpo_checkpoint", "c", like=model)
+        with store.staged_dir("dpo_checkpoint", "c", like=model):
+            pass

@@ -57,8 +57,7 @@ def base_model(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[Pip
 
     torch.set_num_threads(config.model.torch_threads)
     dataset = dataset_rows(context, config, store)
-    store.check_room(BASE_MODEL, EMBEDDED)  # as large as the one it replaces, if any
-    with store.staged_dir(BASE_MODEL, EMBEDDED) as out_dir:
+    with store.staged_dir(BASE_MODEL, EMBEDDED) as out_dir:  # refused if its disk cannot hold the one it replaces
         report = bootstrap_embedded_model(
             out_dir,
             config.bootstrap,

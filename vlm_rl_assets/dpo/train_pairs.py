@@ -98,8 +98,7 @@ def train_pairs(
     work_root = Path(settings.work_dir or cache_dir / "training") / asset / key
     threads = max(1, model.torch_threads // settings.num_processes)  # the processes share the CPU
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=engine.max_new_tokens, seed=engine.seed)
-    store.check_room(asset, key, like=base_dir)
-    with store.staged_dir(asset, key) as out_dir:
+    with store.staged_dir(asset, key, like=base_dir) as out_dir:  # saved like the model it trains
         job = DPOJob(str(base_dir), str(out_dir), settings, loss, torch_threads=threads)
         job_dir = write_job(work_root, job, examples, model_fingerprint(base_dir))
         log(f"training in {job_dir} on {settings.num_processes} process(es); a rerun resumes there")

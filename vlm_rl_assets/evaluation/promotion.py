@@ -107,8 +107,7 @@ def _interval(row: dict) -> str:
 def promote(store: Store, checkpoint: Path, asset: str, key: str) -> str:
     """Publish a copy of `checkpoint` as `asset`/`key` (atomically: a failed copy leaves the promoted one in place);
     returns its URI. A copy, not a pointer: the candidate's own folder is overwritten by the next training run."""
-    store.check_room(asset, key, like=checkpoint)
-    with store.staged_dir(asset, key) as staged:
+    with store.staged_dir(asset, key, like=checkpoint) as staged:
         shutil.copytree(checkpoint, staged, dirs_exist_ok=True)
     return store.checkpoint_uri(asset, key)
 

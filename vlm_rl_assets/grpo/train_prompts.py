@@ -92,8 +92,7 @@ def train_prompts(
     identities = [reward.identity() for reward in rewards]
     work_dir = grpo_work_folder(work_root, model_fingerprint(base_dir), examples, identities, settings, grpo)
     log(f"training in {work_dir}; a rerun resumes there")
-    store.check_room(asset, key, like=base_dir)
-    with store.staged_dir(asset, key) as out_dir:
+    with store.staged_dir(asset, key, like=base_dir) as out_dir:  # saved like the model it trains
         result = grpo_train(base_dir, out_dir, examples, rewards, settings, grpo, log, work_dir)
         judged = sum(reward.judged for reward in rewards)
         failures = pl.concat([quarantine.rows(rewards_table, r.__name__, r.failures) for r in rewards])

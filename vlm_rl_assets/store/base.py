@@ -92,8 +92,9 @@ class Store(ABC):
     def has_checkpoint(self, asset: str, key: str) -> bool: ...
 
     @abstractmethod
-    def staged_dir(self, asset: str, key: str) -> AbstractContextManager[Path]:
-        """A fresh local folder to write a checkpoint into; published only if the block succeeds."""
+    def staged_dir(self, asset: str, key: str, like: Path | None = None) -> AbstractContextManager[Path]:
+        """A fresh local folder to write a checkpoint into; published only if the block succeeds. Refused first when
+        its disk cannot hold one as large as `like` (`check_room`)."""
 
     def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
         """Refuse, before a checkpoint is made, when the disk it is staged on has less free than the folder `like`

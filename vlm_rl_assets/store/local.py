@@ -65,7 +65,8 @@ class LocalStore(Store):
         return folder if folder.is_dir() else None
 
     @contextmanager
-    def staged_dir(self, asset: str, key: str) -> Iterator[Path]:
+    def staged_dir(self, asset: str, key: str, like: Path | None = None) -> Iterator[Path]:
+        self.check_room(asset, key, like)
         final = self.root / asset / key
         staging = staging_name(final, ".tmp")
         try:

@@ -210,8 +210,9 @@ class S3Store(Store):
         return folder
 
     @contextmanager
-    def staged_dir(self, asset: str, key: str) -> Iterator[Path]:
+    def staged_dir(self, asset: str, key: str, like: Path | None = None) -> Iterator[Path]:
         """Train into a cache folder; on success upload it, write the manifest, and keep it as the cached copy."""
+        self.check_room(asset, key, like)
         staging = self.cache / asset / key / f".staging.{uuid.uuid4().hex}.tmp"
         staging.mkdir(parents=True)
         try:
