@@ -96,15 +96,11 @@ class Store(ABC):
         """A fresh local folder to write a checkpoint into; published only if the block succeeds. Refused first when
         its disk cannot hold one as large as `like` (`check_room`)."""
 
+    @abstractmethod
     def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
         """Refuse, before a checkpoint is made, when the disk it is staged on has less free than the folder `like`
         holds, an estimate the caller names: the model it trains (saved whole, LoRA merged, in that model's dtype) or
-        the checkpoint it copies; by default the checkpoint it replaces, if there is one. A full disk found then wastes
-        no training; a store that stages off this machine's disk (`local_path` None) is not checked."""
-        staging = self.local_path(f"{asset}/{key}")
-        like = like or (self._local_checkpoint(asset, key) if staging is not None else None)
-        if staging is not None and like is not None:
-            disk.require_room(staging, folder_bytes(like), f"the {asset} checkpoint {key!r}, as large as {like},")
+        the checkpoint it copies. A full disk found then wastes no training."""
 
     @abstractmethod
     def _local_checkpoint(self, asset: str, key: str) -> Path | None:
@@ -196,30 +192,22 @@ class Store(ABC):
             copy = target_root / folder.relative_to(source_root)
             if not copy.exists():  # copied aside then renamed: a kill mid-copy leaves no half folder behind
                 _copy_whole(folder, copy)
-                metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(copy))
+                metering.count(metering.STORE_BYTES_WRITTEN, disk.folder_bytes(copy))
 
 
 def _copy_whole(folder: Path, copy: Path) -> None:
     """Copy `folder` to `copy` through a staging sibling, removed if the copy fails (a full disk: said so)."""
     staging = copy.with_name(f".{copy.name}.copying")
     shutil.rmtree(staging, ignore_errors=True)  # a killed copy's
-    try:
+    with disk.removed_on_failure(
+        staging, copy, lambda: f"a copy of {folder} needs {quantity(disk.folder_bytes(folder), 'B')}"
+    ):
         shutil.copytree(folder, staging)
         staging.rename(copy)
-    except BaseException as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        if disk.is_disk_full(error):
-            raise disk.disk_full(copy, f"a copy of {folder} needs {quantity(folder_bytes(folder), 'B')}") from error
-        raise
 
 
 def _table_rel(asset: str, key: str) -> str:
     return f"{asset}/{key}.parquet"
-
-
-def folder_bytes(folder: Path) -> int:
-    """The size of every file under `folder` (a checkpoint being published)."""
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -55,6 +55,31 @@ def disk_full(path: Path, need: str = "") -> DiskFullError:
         f"{'; ' + need if need else ''}. Free space on that disk, or set storage.root to a folder on a larger one, "
         "then rerun: it resumes from what the store holds."
     )
+
+
+@contextmanager
+def removed_on_failure(entry: Path, target: Path, need: Callable[[], str]) -> Iterator[None]:
+    """Run a block that writes `entry` (a temporary file or staging folder) for `target`: if it fails, `entry` is
+    removed, and a full disk becomes the DiskFullError naming `target` and `need()` (asked before the removal, so it
+    may measure what was written)."""
+    try:
+        yield
+    except BaseException as error:
+        needed = need() if is_disk_full(error) else ""
+        remove(entry)
+        if is_disk_full(error):
+            raise disk_full(target, needed) from error
+        raise
+
+
+def checkpoint_need(staging: Path, where: str = "") -> str:
+    """What a checkpoint that filled the disk needed: more than it had written to `staging` (`where`)."""
+    return f"the checkpoint needed more than the {quantity(folder_bytes(staging), 'B')} written{where}"
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of every file under `folder` (a checkpoint being published; 0 when it is gone)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def require_room(path: Path, needed: int, what: str) -> None:

@@ -9,8 +9,18 @@ from pathlib import Path
 
 from vlm_rl_assets import metering
 from vlm_rl_assets.readable import quantity
-from vlm_rl_assets.store.base import Store, folder_bytes
-from vlm_rl_assets.store.disk import claim, claimed, disk_full, is_disk_full, remove, staging_name, sweep_stale
+from vlm_rl_assets.store.base import Store
+from vlm_rl_assets.store.disk import (
+    checkpoint_need,
+    claim,
+    claimed,
+    folder_bytes,
+    remove,
+    removed_on_failure,
+    require_room,
+    staging_name,
+    sweep_stale,
+)
 
 
 class LocalStore(Store):
@@ -32,7 +42,7 @@ class LocalStore(Store):
     def _put(self, rel: str, data: bytes) -> None:
         path = self.root / rel
         tmp = staging_name(path, ".tmp")
-        try:
+        with removed_on_failure(tmp, path, lambda: f"the write needed {quantity(len(data), 'B')}"):
             path.parent.mkdir(parents=True, exist_ok=True)
             sweep_stale(path)
             with tmp.open("xb") as file:
@@ -40,11 +50,6 @@ class LocalStore(Store):
                 file.write(data)
                 file.flush()
                 os.replace(tmp, path)  # while still claimed: no sweep takes it between the write and the rename
-        except BaseException as error:
-            remove(tmp)
-            if is_disk_full(error):
-                raise disk_full(path, f"the write needed {quantity(len(data), 'B')}") from error
-            raise
 
     def _list(self, prefix: str) -> list[str]:
         folder = self.root / prefix  # hidden names are writes in flight (`.<name>.<uuid>.tmp`)
@@ -69,7 +74,7 @@ class LocalStore(Store):
         self.check_room(asset, key, like)
         final = self.root / asset / key
         staging = staging_name(final, ".tmp")
-        try:
+        with removed_on_failure(staging, final, lambda: checkpoint_need(staging)):
             final.parent.mkdir(parents=True, exist_ok=True)
             sweep_stale(final)
             staging.mkdir()
@@ -77,14 +82,14 @@ class LocalStore(Store):
                 yield staging
                 metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(staging))
                 _publish(staging, final)
-        except BaseException as error:
-            written = folder_bytes(staging) if staging.exists() else 0
-            remove(staging)
-            if is_disk_full(error):
-                raise disk_full(
-                    final, f"the checkpoint needed more than the {quantity(written, 'B')} written"
-                ) from error
-            raise
+
+    def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
+        """Without `like`, the checkpoint it replaces, if there is one, is the estimate."""
+        like = like or self._local_checkpoint(asset, key)
+        if like is not None:
+            require_room(
+                self.root / asset / key, folder_bytes(like), f"the {asset} checkpoint {key!r}, as large as {like},"
+            )
 
 
 def _publish(staging: Path, final: Path) -> None:

@@ -40,9 +40,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from vlm_rl_assets import metering
-from vlm_rl_assets.readable import quantity
 from vlm_rl_assets.store import disk
-from vlm_rl_assets.store.base import Store, folder_bytes
+from vlm_rl_assets.store.base import Store
 
 MANIFEST = "_COMPLETE"
 SCHEME = "s3://"
@@ -215,16 +214,9 @@ class S3Store(Store):
         self.check_room(asset, key, like)
         staging = self.cache / asset / key / f".staging.{uuid.uuid4().hex}.tmp"
         staging.mkdir(parents=True)
-        try:
+        with disk.removed_on_failure(staging, staging.parent, lambda: disk.checkpoint_need(staging, " to the cache")):
             yield staging
             version = self._publish(staging, asset, key)
-        except BaseException as error:
-            written = folder_bytes(staging)
-            shutil.rmtree(staging, ignore_errors=True)
-            if disk.is_disk_full(error):
-                need = f"the checkpoint needed more than the {quantity(written, 'B')} written to the cache"
-                raise disk.disk_full(staging.parent, need) from error
-            raise
         _move_into_place(staging, self.cache / asset / key / version)
 
     def check_room(self, asset: str, key: str, like: Path | None = None) -> None:
@@ -232,7 +224,7 @@ class S3Store(Store):
         `like` holds (without `like`, nothing is checked: sizing the previous version would download it)."""
         if like is not None:
             what = f"the {asset} checkpoint {key!r}, as large as {like}, staged in the cache,"
-            disk.require_room(self.cache / asset / key, folder_bytes(like), what)
+            disk.require_room(self.cache / asset / key, disk.folder_bytes(like), what)
 
     @unavailable_when_transient
     def _publish(self, folder: Path, asset: str, key: str) -> str:
@@ -247,7 +239,7 @@ class S3Store(Store):
             with suppress(Exception):  # the upload's error is the one to report; what stays is never read (no manifest)
                 self._delete_version(asset, key, version)
             raise
-        metering.count(metering.STORE_BYTES_WRITTEN, folder_bytes(folder))
+        metering.count(metering.STORE_BYTES_WRITTEN, disk.folder_bytes(folder))
         self._write(f"{asset}/{key}/{MANIFEST}", json.dumps({"version": version, "files": files}).encode())
         if previous is not None:
             self._delete_version(asset, key, previous["version"])
